@@ -1,0 +1,129 @@
+/*
+ * cache — the Redis side of Shareline: precomputed public projections, kept with versioned,
+ * conditional writes, over hiredis' async API on the caller's libuv loop.
+ *
+ * The module knows nothing of sessions' contents, of the store, of rpc or of HTTP. It stores one
+ * value per session id under the key "<prefix>p:<session id>"; the value is one of:
+ *
+ *   LEASE   "L<token>"                 a reader is rebuilding this entry (short TTL)
+ *   MARK    "M<version>"               an owner change up to <version> is in flight: readers must
+ *                                      read the store and may not fill (TTL)
+ *   PUBLIC  "P<version>\n<payload>"    the projection of <version>; payload is opaque here
+ *   TOMB    "T<version>"               not public at <version> (private, revoked, deleted)
+ *
+ * The write rules (each one Lua script, so atomic in Redis) are the invalidation protocol of
+ * docs/invalidation.md:
+ *   lease:   set L<token> only when the key is absent.
+ *   fill:    set PUBLIC/TOMB only when the key still holds exactly L<token> (a reader's rebuild).
+ *   mark:    set M<version> unless the key holds a PUBLIC/TOMB/MARK of a greater version.
+ *   publish: set PUBLIC/TOMB of <version> when the key is absent, a LEASE, a MARK of version
+ *            <= <version>, or a PUBLIC/TOMB of version < <version> (an owner's write).
+ *
+ * Every callback of this module is called exactly once, and never from inside the call that
+ * registered it (always later, from the loop), whatever happens: success, error reply, timeout,
+ * disconnect or sl_cache_close().
+ */
+#ifndef SL_CACHE_H
+#define SL_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct sl_cache sl_cache_t;
+
+typedef struct sl_cache_config {
+    const char *host;           /* IPv4/IPv6 literal ("127.0.0.1"); names are not resolved */
+    unsigned port;              /* default 6379 */
+    const char *unix_path;      /* when non-NULL, used instead of host/port */
+    unsigned connect_timeout_ms; /* default 1000 */
+    unsigned command_timeout_ms; /* default 1000; a timed-out command fails with SL_CACHE_E_TIMEOUT
+                                    and the connection is dropped and re-made */
+    unsigned reconnect_min_ms;  /* first reconnect delay, default 50; doubles per failure */
+    unsigned reconnect_max_ms;  /* cap of the reconnect delay, default 2000 */
+    const char *key_prefix;     /* default "sl:"; copied */
+    unsigned public_ttl_s;      /* TTL of PUBLIC entries, default 86400; 0 = none */
+    unsigned tomb_ttl_s;        /* TTL of TOMB entries, default 3600 */
+} sl_cache_config_t;
+
+typedef enum sl_cache_status {
+    SL_CACHE_OK = 0,
+    SL_CACHE_E_DOWN,    /* not connected (or lost the connection before the reply) */
+    SL_CACHE_E_TIMEOUT, /* no reply within command_timeout_ms */
+    SL_CACHE_E_REPLY,   /* Redis answered with an error, or an unexpected reply */
+    SL_CACHE_E_CLOSED,  /* sl_cache_close() was called */
+} sl_cache_status_t;
+
+typedef struct sl_cache_stats {
+    uint64_t commands;   /* commands sent */
+    uint64_t errors;     /* callbacks with a status other than OK */
+    uint64_t timeouts;   /* of which timeouts */
+    uint64_t connects;   /* successful (re)connects */
+    uint64_t disconnects;
+} sl_cache_stats_t;
+
+/* Opens a cache client on `loop` and starts connecting in the background (it keeps reconnecting
+ * with backoff for as long as it is open). Copies what it needs of cfg. Returns 0, or a negative
+ * errno-style value on bad configuration / out of memory. */
+int sl_cache_open(sl_cache_t **out, uv_loop_t *loop, const sl_cache_config_t *cfg);
+
+/* Fails every pending command with SL_CACHE_E_CLOSED (callbacks run later, from the loop), closes
+ * the connection and the libuv handles, then frees the client. Safe to call from a callback. */
+void sl_cache_close(sl_cache_t *c);
+
+/* 1 when the connection is up (connected and not known to be broken). */
+int sl_cache_connected(const sl_cache_t *c);
+
+void sl_cache_get_stats(const sl_cache_t *c, sl_cache_stats_t *out);
+
+/* ---- projections ---- */
+
+typedef enum sl_proj_kind {
+    SL_PROJ_ABSENT = 0,
+    SL_PROJ_LEASE,
+    SL_PROJ_MARK,
+    SL_PROJ_PUBLIC,
+    SL_PROJ_TOMB,
+} sl_proj_kind_t;
+
+typedef struct sl_proj_reply {
+    sl_cache_status_t status;
+    const char *error;      /* human text when status != OK (static or valid during the callback) */
+    sl_proj_kind_t kind;    /* get: what the key holds */
+    uint64_t version;       /* get: version of MARK/PUBLIC/TOMB; token of LEASE */
+    const void *payload;    /* get: PUBLIC payload; valid only during the callback */
+    size_t len;
+    int stored;             /* lease/fill/mark/publish: 1 when the write took effect, 0 if refused */
+} sl_proj_reply_t;
+
+typedef void (*sl_proj_cb)(const sl_proj_reply_t *reply, void *data);
+
+void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data);
+void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
+                         sl_proj_cb cb, void *data);
+/* kind is SL_PROJ_PUBLIC (payload used) or SL_PROJ_TOMB (payload ignored). */
+void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
+                        uint64_t version, const void *payload, size_t len, sl_proj_cb cb, void *data);
+void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
+                        sl_proj_cb cb, void *data);
+void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
+                           const void *payload, size_t len, sl_proj_cb cb, void *data);
+
+/* ---- plain commands (health checks, tests, bench) ---- */
+
+typedef struct sl_cache_reply {
+    sl_cache_status_t status;
+    const char *error;
+    int is_nil;
+    long long integer; /* integer replies */
+    const char *str;   /* string/status replies; valid only during the callback */
+    size_t len;
+} sl_cache_reply_t;
+
+typedef void (*sl_cache_cb)(const sl_cache_reply_t *reply, void *data);
+
+/* Sends one command given as argv (binary-safe). Array replies are reported as an error. */
+void sl_cache_command(sl_cache_t *c, int argc, const char **argv, const size_t *argvlen, sl_cache_cb cb,
+                      void *data);
+
+#endif

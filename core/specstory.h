@@ -1,0 +1,39 @@
+/*
+ * Internal to core/: the SpecStory Markdown importer. Turns a history file (every format described
+ * in shared/fixtures/specstory/README.md, and variants) into exchanges.
+ *
+ * An exchange is one non-sidechain user turn (the prompt) plus everything after it up to the next
+ * non-sidechain user turn (the response: agent turns, tool uses, sidechain turns), as Markdown.
+ * No line of a turn is dropped: every line that belongs to a turn ends up in a prompt or response.
+ */
+#ifndef SL_CORE_SPECSTORY_H
+#define SL_CORE_SPECSTORY_H
+
+#include <stddef.h>
+
+typedef struct sl_specstory_exchange {
+    char *title;       /* default title from the prompt's first non-empty line (<= 120 bytes, valid
+                          UTF-8, never NULL; "Untitled exchange" when the prompt is empty) */
+    char *prompt;      /* NUL-terminated; prompt_len excludes the NUL */
+    size_t prompt_len;
+    char *response;    /* NUL-terminated; response_len excludes the NUL */
+    size_t response_len;
+    char *created_at;  /* "YYYY-MM-DDTHH:MM:SSZ" from the user turn's header, or NULL */
+} sl_specstory_exchange_t;
+
+typedef struct sl_specstory_doc {
+    char *title;      /* the document's "# ..." heading text, or NULL */
+    char *agent;      /* e.g. "Claude Code", "Cursor CLI", "Codex CLI", from the session comment, or NULL */
+    char *session_id; /* the uuid of the session comment, or NULL */
+    char *created_at; /* "YYYY-MM-DDTHH:MM:SSZ" of the session, or NULL */
+    sl_specstory_exchange_t *exchanges;
+    size_t count;
+} sl_specstory_doc_t;
+
+/* Parses md[0..len). Returns 0 and fills doc (free with sl_specstory_free), or -1 with a human
+ * message in err when the input is not a SpecStory history file at all (or is not valid UTF-8). */
+int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char *err, size_t errlen);
+
+void sl_specstory_free(sl_specstory_doc_t *doc);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * The schema, as an append-only list of migrations. Never edit a migration that has shipped: add a
+ * new one. Times are UTC (every connection sets time_zone '+00:00').
+ *
+ * Privacy lives partly here: the views viewer_* hold exactly what a viewer may see of a session
+ * (no hidden or deleted exchange, no deleted session), and public_* add "and the session is
+ * public". The public read path queries only public_* (see docs/invalidation.md).
+ */
+#include "migrations.h"
+
+static const char *const m1_steps[] = {
+    "CREATE TABLE IF NOT EXISTS tenants ("
+    " id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " name VARCHAR(200) NOT NULL,"
+    " created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+    "CREATE TABLE IF NOT EXISTS users ("
+    " id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " tenant_id BIGINT UNSIGNED NOT NULL,"
+    " handle VARCHAR(64) NOT NULL,"
+    " display_name VARCHAR(200) NOT NULL,"
+    " avatar_url VARCHAR(1000) NULL,"
+    " created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " UNIQUE KEY users_tenant_handle (tenant_id, handle),"
+    " CONSTRAINT users_tenant FOREIGN KEY (tenant_id) REFERENCES tenants (id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+    /* Only the SHA-256 of a token is stored. kind 'service' tokens have no user_id and act for the
+     * users of their tenant. */
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    " id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " token_hash BINARY(32) NOT NULL,"
+    " tenant_id BIGINT UNSIGNED NOT NULL,"
+    " user_id BIGINT UNSIGNED NULL,"
+    " kind ENUM('user','service') NOT NULL DEFAULT 'user',"
+    " created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " revoked_at DATETIME(6) NULL,"
+    " UNIQUE KEY tokens_hash (token_hash),"
+    " CONSTRAINT tokens_tenant FOREIGN KEY (tenant_id) REFERENCES tenants (id),"
+    " CONSTRAINT tokens_user FOREIGN KEY (user_id) REFERENCES users (id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+    /* ext_id is the client's project id (SpecStory projectId, or the name when none is given). */
+    "CREATE TABLE IF NOT EXISTS projects ("
+    " id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " tenant_id BIGINT UNSIGNED NOT NULL,"
+    " owner_id BIGINT UNSIGNED NOT NULL,"
+    " ext_id VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
+    " name VARCHAR(200) NOT NULL,"
+    " icon VARCHAR(64) NOT NULL DEFAULT '',"
+    " color VARCHAR(32) NOT NULL DEFAULT '',"
+    " created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " UNIQUE KEY projects_owner_ext (owner_id, ext_id),"
+    " CONSTRAINT projects_tenant FOREIGN KEY (tenant_id) REFERENCES tenants (id),"
+    " CONSTRAINT projects_owner FOREIGN KEY (owner_id) REFERENCES users (id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+    /* version is bumped by every change; exchange_seq hands out exchange ids (never reused). */
+    "CREATE TABLE IF NOT EXISTS sessions ("
+    " id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " tenant_id BIGINT UNSIGNED NOT NULL,"
+    " owner_id BIGINT UNSIGNED NOT NULL,"
+    " project_id BIGINT UNSIGNED NOT NULL,"
+    " title VARCHAR(500) NOT NULL,"
+    " is_public TINYINT(1) NOT NULL DEFAULT 0,"
+    " version BIGINT UNSIGNED NOT NULL DEFAULT 1,"
+    " exchange_seq INT UNSIGNED NOT NULL DEFAULT 0,"
+    " agent VARCHAR(100) NOT NULL DEFAULT '',"
+    " created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " deleted_at DATETIME(6) NULL,"
+    " KEY sessions_owner_updated (owner_id, updated_at),"
+    " KEY sessions_project_updated (project_id, updated_at),"
+    " CONSTRAINT sessions_tenant FOREIGN KEY (tenant_id) REFERENCES tenants (id),"
+    " CONSTRAINT sessions_owner FOREIGN KEY (owner_id) REFERENCES users (id),"
+    " CONSTRAINT sessions_project FOREIGN KEY (project_id) REFERENCES projects (id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+    /* The upload, byte-exact. */
+    "CREATE TABLE IF NOT EXISTS session_uploads ("
+    " session_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " markdown LONGBLOB NOT NULL,"
+    " raw_data LONGBLOB NULL,"
+    " session_data LONGBLOB NULL,"
+    " metadata LONGBLOB NULL,"
+    " updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " CONSTRAINT uploads_session FOREIGN KEY (session_id) REFERENCES sessions (id)"
+    ") ENGINE=InnoDB",
+
+    "CREATE TABLE IF NOT EXISTS exchanges ("
+    " session_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " id INT UNSIGNED NOT NULL,"
+    " position INT UNSIGNED NOT NULL,"
+    " title VARCHAR(500) NULL,"
+    " default_title VARCHAR(500) NOT NULL,"
+    " prompt MEDIUMTEXT NOT NULL,"
+    " response LONGTEXT NOT NULL,"
+    " prompt_sha256 BINARY(32) NOT NULL,"
+    " hidden TINYINT(1) NOT NULL DEFAULT 0,"
+    " created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " deleted_at DATETIME(6) NULL,"
+    " PRIMARY KEY (session_id, id),"
+    " KEY exchanges_position (session_id, position),"
+    " CONSTRAINT exchanges_session FOREIGN KEY (session_id) REFERENCES sessions (id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_sessions AS"
+    " SELECT s.id, s.is_public, s.version, s.title,"
+    "  DATE_FORMAT(s.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at,"
+    "  DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ') AS updated_at,"
+    "  p.name AS project_name, p.icon AS project_icon, p.color AS project_color,"
+    "  u.display_name AS author_name, u.handle AS author_handle"
+    " FROM sessions s JOIN projects p ON p.id = s.project_id JOIN users u ON u.id = s.owner_id"
+    " WHERE s.deleted_at IS NULL",
+
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_exchanges AS"
+    " SELECT e.session_id, e.id, e.position, COALESCE(e.title, e.default_title) AS title,"
+    "  e.prompt, e.response, DATE_FORMAT(e.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at"
+    " FROM exchanges e JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.deleted_at IS NULL AND e.deleted_at IS NULL AND e.hidden = 0",
+
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW public_sessions AS"
+    " SELECT id, version, title, created_at, updated_at, project_name, project_icon, project_color,"
+    "  author_name, author_handle"
+    " FROM viewer_sessions WHERE is_public = 1",
+
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW public_exchanges AS"
+    " SELECT e.session_id, e.id, e.position, e.title, e.prompt, e.response, e.created_at"
+    " FROM viewer_exchanges e JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.is_public = 1",
+    NULL,
+};
+
+const sl_store_migration_t sl_store_migrations[] = {
+    {1, "initial schema", m1_steps},
+};
+
+const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);
