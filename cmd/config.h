@@ -1,0 +1,24 @@
+/* Configuration of the shareline executable: a KEY=VALUE file plus environment overrides. */
+#ifndef SL_CMD_CONFIG_H
+#define SL_CMD_CONFIG_H
+
+#include "cache/cache.h"
+#include "store/store.h"
+
+typedef struct sl_config {
+    char *listen_host;
+    unsigned port;
+    char *public_url;
+    char *tls_cert, *tls_key;
+    size_t max_body;
+    sl_cache_config_t cache;
+    sl_store_config_t db;        /* owner account */
+    sl_store_config_t db_public; /* public account (SELECT on public_* views only) */
+    char *db_public_grantee_host;
+} sl_config_t;
+
+/* Loads defaults, then the file (SHARELINE_CONFIG, else ./var/shareline.env when it exists), then
+ * the environment. Returns 0, or -1 with a message on stderr. */
+int sl_config_load(sl_config_t *cfg);
+
+#endif

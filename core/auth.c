@@ -1,0 +1,101 @@
+/* Bearer tokens: only their SHA-256 is stored; a token is looked up by its hash. */
+#include <stdio.h>
+#include <string.h>
+#include <openssl/sha.h>
+#include <sys/random.h>
+
+#include "core/internal.h"
+
+static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind FROM tokens"
+                                " WHERE token_hash = ? AND revoked_at IS NULL";
+
+void sl_core_token_hash(const char *token, size_t len, unsigned char out[32])
+{
+    SHA256((const unsigned char *)token, len, out);
+}
+
+uint64_t sl_random_u64(void)
+{
+    uint64_t v = 0;
+    while (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+        ;
+    return v;
+}
+
+int sl_core_token_new(char *out, size_t outlen)
+{
+    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[32];
+    if (outlen < 64 || getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        return -1;
+    size_t k = (size_t)snprintf(out, outlen, "slt_");
+    /* 32 bytes = 256 bits; 6 bits per char -> 43 chars */
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        acc = (acc << 8) | raw[i];
+        bits += 8;
+        while (bits >= 6) {
+            out[k++] = b64url[(acc >> (bits - 6)) & 63];
+            bits -= 6;
+        }
+    }
+    if (bits > 0)
+        out[k++] = b64url[(acc << (6 - bits)) & 63];
+    out[k] = '\0';
+    return 0;
+}
+
+int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
+{
+    size_t len;
+    const char *token = sl_rpc_auth(call, &len);
+    if (token == NULL || len == 0) {
+        sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "missing bearer token (Authorization: Bearer <token>)");
+        return -1;
+    }
+    if (len > 256) {
+        sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "invalid bearer token");
+        return -1;
+    }
+    unsigned char hash[32];
+    sl_core_token_hash(token, len, hash);
+    sl_store_value_t p[] = {sl_store_blob(hash, sizeof(hash))};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(core->owner, SQL_TOKEN, p, 1, &err);
+    if (r == NULL) {
+        sl_fail_store(call, &err);
+        return -1;
+    }
+    if (r->nrows != 1) {
+        sl_store_result_free(r);
+        sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "invalid bearer token");
+        return -1;
+    }
+    const sl_store_value_t *kind = sl_store_cell(r, 0, 2);
+    if (kind->len != 4 || memcmp(kind->ptr, "user", 4) != 0) {
+        sl_store_result_free(r);
+        sl_rpc_fail(call, SL_RPC_PERMISSION_DENIED, "service tokens cannot call owner methods yet");
+        return -1;
+    }
+    out->tenant_id = (uint64_t)sl_store_cell(r, 0, 0)->i;
+    out->user_id = (uint64_t)sl_store_cell(r, 0, 1)->i;
+    sl_store_result_free(r);
+    return 0;
+}
+
+void sl_fail_store(sl_rpc_call_t *call, const sl_store_error_t *err)
+{
+    switch (err->code) {
+    case SL_STORE_E_CONN:
+    case SL_STORE_E_TIMEOUT:
+    case SL_STORE_E_CLOSED:
+        sl_rpc_fail(call, SL_RPC_UNAVAILABLE, "database unavailable, retry later");
+        return;
+    default:
+        /* The server's text can name tables and values: log it, don't send it. */
+        fprintf(stderr, "shareline: store error %u: %s\n", err->server_errno, err->message);
+        sl_rpc_fail(call, SL_RPC_INTERNAL, "internal error (database)");
+        return;
+    }
+}

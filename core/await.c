@@ -1,0 +1,169 @@
+/* Adapters that let a task wait for the callback-based store and cache (see task.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+typedef struct wait_store {
+    sl_task_t *task;
+    int done;
+    sl_store_conn_t *conn;
+    sl_store_result_t *res;
+    sl_store_error_t err;
+} wait_store_t;
+
+static void finish(int *done, sl_task_t *task)
+{
+    *done = 1;
+    /* Callbacks are never synchronous (module contracts), so the task is always waiting here. */
+    sl_task_resume(task);
+}
+
+static void on_acquire(sl_store_conn_t *conn, const sl_store_error_t *err, void *data)
+{
+    wait_store_t *w = data;
+    w->conn = conn;
+    if (err)
+        w->err = *err;
+    finish(&w->done, w->task);
+}
+
+static void on_query(sl_store_result_t *res, const sl_store_error_t *err, void *data)
+{
+    wait_store_t *w = data;
+    w->res = res;
+    if (err)
+        w->err = *err;
+    finish(&w->done, w->task);
+}
+
+static void wait_until(int *done)
+{
+    while (!*done)
+        sl_task_wait();
+}
+
+sl_store_conn_t *sl_await_acquire(sl_store_t *s, sl_store_error_t *err)
+{
+    wait_store_t w = {.task = sl_task_current()};
+    sl_store_acquire(s, on_acquire, &w);
+    wait_until(&w.done);
+    if (w.conn == NULL)
+        *err = w.err;
+    return w.conn;
+}
+
+sl_store_result_t *sl_await_exec(sl_store_conn_t *c, const char *sql, const sl_store_value_t *params, size_t n,
+                                 sl_store_error_t *err)
+{
+    wait_store_t w = {.task = sl_task_current()};
+    sl_store_exec(c, sql, params, n, on_query, &w);
+    wait_until(&w.done);
+    if (w.res == NULL)
+        *err = w.err;
+    return w.res;
+}
+
+sl_store_result_t *sl_await_query(sl_store_t *s, const char *sql, const sl_store_value_t *params, size_t n,
+                                  sl_store_error_t *err)
+{
+    wait_store_t w = {.task = sl_task_current()};
+    sl_store_query(s, sql, params, n, on_query, &w);
+    wait_until(&w.done);
+    if (w.res == NULL)
+        *err = w.err;
+    return w.res;
+}
+
+typedef struct wait_proj {
+    sl_task_t *task;
+    int done;
+    sl_proj_reply_t *out;
+    void **payload; /* when non-NULL, the payload is copied here */
+} wait_proj_t;
+
+static void on_proj(const sl_proj_reply_t *r, void *data)
+{
+    wait_proj_t *w = data;
+    *w->out = *r;
+    if (w->payload != NULL && r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC) {
+        *w->payload = malloc(r->len ? r->len : 1);
+        if (*w->payload == NULL) {
+            w->out->status = SL_CACHE_E_REPLY;
+            w->out->error = "out of memory";
+        } else {
+            memcpy(*w->payload, r->payload, r->len);
+        }
+    }
+    /* The reply's pointers are only valid during the callback. */
+    w->out->payload = w->payload ? *w->payload : NULL;
+    if (w->out->status != SL_CACHE_OK)
+        w->out->error = "cache unavailable";
+    finish(&w->done, w->task);
+}
+
+void sl_await_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_result_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    wait_proj_t w = {sl_task_current(), 0, &out->r, &out->payload};
+    sl_cache_proj_get(c, id, idlen, on_proj, &w);
+    wait_until(&w.done);
+}
+
+void sl_await_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
+                         sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_cache_proj_lease(c, id, idlen, token, ttl_ms, on_proj, &w);
+    wait_until(&w.done);
+}
+
+void sl_await_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
+                        uint64_t version, const void *payload, size_t len, sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_cache_proj_fill(c, id, idlen, token, kind, version, payload, len, on_proj, &w);
+    wait_until(&w.done);
+}
+
+void sl_await_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
+                        sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_cache_proj_mark(c, id, idlen, version, ttl_ms, on_proj, &w);
+    wait_until(&w.done);
+}
+
+void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
+                           const void *payload, size_t len, sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_cache_proj_publish(c, id, idlen, kind, version, payload, len, on_proj, &w);
+    wait_until(&w.done);
+}
+
+typedef struct wait_timer {
+    uv_timer_t timer;
+    sl_task_t *task;
+    int done;
+} wait_timer_t;
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    wait_timer_t *w = h->data;
+    finish(&w->done, w->task);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, on_timer_closed);
+}
+
+void sl_await_sleep(uv_loop_t *loop, unsigned ms)
+{
+    wait_timer_t w = {.task = sl_task_current()};
+    uv_timer_init(loop, &w.timer);
+    w.timer.data = &w;
+    uv_timer_start(&w.timer, on_timer, ms, 0);
+    wait_until(&w.done);
+}

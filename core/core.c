@@ -1,0 +1,66 @@
+/* The core object and its method registrations. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+int sl_core_open(sl_core_t **out, uv_loop_t *loop, sl_store_t *owner, sl_store_t *public_, sl_cache_t *cache,
+                 const sl_core_config_t *cfg)
+{
+    sl_core_t *core = calloc(1, sizeof(*core));
+    if (core == NULL)
+        return -1;
+    core->loop = loop;
+    core->owner = owner;
+    core->public_ = public_;
+    core->cache = cache;
+    core->cfg = *cfg;
+    if (core->cfg.max_markdown == 0)
+        core->cfg.max_markdown = 16u << 20;
+    if (core->cfg.max_exchanges == 0)
+        core->cfg.max_exchanges = 10000;
+    const char *base = cfg->public_base_url ? cfg->public_base_url : "http://127.0.0.1:8080";
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        n--;
+    core->base_url = strndup(base, n);
+    if (core->base_url == NULL) {
+        free(core);
+        return -1;
+    }
+    core->cfg.public_base_url = core->base_url;
+    *out = core;
+    return 0;
+}
+
+void sl_core_close(sl_core_t *core)
+{
+    if (core == NULL)
+        return;
+    free(core->base_url);
+    free(core);
+}
+
+int sl_core_register(sl_core_t *core, sl_rpc_server_t *srv)
+{
+    if (sl_public_register(core, srv) != 0 || sl_sessions_register(core, srv) != 0)
+        return -1;
+    return 0;
+}
+
+void sl_core_get_stats(const sl_core_t *core, sl_core_stats_t *out)
+{
+    *out = core->stats;
+}
+
+int sl_session_id_valid(const char *id, size_t len)
+{
+    if (len == 0 || len > 64)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,331 @@
+/*
+ * The public projection: what a viewer may see of a session, precomputed as the public JSON
+ * document (API.md), the HTML page, and the gzip of each, packed as one msgpack map that is stored
+ * in Redis as is and returned by shareline.v1.Public/GetShare.
+ *
+ * It is built from one SELECT over the public_* (or viewer_*) views, so the rows come from one
+ * consistent snapshot and hidden/deleted rows are filtered by MariaDB, not by this code.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <msgpack.h>
+#include <openssl/sha.h>
+#include <zlib.h>
+
+#include "core/internal.h"
+
+#define SELECT_COLUMNS                                                                                          \
+    "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"            \
+    " s.project_color, s.author_name, s.author_handle, e.id, e.title, e.prompt, e.response, e.created_at"
+
+static const char SQL_LOAD_PUBLIC[] = SELECT_COLUMNS
+    " FROM public_sessions s LEFT JOIN public_exchanges e ON e.session_id = s.id"
+    " WHERE s.id = ? ORDER BY e.position, e.id";
+static const char SQL_LOAD_VIEWER[] = SELECT_COLUMNS
+    " FROM viewer_sessions s LEFT JOIN viewer_exchanges e ON e.session_id = s.id"
+    " WHERE s.id = ? ORDER BY e.position, e.id";
+
+enum { C_ID, C_VERSION, C_TITLE, C_CREATED, C_UPDATED, C_PNAME, C_PICON, C_PCOLOR, C_ANAME, C_AHANDLE,
+       C_EID, C_ETITLE, C_EPROMPT, C_ERESPONSE, C_ECREATED, C_COUNT };
+
+/* ---- a growable byte buffer ---- */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} buf_t;
+
+static void buf_add(buf_t *b, const void *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_str(buf_t *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
+
+/* HTML-escapes text for element content and quoted attribute values. */
+static void buf_html(buf_t *b, const char *s, size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *rep = NULL;
+        switch (s[i]) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&#39;"; break;
+        }
+        if (rep) {
+            buf_add(b, s + start, i - start);
+            buf_str(b, rep);
+            start = i + 1;
+        }
+    }
+    buf_add(b, s + start, n - start);
+}
+
+static const char *cell(const sl_store_result_t *r, size_t row, size_t col, size_t *len)
+{
+    const sl_store_value_t *v = sl_store_cell(r, row, col);
+    if (v->type == SL_STORE_TEXT || v->type == SL_STORE_BLOB) {
+        *len = v->len;
+        return v->ptr;
+    }
+    *len = 0;
+    return "";
+}
+
+static json_t *jstr(const sl_store_result_t *r, size_t row, size_t col)
+{
+    size_t n;
+    const char *s = cell(r, row, col, &n);
+    return json_stringn(s, n);
+}
+
+static int gzip(const char *in, size_t len, char **out, size_t *outlen)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (deflateInit2(&zs, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    size_t cap = deflateBound(&zs, len) + 32;
+    *out = malloc(cap);
+    if (*out == NULL) {
+        deflateEnd(&zs);
+        return -1;
+    }
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)*out;
+    zs.avail_out = (uInt)cap;
+    int rc = deflate(&zs, Z_FINISH);
+    *outlen = zs.total_out;
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        free(*out);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *build_json(const sl_store_result_t *r, size_t *visible)
+{
+    json_t *doc = json_object();
+    json_object_set_new(doc, "id", jstr(r, 0, C_ID));
+    json_object_set_new(doc, "title", jstr(r, 0, C_TITLE));
+    json_t *project = json_object();
+    json_object_set_new(project, "name", jstr(r, 0, C_PNAME));
+    json_object_set_new(project, "icon", jstr(r, 0, C_PICON));
+    json_object_set_new(project, "color", jstr(r, 0, C_PCOLOR));
+    json_object_set_new(doc, "project", project);
+    json_t *author = json_object();
+    json_object_set_new(author, "name", jstr(r, 0, C_ANAME));
+    json_object_set_new(author, "handle", jstr(r, 0, C_AHANDLE));
+    json_object_set_new(doc, "author", author);
+    json_object_set_new(doc, "created_at", jstr(r, 0, C_CREATED));
+    json_object_set_new(doc, "updated_at", jstr(r, 0, C_UPDATED));
+    json_t *toc = json_array(), *exchanges = json_array();
+    size_t n = 0;
+    for (size_t row = 0; row < r->nrows; row++) {
+        const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
+        if (eid->type != SL_STORE_INT)
+            continue; /* LEFT JOIN row of a session without visible exchanges */
+        json_t *t = json_object();
+        json_object_set_new(t, "id", json_integer(eid->i));
+        json_object_set_new(t, "title", jstr(r, row, C_ETITLE));
+        json_array_append_new(toc, t);
+        json_t *e = json_object();
+        json_object_set_new(e, "id", json_integer(eid->i));
+        json_object_set_new(e, "title", jstr(r, row, C_ETITLE));
+        json_object_set_new(e, "prompt", jstr(r, row, C_EPROMPT));
+        json_object_set_new(e, "response", jstr(r, row, C_ERESPONSE));
+        json_object_set_new(e, "created_at", jstr(r, row, C_ECREATED));
+        json_array_append_new(exchanges, e);
+        n++;
+    }
+    json_object_set_new(doc, "exchange_count", json_integer((json_int_t)n));
+    json_object_set_new(doc, "toc", toc);
+    json_object_set_new(doc, "exchanges", exchanges);
+    *visible = n;
+    return doc;
+}
+
+/* The viewer page. Every piece of user content goes through buf_html. (The full viewer with
+ * Markdown rendering is a later step; this page shows prompts and responses as preformatted text.) */
+static void build_html(buf_t *b, const sl_store_result_t *r)
+{
+    size_t n;
+    const char *s;
+    buf_str(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+               "<meta name=\"robots\" content=\"noindex\"><title>");
+    s = cell(r, 0, C_TITLE, &n);
+    buf_html(b, s, n);
+    buf_str(b, " · Shareline</title><style>"
+               "body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}"
+               "pre{white-space:pre-wrap;word-wrap:break-word;background:#f6f6f6;padding:.75rem;border-radius:6px}"
+               ".meta{color:#666}article{border-top:1px solid #ddd;margin-top:2rem}"
+               "</style></head><body><header><h1>");
+    buf_html(b, s, n);
+    buf_str(b, "</h1><p class=\"meta\"><span class=\"project\" data-icon=\"");
+    s = cell(r, 0, C_PICON, &n);
+    buf_html(b, s, n);
+    buf_str(b, "\">");
+    s = cell(r, 0, C_PNAME, &n);
+    buf_html(b, s, n);
+    buf_str(b, "</span> · shared by <span class=\"author\">");
+    s = cell(r, 0, C_ANAME, &n);
+    buf_html(b, s, n);
+    buf_str(b, "</span> (@");
+    s = cell(r, 0, C_AHANDLE, &n);
+    buf_html(b, s, n);
+    buf_str(b, ")</p></header><nav><h2>Contents</h2><ol>");
+    char idbuf[32];
+    for (size_t row = 0; row < r->nrows; row++) {
+        const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
+        if (eid->type != SL_STORE_INT)
+            continue;
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
+        buf_str(b, "<li><a href=\"#exchange-");
+        buf_str(b, idbuf);
+        buf_str(b, "\">");
+        s = cell(r, row, C_ETITLE, &n);
+        buf_html(b, s, n);
+        buf_str(b, "</a></li>");
+    }
+    buf_str(b, "</ol></nav><main>");
+    for (size_t row = 0; row < r->nrows; row++) {
+        const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
+        if (eid->type != SL_STORE_INT)
+            continue;
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
+        buf_str(b, "<article id=\"exchange-");
+        buf_str(b, idbuf);
+        buf_str(b, "\"><h2>");
+        s = cell(r, row, C_ETITLE, &n);
+        buf_html(b, s, n);
+        buf_str(b, "</h2><p class=\"meta\"><time>");
+        s = cell(r, row, C_ECREATED, &n);
+        buf_html(b, s, n);
+        buf_str(b, "</time></p><h3>Prompt</h3><pre class=\"prompt\">");
+        s = cell(r, row, C_EPROMPT, &n);
+        buf_html(b, s, n);
+        buf_str(b, "</pre><h3>Response</h3><pre class=\"response\">");
+        s = cell(r, row, C_ERESPONSE, &n);
+        buf_html(b, s, n);
+        buf_str(b, "</pre></article>");
+    }
+    buf_str(b, "</main></body></html>\n");
+}
+
+static void pack_bin(msgpack_packer *pk, const char *key, const void *p, size_t n)
+{
+    sl_rpc_pack_str(pk, key);
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, p, n);
+}
+
+static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
+{
+    size_t visible;
+    json_t *doc = build_json(r, &visible);
+    char *json = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (json == NULL)
+        return -1;
+    size_t json_len = strlen(json);
+    buf_t html = {0};
+    build_html(&html, r);
+    char *json_gz = NULL, *html_gz = NULL;
+    size_t json_gz_len = 0, html_gz_len = 0;
+    int rc = -1;
+    if (html.oom || gzip(json, json_len, &json_gz, &json_gz_len) != 0 ||
+        gzip(html.p, html.len, &html_gz, &html_gz_len) != 0)
+        goto done;
+
+    /* The ETag names the version and the content: equal bytes, equal tag, even after a rebuild. */
+    unsigned char dj[SHA256_DIGEST_LENGTH], dh[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)json, json_len, dj);
+    SHA256((const unsigned char *)html.p, html.len, dh);
+    char etag[64];
+    int k = snprintf(etag, sizeof(etag), "v%llu-", (unsigned long long)out->version);
+    for (int i = 0; i < 5; i++)
+        k += snprintf(etag + k, sizeof(etag) - (size_t)k, "%02x%02x", dj[i], dh[i]);
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 7);
+    sl_rpc_pack_str(&pk, "found");
+    msgpack_pack_true(&pk);
+    sl_rpc_pack_str(&pk, "version");
+    msgpack_pack_uint64(&pk, out->version);
+    sl_rpc_pack_str(&pk, "etag");
+    sl_rpc_pack_str(&pk, etag);
+    pack_bin(&pk, "json", json, json_len);
+    pack_bin(&pk, "json_gz", json_gz, json_gz_len);
+    pack_bin(&pk, "html", html.p, html.len);
+    pack_bin(&pk, "html_gz", html_gz, html_gz_len);
+    out->payload = sb.data; /* ownership moves to the projection */
+    out->len = sb.size;
+    rc = 0;
+done:
+    free(json);
+    free(html.p);
+    free(json_gz);
+    free(html_gz);
+    return rc;
+}
+
+int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view, const char *id,
+                       size_t idlen, sl_projection_t *out, sl_store_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    const char *sql = view == SL_VIEW_PUBLIC ? SQL_LOAD_PUBLIC : SQL_LOAD_VIEWER;
+    sl_store_result_t *r = conn ? sl_await_exec(conn, sql, p, 1, err) : sl_await_query(store, sql, p, 1, err);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (r->nrows > 0 && r->ncols == C_COUNT) {
+        out->found = 1;
+        out->version = (uint64_t)sl_store_cell(r, 0, C_VERSION)->i;
+        if (pack_projection(r, out) != 0) {
+            err->code = SL_STORE_E_QUERY;
+            err->server_errno = 0;
+            snprintf(err->message, sizeof(err->message), "out of memory building the projection");
+            rc = -1;
+        }
+    }
+    sl_store_result_free(r);
+    return rc;
+}
+
+void sl_projection_free(sl_projection_t *p)
+{
+    free(p->payload);
+    p->payload = NULL;
+}

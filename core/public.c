@@ -1,0 +1,160 @@
+/*
+ * The public read path: shareline.v1.Public/GetShare.
+ *
+ * Hot path: one Redis GET; a PUBLIC entry is answered with its payload as is, a TOMB with
+ * {"found": false}; no task, no copy beyond the reply. Anything else goes to the slow path (a task):
+ *   ABSENT  take a lease, read MariaDB through the public account, fill the entry if the lease is
+ *           still ours (so a reader can never overwrite what an owner wrote meanwhile);
+ *   LEASE   another reader is rebuilding: wait a little and look again (one rebuild per miss);
+ *   MARK    an owner change is in flight: read MariaDB, do not fill;
+ *   Redis down or slow: read MariaDB, do not fill.
+ * MariaDB filters through the public_* views, so the slow path shows the same as the fast one.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+#define LEASE_TTL_MS 10000
+#define LEASE_WAIT_MS 15
+#define LEASE_WAITS 10
+
+static const char NOT_FOUND_REPLY[] = "\x81\xa5" "found" "\xc2"; /* {"found": false} */
+
+typedef struct get_share {
+    sl_core_t *core;
+    sl_rpc_call_t *call;
+    const char *id;
+    size_t idlen;
+} get_share_t;
+
+static void reply_projection(sl_rpc_call_t *call, const sl_projection_t *p)
+{
+    if (p->found)
+        sl_rpc_reply_raw(call, p->payload, p->len);
+    else
+        sl_rpc_reply_raw(call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+}
+
+static void slow_path(void *arg)
+{
+    get_share_t *g = arg;
+    sl_core_t *core = g->core;
+    int may_fill = 1;
+    uint64_t token = 0;
+    for (int attempt = 0; attempt <= LEASE_WAITS; attempt++) {
+        sl_proj_result_t pr;
+        sl_await_proj_get(core->cache, g->id, g->idlen, &pr);
+        if (pr.r.status != SL_CACHE_OK) {
+            may_fill = 0;
+            break;
+        }
+        if (pr.r.kind == SL_PROJ_PUBLIC) {
+            core->stats.public_cache_hits++;
+            sl_rpc_reply_raw(g->call, pr.payload, pr.r.len);
+            free(pr.payload);
+            free(g);
+            return;
+        }
+        free(pr.payload);
+        if (pr.r.kind == SL_PROJ_TOMB) {
+            core->stats.public_cache_hits++;
+            sl_rpc_reply_raw(g->call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+            free(g);
+            return;
+        }
+        if (pr.r.kind == SL_PROJ_MARK) {
+            may_fill = 0;
+            break;
+        }
+        if (pr.r.kind == SL_PROJ_ABSENT) {
+            sl_proj_reply_t lr;
+            token = sl_random_u64() | 1;
+            sl_await_proj_lease(core->cache, g->id, g->idlen, token, LEASE_TTL_MS, &lr);
+            if (lr.status != SL_CACHE_OK) {
+                may_fill = 0;
+                break;
+            }
+            if (lr.stored)
+                break; /* ours: rebuild */
+            continue;  /* someone else took it first: look again */
+        }
+        /* LEASE of another reader */
+        if (attempt == LEASE_WAITS) {
+            may_fill = 0;
+            break;
+        }
+        sl_await_sleep(core->loop, LEASE_WAIT_MS);
+    }
+
+    sl_projection_t p;
+    sl_store_error_t err;
+    core->stats.public_store_reads++;
+    if (sl_projection_load(core, core->public_, NULL, SL_VIEW_PUBLIC, g->id, g->idlen, &p, &err) != 0) {
+        sl_fail_store(g->call, &err);
+        free(g);
+        return;
+    }
+    reply_projection(g->call, &p);
+    if (may_fill && token != 0) {
+        /* p.version is 0 for a session that is not visible; a tombstone of version 0 is refused
+         * by any later owner write, which always carries a greater version. */
+        sl_proj_reply_t fr;
+        sl_await_proj_fill(core->cache, g->id, g->idlen, token, p.found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB,
+                           p.version, p.payload, p.len, &fr);
+        if (fr.status == SL_CACHE_OK && fr.stored)
+            core->stats.public_fills++;
+    }
+    sl_projection_free(&p);
+    free(g);
+}
+
+static void on_hot_get(const sl_proj_reply_t *r, void *data)
+{
+    get_share_t *g = data;
+    sl_core_t *core = g->core;
+    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC) {
+        core->stats.public_cache_hits++;
+        sl_rpc_reply_raw(g->call, r->payload, r->len);
+        free(g);
+        return;
+    }
+    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_TOMB) {
+        core->stats.public_cache_hits++;
+        sl_rpc_reply_raw(g->call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+        free(g);
+        return;
+    }
+    if (sl_task_spawn(slow_path, g) != 0) {
+        sl_rpc_fail(g->call, SL_RPC_RESOURCE_EXHAUSTED, "server overloaded");
+        free(g);
+    }
+}
+
+static void get_share(sl_rpc_call_t *call, void *data)
+{
+    sl_core_t *core = data;
+    char msg[128];
+    const char *id;
+    size_t idlen;
+    core->stats.public_requests++;
+    if (sl_rpc_get_str(sl_rpc_request(call), "session_id", 1, 64, &id, &idlen, msg, sizeof(msg)) != 1 ||
+        !sl_session_id_valid(id, idlen)) {
+        /* Not a possible id: the same answer as an unknown one. */
+        sl_rpc_reply_raw(call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+        return;
+    }
+    get_share_t *g = malloc(sizeof(*g));
+    if (g == NULL) {
+        sl_rpc_fail(call, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    /* id points into the request, which lives as long as the call. */
+    *g = (get_share_t){core, call, id, idlen};
+    sl_cache_proj_get(core->cache, id, idlen, on_hot_get, g);
+}
+
+int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv)
+{
+    return sl_rpc_register(srv, "shareline.v1.Public/GetShare", get_share, core);
+}

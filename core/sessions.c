@@ -1,0 +1,763 @@
+/*
+ * Owner operations (shareline.v1.Sessions/<Method>). Each call runs as a task: authenticate, then
+ * straight-line transactions. Every change that alters what viewers see follows one pipeline:
+ *
+ *   lock_session()   SELECT ... FOR UPDATE: owner check (another user's session is not_found) and
+ *                    the row lock that serialises changes of one session;
+ *   change_begin()   MARK in Redis when the session is or becomes public (else nothing to do);
+ *   ...the change's own statements...
+ *   change_commit()  bump version, build the projection inside the transaction, COMMIT, publish.
+ *
+ * Private sessions never touch Redis: nothing of theirs can be served, so there is nothing to
+ * invalidate, and owners can keep working on them while Redis is down.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/sha.h>
+
+#include "core/internal.h"
+#include "core/specstory.h"
+
+typedef struct owner_op owner_op_t;
+typedef void (*owner_fn)(owner_op_t *op);
+
+struct owner_op {
+    sl_core_t *core;
+    sl_rpc_call_t *call;
+    owner_fn fn;
+    sl_principal_t who;
+    sl_store_conn_t *conn; /* held while a transaction is open */
+    int answered;
+    char msg[256];
+};
+
+static void fail(owner_op_t *op, sl_rpc_code_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fail(owner_op_t *op, sl_rpc_code_t code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    op->core->stats.owner_errors++;
+    op->answered = 1;
+    sl_rpc_fail(op->call, code, "%s", msg);
+}
+
+static void fail_store(owner_op_t *op, const sl_store_error_t *err)
+{
+    op->core->stats.owner_errors++;
+    op->answered = 1;
+    sl_fail_store(op->call, err);
+}
+
+static void reply(owner_op_t *op)
+{
+    op->answered = 1;
+    sl_rpc_reply(op->call);
+}
+
+static msgpack_packer *pk(owner_op_t *op)
+{
+    return sl_rpc_packer(op->call);
+}
+
+static const msgpack_object *req(owner_op_t *op)
+{
+    return sl_rpc_request(op->call);
+}
+
+/* ---- transactions ---- */
+
+static const char SQL_BEGIN[] = "START TRANSACTION";
+static const char SQL_COMMIT[] = "COMMIT";
+
+/* Runs a statement on the op's connection; on error answers the call and returns -1. The result is
+ * handed to *res when res is non-NULL, else freed. */
+static int run(owner_op_t *op, const char *sql, const sl_store_value_t *p, size_t n, sl_store_result_t **res)
+{
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_exec(op->conn, sql, p, n, &err);
+    if (r == NULL) {
+        fail_store(op, &err);
+        return -1;
+    }
+    if (res)
+        *res = r;
+    else
+        sl_store_result_free(r);
+    return 0;
+}
+
+static int tx_begin(owner_op_t *op)
+{
+    sl_store_error_t err;
+    op->conn = sl_await_acquire(op->core->owner, &err);
+    if (op->conn == NULL) {
+        fail_store(op, &err);
+        return -1;
+    }
+    return run(op, SQL_BEGIN, NULL, 0, NULL);
+}
+
+/* The connection goes back to the pool; if the transaction is still open the store rolls it back. */
+static void tx_end(owner_op_t *op)
+{
+    if (op->conn) {
+        sl_store_release(op->conn);
+        op->conn = NULL;
+    }
+}
+
+typedef struct locked {
+    const char *id;
+    size_t idlen;
+    uint64_t version;  /* before the change */
+    int is_public;
+    uint32_t seq;      /* exchange_seq */
+    int deleted;
+    int exists;
+    uint64_t new_version;
+    int cached;        /* the change must go through Redis */
+} locked_t;
+
+static const char SQL_LOCK[] = "SELECT owner_id, version, is_public, exchange_seq, deleted_at IS NOT NULL"
+                               " FROM sessions WHERE id = ? FOR UPDATE";
+
+/* Locks the session row. Unknown, deleted (unless allow_deleted) or another user's: not_found. */
+static int lock_session(owner_op_t *op, const char *id, size_t idlen, int allow_absent, locked_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->id = id;
+    s->idlen = idlen;
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_result_t *r;
+    if (run(op, SQL_LOCK, p, 1, &r) != 0)
+        return -1;
+    if (r->nrows == 1 && (uint64_t)sl_store_cell(r, 0, 0)->i == op->who.user_id) {
+        s->exists = 1;
+        s->version = (uint64_t)sl_store_cell(r, 0, 1)->i;
+        s->is_public = sl_store_cell(r, 0, 2)->i != 0;
+        s->seq = (uint32_t)sl_store_cell(r, 0, 3)->i;
+        s->deleted = sl_store_cell(r, 0, 4)->i != 0;
+    } else if (r->nrows == 1 || !allow_absent) {
+        /* Another user's session looks exactly like a missing one. */
+        sl_store_result_free(r);
+        fail(op, SL_RPC_NOT_FOUND, "session not found");
+        return -1;
+    }
+    sl_store_result_free(r);
+    if (s->deleted && !allow_absent) {
+        fail(op, SL_RPC_NOT_FOUND, "session not found");
+        return -1;
+    }
+    return 0;
+}
+
+static int change_begin(owner_op_t *op, locked_t *s, int becomes_public)
+{
+    s->new_version = s->version + 1;
+    s->cached = (s->exists && !s->deleted && s->is_public) || becomes_public;
+    if (s->cached && sl_invalidate_begin(op->core, s->id, s->idlen, s->new_version) != 0) {
+        fail(op, SL_RPC_UNAVAILABLE, "the share cache is unavailable; nothing was changed, retry later");
+        return -1;
+    }
+    return 0;
+}
+
+static const char SQL_BUMP[] = "UPDATE sessions SET version = ?, updated_at = NOW(6) WHERE id = ?";
+
+static int change_commit(owner_op_t *op, locked_t *s)
+{
+    sl_store_value_t p[] = {sl_store_int((int64_t)s->new_version), sl_store_text(s->id, s->idlen)};
+    if (run(op, SQL_BUMP, p, 2, NULL) != 0)
+        return -1;
+    sl_projection_t proj = {0};
+    if (s->cached) {
+        /* Built inside the transaction: the public views show this transaction's own changes. */
+        sl_store_error_t err;
+        if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen, &proj,
+                               &err) != 0) {
+            fail_store(op, &err);
+            return -1;
+        }
+        proj.version = s->new_version;
+    }
+    if (run(op, SQL_COMMIT, NULL, 0, NULL) != 0) {
+        sl_projection_free(&proj);
+        return -1;
+    }
+    tx_end(op);
+    int rc = 0;
+    if (s->cached && sl_invalidate_finish(op->core, s->id, s->idlen, &proj) != 0) {
+        fail(op, SL_RPC_UNAVAILABLE,
+             "the change was saved, but the share cache could not be updated; retry the call");
+        rc = -1;
+    }
+    sl_projection_free(&proj);
+    return rc;
+}
+
+/* ---- helpers for fields ---- */
+
+static int get_session_id(owner_op_t *op, const char **id, size_t *len)
+{
+    int rc = sl_rpc_get_str(req(op), "session_id", 1, 64, id, len, op->msg, sizeof(op->msg));
+    if (rc != 1) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return -1;
+    }
+    if (!sl_session_id_valid(*id, *len)) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
+        return -1;
+    }
+    return 0;
+}
+
+static void pack_kv_str(owner_op_t *op, const char *k, const char *v, size_t n)
+{
+    sl_rpc_pack_str(pk(op), k);
+    sl_rpc_pack_strn(pk(op), v, n);
+}
+
+static void pack_kv_u64(owner_op_t *op, const char *k, uint64_t v)
+{
+    sl_rpc_pack_str(pk(op), k);
+    msgpack_pack_uint64(pk(op), v);
+}
+
+static void pack_kv_bool(owner_op_t *op, const char *k, int v)
+{
+    sl_rpc_pack_str(pk(op), k);
+    if (v)
+        msgpack_pack_true(pk(op));
+    else
+        msgpack_pack_false(pk(op));
+}
+
+static void pack_share_url(owner_op_t *op, const char *id, size_t idlen)
+{
+    char url[1200];
+    int n = snprintf(url, sizeof(url), "%s/share/%.*s", op->core->base_url, (int)idlen, id);
+    pack_kv_str(op, "share_url", url, (size_t)n);
+}
+
+/* ---- SyncSession ---- */
+
+static const char SQL_PROJECT_UPSERT[] =
+    "INSERT INTO projects (tenant_id, owner_id, ext_id, name, icon, color) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), name = VALUES(name),"
+    " icon = IF(? = 1, VALUES(icon), icon), color = IF(? = 1, VALUES(color), color), updated_at = NOW(6)";
+static const char SQL_SESSION_INSERT[] =
+    "INSERT INTO sessions (id, tenant_id, owner_id, project_id, title, is_public, version, exchange_seq, agent)"
+    " VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?)";
+static const char SQL_SESSION_UPDATE[] =
+    "UPDATE sessions SET project_id = ?, title = COALESCE(?, title), exchange_seq = ?, agent = ?,"
+    " is_public = IF(deleted_at IS NULL, is_public, 0), deleted_at = NULL WHERE id = ?";
+static const char SQL_EXCHANGES_OF[] = "SELECT id, prompt_sha256, deleted_at IS NOT NULL FROM exchanges"
+                                       " WHERE session_id = ? ORDER BY position, id";
+static const char SQL_EXCHANGE_INSERT[] =
+    "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+static const char SQL_EXCHANGE_UPDATE[] =
+    "UPDATE exchanges SET position = ?, default_title = ?, prompt = ?, response = ?, updated_at = NOW(6)"
+    " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+static const char SQL_EXCHANGE_REMOVE[] =
+    "UPDATE exchanges SET deleted_at = NOW(6), prompt = '', response = '', title = NULL, updated_at = NOW(6)"
+    " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+static const char SQL_UPLOAD_UPSERT[] =
+    "INSERT INTO session_uploads (session_id, markdown, raw_data, metadata) VALUES (?, ?, ?, ?)"
+    " ON DUPLICATE KEY UPDATE markdown = VALUES(markdown), raw_data = VALUES(raw_data),"
+    " metadata = VALUES(metadata), updated_at = NOW(6)";
+
+typedef struct existing {
+    int64_t id;
+    unsigned char sha[32];
+    int deleted;
+    int matched;
+} existing_t;
+
+/* "2026-08-03 21:15:02Z"-style headings are timestamps, not titles. */
+static int looks_like_timestamp(const char *s)
+{
+    return s && strlen(s) >= 10 && s[4] == '-' && s[7] == '-' && s[0] >= '0' && s[0] <= '9';
+}
+
+static void new_session_id(char out[37])
+{
+    unsigned char b[16];
+    uint64_t a = sl_random_u64(), c = sl_random_u64();
+    memcpy(b, &a, 8);
+    memcpy(b + 8, &c, 8);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant */
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static void sync_session(owner_op_t *op)
+{
+    sl_core_t *core = op->core;
+    const msgpack_object *m = req(op);
+    const char *id = NULL, *title = NULL, *markdown = NULL, *raw = NULL;
+    size_t idlen = 0, title_len = 0, md_len = 0, raw_len = 0;
+    const char *pid = NULL, *pname = NULL, *picon = NULL, *pcolor = NULL;
+    size_t pid_len = 0, pname_len = 0, picon_len = 0, pcolor_len = 0;
+    int rc;
+
+    if ((rc = sl_rpc_get_str(m, "session_id", 0, 64, &id, &idlen, op->msg, sizeof(op->msg))) < 0)
+        goto bad;
+    if (rc == 1 && !sl_session_id_valid(id, idlen)) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
+        return;
+    }
+    if (sl_rpc_get_str(m, "title", 0, 500, &title, &title_len, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "markdown", 1, core->cfg.max_markdown, &markdown, &md_len, op->msg, sizeof(op->msg)) != 1 ||
+        sl_rpc_get_str(m, "raw_data", 0, core->cfg.max_markdown, &raw, &raw_len, op->msg, sizeof(op->msg)) < 0)
+        goto bad;
+    const msgpack_object *project = sl_rpc_field(m, "project");
+    if (project == NULL || project->type != MSGPACK_OBJECT_MAP) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"project\" must be a map with at least \"name\"");
+        return;
+    }
+    if (sl_rpc_get_str(project, "name", 1, 200, &pname, &pname_len, op->msg, sizeof(op->msg)) != 1 ||
+        sl_rpc_get_str(project, "id", 0, 200, &pid, &pid_len, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(project, "icon", 0, 64, &picon, &picon_len, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(project, "color", 0, 32, &pcolor, &pcolor_len, op->msg, sizeof(op->msg)) < 0)
+        goto bad;
+    if (pname_len == 0) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"project.name\" must not be empty");
+        return;
+    }
+    const msgpack_object *metadata = sl_rpc_field(m, "metadata");
+    if (metadata != NULL && metadata->type != MSGPACK_OBJECT_MAP) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"metadata\" must be a map");
+        return;
+    }
+
+    sl_specstory_doc_t doc;
+    char perr[256];
+    if (sl_specstory_parse(markdown, md_len, &doc, perr, sizeof(perr)) != 0) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"markdown\": %s", perr);
+        return;
+    }
+    if (doc.count > core->cfg.max_exchanges) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "the session has %zu exchanges; the limit is %u", doc.count,
+             core->cfg.max_exchanges);
+        sl_specstory_free(&doc);
+        return;
+    }
+
+    char gen_id[37];
+    if (id == NULL) {
+        new_session_id(gen_id);
+        id = gen_id;
+        idlen = strlen(gen_id);
+    }
+    msgpack_sbuffer meta;
+    msgpack_sbuffer_init(&meta);
+    if (metadata) {
+        msgpack_packer mp;
+        msgpack_packer_init(&mp, &meta, msgpack_sbuffer_write);
+        msgpack_pack_object(&mp, *metadata);
+    }
+    existing_t *ex = NULL;
+    size_t nex = 0;
+    sl_store_result_t *r = NULL;
+    locked_t s;
+
+    if (tx_begin(op) != 0)
+        goto out;
+    /* The project: found by (owner, client id), created on first use. */
+    {
+        if (pid == NULL || pid_len == 0) {
+            pid = pname;
+            pid_len = pname_len;
+        }
+        sl_store_value_t p[] = {sl_store_int((int64_t)op->who.tenant_id), sl_store_int((int64_t)op->who.user_id),
+                                sl_store_text(pid, pid_len), sl_store_text(pname, pname_len),
+                                sl_store_text(picon ? picon : "", picon_len), sl_store_text(pcolor ? pcolor : "", pcolor_len),
+                                sl_store_int(picon != NULL), sl_store_int(pcolor != NULL)};
+        if (run(op, SQL_PROJECT_UPSERT, p, 8, &r) != 0)
+            goto out;
+    }
+    int64_t project_id = (int64_t)r->insert_id;
+    sl_store_result_free(r);
+    r = NULL;
+
+    if (lock_session(op, id, idlen, 1, &s) != 0)
+        goto out;
+    int created = !s.exists;
+    const char *agent = doc.agent ? doc.agent : "";
+    if (created) {
+        const char *t = title;
+        size_t tl = title_len;
+        if (t == NULL) {
+            t = (doc.title && !looks_like_timestamp(doc.title)) ? doc.title
+                : doc.count > 0                                ? doc.exchanges[0].title
+                                                               : "Untitled session";
+            tl = strlen(t);
+            if (tl > 500)
+                tl = 500; /* titles from the importer are short; this only guards the column */
+        }
+        sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int((int64_t)op->who.tenant_id),
+                                sl_store_int((int64_t)op->who.user_id), sl_store_int(project_id),
+                                sl_store_text(t, tl), sl_store_text(agent, strlen(agent))};
+        sl_store_error_t err;
+        r = sl_await_exec(op->conn, SQL_SESSION_INSERT, p, 6, &err);
+        if (r == NULL) {
+            if (err.code == SL_STORE_E_DUP)
+                fail(op, SL_RPC_NOT_FOUND, "session not found"); /* created meanwhile by someone else */
+            else
+                fail_store(op, &err);
+            goto out;
+        }
+        sl_store_result_free(r);
+        r = NULL;
+    } else if (!s.deleted) {
+        /* Existing exchanges, to keep the owner's edits on those still in the upload. A deleted
+         * session that is synced again starts over: its old exchanges stay removed. */
+        sl_store_value_t p[] = {sl_store_text(id, idlen)};
+        if (run(op, SQL_EXCHANGES_OF, p, 1, &r) != 0)
+            goto out;
+        nex = r->nrows;
+        ex = calloc(nex ? nex : 1, sizeof(*ex));
+        if (ex == NULL) {
+            fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < nex; i++) {
+            ex[i].id = sl_store_cell(r, i, 0)->i;
+            const sl_store_value_t *h = sl_store_cell(r, i, 1);
+            if (h->len == 32)
+                memcpy(ex[i].sha, h->ptr, 32);
+            ex[i].deleted = sl_store_cell(r, i, 2)->i != 0;
+        }
+        sl_store_result_free(r);
+        r = NULL;
+    }
+    if (change_begin(op, &s, 0) != 0)
+        goto out;
+
+    /* Match the upload's exchanges to the stored ones in order, by the hash of their prompt. */
+    uint32_t seq = s.seq;
+    size_t cursor = 0;
+    for (size_t i = 0; i < doc.count; i++) {
+        const sl_specstory_exchange_t *e = &doc.exchanges[i];
+        unsigned char sha[32];
+        SHA256((const unsigned char *)e->prompt, e->prompt_len, sha);
+        size_t k = cursor;
+        while (k < nex && (ex[k].matched || memcmp(ex[k].sha, sha, 32) != 0))
+            k++;
+        sl_store_value_t pos = sl_store_int((int64_t)i + 1);
+        sl_store_value_t ttl = sl_store_text(e->title, strlen(e->title));
+        sl_store_value_t prm = sl_store_text(e->prompt, e->prompt_len);
+        sl_store_value_t rsp = sl_store_text(e->response, e->response_len);
+        sl_store_value_t sid = sl_store_text(id, idlen);
+        if (k < nex) {
+            ex[k].matched = 1;
+            cursor = k + 1;
+            if (ex[k].deleted)
+                continue; /* the owner deleted it: it stays deleted */
+            sl_store_value_t p[] = {pos, ttl, prm, rsp, sid, sl_store_int(ex[k].id)};
+            if (run(op, SQL_EXCHANGE_UPDATE, p, 6, NULL) != 0)
+                goto out;
+        } else {
+            seq++;
+            sl_store_value_t p[] = {sid, sl_store_int(seq), pos, ttl, prm, rsp, sl_store_blob(sha, 32),
+                                    e->created_at ? sl_store_text(e->created_at, strlen(e->created_at))
+                                                  : sl_store_null()};
+            if (run(op, SQL_EXCHANGE_INSERT, p, 8, NULL) != 0)
+                goto out;
+        }
+    }
+    /* Stored exchanges that are no longer in the upload are removed (text wiped, id kept unused). */
+    for (size_t k = 0; k < nex; k++) {
+        if (ex[k].matched || ex[k].deleted)
+            continue;
+        sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(ex[k].id)};
+        if (run(op, SQL_EXCHANGE_REMOVE, p, 2, NULL) != 0)
+            goto out;
+    }
+    {
+        sl_store_value_t p[] = {sl_store_int(project_id), title ? sl_store_text(title, title_len) : sl_store_null(),
+                                sl_store_int(seq), sl_store_text(agent, strlen(agent)), sl_store_text(id, idlen)};
+        if (run(op, SQL_SESSION_UPDATE, p, 5, NULL) != 0)
+            goto out;
+    }
+    {
+        sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_blob(markdown, md_len),
+                                raw ? sl_store_blob(raw, raw_len) : sl_store_null(),
+                                metadata ? sl_store_blob(meta.data, meta.size) : sl_store_null()};
+        if (run(op, SQL_UPLOAD_UPSERT, p, 4, NULL) != 0)
+            goto out;
+    }
+    if (change_commit(op, &s) != 0)
+        goto out;
+
+    unsigned char msha[32];
+    SHA256((const unsigned char *)markdown, md_len, msha);
+    char etag[40];
+    int k = snprintf(etag, sizeof(etag), "\"");
+    for (int i = 0; i < 16; i++)
+        k += snprintf(etag + k, sizeof(etag) - (size_t)k, "%02x", msha[i]);
+    snprintf(etag + k, sizeof(etag) - (size_t)k, "\"");
+
+    msgpack_pack_map(pk(op), 5);
+    pack_kv_str(op, "session_id", id, idlen);
+    pack_kv_bool(op, "created", created);
+    pack_kv_u64(op, "version", s.new_version);
+    pack_kv_str(op, "etag", etag, strlen(etag));
+    pack_kv_u64(op, "exchange_count", doc.count);
+    reply(op);
+out:
+    free(ex);
+    msgpack_sbuffer_destroy(&meta);
+    sl_specstory_free(&doc);
+    return;
+bad:
+    fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+}
+
+/* ---- SetVisibility ---- */
+
+static const char SQL_SET_PUBLIC[] = "UPDATE sessions SET is_public = ? WHERE id = ?";
+
+static void set_visibility(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    int want;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    if (sl_rpc_get_bool(req(op), "public", 1, &want, op->msg, sizeof(op->msg)) != 1) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return;
+    }
+    locked_t s;
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0)
+        return;
+    uint64_t version = s.version;
+    if (s.is_public != want) {
+        if (change_begin(op, &s, want) != 0)
+            return;
+        sl_store_value_t p[] = {sl_store_int(want), sl_store_text(id, idlen)};
+        if (run(op, SQL_SET_PUBLIC, p, 2, NULL) != 0 || change_commit(op, &s) != 0)
+            return;
+        version = s.new_version;
+    }
+    msgpack_pack_map(pk(op), 3);
+    pack_kv_bool(op, "public", want);
+    pack_share_url(op, id, idlen);
+    pack_kv_u64(op, "version", version);
+    reply(op);
+}
+
+/* ---- SetExchangesHidden ---- */
+
+#define MAX_IDS_PER_CALL 10000
+
+static const char SQL_LIVE_EXCHANGES[] = "SELECT id, hidden FROM exchanges WHERE session_id = ? AND deleted_at IS NULL";
+static const char SQL_SET_HIDDEN[] = "UPDATE exchanges SET hidden = ?, updated_at = NOW(6)"
+                                     " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+static const char SQL_HIDDEN_COUNT[] = "SELECT COUNT(*) FROM exchanges"
+                                       " WHERE session_id = ? AND hidden = 1 AND deleted_at IS NULL";
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void set_exchanges_hidden(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    int hidden;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    if (sl_rpc_get_bool(req(op), "hidden", 1, &hidden, op->msg, sizeof(op->msg)) != 1) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return;
+    }
+    const msgpack_object *ids = sl_rpc_field(req(op), "exchange_ids");
+    if (ids == NULL || ids->type != MSGPACK_OBJECT_ARRAY || ids->via.array.size == 0 ||
+        ids->via.array.size > MAX_IDS_PER_CALL) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"exchange_ids\" must be an array of 1 to %d exchange ids",
+             MAX_IDS_PER_CALL);
+        return;
+    }
+    size_t n = ids->via.array.size;
+    int64_t *want = malloc(n * sizeof(*want));
+    if (want == NULL) {
+        fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *o = &ids->via.array.ptr[i];
+        if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX) {
+            fail(op, SL_RPC_INVALID_ARGUMENT, "field \"exchange_ids\" must hold positive integers");
+            free(want);
+            return;
+        }
+        want[i] = (int64_t)o->via.u64;
+    }
+    qsort(want, n, sizeof(*want), cmp_i64);
+
+    sl_store_result_t *r = NULL;
+    int64_t *change = NULL;
+    size_t nchange = 0;
+    locked_t s;
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0)
+        goto out;
+    {
+        sl_store_value_t p[] = {sl_store_text(id, idlen)};
+        if (run(op, SQL_LIVE_EXCHANGES, p, 1, &r) != 0)
+            goto out;
+    }
+    change = malloc(n * sizeof(*change));
+    if (change == NULL) {
+        fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && want[i] == want[i - 1])
+            continue;
+        size_t row = 0;
+        while (row < r->nrows && sl_store_cell(r, row, 0)->i != want[i])
+            row++;
+        if (row == r->nrows) {
+            fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)want[i]);
+            goto out;
+        }
+        if ((sl_store_cell(r, row, 1)->i != 0) != hidden)
+            change[nchange++] = want[i];
+    }
+    uint64_t version = s.version;
+    if (nchange > 0) {
+        if (change_begin(op, &s, 0) != 0)
+            goto out;
+        for (size_t i = 0; i < nchange; i++) {
+            sl_store_value_t p[] = {sl_store_int(hidden), sl_store_text(id, idlen), sl_store_int(change[i])};
+            if (run(op, SQL_SET_HIDDEN, p, 3, NULL) != 0)
+                goto out;
+        }
+    }
+    sl_store_result_free(r);
+    r = NULL;
+    {
+        sl_store_value_t p[] = {sl_store_text(id, idlen)};
+        if (run(op, SQL_HIDDEN_COUNT, p, 1, &r) != 0)
+            goto out;
+    }
+    int64_t hidden_count = sl_store_cell(r, 0, 0)->i;
+    if (nchange > 0) {
+        if (change_commit(op, &s) != 0)
+            goto out;
+        version = s.new_version;
+    }
+    msgpack_pack_map(pk(op), 2);
+    pack_kv_u64(op, "hidden_count", (uint64_t)hidden_count);
+    pack_kv_u64(op, "version", version);
+    reply(op);
+out:
+    sl_store_result_free(r);
+    free(change);
+    free(want);
+}
+
+/* ---- GetShareSettings ---- */
+
+static const char SQL_SETTINGS[] =
+    "SELECT s.owner_id, s.is_public,"
+    " (SELECT COUNT(*) FROM exchanges e WHERE e.session_id = s.id AND e.hidden = 1 AND e.deleted_at IS NULL),"
+    " (SELECT COUNT(*) FROM exchanges e WHERE e.session_id = s.id AND e.deleted_at IS NULL)"
+    " FROM sessions s WHERE s.id = ? AND s.deleted_at IS NULL";
+
+static void get_share_settings(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(op->core->owner, SQL_SETTINGS, p, 1, &err);
+    if (r == NULL) {
+        fail_store(op, &err);
+        return;
+    }
+    if (r->nrows != 1 || (uint64_t)sl_store_cell(r, 0, 0)->i != op->who.user_id) {
+        sl_store_result_free(r);
+        fail(op, SL_RPC_NOT_FOUND, "session not found");
+        return;
+    }
+    msgpack_pack_map(pk(op), 4);
+    pack_kv_bool(op, "public", sl_store_cell(r, 0, 1)->i != 0);
+    pack_share_url(op, id, idlen);
+    pack_kv_u64(op, "hidden_count", (uint64_t)sl_store_cell(r, 0, 2)->i);
+    pack_kv_u64(op, "exchange_count", (uint64_t)sl_store_cell(r, 0, 3)->i);
+    sl_store_result_free(r);
+    reply(op);
+}
+
+/* ---- dispatch ---- */
+
+static void owner_task(void *arg)
+{
+    owner_op_t *op = arg;
+    op->core->stats.owner_calls++;
+    if (sl_auth_principal(op->core, op->call, &op->who) == 0) {
+        op->fn(op);
+        if (!op->answered) /* every path answers; this guards against a future one that doesn't */
+            fail(op, SL_RPC_INTERNAL, "internal error: no answer");
+    } else {
+        op->core->stats.owner_errors++;
+    }
+    tx_end(op);
+    free(op);
+}
+
+typedef struct method_entry {
+    const char *name;
+    owner_fn fn;
+} method_entry_t;
+
+static const method_entry_t methods[] = {
+    {"shareline.v1.Sessions/SyncSession", sync_session},
+    {"shareline.v1.Sessions/SetVisibility", set_visibility},
+    {"shareline.v1.Sessions/SetExchangesHidden", set_exchanges_hidden},
+    {"shareline.v1.Sessions/GetShareSettings", get_share_settings},
+};
+
+static void on_owner_call(sl_rpc_call_t *call, void *data)
+{
+    const method_entry_t *me = NULL;
+    const char *name = sl_rpc_method(call);
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(methods[i].name, name) == 0)
+            me = &methods[i];
+    owner_op_t *op = calloc(1, sizeof(*op));
+    if (op == NULL || me == NULL) {
+        free(op);
+        sl_rpc_fail(call, SL_RPC_INTERNAL, "internal error");
+        return;
+    }
+    op->core = data;
+    op->call = call;
+    op->fn = me->fn;
+    if (sl_task_spawn(owner_task, op) != 0) {
+        free(op);
+        sl_rpc_fail(call, SL_RPC_RESOURCE_EXHAUSTED, "server overloaded, retry later");
+    }
+}
+
+int sl_sessions_register(sl_core_t *core, sl_rpc_server_t *srv)
+{
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (sl_rpc_register(srv, methods[i].name, on_owner_call, core) != 0)
+            return -1;
+    return 0;
+}

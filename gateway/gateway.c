@@ -1,0 +1,694 @@
+/*
+ * The gateway. One h2o context on the caller's loop; one handler at "/" that routes by path.
+ *
+ * Deferred answers: an rpc answer may arrive after the client went away. h2o 2.2 calls no stop
+ * callback before h2o_start_response, so each pending request keeps its state outside the request
+ * pool and registers a dispose hook in the pool that clears its pointer to the request; the answer
+ * is dropped when that pointer is NULL (the pattern of h2o's own lib/core/proxy.c).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <h2o.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "gateway/gateway.h"
+
+#define RPC_PREFIX "/rpc/"
+#define OWNER_SERVICE "shareline.v1.Sessions/"
+#define PUBLIC_GET_SHARE "shareline.v1.Public/GetShare"
+
+enum route { R_SHARE_JSON, R_SHARE_HTML, R_RPC, R_HEALTH, R_READY, R_METRICS, R_OTHER, R_COUNT };
+static const char *const route_names[R_COUNT] = {"share_json", "share_html", "rpc",  "healthz",
+                                                 "readyz",     "metrics",    "other"};
+
+struct sl_gateway {
+    uv_loop_t *loop;
+    sl_rpc_server_t *rpc;
+    sl_gateway_config_t cfg;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    SSL_CTX *ssl;
+    uint64_t requests[R_COUNT];
+    uint64_t status_class[6]; /* index: status / 100 */
+    uint64_t aborted;         /* answers dropped because the client had gone */
+};
+
+typedef struct handler {
+    h2o_handler_t super;
+    sl_gateway_t *gw;
+} handler_t;
+
+/* ---- answering ---- */
+
+static void count_status(sl_gateway_t *gw, int status)
+{
+    int c = status / 100;
+    if (c >= 1 && c <= 5)
+        gw->status_class[c]++;
+}
+
+static void add_header_str(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, strlen(value));
+}
+
+static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *value, size_t len)
+{
+    h2o_add_header(&req->pool, &req->res.headers, token, NULL, value, len);
+}
+
+static void send_body(sl_gateway_t *gw, h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+{
+    count_status(gw, status);
+    req->res.status = status;
+    req->res.reason = "";
+    if (ctype)
+        add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, strlen(ctype));
+    h2o_send_inline(req, body, len);
+}
+
+static void send_json_error(sl_gateway_t *gw, h2o_req_t *req, sl_rpc_code_t code, const char *msg)
+{
+    char body[600];
+    /* msg is ours (no quotes or control characters), so it can be embedded as is. */
+    int n = snprintf(body, sizeof(body), "{\"code\":\"%s\",\"message\":\"%s\"}", sl_rpc_code_name(code), msg);
+    send_body(gw, req, sl_rpc_code_http_status(code), "application/json", body, (size_t)n);
+}
+
+/* ---- header helpers ---- */
+
+static h2o_iovec_t header(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    return i < 0 ? h2o_iovec_init(NULL, 0) : req->headers.entries[i].value;
+}
+
+/* 1 when Accept-Encoding allows gzip (a "gzip" token without q=0). */
+static int accepts_gzip(h2o_req_t *req)
+{
+    h2o_iovec_t v = header(req, H2O_TOKEN_ACCEPT_ENCODING);
+    const char *p = v.base, *end = v.base + v.len;
+    while (p && p < end) {
+        while (p < end && (*p == ' ' || *p == ','))
+            p++;
+        const char *tok = p;
+        while (p < end && *p != ',' && *p != ';' && *p != ' ')
+            p++;
+        size_t tlen = (size_t)(p - tok);
+        int q0 = 0;
+        const char *params = p;
+        while (p < end && *p != ',')
+            p++;
+        for (const char *s = params; s + 2 < p + 1 && s < p; s++)
+            if ((s[0] == 'q' || s[0] == 'Q') && s + 2 < end && s[1] == '=' && s[2] == '0') {
+                const char *t = s + 3;
+                q0 = 1;
+                if (t < p && *t == '.')
+                    for (t++; t < p && *t >= '0' && *t <= '9'; t++)
+                        if (*t != '0')
+                            q0 = 0;
+            }
+        if (((tlen == 4 && strncasecmp(tok, "gzip", 4) == 0) || (tlen == 1 && *tok == '*')) && !q0)
+            return 1;
+    }
+    return 0;
+}
+
+/* If-None-Match against our strong etag (quoted), with the weak comparison RFC 9110 asks for. */
+static int etag_matches(h2o_req_t *req, const char *etag, size_t len)
+{
+    for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, i)) >= 0;) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        const char *p = v.base, *end = v.base + v.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ','))
+                p++;
+            if (p < end && *p == '*')
+                return 1;
+            if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+                p += 2;
+            const char *tok = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *tend = p;
+            while (tend > tok && tend[-1] == ' ')
+                tend--;
+            if ((size_t)(tend - tok) == len && memcmp(tok, etag, len) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- pending requests ---- */
+
+typedef struct pending {
+    sl_gateway_t *gw;
+    h2o_req_t *req;       /* NULL once the request was disposed (client gone) */
+    struct pending **slot; /* lives in the request pool; cleared when we finish first */
+    enum route route;
+    int json;             /* rpc: answer in JSON */
+    int gzip;             /* public: client accepts gzip */
+} pending_t;
+
+static void on_req_dispose(void *p)
+{
+    pending_t **slot = p;
+    if (*slot != NULL)
+        (*slot)->req = NULL;
+}
+
+static pending_t *pending_new(sl_gateway_t *gw, h2o_req_t *req, enum route route)
+{
+    pending_t *pd = calloc(1, sizeof(*pd));
+    if (pd == NULL)
+        return NULL;
+    pd->gw = gw;
+    pd->req = req;
+    pd->route = route;
+    pd->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*pd->slot), on_req_dispose);
+    *pd->slot = pd;
+    return pd;
+}
+
+/* Detaches from the request (if still there) and frees. Returns the request or NULL. */
+static h2o_req_t *pending_finish(pending_t *pd)
+{
+    h2o_req_t *req = pd->req;
+    if (req != NULL)
+        *pd->slot = NULL;
+    else
+        pd->gw->aborted++;
+    free(pd);
+    return req;
+}
+
+/* ---- public share: /api/v1/share/{id} and /share/{id} ---- */
+
+static void send_not_found_share(sl_gateway_t *gw, h2o_req_t *req, enum route route);
+
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+    return sl_rpc_field(m, key);
+}
+
+static void common_share_headers(h2o_req_t *req)
+{
+    /* A shared cache must revalidate every time: a revoked link must not outlive the revocation. */
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"));
+    add_header_str(req, "x-robots-tag", "noindex");
+    add_header_str(req, "x-content-type-options", "nosniff");
+    add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
+}
+
+static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, void *data)
+{
+    pending_t *pd = data;
+    sl_gateway_t *gw = pd->gw;
+    enum route route = pd->route;
+    int gzip = pd->gzip;
+    h2o_req_t *req = pending_finish(pd);
+    if (req == NULL)
+        return;
+    if (code != SL_RPC_OK) {
+        send_json_error(gw, req, code == SL_RPC_UNAVAILABLE ? code : SL_RPC_INTERNAL,
+                        code == SL_RPC_UNAVAILABLE ? "temporarily unavailable, retry later" : "internal error");
+        return;
+    }
+    msgpack_zone zone;
+    msgpack_object obj;
+    size_t off = 0;
+    msgpack_zone_init(&zone, 512);
+    if (msgpack_unpack(body, len, &off, &zone, &obj) != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_zone_destroy(&zone);
+        send_json_error(gw, req, SL_RPC_INTERNAL, "internal error");
+        return;
+    }
+    const msgpack_object *found = map_get(&obj, "found");
+    if (found == NULL || found->type != MSGPACK_OBJECT_BOOLEAN || !found->via.boolean) {
+        msgpack_zone_destroy(&zone);
+        send_not_found_share(gw, req, route);
+        return;
+    }
+    const char *key = route == R_SHARE_JSON ? (gzip ? "json_gz" : "json") : (gzip ? "html_gz" : "html");
+    const msgpack_object *b = map_get(&obj, key);
+    const msgpack_object *etag = map_get(&obj, "etag");
+    if (b == NULL || b->type != MSGPACK_OBJECT_BIN || etag == NULL || etag->type != MSGPACK_OBJECT_STR) {
+        msgpack_zone_destroy(&zone);
+        send_json_error(gw, req, SL_RPC_INTERNAL, "internal error");
+        return;
+    }
+    /* Strong ETag per representation: "<version>-<hash>-<j|h>[z]". */
+    char tag[128];
+    int tl = snprintf(tag, sizeof(tag), "\"%.*s-%s%s\"", (int)(etag->via.str.size > 80 ? 80 : etag->via.str.size),
+                      etag->via.str.ptr, route == R_SHARE_JSON ? "j" : "h", gzip ? "z" : "");
+    common_share_headers(req);
+    add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, tag, (size_t)tl).base, (size_t)tl);
+    if (etag_matches(req, tag, (size_t)tl)) {
+        msgpack_zone_destroy(&zone);
+        count_status(gw, 304);
+        req->res.status = 304;
+        req->res.reason = "Not Modified";
+        h2o_send_inline(req, NULL, 0);
+        return;
+    }
+    if (gzip)
+        add_header(req, H2O_TOKEN_CONTENT_ENCODING, H2O_STRLIT("gzip"));
+    send_body(gw, req, 200, route == R_SHARE_JSON ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
+              b->via.bin.ptr, b->via.bin.size);
+    msgpack_zone_destroy(&zone);
+}
+
+extern const char sl_gateway_not_found_html[];
+
+static void send_not_found_share(sl_gateway_t *gw, h2o_req_t *req, enum route route)
+{
+    /* Unknown, private, revoked and deleted: one answer, byte for byte. */
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"));
+    add_header_str(req, "x-robots-tag", "noindex");
+    add_header_str(req, "x-content-type-options", "nosniff");
+    if (route == R_SHARE_JSON)
+        send_body(gw, req, 404, "application/json; charset=utf-8",
+                  H2O_STRLIT("{\"code\":\"not_found\",\"message\":\"share not found\"}"));
+    else
+        send_body(gw, req, 404, "text/html; charset=utf-8", sl_gateway_not_found_html,
+                  strlen(sl_gateway_not_found_html));
+}
+
+const char sl_gateway_not_found_html[] =
+    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    "<meta name=\"robots\" content=\"noindex\"><title>Not found · Shareline</title>"
+    "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;"
+    "color:#222}</style></head><body><h1>This share link does not exist</h1>"
+    "<p>The session may never have existed, or its owner made it private or deleted it.</p>"
+    "</body></html>\n";
+
+static int id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+static void handle_share(sl_gateway_t *gw, h2o_req_t *req, enum route route, const char *id, size_t idlen)
+{
+    int ok = idlen > 0 && idlen <= 64;
+    for (size_t i = 0; ok && i < idlen; i++)
+        ok = id_char(id[i]);
+    if (!ok) {
+        send_not_found_share(gw, req, route);
+        return;
+    }
+    pending_t *pd = pending_new(gw, req, route);
+    if (pd == NULL) {
+        send_json_error(gw, req, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    pd->gzip = accepts_gzip(req);
+    /* {"session_id": id} */
+    char buf[80];
+    size_t n = 0;
+    buf[n++] = (char)0x81;
+    buf[n++] = (char)0xaa;
+    memcpy(buf + n, "session_id", 10);
+    n += 10;
+    buf[n++] = (char)0xd9;
+    buf[n++] = (char)idlen;
+    memcpy(buf + n, id, idlen);
+    n += idlen;
+    sl_rpc_call(gw->rpc, H2O_STRLIT(PUBLIC_GET_SHARE), NULL, 0, buf, n, on_share_reply, pd);
+}
+
+/* ---- owner rpc: POST /rpc/shareline.v1.Sessions/<Method> ---- */
+
+static void on_rpc_reply(sl_rpc_code_t code, const void *body, size_t len, void *data)
+{
+    pending_t *pd = data;
+    sl_gateway_t *gw = pd->gw;
+    int json = pd->json;
+    h2o_req_t *req = pending_finish(pd);
+    if (req == NULL)
+        return;
+    int status = sl_rpc_code_http_status(code);
+    if (!json) {
+        send_body(gw, req, status, "application/msgpack", body, len);
+        return;
+    }
+    char *out;
+    size_t outlen;
+    if (sl_rpc_msgpack_to_json(body, len, &out, &outlen) != 0) {
+        send_json_error(gw, req, SL_RPC_INTERNAL, "internal error (encoding the answer)");
+        return;
+    }
+    send_body(gw, req, status, "application/json", out, outlen);
+    free(out);
+}
+
+static int media_type_is(h2o_iovec_t v, const char *type)
+{
+    size_t n = strlen(type);
+    if (v.len < n || strncasecmp(v.base, type, n) != 0)
+        return 0;
+    return v.len == n || v.base[n] == ';' || v.base[n] == ' ';
+}
+
+static void handle_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_t mlen)
+{
+    h2o_iovec_t ctype = header(req, H2O_TOKEN_CONTENT_TYPE);
+    int json;
+    if (media_type_is(ctype, "application/msgpack") || media_type_is(ctype, "application/x-msgpack"))
+        json = 0;
+    else if (media_type_is(ctype, "application/json"))
+        json = 1;
+    else {
+        send_json_error(gw, req, SL_RPC_INVALID_ARGUMENT,
+                        "Content-Type must be application/msgpack or application/json");
+        return;
+    }
+    size_t blen = req->entity.base ? req->entity.len : 0;
+    if (blen > gw->cfg.max_body) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %zu bytes", blen,
+                 gw->cfg.max_body);
+        sl_rpc_code_t code = SL_RPC_PAYLOAD_TOO_LARGE;
+        if (json) {
+            send_json_error(gw, req, code, msg);
+        } else {
+            msgpack_sbuffer sb;
+            msgpack_packer pk;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, 2);
+            sl_rpc_pack_str(&pk, "code");
+            sl_rpc_pack_str(&pk, sl_rpc_code_name(code));
+            sl_rpc_pack_str(&pk, "message");
+            sl_rpc_pack_str(&pk, msg);
+            send_body(gw, req, sl_rpc_code_http_status(code), "application/msgpack", sb.data, sb.size);
+            msgpack_sbuffer_destroy(&sb);
+        }
+        return;
+    }
+    /* Bearer token: the core decides whether it is valid. */
+    const char *auth = NULL;
+    size_t auth_len = 0;
+    h2o_iovec_t a = header(req, H2O_TOKEN_AUTHORIZATION);
+    if (a.len > 7 && strncasecmp(a.base, "Bearer ", 7) == 0) {
+        auth = a.base + 7;
+        auth_len = a.len - 7;
+        while (auth_len > 0 && auth[0] == ' ')
+            auth++, auth_len--;
+        while (auth_len > 0 && auth[auth_len - 1] == ' ')
+            auth_len--;
+    }
+    pending_t *pd = pending_new(gw, req, R_RPC);
+    if (pd == NULL) {
+        send_json_error(gw, req, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    pd->json = json;
+    if (!json) {
+        sl_rpc_call(gw->rpc, method, mlen, auth, auth_len, req->entity.base, blen, on_rpc_reply, pd);
+        return;
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    char msg[256];
+    if (sl_rpc_json_to_msgpack(req->entity.base ? req->entity.base : "", blen, sl_rpc_server_limits(gw->rpc), &sb,
+                               msg, sizeof(msg)) != 0) {
+        msgpack_sbuffer_destroy(&sb);
+        pending_finish(pd);
+        /* The parser's message quotes input: keep only what is safe to embed. */
+        for (char *p = msg; *p; p++)
+            if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80)
+                *p = '\'';
+        send_json_error(gw, req, SL_RPC_INVALID_ARGUMENT, msg);
+        return;
+    }
+    sl_rpc_call(gw->rpc, method, mlen, auth, auth_len, sb.data, sb.size, on_rpc_reply, pd);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- routing ---- */
+
+static void send_text(sl_gateway_t *gw, h2o_req_t *req, int status, const char *text)
+{
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
+    send_body(gw, req, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static int prefix(const char *path, size_t len, const char *pre)
+{
+    size_t n = strlen(pre);
+    return len >= n && memcmp(path, pre, n) == 0;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    sl_gateway_t *gw = ((handler_t *)self)->gw;
+    const char *path = req->path.base;
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                 h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+
+    if (prefix(path, len, "/api/v1/share/")) {
+        gw->requests[R_SHARE_JSON]++;
+        if (!is_get)
+            goto not_allowed_get;
+        handle_share(gw, req, R_SHARE_JSON, path + 14, len - 14);
+        return 0;
+    }
+    if (prefix(path, len, "/share/")) {
+        gw->requests[R_SHARE_HTML]++;
+        if (!is_get)
+            goto not_allowed_get;
+        handle_share(gw, req, R_SHARE_HTML, path + 7, len - 7);
+        return 0;
+    }
+    if (prefix(path, len, RPC_PREFIX)) {
+        gw->requests[R_RPC]++;
+        if (!is_post) {
+            add_header(req, H2O_TOKEN_ALLOW, H2O_STRLIT("POST"));
+            send_json_error(gw, req, SL_RPC_INVALID_ARGUMENT, "owner RPCs are called with POST");
+            return 0;
+        }
+        const char *m = path + strlen(RPC_PREFIX);
+        size_t mlen = len - strlen(RPC_PREFIX);
+        /* Only the owner service is reachable from outside; internal methods are not. */
+        if (!prefix(m, mlen, OWNER_SERVICE)) {
+            send_json_error(gw, req, SL_RPC_UNIMPLEMENTED, "unknown service (expected shareline.v1.Sessions)");
+            return 0;
+        }
+        handle_rpc(gw, req, m, mlen);
+        return 0;
+    }
+    if (h2o_memis(path, len, H2O_STRLIT("/healthz"))) {
+        gw->requests[R_HEALTH]++;
+        send_text(gw, req, 200, "ok\n");
+        return 0;
+    }
+    if (h2o_memis(path, len, H2O_STRLIT("/readyz"))) {
+        gw->requests[R_READY]++;
+        int ready = gw->cfg.ready ? gw->cfg.ready(gw->cfg.data) : 1;
+        send_text(gw, req, ready ? 200 : 503, ready ? "ready\n" : "not ready: database unreachable\n");
+        return 0;
+    }
+    if (h2o_memis(path, len, H2O_STRLIT("/metrics"))) {
+        gw->requests[R_METRICS]++;
+        char *buf = NULL;
+        size_t blen = 0;
+        if (gw->cfg.metrics)
+            gw->cfg.metrics(gw->cfg.data, &buf, &blen);
+        sl_gateway_metrics(gw, &buf, &blen);
+        add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
+        send_body(gw, req, 200, "text/plain; version=0.0.4", buf ? buf : "", blen);
+        free(buf);
+        return 0;
+    }
+    gw->requests[R_OTHER]++;
+    send_json_error(gw, req, SL_RPC_NOT_FOUND, "no such route");
+    return 0;
+
+not_allowed_get:
+    add_header(req, H2O_TOKEN_ALLOW, H2O_STRLIT("GET, HEAD"));
+    count_status(gw, 405);
+    req->res.status = 405;
+    req->res.reason = "Method Not Allowed";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"));
+    h2o_send_inline(req, H2O_STRLIT("{\"code\":\"invalid_argument\",\"message\":\"method not allowed\"}"));
+    return 0;
+}
+
+/* ---- metrics ---- */
+
+static void appendf(char **buf, size_t *len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void appendf(char **buf, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    char *p = realloc(*buf, *len + (size_t)n + 1);
+    if (p == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(p + *len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    *buf = p;
+    *len += (size_t)n;
+}
+
+void sl_gateway_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
+{
+    appendf(buf, len, "# HELP shareline_http_requests_total HTTP requests by route.\n"
+                      "# TYPE shareline_http_requests_total counter\n");
+    for (int i = 0; i < R_COUNT; i++)
+        appendf(buf, len, "shareline_http_requests_total{route=\"%s\"} %llu\n", route_names[i],
+                (unsigned long long)gw->requests[i]);
+    appendf(buf, len, "# HELP shareline_http_responses_total HTTP responses by status class.\n"
+                      "# TYPE shareline_http_responses_total counter\n");
+    for (int c = 1; c <= 5; c++)
+        appendf(buf, len, "shareline_http_responses_total{class=\"%dxx\"} %llu\n", c,
+                (unsigned long long)gw->status_class[c]);
+    appendf(buf, len, "# HELP shareline_http_aborted_total Answers dropped because the client had gone.\n"
+                      "# TYPE shareline_http_aborted_total counter\nshareline_http_aborted_total %llu\n",
+            (unsigned long long)gw->aborted);
+}
+
+/* ---- accepting ---- */
+
+static void on_tcp_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    sl_gateway_t *gw = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = malloc(sizeof(*conn));
+    if (conn == NULL)
+        return;
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, on_tcp_close);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_tcp_close);
+    h2o_accept(&gw->accept_ctx, sock);
+}
+
+static int setup_tls(sl_gateway_t *gw, char *err, size_t errlen)
+{
+    SSL_load_error_strings();
+    SSL_library_init();
+    gw->ssl = SSL_CTX_new(TLS_server_method());
+    if (gw->ssl == NULL) {
+        snprintf(err, errlen, "TLS: cannot create context");
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(gw->ssl, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(gw->ssl, gw->cfg.tls_cert) != 1) {
+        snprintf(err, errlen, "TLS: cannot load certificate %s", gw->cfg.tls_cert);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(gw->ssl, gw->cfg.tls_key, SSL_FILETYPE_PEM) != 1) {
+        snprintf(err, errlen, "TLS: cannot load key %s", gw->cfg.tls_key);
+        return -1;
+    }
+    h2o_ssl_register_alpn_protocols(gw->ssl, h2o_http2_alpn_protocols);
+    gw->accept_ctx.ssl_ctx = gw->ssl;
+    return 0;
+}
+
+int sl_gateway_start(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, const sl_gateway_config_t *cfg,
+                     char *err, size_t errlen)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sl_gateway_t *gw = calloc(1, sizeof(*gw));
+    if (gw == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    gw->loop = loop;
+    gw->rpc = rpc;
+    gw->cfg = *cfg;
+    if (gw->cfg.host == NULL)
+        gw->cfg.host = "127.0.0.1";
+    if (gw->cfg.port == 0)
+        gw->cfg.port = 8080;
+    if (gw->cfg.max_body == 0)
+        gw->cfg.max_body = sl_rpc_server_limits(rpc)->max_body;
+
+    h2o_config_init(&gw->config);
+    /* Bodies up to max_body are ours to judge (a 413 with an error body); h2o itself stops at twice
+     * that (HTTP/1.1: 413; HTTP/2: RST_STREAM), so no request can make us buffer more. */
+    gw->config.max_request_entity_size = gw->cfg.max_body * 2;
+    h2o_hostconf_t *host = h2o_config_register_host(&gw->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    handler_t *h = (handler_t *)h2o_create_handler(pathconf, sizeof(*h));
+    h->super.on_req = on_req;
+    h->gw = gw;
+    h2o_context_init(&gw->ctx, loop, &gw->config);
+    gw->accept_ctx.ctx = &gw->ctx;
+    gw->accept_ctx.hosts = gw->config.hosts;
+
+    if (gw->cfg.tls_cert && *gw->cfg.tls_cert && gw->cfg.tls_key && *gw->cfg.tls_key &&
+        setup_tls(gw, err, errlen) != 0)
+        goto fail;
+
+    struct sockaddr_storage addr;
+    if (uv_ip4_addr(gw->cfg.host, (int)gw->cfg.port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(gw->cfg.host, (int)gw->cfg.port, (struct sockaddr_in6 *)&addr) != 0) {
+        snprintf(err, errlen, "listen address %s is not an IP address", gw->cfg.host);
+        goto fail;
+    }
+    uv_tcp_init(loop, &gw->listener);
+    gw->listener.data = gw;
+    int r;
+    if ((r = uv_tcp_bind(&gw->listener, (struct sockaddr *)&addr, 0)) != 0 ||
+        (r = uv_listen((uv_stream_t *)&gw->listener, 1024, on_accept)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", gw->cfg.host, gw->cfg.port, uv_strerror(r));
+        uv_close((uv_handle_t *)&gw->listener, NULL);
+        uv_run(loop, UV_RUN_NOWAIT);
+        goto fail;
+    }
+    *out = gw;
+    return 0;
+fail:
+    h2o_context_dispose(&gw->ctx);
+    h2o_config_dispose(&gw->config);
+    if (gw->ssl)
+        SSL_CTX_free(gw->ssl);
+    free(gw);
+    return -1;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void sl_gateway_stop(sl_gateway_t *gw)
+{
+    if (gw == NULL)
+        return;
+    uv_close((uv_handle_t *)&gw->listener, on_listener_closed);
+    uv_run(gw->loop, UV_RUN_NOWAIT);
+    h2o_context_dispose(&gw->ctx);
+    h2o_config_dispose(&gw->config);
+    if (gw->ssl)
+        SSL_CTX_free(gw->ssl);
+    free(gw);
+}

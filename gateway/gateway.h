@@ -1,0 +1,40 @@
+/*
+ * gateway — the HTTP face of Shareline: h2o 2.2 on the caller's libuv loop, HTTP/1.1 and HTTP/2
+ * (cleartext with prior knowledge on the same port, or TLS + ALPN when a certificate is given).
+ * It translates requests into rpc calls (msgpack) and answers back into HTTP; it never reaches the
+ * core, the cache or the store in any other way. The only h2o user in the project.
+ */
+#ifndef SL_GATEWAY_H
+#define SL_GATEWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "rpc/rpc.h"
+
+typedef struct sl_gateway sl_gateway_t;
+
+typedef struct sl_gateway_config {
+    const char *host;     /* IP literal to listen on, default "127.0.0.1" */
+    unsigned port;        /* default 8080 */
+    const char *tls_cert; /* PEM certificate chain; TLS is on when both cert and key are set */
+    const char *tls_key;
+    size_t max_body;      /* request body limit answered with 413 + an error body (default: the rpc limit) */
+    /* /readyz: returns 1 when the process can serve (the store is reachable). */
+    int (*ready)(void *data);
+    /* /metrics: appends Prometheus text to *buf (malloc'd, grown with realloc), *len its length. */
+    void (*metrics)(void *data, char **buf, size_t *len);
+    void *data;
+} sl_gateway_config_t;
+
+/* Binds and starts serving on `loop`. Returns 0, or -1 with a message in err. */
+int sl_gateway_start(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, const sl_gateway_config_t *cfg,
+                     char *err, size_t errlen);
+/* Stops listening and closes handles; returns after the loop was given the chance to close them. */
+void sl_gateway_stop(sl_gateway_t *gw);
+
+/* Appends the gateway's own metrics (Prometheus text) to buf and len, as in sl_gateway_config_t.metrics. */
+void sl_gateway_metrics(const sl_gateway_t *gw, char **buf, size_t *len);
+
+#endif

@@ -1,0 +1,340 @@
+/* The method table, calls and their answers, status codes, and request field readers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/rpc.h"
+
+static const struct {
+    const char *name;
+    int http;
+} codes[] = {
+    [SL_RPC_OK] = {"ok", 200},
+    [SL_RPC_INVALID_ARGUMENT] = {"invalid_argument", 400},
+    [SL_RPC_UNAUTHENTICATED] = {"unauthenticated", 401},
+    [SL_RPC_PERMISSION_DENIED] = {"permission_denied", 403},
+    [SL_RPC_NOT_FOUND] = {"not_found", 404},
+    [SL_RPC_ALREADY_EXISTS] = {"already_exists", 409},
+    [SL_RPC_FAILED_PRECONDITION] = {"failed_precondition", 412},
+    [SL_RPC_RESOURCE_EXHAUSTED] = {"resource_exhausted", 429},
+    [SL_RPC_PAYLOAD_TOO_LARGE] = {"resource_exhausted", 413},
+    [SL_RPC_UNAVAILABLE] = {"unavailable", 503},
+    [SL_RPC_INTERNAL] = {"internal", 500},
+    [SL_RPC_UNIMPLEMENTED] = {"unimplemented", 501},
+};
+
+const char *sl_rpc_code_name(sl_rpc_code_t code)
+{
+    return (unsigned)code < sizeof(codes) / sizeof(codes[0]) ? codes[code].name : "internal";
+}
+
+int sl_rpc_code_http_status(sl_rpc_code_t code)
+{
+    return (unsigned)code < sizeof(codes) / sizeof(codes[0]) ? codes[code].http : 500;
+}
+
+typedef struct method {
+    char *name;
+    size_t len;
+    sl_rpc_handler handler;
+    void *data;
+} method_t;
+
+struct sl_rpc_server {
+    sl_rpc_limits_t limits;
+    method_t *methods;
+    size_t nmethods;
+};
+
+struct sl_rpc_call {
+    const method_t *method;
+    char *body; /* copy of the request; the unpacked objects point into it */
+    char *auth;
+    size_t auth_len;
+    msgpack_zone zone;
+    msgpack_object request;
+    msgpack_sbuffer reply;
+    msgpack_packer pk;
+    sl_rpc_reply_cb cb;
+    void *cb_data;
+};
+
+sl_rpc_server_t *sl_rpc_server_new(const sl_rpc_limits_t *limits)
+{
+    sl_rpc_server_t *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return NULL;
+    if (limits)
+        srv->limits = *limits;
+    else
+        sl_rpc_limits_default(&srv->limits);
+    return srv;
+}
+
+void sl_rpc_server_free(sl_rpc_server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    for (size_t i = 0; i < srv->nmethods; i++)
+        free(srv->methods[i].name);
+    free(srv->methods);
+    free(srv);
+}
+
+const sl_rpc_limits_t *sl_rpc_server_limits(const sl_rpc_server_t *srv)
+{
+    return &srv->limits;
+}
+
+int sl_rpc_register(sl_rpc_server_t *srv, const char *name, sl_rpc_handler handler, void *data)
+{
+    method_t *m = realloc(srv->methods, (srv->nmethods + 1) * sizeof(*m));
+    if (m == NULL)
+        return -1;
+    srv->methods = m;
+    m = &srv->methods[srv->nmethods];
+    if ((m->name = strdup(name)) == NULL)
+        return -1;
+    m->len = strlen(name);
+    m->handler = handler;
+    m->data = data;
+    srv->nmethods++;
+    return 0;
+}
+
+static const method_t *find(const sl_rpc_server_t *srv, const char *name, size_t len)
+{
+    for (size_t i = 0; i < srv->nmethods; i++)
+        if (srv->methods[i].len == len && memcmp(srv->methods[i].name, name, len) == 0)
+            return &srv->methods[i];
+    return NULL;
+}
+
+int sl_rpc_has_method(const sl_rpc_server_t *srv, const char *name, size_t len)
+{
+    return find(srv, name, len) != NULL;
+}
+
+static void pack_error(msgpack_packer *pk, sl_rpc_code_t code, const char *msg)
+{
+    msgpack_pack_map(pk, 2);
+    sl_rpc_pack_str(pk, "code");
+    sl_rpc_pack_str(pk, sl_rpc_code_name(code));
+    sl_rpc_pack_str(pk, "message");
+    sl_rpc_pack_str(pk, msg);
+}
+
+/* An answer without a call object (the request never reached a method). */
+static void answer_error(sl_rpc_reply_cb cb, void *data, sl_rpc_code_t code, const char *msg)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    pack_error(&pk, code, msg);
+    cb(code, sb.data, sb.size, data);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void call_free(sl_rpc_call_t *call)
+{
+    msgpack_zone_destroy(&call->zone);
+    msgpack_sbuffer_destroy(&call->reply);
+    free(call->body);
+    free(call->auth);
+    free(call);
+}
+
+void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth, size_t auth_len,
+                 const void *body, size_t len, sl_rpc_reply_cb cb, void *data)
+{
+    char msg[256];
+    const method_t *m = find(srv, method, method_len);
+    if (m == NULL) {
+        snprintf(msg, sizeof(msg), "unknown method \"%.*s\"", (int)(method_len > 100 ? 100 : method_len), method);
+        answer_error(cb, data, SL_RPC_UNIMPLEMENTED, msg);
+        return;
+    }
+    if (len > srv->limits.max_body) {
+        snprintf(msg, sizeof(msg), "body of %zu bytes exceeds the limit of %zu bytes", len, srv->limits.max_body);
+        answer_error(cb, data, SL_RPC_PAYLOAD_TOO_LARGE, msg);
+        return;
+    }
+    if (sl_rpc_check_msgpack(body, len, &srv->limits, msg, sizeof(msg)) != 0) {
+        answer_error(cb, data, SL_RPC_INVALID_ARGUMENT, msg);
+        return;
+    }
+    sl_rpc_call_t *call = calloc(1, sizeof(*call));
+    if (call == NULL || (call->body = malloc(len)) == NULL ||
+        (auth != NULL && (call->auth = malloc(auth_len + 1)) == NULL)) {
+        if (call) {
+            free(call->body);
+            free(call);
+        }
+        answer_error(cb, data, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    memcpy(call->body, body, len);
+    if (auth != NULL) {
+        memcpy(call->auth, auth, auth_len);
+        call->auth[auth_len] = '\0';
+        call->auth_len = auth_len;
+    }
+    call->method = m;
+    call->cb = cb;
+    call->cb_data = data;
+    msgpack_sbuffer_init(&call->reply);
+    msgpack_packer_init(&call->pk, &call->reply, msgpack_sbuffer_write);
+    msgpack_zone_init(&call->zone, 2048);
+    size_t off = 0;
+    /* Checked above, so this cannot over-allocate; a failure here is our bug. */
+    if (msgpack_unpack(call->body, len, &off, &call->zone, &call->request) != MSGPACK_UNPACK_SUCCESS) {
+        call_free(call);
+        answer_error(cb, data, SL_RPC_INTERNAL, "request could not be unpacked");
+        return;
+    }
+    m->handler(call, m->data);
+}
+
+const msgpack_object *sl_rpc_request(const sl_rpc_call_t *call)
+{
+    return &call->request;
+}
+
+const char *sl_rpc_auth(const sl_rpc_call_t *call, size_t *len)
+{
+    if (len)
+        *len = call->auth_len;
+    return call->auth;
+}
+
+const char *sl_rpc_method(const sl_rpc_call_t *call)
+{
+    return call->method->name;
+}
+
+msgpack_packer *sl_rpc_packer(sl_rpc_call_t *call)
+{
+    return &call->pk;
+}
+
+void sl_rpc_reply(sl_rpc_call_t *call)
+{
+    if (call->reply.size == 0)
+        msgpack_pack_map(&call->pk, 0);
+    call->cb(SL_RPC_OK, call->reply.data, call->reply.size, call->cb_data);
+    call_free(call);
+}
+
+void sl_rpc_reply_raw(sl_rpc_call_t *call, const void *body, size_t len)
+{
+    call->cb(SL_RPC_OK, body, len, call->cb_data);
+    call_free(call);
+}
+
+void sl_rpc_fail(sl_rpc_call_t *call, sl_rpc_code_t code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    msgpack_sbuffer_clear(&call->reply);
+    pack_error(&call->pk, code, msg);
+    call->cb(code, call->reply.data, call->reply.size, call->cb_data);
+    call_free(call);
+}
+
+/* ---- fields ---- */
+
+const msgpack_object *sl_rpc_field(const msgpack_object *map, const char *key)
+{
+    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
+            memcmp(kv->key.via.str.ptr, key, klen) == 0)
+            return kv->val.type == MSGPACK_OBJECT_NIL ? NULL : &kv->val;
+    }
+    return NULL;
+}
+
+static int absent(const char *key, int required, char *msg, size_t msglen)
+{
+    if (required)
+        snprintf(msg, msglen, "missing required field \"%s\"", key);
+    return 0;
+}
+
+int sl_rpc_get_str(const msgpack_object *map, const char *key, int required, size_t max_len, const char **s,
+                   size_t *len, char *msg, size_t msglen)
+{
+    const msgpack_object *o = sl_rpc_field(map, key);
+    if (o == NULL)
+        return absent(key, required, msg, msglen);
+    if (o->type == MSGPACK_OBJECT_STR) {
+        *s = o->via.str.ptr;
+        *len = o->via.str.size;
+    } else if (o->type == MSGPACK_OBJECT_BIN && sl_rpc_utf8_valid(o->via.bin.ptr, o->via.bin.size)) {
+        *s = o->via.bin.ptr;
+        *len = o->via.bin.size;
+    } else {
+        snprintf(msg, msglen, "field \"%s\" must be a string", key);
+        return -1;
+    }
+    if (*len > max_len) {
+        snprintf(msg, msglen, "field \"%s\" is %zu bytes long; the limit is %zu", key, *len, max_len);
+        return -1;
+    }
+    return 1;
+}
+
+int sl_rpc_get_bool(const msgpack_object *map, const char *key, int required, int *out, char *msg, size_t msglen)
+{
+    const msgpack_object *o = sl_rpc_field(map, key);
+    if (o == NULL)
+        return absent(key, required, msg, msglen);
+    if (o->type != MSGPACK_OBJECT_BOOLEAN) {
+        snprintf(msg, msglen, "field \"%s\" must be a boolean", key);
+        return -1;
+    }
+    *out = o->via.boolean;
+    return 1;
+}
+
+int sl_rpc_get_i64(const msgpack_object *map, const char *key, int required, int64_t min, int64_t max,
+                   int64_t *out, char *msg, size_t msglen)
+{
+    const msgpack_object *o = sl_rpc_field(map, key);
+    if (o == NULL)
+        return absent(key, required, msg, msglen);
+    int64_t v;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        v = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        v = o->via.i64;
+    else {
+        snprintf(msg, msglen, "field \"%s\" must be an integer", key);
+        return -1;
+    }
+    if (v < min || v > max) {
+        snprintf(msg, msglen, "field \"%s\" must be between %lld and %lld", key, (long long)min,
+                 (long long)max);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+void sl_rpc_pack_str(msgpack_packer *pk, const char *s)
+{
+    sl_rpc_pack_strn(pk, s, strlen(s));
+}
+
+void sl_rpc_pack_strn(msgpack_packer *pk, const char *s, size_t len)
+{
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, s, len);
+}
