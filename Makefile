@@ -1,0 +1,28 @@
+# Thin wrapper over CMake. The two commands of the README:
+#   make run   install what is missing, build, start local Redis + MariaDB under var/, migrate,
+#              seed a demo, and serve on http://127.0.0.1:8080 (foreground; Ctrl-C stops)
+#   make test  the same set-up, then the whole suite: a normal build and an ASan+UBSan build
+JOBS ?= 2
+
+.PHONY: all deps build run test stop clean
+
+all: build
+
+deps:
+	bash scripts/deps.sh
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build -j$(JOBS)
+
+run: build
+	bash scripts/run.sh
+
+test: deps
+	bash scripts/test.sh
+
+stop:
+	bash scripts/services.sh stop var
+
+clean:
+	rm -rf build build-asan
