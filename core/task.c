@@ -88,7 +88,7 @@ static void task_release(sl_task_t *t)
 }
 
 /* Switches from the caller into t (first start or resume), and back when it waits or ends. */
-static void switch_in(sl_task_t *t)
+static __attribute__((noinline)) void switch_in(sl_task_t *t)
 {
     t->prev_current = current;
     current = t;
@@ -120,6 +120,18 @@ static void trampoline(unsigned hi, unsigned lo)
     setcontext(&t->caller);
 }
 
+/* Kept out of line: getcontext() returns twice, and must not share a frame with locals the
+ * compiler could keep in registers (-Wclobbered). */
+static __attribute__((noinline)) void prepare_context(sl_task_t *t)
+{
+    getcontext(&t->ctx);
+    t->ctx.uc_stack.ss_sp = (char *)t->map + page_size();
+    t->ctx.uc_stack.ss_size = SL_TASK_STACK_SIZE;
+    t->ctx.uc_link = NULL;
+    uintptr_t p = (uintptr_t)t;
+    makecontext(&t->ctx, (void (*)(void))trampoline, 2, (unsigned)(p >> 32), (unsigned)(p & 0xffffffffu));
+}
+
 int sl_task_spawn(sl_task_fn fn, void *arg)
 {
     sl_task_t *t = task_alloc();
@@ -128,12 +140,7 @@ int sl_task_spawn(sl_task_fn fn, void *arg)
     t->fn = fn;
     t->arg = arg;
     t->done = 0;
-    getcontext(&t->ctx);
-    t->ctx.uc_stack.ss_sp = (char *)t->map + page_size();
-    t->ctx.uc_stack.ss_size = SL_TASK_STACK_SIZE;
-    t->ctx.uc_link = NULL;
-    uintptr_t p = (uintptr_t)t;
-    makecontext(&t->ctx, (void (*)(void))trampoline, 2, (unsigned)(p >> 32), (unsigned)(p & 0xffffffffu));
+    prepare_context(t);
     switch_in(t);
     return 0;
 }

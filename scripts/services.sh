@@ -77,7 +77,7 @@ if ! alive "$dir/mariadb.pid"; then
     user_opt=(); [ "$(id -u)" = 0 ] && user_opt=(--user=root)
     nohup mariadbd --no-defaults --datadir="$dir/mariadb" --socket="$sock" --port="$mariadb_port" \
         --bind-address=127.0.0.1 --skip-log-bin --innodb-buffer-pool-size=128M --innodb-log-file-size=8M \
-        --pid-file="$dir/mariadb.pid" --log-error="$dir/mariadb.err" --max-connections=500 \
+        --pid-file="$dir/mariadb.pid" --log-error="$dir/mariadb.err" --max-connections=500 --max-allowed-packet=256M \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci "${user_opt[@]}" \
         >/dev/null 2>&1 &
     for _ in $(seq 1 100); do

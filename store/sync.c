@@ -1,0 +1,524 @@
+/*
+ * The blocking side of store/ (start-up, migrations, admin subcommands, tests) and the conversion
+ * code it shares with the non-blocking pool in store.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <errmsg.h>
+
+#include "store/internal.h"
+#include "store/migrations.h"
+
+/* ---- shared helpers ---- */
+
+int sl_store__options(MYSQL *m, const sl_store_config_t *cfg, int nonblock)
+{
+    unsigned connect_s = (cfg->connect_timeout_ms + 999) / 1000;
+    unsigned long packet = 256ul << 20;
+    my_bool off = 0;
+    unsigned int zero = 0;
+    if (connect_s == 0)
+        connect_s = 1;
+    if (mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "utf8mb4") != 0 ||
+        mysql_optionsv(m, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'") != 0 ||
+        mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &packet) != 0 ||
+        mysql_optionsv(m, MYSQL_OPT_LOCAL_INFILE, &zero) != 0 || mysql_optionsv(m, MYSQL_OPT_RECONNECT, &off) != 0 ||
+        mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s) != 0)
+        return -1;
+    if (nonblock && mysql_optionsv(m, MYSQL_OPT_NONBLOCK, 0) != 0)
+        return -1;
+    return 0;
+}
+
+static int use_socket(const sl_store_config_t *cfg)
+{
+    return cfg->host == NULL || strcmp(cfg->host, "localhost") == 0;
+}
+
+const char *sl_store__host(const sl_store_config_t *cfg)
+{
+    return use_socket(cfg) ? "localhost" : cfg->host;
+}
+
+const char *sl_store__socket(const sl_store_config_t *cfg)
+{
+    return use_socket(cfg) ? cfg->unix_socket : NULL;
+}
+
+int sl_store__conn_broken(unsigned server_errno)
+{
+    return server_errno >= 2000 && server_errno < 3000;
+}
+
+void sl_store__errorf(sl_store_error_t *err, sl_store_code_t code, const char *fmt, ...)
+{
+    if (err == NULL)
+        return;
+    err->code = code;
+    err->server_errno = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+}
+
+void sl_store__error(sl_store_error_t *err, unsigned server_errno, const char *message)
+{
+    if (err == NULL)
+        return;
+    sl_store_code_t code = SL_STORE_E_QUERY;
+    if (server_errno == SL_ER_DUP_ENTRY)
+        code = SL_STORE_E_DUP;
+    else if (server_errno == SL_ER_LOCK_WAIT_TIMEOUT || server_errno == SL_ER_STATEMENT_TIMEOUT)
+        code = SL_STORE_E_TIMEOUT;
+    else if (sl_store__conn_broken(server_errno))
+        code = SL_STORE_E_CONN;
+    err->code = code;
+    err->server_errno = server_errno;
+    snprintf(err->message, sizeof(err->message), "%s", message && *message ? message : "unknown MariaDB error");
+}
+
+int sl_store__bind(MYSQL_STMT *stmt, const sl_store_value_t *params, size_t nparams, MYSQL_BIND *binds,
+                   sl_store_error_t *err)
+{
+    unsigned long want = mysql_stmt_param_count(stmt);
+    if (want != nparams) {
+        sl_store__errorf(err, SL_STORE_E_QUERY, "statement has %lu parameters, %zu given", want, nparams);
+        return -1;
+    }
+    if (nparams == 0)
+        return 0;
+    memset(binds, 0, nparams * sizeof(*binds));
+    for (size_t i = 0; i < nparams; i++) {
+        const sl_store_value_t *v = &params[i];
+        MYSQL_BIND *b = &binds[i];
+        switch (v->type) {
+        case SL_STORE_NULL:
+            b->buffer_type = MYSQL_TYPE_NULL;
+            break;
+        case SL_STORE_INT:
+            b->buffer_type = MYSQL_TYPE_LONGLONG;
+            b->buffer = (void *)&v->i;
+            break;
+        case SL_STORE_TEXT:
+        case SL_STORE_BLOB:
+            b->buffer_type = v->type == SL_STORE_TEXT ? MYSQL_TYPE_STRING : MYSQL_TYPE_BLOB;
+            /* A zero-length value still needs a non-NULL buffer, or it would be sent as NULL. */
+            b->buffer = (void *)(v->ptr ? v->ptr : "");
+            b->buffer_length = (unsigned long)v->len;
+            b->length_value = (unsigned long)v->len;
+            b->length = &b->length_value;
+            break;
+        default:
+            sl_store__errorf(err, SL_STORE_E_QUERY, "parameter %zu has an unknown type", i);
+            return -1;
+        }
+    }
+    if (mysql_stmt_bind_param(stmt, binds)) {
+        sl_store__error(err, mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+        return -1;
+    }
+    return 0;
+}
+
+static int is_integer_type(enum enum_field_types t)
+{
+    return t == MYSQL_TYPE_TINY || t == MYSQL_TYPE_SHORT || t == MYSQL_TYPE_LONG || t == MYSQL_TYPE_INT24 ||
+           t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
+}
+
+static sl_store_result_t *result_new(size_t nrows, size_t ncols)
+{
+    sl_store_result_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->nrows = nrows;
+    r->ncols = ncols;
+    if (nrows * ncols > 0) {
+        r->cells = calloc(nrows * ncols, sizeof(*r->cells));
+        if (r->cells == NULL) {
+            free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+void sl_store_result_free(sl_store_result_t *res)
+{
+    if (res == NULL)
+        return;
+    for (size_t i = 0; i < res->nrows * res->ncols; i++)
+        if (res->cells[i].type == SL_STORE_TEXT)
+            free((void *)res->cells[i].ptr);
+    free(res->cells);
+    free(res);
+}
+
+static int set_text(sl_store_value_t *cell, const void *bytes, size_t len)
+{
+    char *p = malloc(len + 1);
+    if (p == NULL)
+        return -1;
+    if (len)
+        memcpy(p, bytes, len);
+    p[len] = '\0';
+    cell->type = SL_STORE_TEXT;
+    cell->ptr = p;
+    cell->len = len;
+    return 0;
+}
+
+typedef struct column {
+    int integer;
+    long long ival;
+    char *buf;
+    unsigned long buflen;
+    unsigned long length;
+    my_bool is_null;
+    my_bool error;
+} column_t;
+
+int sl_store__collect(MYSQL_STMT *stmt, sl_store_result_t **out, sl_store_error_t *err)
+{
+    *out = NULL;
+    MYSQL_RES *meta = mysql_stmt_result_metadata(stmt);
+    size_t ncols = meta ? mysql_num_fields(meta) : 0;
+    size_t nrows = meta ? (size_t)mysql_stmt_num_rows(stmt) : 0;
+    sl_store_result_t *r = result_new(nrows, ncols);
+    column_t *cols = ncols ? calloc(ncols, sizeof(*cols)) : NULL;
+    MYSQL_BIND *binds = ncols ? calloc(ncols, sizeof(*binds)) : NULL;
+    int rc = -1;
+    if (r == NULL || (ncols && (cols == NULL || binds == NULL))) {
+        sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
+        goto done;
+    }
+    r->affected_rows = mysql_stmt_affected_rows(stmt);
+    r->insert_id = mysql_stmt_insert_id(stmt);
+    if (ncols == 0) {
+        rc = 0;
+        goto done;
+    }
+    MYSQL_FIELD *fields = mysql_fetch_fields(meta);
+    for (size_t c = 0; c < ncols; c++) {
+        MYSQL_BIND *b = &binds[c];
+        b->is_null = &cols[c].is_null;
+        b->length = &cols[c].length;
+        b->error = &cols[c].error;
+        if (is_integer_type(fields[c].type)) {
+            cols[c].integer = 1;
+            b->buffer_type = MYSQL_TYPE_LONGLONG;
+            b->buffer = &cols[c].ival;
+            b->is_unsigned = (fields[c].flags & UNSIGNED_FLAG) != 0;
+        } else {
+            /* max_length is known because STMT_ATTR_UPDATE_MAX_LENGTH was set before storing; a
+             * value longer than the buffer (temporal conversions) is re-read below. */
+            cols[c].buflen = fields[c].max_length + 1;
+            if (cols[c].buflen < 64)
+                cols[c].buflen = 64;
+            cols[c].buf = malloc(cols[c].buflen);
+            if (cols[c].buf == NULL) {
+                sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
+                goto done;
+            }
+            b->buffer_type = MYSQL_TYPE_STRING;
+            b->buffer = cols[c].buf;
+            b->buffer_length = cols[c].buflen;
+        }
+    }
+    if (mysql_stmt_bind_result(stmt, binds)) {
+        sl_store__error(err, mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+        goto done;
+    }
+    for (size_t row = 0; row < nrows; row++) {
+        int f = mysql_stmt_fetch(stmt);
+        if (f == 1 || f == MYSQL_NO_DATA) {
+            sl_store__error(err, mysql_stmt_errno(stmt),
+                            f == 1 ? mysql_stmt_error(stmt) : "result ended before its row count");
+            goto done;
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            sl_store_value_t *cell = &r->cells[row * ncols + c];
+            if (cols[c].is_null) {
+                cell->type = SL_STORE_NULL;
+                continue;
+            }
+            if (cols[c].integer) {
+                cell->type = SL_STORE_INT;
+                cell->i = (int64_t)cols[c].ival;
+                continue;
+            }
+            if (cols[c].length >= cols[c].buflen) {
+                char *big = malloc(cols[c].length + 1);
+                MYSQL_BIND one;
+                memset(&one, 0, sizeof(one));
+                unsigned long got = 0;
+                one.buffer_type = MYSQL_TYPE_STRING;
+                one.buffer = big;
+                one.buffer_length = cols[c].length + 1;
+                one.length = &got;
+                if (big == NULL || mysql_stmt_fetch_column(stmt, &one, (unsigned)c, 0) != 0 ||
+                    set_text(cell, big, got < cols[c].length ? got : cols[c].length) != 0) {
+                    free(big);
+                    sl_store__errorf(err, SL_STORE_E_QUERY, "cannot read column %zu", c);
+                    goto done;
+                }
+                free(big);
+                continue;
+            }
+            if (set_text(cell, cols[c].buf, cols[c].length) != 0) {
+                sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
+                goto done;
+            }
+        }
+    }
+    rc = 0;
+done:
+    if (meta)
+        mysql_free_result(meta);
+    for (size_t c = 0; c < ncols && cols; c++)
+        free(cols[c].buf);
+    free(cols);
+    free(binds);
+    mysql_stmt_free_result(stmt);
+    if (rc == 0)
+        *out = r;
+    else
+        sl_store_result_free(r);
+    return rc;
+}
+
+int sl_store__collect_text(MYSQL *m, MYSQL_RES *res, sl_store_result_t **out, sl_store_error_t *err)
+{
+    *out = NULL;
+    size_t ncols = res ? mysql_num_fields(res) : 0;
+    size_t nrows = res ? (size_t)mysql_num_rows(res) : 0;
+    sl_store_result_t *r = result_new(nrows, ncols);
+    if (r == NULL) {
+        sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
+        return -1;
+    }
+    r->affected_rows = mysql_affected_rows(m);
+    r->insert_id = mysql_insert_id(m);
+    for (size_t row = 0; row < nrows; row++) {
+        MYSQL_ROW vals = mysql_fetch_row(res);
+        unsigned long *lens = mysql_fetch_lengths(res);
+        for (size_t c = 0; vals && c < ncols; c++) {
+            sl_store_value_t *cell = &r->cells[row * ncols + c];
+            if (vals[c] == NULL) {
+                cell->type = SL_STORE_NULL;
+            } else if (set_text(cell, vals[c], lens[c]) != 0) {
+                sl_store_result_free(r);
+                sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
+                return -1;
+            }
+        }
+    }
+    *out = r;
+    return 0;
+}
+
+sl_store_value_t *sl_store__copy_params(const sl_store_value_t *params, size_t n)
+{
+    size_t bytes = n * sizeof(*params);
+    for (size_t i = 0; i < n; i++)
+        if (params[i].type == SL_STORE_TEXT || params[i].type == SL_STORE_BLOB)
+            bytes += params[i].len;
+    sl_store_value_t *copy = malloc(bytes ? bytes : 1);
+    if (copy == NULL)
+        return NULL;
+    char *data = (char *)(copy + n);
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = params[i];
+        if ((params[i].type == SL_STORE_TEXT || params[i].type == SL_STORE_BLOB) && params[i].len > 0) {
+            memcpy(data, params[i].ptr, params[i].len);
+            copy[i].ptr = data;
+            data += params[i].len;
+        }
+    }
+    return copy;
+}
+
+/* ---- blocking API ---- */
+
+struct sl_store_sync {
+    MYSQL *m;
+};
+
+sl_store_sync_t *sl_store_sync_open(const sl_store_config_t *cfg, sl_store_error_t *err)
+{
+    sl_store_config_t c = *cfg;
+    if (c.connect_timeout_ms == 0)
+        c.connect_timeout_ms = 2000;
+    if (c.port == 0)
+        c.port = 3306;
+    sl_store_sync_t *db = calloc(1, sizeof(*db));
+    if (db == NULL || (db->m = mysql_init(NULL)) == NULL) {
+        free(db);
+        sl_store__errorf(err, SL_STORE_E_CONN, "out of memory");
+        return NULL;
+    }
+    if (sl_store__options(db->m, &c, 0) != 0) {
+        sl_store__errorf(err, SL_STORE_E_CONN, "cannot set connection options");
+        sl_store_sync_close(db);
+        return NULL;
+    }
+    if (mysql_real_connect(db->m, sl_store__host(&c), c.user, c.password, c.database, c.port, sl_store__socket(&c),
+                           0) == NULL) {
+        sl_store__error(err, mysql_errno(db->m), mysql_error(db->m));
+        if (err && err->code != SL_STORE_E_CONN)
+            err->code = SL_STORE_E_CONN; /* access denied, unknown database: still cannot connect */
+        sl_store_sync_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+void sl_store_sync_close(sl_store_sync_t *db)
+{
+    if (db == NULL)
+        return;
+    if (db->m)
+        mysql_close(db->m);
+    free(db);
+}
+
+/* Statements the server refuses to prepare (ER_UNSUPPORTED_PS) without parameters run as text. */
+static int exec_text(sl_store_sync_t *db, const char *sql, sl_store_result_t **res, sl_store_error_t *err)
+{
+    if (mysql_real_query(db->m, sql, (unsigned long)strlen(sql)) != 0) {
+        sl_store__error(err, mysql_errno(db->m), mysql_error(db->m));
+        return -1;
+    }
+    MYSQL_RES *r = mysql_store_result(db->m);
+    if (r == NULL && mysql_field_count(db->m) != 0) {
+        sl_store__error(err, mysql_errno(db->m), mysql_error(db->m));
+        return -1;
+    }
+    sl_store_result_t *out;
+    int rc = sl_store__collect_text(db->m, r, &out, err);
+    if (r)
+        mysql_free_result(r);
+    if (rc != 0)
+        return -1;
+    if (res)
+        *res = out;
+    else
+        sl_store_result_free(out);
+    return 0;
+}
+
+int sl_store_sync_exec(sl_store_sync_t *db, const char *sql, const sl_store_value_t *params, size_t nparams,
+                       sl_store_result_t **res, sl_store_error_t *err)
+{
+    if (res)
+        *res = NULL;
+    MYSQL_STMT *st = mysql_stmt_init(db->m);
+    MYSQL_BIND *binds = nparams ? calloc(nparams, sizeof(*binds)) : NULL;
+    int rc = -1;
+    if (st == NULL || (nparams && binds == NULL)) {
+        sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory");
+        goto done;
+    }
+    if (mysql_stmt_prepare(st, sql, (unsigned long)strlen(sql)) != 0) {
+        unsigned e = mysql_stmt_errno(st);
+        if (e == SL_ER_UNSUPPORTED_PS && nparams == 0) {
+            rc = exec_text(db, sql, res, err);
+            goto done;
+        }
+        sl_store__error(err, e, mysql_stmt_error(st));
+        goto done;
+    }
+    if (sl_store__bind(st, params, nparams, binds, err) != 0)
+        goto done;
+    if (mysql_stmt_execute(st) != 0) {
+        sl_store__error(err, mysql_stmt_errno(st), mysql_stmt_error(st));
+        goto done;
+    }
+    if (mysql_stmt_field_count(st) > 0) {
+        my_bool on = 1;
+        mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+        if (mysql_stmt_store_result(st) != 0) {
+            sl_store__error(err, mysql_stmt_errno(st), mysql_stmt_error(st));
+            goto done;
+        }
+    }
+    sl_store_result_t *out;
+    if (sl_store__collect(st, &out, err) != 0)
+        goto done;
+    if (res)
+        *res = out;
+    else
+        sl_store_result_free(out);
+    rc = 0;
+done:
+    if (st)
+        mysql_stmt_close(st);
+    free(binds);
+    return rc;
+}
+
+/* ---- migrations ---- */
+
+static const char SQL_MIGRATIONS_TABLE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                           " version INT NOT NULL PRIMARY KEY,"
+                                           " name VARCHAR(200) NOT NULL,"
+                                           " applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+                                           ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+static const char SQL_LOCK[] = "SELECT GET_LOCK('shareline_migrate', 60)";
+static const char SQL_UNLOCK[] = "SELECT RELEASE_LOCK('shareline_migrate')";
+static const char SQL_APPLIED[] = "SELECT COUNT(*) FROM schema_migrations WHERE version = ?";
+static const char SQL_RECORD[] = "INSERT INTO schema_migrations (version, name) VALUES (?, ?)";
+
+int sl_store_migrate(sl_store_sync_t *db, sl_store_error_t *err)
+{
+    sl_store_result_t *r = NULL;
+    /* Several nodes may start at once: one migrates, the others wait for it and find nothing to do. */
+    if (sl_store_sync_exec(db, SQL_LOCK, NULL, 0, &r, err) != 0)
+        return -1;
+    int locked = r->nrows == 1 && sl_store_cell(r, 0, 0)->type == SL_STORE_INT && sl_store_cell(r, 0, 0)->i == 1;
+    sl_store_result_free(r);
+    if (!locked) {
+        sl_store__errorf(err, SL_STORE_E_TIMEOUT, "another node held the migration lock for 60 s");
+        return -1;
+    }
+    int rc = -1;
+    if (sl_store_sync_exec(db, SQL_MIGRATIONS_TABLE, NULL, 0, NULL, err) != 0)
+        goto unlock;
+    for (size_t i = 0; i < sl_store_migrations_count; i++) {
+        const sl_store_migration_t *m = &sl_store_migrations[i];
+        sl_store_value_t v[] = {sl_store_int(m->version), sl_store_text(m->name, strlen(m->name))};
+        if (sl_store_sync_exec(db, SQL_APPLIED, v, 1, &r, err) != 0)
+            goto unlock;
+        int applied = sl_store_cell(r, 0, 0)->i > 0;
+        sl_store_result_free(r);
+        if (applied)
+            continue;
+        /* DDL commits implicitly in MariaDB, so a migration is not atomic: every step is written
+         * to be re-runnable (IF NOT EXISTS, CREATE OR REPLACE), and the version is recorded last. */
+        for (const char *const *step = m->steps; *step; step++) {
+            if (sl_store_sync_exec(db, *step, NULL, 0, NULL, err) != 0) {
+                if (err) {
+                    char msg[sizeof(err->message)];
+                    snprintf(msg, sizeof(msg), "migration %d (%.40s): %.180s", m->version, m->name, err->message);
+                    memcpy(err->message, msg, sizeof(msg));
+                }
+                goto unlock;
+            }
+        }
+        if (sl_store_sync_exec(db, SQL_RECORD, v, 2, NULL, err) != 0)
+            goto unlock;
+    }
+    rc = 0;
+unlock:;
+    sl_store_error_t ignored;
+    if (sl_store_sync_exec(db, SQL_UNLOCK, NULL, 0, NULL, &ignored) != 0 && rc == 0) {
+        *err = ignored;
+        rc = -1;
+    }
+    return rc;
+}
