@@ -1,0 +1,595 @@
+/*
+ * The SpecStory Markdown importer (see specstory.h and docs/specstory.md).
+ *
+ * The file is read line by line. A line is a turn header when it is, on its own, one of
+ *   _**User**_  _**User (…)**_  _**User - sidechain (…)**_  _**User (sidechain)**_
+ *   _**Agent**_ _**Agent (…)**_ _**Agent - sidechain (…)**_ _**Assistant**_ _****_
+ * Only those exact shapes count, so a bold-italic line inside a prompt stays text. Fenced code is
+ * not tracked: real files contain unbalanced fences (tool output cut short), and tracking them
+ * would swallow the following turns.
+ *
+ * What is dropped: the header lines themselves, the `---` separators that stand right before a
+ * header (or at the end), `<!-- message-id: … -->` comments, and the metadata lines before the
+ * first turn (generator comment, `#` title, session comment, `## SpecStory`). Every other line
+ * lands in a prompt or a response; text before the first user turn (for example a Gemini
+ * "Resumed from…" agent turn) becomes a leading exchange with an empty prompt.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/specstory.h"
+
+#define TITLE_MAX 120
+#define UNTITLED "Untitled exchange"
+
+typedef struct line {
+    const char *p;
+    size_t n; /* without "\n" and a trailing "\r" */
+} line_t;
+
+typedef enum kind {
+    K_TEXT,
+    K_USER,      /* non-sidechain user turn: starts an exchange */
+    K_SIDE_USER, /* sidechain user turn */
+    K_AGENT,     /* any agent/assistant turn, sidechain or not, and untitled _****_ blocks */
+    K_META,      /* metadata line before the first turn */
+    K_DROP,      /* message-id comments, separators */
+} kind_t;
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} buf_t;
+
+static void buf_add(buf_t *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (q == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static char *buf_take(buf_t *b, size_t *len)
+{
+    if (b->oom) {
+        free(b->p);
+        return NULL;
+    }
+    if (b->p == NULL)
+        buf_add(b, "", 0);
+    if (b->oom)
+        return NULL;
+    if (len)
+        *len = b->n;
+    char *p = b->p;
+    b->p = NULL;
+    b->n = b->cap = 0;
+    return p;
+}
+
+static char *dupn(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). Returns the offset of the first bad
+ * byte, or len. */
+static size_t utf8_check(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned min;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+            cp = c & 0x1F;
+            min = 0x80;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            cp = c & 0x0F;
+            min = 0x800;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else {
+            return i;
+        }
+        if (len - i <= need)
+            return i;
+        for (size_t k = 1; k <= need; k++) {
+            unsigned d = s[i + k];
+            if ((d & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (d & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += need + 1;
+    }
+    return i;
+}
+
+static int starts(const line_t *l, const char *pfx)
+{
+    size_t n = strlen(pfx);
+    return l->n >= n && memcmp(l->p, pfx, n) == 0;
+}
+
+static int ends(const line_t *l, const char *sfx)
+{
+    size_t n = strlen(sfx);
+    return l->n >= n && memcmp(l->p + l->n - n, sfx, n) == 0;
+}
+
+static int is_blank(const line_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!isspace((unsigned char)l->p[i]))
+            return 0;
+    return 1;
+}
+
+static int is_rule(const line_t *l)
+{
+    return l->n == 3 && memcmp(l->p, "---", 3) == 0;
+}
+
+static const char *find(const char *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(p + i, needle, k) == 0)
+            return p + i;
+    return NULL;
+}
+
+/* A turn header: "_**" role [" - sidechain"] [" (" anything ")"] "**_". inner/innerlen: the text
+ * in parentheses, if any. */
+static kind_t header_kind(const line_t *l, const char **inner, size_t *innerlen)
+{
+    *inner = NULL;
+    *innerlen = 0;
+    if (l->n < 6 || !starts(l, "_**") || !ends(l, "**_"))
+        return K_TEXT;
+    const char *p = l->p + 3;
+    size_t n = l->n - 6;
+    if (n == 0)
+        return K_AGENT; /* _****_ : an untitled block of the earliest format */
+    int user;
+    size_t rl;
+    if (n >= 4 && memcmp(p, "User", 4) == 0) {
+        user = 1;
+        rl = 4;
+    } else if (n >= 5 && memcmp(p, "Agent", 5) == 0) {
+        user = 0;
+        rl = 5;
+    } else if (n >= 9 && memcmp(p, "Assistant", 9) == 0) {
+        user = 0;
+        rl = 9;
+    } else {
+        return K_TEXT;
+    }
+    p += rl;
+    n -= rl;
+    int side = 0;
+    if (n >= 12 && memcmp(p, " - sidechain", 12) == 0) {
+        side = 1;
+        p += 12;
+        n -= 12;
+    }
+    if (n > 0) {
+        if (n < 3 || p[0] != ' ' || p[1] != '(' || p[n - 1] != ')')
+            return K_TEXT;
+        *inner = p + 2;
+        *innerlen = n - 3;
+        if (*innerlen >= 9 && memcmp(*inner, "sidechain", 9) == 0)
+            side = 1;
+    }
+    if (!user)
+        return K_AGENT;
+    return side ? K_SIDE_USER : K_USER;
+}
+
+static int digits(const char *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isdigit((unsigned char)p[i]))
+            return 0;
+    return 1;
+}
+
+static int num(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (p[i] - '0');
+    return v;
+}
+
+/* Finds "YYYY-MM-DD[ T]HH:MM:SS[.fff][Z|±HH:MM]" in p[0..n) and returns it as a malloc'd
+ * "YYYY-MM-DDTHH:MM:SSZ" in UTC, or NULL. */
+static char *find_timestamp(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 19 <= n; i++) {
+        const char *s = p + i;
+        if (!(digits(s, 4) && s[4] == '-' && digits(s + 5, 2) && s[7] == '-' && digits(s + 8, 2) &&
+              (s[10] == ' ' || s[10] == 'T') && digits(s + 11, 2) && s[13] == ':' && digits(s + 14, 2) &&
+              s[16] == ':' && digits(s + 17, 2)))
+            continue;
+        struct tm tm;
+        memset(&tm, 0, sizeof(tm));
+        tm.tm_year = num(s, 4) - 1900;
+        tm.tm_mon = num(s + 5, 2) - 1;
+        tm.tm_mday = num(s + 8, 2);
+        tm.tm_hour = num(s + 11, 2);
+        tm.tm_min = num(s + 14, 2);
+        tm.tm_sec = num(s + 17, 2);
+        if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+            tm.tm_sec > 60)
+            continue;
+        size_t k = i + 19;
+        if (k < n && p[k] == '.')
+            for (k++; k < n && isdigit((unsigned char)p[k]); k++)
+                ;
+        long offset = 0;
+        if (k + 6 <= n && (p[k] == '+' || p[k] == '-') && digits(p + k + 1, 2) && p[k + 3] == ':' &&
+            digits(p + k + 4, 2)) {
+            offset = (num(p + k + 1, 2) * 60L + num(p + k + 4, 2)) * 60L;
+            if (p[k] == '-')
+                offset = -offset;
+        }
+        time_t t = timegm(&tm) - offset;
+        struct tm u;
+        if (gmtime_r(&t, &u) == NULL)
+            return NULL;
+        char out[32];
+        if (strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%SZ", &u) == 0)
+            return NULL;
+        return strdup(out);
+    }
+    return NULL;
+}
+
+/* Title from the prompt: its first non-blank line without leading Markdown markers, trimmed,
+ * at most TITLE_MAX bytes, cut on a character boundary with "…" when shortened. */
+static char *make_title(const char *prompt, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t e = i;
+        while (e < len && prompt[e] != '\n')
+            e++;
+        size_t a = i, b = e;
+        while (a < b && (isspace((unsigned char)prompt[a]) || prompt[a] == '#' || prompt[a] == '>'))
+            a++;
+        if (a + 1 < b && (prompt[a] == '-' || prompt[a] == '*' || prompt[a] == '+') && prompt[a + 1] == ' ')
+            a += 2;
+        while (a < b && isspace((unsigned char)prompt[a]))
+            a++;
+        while (b > a && isspace((unsigned char)prompt[b - 1]))
+            b--;
+        if (b > a) {
+            size_t n = b - a;
+            if (n <= TITLE_MAX)
+                return dupn(prompt + a, n);
+            size_t cut = TITLE_MAX - 3; /* room for "…" */
+            while (cut > 0 && ((unsigned char)prompt[a + cut] & 0xC0) == 0x80)
+                cut--;
+            char *t = malloc(cut + 4);
+            if (t == NULL)
+                return NULL;
+            memcpy(t, prompt + a, cut);
+            memcpy(t + cut, "\xE2\x80\xA6", 4);
+            return t;
+        }
+        i = e + 1;
+    }
+    return strdup(UNTITLED);
+}
+
+/* Session comment: "<!-- <Agent> Session <id> (<timestamp>) -->" */
+static void parse_session_comment(const line_t *l, sl_specstory_doc_t *doc)
+{
+    const char *p = l->p + 4, *end = l->p + l->n - 3;
+    while (p < end && *p == ' ')
+        p++;
+    const char *s = find(p, (size_t)(end - p), " Session ");
+    if (s == NULL)
+        return;
+    if (doc->agent == NULL && s > p)
+        doc->agent = dupn(p, (size_t)(s - p));
+    const char *id = s + 9, *ide = id;
+    while (ide < end && *ide != ' ' && *ide != '(')
+        ide++;
+    if (doc->session_id == NULL && ide > id)
+        doc->session_id = dupn(id, (size_t)(ide - id));
+    if (doc->created_at == NULL)
+        doc->created_at = find_timestamp(ide, (size_t)(end - ide));
+}
+
+/* Metadata lines before the first turn; fills doc. Returns 1 when l is one. */
+static int preamble_meta(const line_t *l, sl_specstory_doc_t *doc, int *marker)
+{
+    if (starts(l, "<!-- Generated by SpecStory")) {
+        *marker = 1;
+        return 1;
+    }
+    if (starts(l, "<!--") && ends(l, "-->") && find(l->p, l->n, " Session ")) {
+        *marker = 1;
+        parse_session_comment(l, doc);
+        return 1;
+    }
+    if (l->n == 12 && memcmp(l->p, "## SpecStory", 12) == 0) {
+        *marker = 1;
+        return 1;
+    }
+    if (starts(l, "# ") && doc->title == NULL) {
+        const char *p = l->p + 2;
+        size_t n = l->n - 2;
+        while (n && isspace((unsigned char)p[n - 1]))
+            n--;
+        doc->title = dupn(p, n);
+        return 1;
+    }
+    if (starts(l, "## ") && doc->title == NULL) {
+        doc->title = dupn(l->p + 3, l->n - 3);
+        return 1;
+    }
+    return 0;
+}
+
+static int is_message_id(const line_t *l)
+{
+    return starts(l, "<!-- message-id:") && ends(l, "-->");
+}
+
+/* Appends lines [a, b) to out, dropping separators before headers (kinds[] says which) and
+ * trimming blank lines at both ends. sep: put a blank line before this part if out is non-empty. */
+static void append_body(buf_t *out, const line_t *lines, const kind_t *kinds, size_t a, size_t b)
+{
+    while (a < b && (kinds[a] == K_DROP || is_blank(&lines[a])))
+        a++;
+    while (b > a && (kinds[b - 1] == K_DROP || is_blank(&lines[b - 1])))
+        b--;
+    if (a >= b)
+        return;
+    if (out->n > 0)
+        buf_add(out, "\n\n", 2);
+    for (size_t i = a; i < b; i++) {
+        if (kinds[i] == K_DROP)
+            continue;
+        buf_add(out, lines[i].p, lines[i].n);
+        if (i + 1 < b)
+            buf_add(out, "\n", 1);
+    }
+}
+
+static void free_exchange(sl_specstory_exchange_t *e)
+{
+    free(e->title);
+    free(e->prompt);
+    free(e->response);
+    free(e->created_at);
+}
+
+void sl_specstory_free(sl_specstory_doc_t *doc)
+{
+    if (doc == NULL)
+        return;
+    for (size_t i = 0; i < doc->count; i++)
+        free_exchange(&doc->exchanges[i]);
+    free(doc->exchanges);
+    free(doc->title);
+    free(doc->agent);
+    free(doc->session_id);
+    free(doc->created_at);
+    memset(doc, 0, sizeof(*doc));
+}
+
+int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char *err, size_t errlen)
+{
+    memset(doc, 0, sizeof(*doc));
+    if (md == NULL && len > 0) {
+        set_err(err, errlen, "no input");
+        return -1;
+    }
+    const char *nul = len ? memchr(md, '\0', len) : NULL;
+    if (nul) {
+        set_err(err, errlen, "not a SpecStory history file: it contains a NUL byte at offset %zu", (size_t)(nul - md));
+        return -1;
+    }
+    size_t bad = utf8_check((const unsigned char *)md, len);
+    if (bad != len) {
+        set_err(err, errlen, "not valid UTF-8 at byte offset %zu", bad);
+        return -1;
+    }
+    if (len >= 3 && memcmp(md, "\xEF\xBB\xBF", 3) == 0) {
+        md += 3;
+        len -= 3;
+    }
+
+    /* split into lines */
+    size_t nlines = 1;
+    for (size_t i = 0; i < len; i++)
+        nlines += md[i] == '\n';
+    line_t *lines = calloc(nlines, sizeof(*lines));
+    kind_t *kinds = calloc(nlines, sizeof(*kinds));
+    if (lines == NULL || kinds == NULL) {
+        free(lines);
+        free(kinds);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t nl = 0;
+    for (size_t i = 0; i <= len;) {
+        size_t e = i;
+        while (e < len && md[e] != '\n')
+            e++;
+        size_t n = e - i;
+        if (n && md[i + n - 1] == '\r')
+            n--;
+        if (!(e == len && n == 0 && nl > 0)) /* no empty line after a final "\n" */
+            lines[nl++] = (line_t){md + i, n};
+        i = e + 1;
+    }
+
+    /* classify */
+    int marker = 0, in_preamble = 1;
+    size_t users = 0, first_turn = nl;
+    for (size_t i = 0; i < nl; i++) {
+        const char *inner;
+        size_t innerlen;
+        kind_t k = header_kind(&lines[i], &inner, &innerlen);
+        if (k != K_TEXT) {
+            if (in_preamble)
+                first_turn = i;
+            in_preamble = 0;
+            kinds[i] = k;
+            users += k == K_USER;
+            continue;
+        }
+        if (in_preamble && preamble_meta(&lines[i], doc, &marker)) {
+            kinds[i] = K_META;
+            continue;
+        }
+        kinds[i] = is_message_id(&lines[i]) ? K_DROP : K_TEXT;
+    }
+    /* "---" right before a header (or the end) is a separator, not content */
+    for (size_t i = 0; i < nl; i++) {
+        if (kinds[i] != K_TEXT || !is_rule(&lines[i]))
+            continue;
+        size_t j = i + 1;
+        while (j < nl && (is_blank(&lines[j]) || kinds[j] == K_DROP))
+            j++;
+        if (j == nl || (kinds[j] != K_TEXT && kinds[j] != K_META))
+            kinds[i] = K_DROP;
+    }
+    /* the session comment's time wins; else a timestamp title ("# 2026-01-05 08:00:00Z") */
+    if (doc->created_at == NULL && doc->title)
+        doc->created_at = find_timestamp(doc->title, strlen(doc->title));
+    if (!marker && first_turn == nl) {
+        free(lines);
+        free(kinds);
+        sl_specstory_free(doc);
+        set_err(err, errlen,
+                "not a SpecStory history file: no \"Generated by SpecStory\" comment and no _**User**_ / "
+                "_**Agent**_ turn headers");
+        return -1;
+    }
+
+    /* text before the first user turn (agent turns or stray text) */
+    size_t first_user = nl;
+    for (size_t i = 0; i < nl; i++)
+        if (kinds[i] == K_USER) {
+            first_user = i;
+            break;
+        }
+    buf_t lead = {0};
+    for (size_t i = 0; i < first_user;) {
+        if (kinds[i] == K_META || (kinds[i] != K_TEXT && kinds[i] != K_DROP)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < first_user && (kinds[j] == K_TEXT || kinds[j] == K_DROP))
+            j++;
+        append_body(&lead, lines, kinds, i, j);
+        i = j;
+    }
+
+    size_t count = users + (lead.n > 0 ? 1 : 0);
+    doc->exchanges = count ? calloc(count, sizeof(*doc->exchanges)) : NULL;
+    int oom = count && doc->exchanges == NULL;
+    size_t x = 0;
+    if (!oom && lead.n > 0) {
+        sl_specstory_exchange_t *e = &doc->exchanges[x++];
+        doc->count = x;
+        e->prompt = strdup("");
+        e->title = strdup(UNTITLED);
+        e->response = buf_take(&lead, &e->response_len);
+        oom = e->prompt == NULL || e->title == NULL || e->response == NULL;
+    }
+    free(lead.p);
+    for (size_t i = first_user; !oom && i < nl; i++) {
+        if (kinds[i] != K_USER)
+            continue;
+        sl_specstory_exchange_t *e = &doc->exchanges[x++];
+        doc->count = x;
+        const char *inner;
+        size_t innerlen;
+        header_kind(&lines[i], &inner, &innerlen);
+        e->created_at = inner ? find_timestamp(inner, innerlen) : NULL;
+        /* prompt: up to the next header of any kind */
+        size_t j = i + 1;
+        while (j < nl && (kinds[j] == K_TEXT || kinds[j] == K_DROP || kinds[j] == K_META))
+            j++;
+        buf_t pb = {0};
+        append_body(&pb, lines, kinds, i + 1, j);
+        e->prompt = buf_take(&pb, &e->prompt_len);
+        /* response: every turn after it up to the next non-sidechain user turn */
+        buf_t rb = {0};
+        size_t k = j;
+        while (k < nl && kinds[k] != K_USER) {
+            size_t m = k + 1;
+            while (m < nl && (kinds[m] == K_TEXT || kinds[m] == K_DROP || kinds[m] == K_META))
+                m++;
+            append_body(&rb, lines, kinds, k + 1, m);
+            k = m;
+        }
+        e->response = buf_take(&rb, &e->response_len);
+        e->title = e->prompt ? make_title(e->prompt, e->prompt_len) : NULL;
+        oom = e->prompt == NULL || e->response == NULL || e->title == NULL;
+        i = k - 1;
+    }
+    free(lines);
+    free(kinds);
+    if (oom) {
+        sl_specstory_free(doc);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
