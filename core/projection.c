@@ -130,11 +130,27 @@ static int gzip(const char *in, size_t len, char **out, size_t *outlen)
     return 0;
 }
 
+/* A session without a title of its own (stored as '') is called after its first *visible*
+ * exchange, so hiding that exchange also takes its words out of the session title. */
+static const char *session_title(const sl_store_result_t *r, size_t *len)
+{
+    const char *s = cell(r, 0, C_TITLE, len);
+    if (*len > 0)
+        return s;
+    for (size_t row = 0; row < r->nrows; row++)
+        if (sl_store_cell(r, row, C_EID)->type == SL_STORE_INT)
+            return cell(r, row, C_ETITLE, len);
+    *len = strlen("Untitled session");
+    return "Untitled session";
+}
+
 static json_t *build_json(const sl_store_result_t *r, size_t *visible)
 {
     json_t *doc = json_object();
     json_object_set_new(doc, "id", jstr(r, 0, C_ID));
-    json_object_set_new(doc, "title", jstr(r, 0, C_TITLE));
+    size_t tlen;
+    const char *title = session_title(r, &tlen);
+    json_object_set_new(doc, "title", json_stringn(title, tlen));
     json_t *project = json_object();
     json_object_set_new(project, "name", jstr(r, 0, C_PNAME));
     json_object_set_new(project, "icon", jstr(r, 0, C_PICON));
@@ -181,7 +197,7 @@ static void build_html(buf_t *b, const sl_store_result_t *r)
     buf_str(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                "<meta name=\"robots\" content=\"noindex\"><title>");
-    s = cell(r, 0, C_TITLE, &n);
+    s = session_title(r, &n);
     buf_html(b, s, n);
     buf_str(b, " · Shareline</title><style>"
                "body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}"

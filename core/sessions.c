@@ -395,9 +395,9 @@ static void sync_session(owner_op_t *op)
         const char *t = title;
         size_t tl = title_len;
         if (t == NULL) {
-            t = (doc.title && !looks_like_timestamp(doc.title)) ? doc.title
-                : doc.count > 0                                ? doc.exchanges[0].title
-                                                               : "Untitled session";
+            /* '' = no title of its own: viewers see the first visible exchange's title (see
+             * projection.c), never that of a hidden one. */
+            t = (doc.title && !looks_like_timestamp(doc.title)) ? doc.title : "";
             tl = strlen(t);
             if (tl > 500)
                 tl = 500; /* titles from the importer are short; this only guards the column */
