@@ -24,8 +24,9 @@ static const char NOT_FOUND_REPLY[] = "\x81\xa5" "found" "\xc2"; /* {"found": fa
 typedef struct get_share {
     sl_core_t *core;
     sl_rpc_call_t *call;
-    const char *id;
     size_t idlen;
+    char id[65]; /* a copy: the request (and the call) is freed once answered, and the slow path
+                    still fills the cache after answering */
 } get_share_t;
 
 static void reply_projection(sl_rpc_call_t *call, const sl_projection_t *p)
@@ -149,9 +150,12 @@ static void get_share(sl_rpc_call_t *call, void *data)
         sl_rpc_fail(call, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    /* id points into the request, which lives as long as the call. */
-    *g = (get_share_t){core, call, id, idlen};
-    sl_cache_proj_get(core->cache, id, idlen, on_hot_get, g);
+    g->core = core;
+    g->call = call;
+    g->idlen = idlen;
+    memcpy(g->id, id, idlen);
+    g->id[idlen] = '\0';
+    sl_cache_proj_get(core->cache, g->id, idlen, on_hot_get, g);
 }
 
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv)
