@@ -301,6 +301,7 @@ static pid_t start_redis(unsigned port)
         snprintf(p, sizeof(p), "%u", port);
         int fd = open("/dev/null", O_WRONLY);
         dup2(fd, 1);
+        dup2(fd, 2); /* never hold the test runner's pipes open */
         execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                (char *)NULL);
         _exit(127);
