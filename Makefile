@@ -22,7 +22,8 @@ test: deps
 	bash scripts/test.sh
 
 stop:
-	bash scripts/services.sh stop var
+	-@[ -f var/shareline.pid ] && kill $$(cat var/shareline.pid) 2>/dev/null; rm -f var/shareline.pid
+	bash scripts/services.sh stop var/services
 
 clean:
 	rm -rf build build-asan
