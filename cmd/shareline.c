@@ -27,6 +27,7 @@ static void usage(FILE *f)
                "       shareline admin tenant create NAME\n"
                "       shareline admin user create --tenant ID --handle HANDLE --name \"Display Name\"\n"
                "       shareline admin token create --user ID\n"
+               "       shareline admin token create --service-tenant ID\n"
                "Configuration: var/shareline.env (or $SHARELINE_CONFIG) and SHARELINE_* environment "
                "variables; see README.md.\n");
 }
@@ -137,10 +138,39 @@ static int admin(int argc, char **argv)
             rc = insert_print_id(db, "INSERT INTO users (tenant_id, handle, display_name) VALUES (?, ?, ?)", p, 3);
         }
     } else if (argc >= 2 && strcmp(argv[0], "token") == 0 && strcmp(argv[1], "create") == 0) {
-        long long user;
+        long long user, tenant;
         char token[80];
-        if (parse_id(opt(argc, argv, "--user"), &user) != 0) {
-            fprintf(stderr, "shareline: token create needs --user ID\n");
+        const char *svc = opt(argc, argv, "--service-tenant");
+        if (svc != NULL) {
+            /* A service token: tenant-scoped, acts for that tenant's users ("as_user"). */
+            if (parse_id(svc, &tenant) != 0) {
+                fprintf(stderr, "shareline: token create --service-tenant needs a tenant id\n");
+                rc = 2;
+            } else if (sl_core_token_new(token, sizeof(token)) != 0) {
+                fprintf(stderr, "shareline: no randomness available\n");
+                rc = 1;
+            } else {
+                unsigned char hash[32];
+                sl_core_token_hash(token, strlen(token), hash);
+                sl_store_value_t p[] = {sl_store_blob(hash, 32), sl_store_int(tenant)};
+                sl_store_result_t *r;
+                if (sl_store_sync_exec(db,
+                                       "INSERT INTO tokens (token_hash, tenant_id, user_id, kind)"
+                                       " SELECT ?, id, NULL, 'service' FROM tenants WHERE id = ?",
+                                       p, 2, &r, &err) != 0) {
+                    fprintf(stderr, "shareline: %s\n", err.message);
+                    rc = 1;
+                } else {
+                    rc = r->affected_rows == 1 ? 0 : 1;
+                    if (rc == 0)
+                        printf("%s\n", token);
+                    else
+                        fprintf(stderr, "shareline: no tenant with id %lld\n", tenant);
+                    sl_store_result_free(r);
+                }
+            }
+        } else if (parse_id(opt(argc, argv, "--user"), &user) != 0) {
+            fprintf(stderr, "shareline: token create needs --user ID (or --service-tenant ID)\n");
             rc = 2;
         } else if (sl_core_token_new(token, sizeof(token)) != 0) {
             fprintf(stderr, "shareline: no randomness available\n");

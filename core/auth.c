@@ -8,6 +8,7 @@
 
 static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind FROM tokens"
                                 " WHERE token_hash = ? AND revoked_at IS NULL";
+static const char SQL_USER_TENANT[] = "SELECT tenant_id FROM users WHERE id = ?";
 
 void sl_core_token_hash(const char *token, size_t len, unsigned char out[32])
 {
@@ -73,14 +74,36 @@ int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
         return -1;
     }
     const sl_store_value_t *kind = sl_store_cell(r, 0, 2);
-    if (kind->len != 4 || memcmp(kind->ptr, "user", 4) != 0) {
-        sl_store_result_free(r);
-        sl_rpc_fail(call, SL_RPC_PERMISSION_DENIED, "service tokens cannot call owner methods yet");
+    out->tenant_id = (uint64_t)sl_store_cell(r, 0, 0)->i;
+    out->user_id = 0;
+    out->service = !(kind->len == 4 && memcmp(kind->ptr, "user", 4) == 0);
+    if (!out->service)
+        out->user_id = (uint64_t)sl_store_cell(r, 0, 1)->i;
+    sl_store_result_free(r);
+    if (!out->service)
+        return 0;
+
+    /* A service token acts for one user of its own tenant, named by the request's "as_user" (a
+     * user id). A user of another tenant is answered exactly like a missing one. */
+    const msgpack_object *as = sl_rpc_field(sl_rpc_request(call), "as_user");
+    if (as == NULL || as->type != MSGPACK_OBJECT_POSITIVE_INTEGER || as->via.u64 > INT64_MAX) {
+        sl_rpc_fail(call, SL_RPC_INVALID_ARGUMENT,
+                    "a service token must name the user it acts for: field \"as_user\" (a user id)");
         return -1;
     }
-    out->tenant_id = (uint64_t)sl_store_cell(r, 0, 0)->i;
-    out->user_id = (uint64_t)sl_store_cell(r, 0, 1)->i;
+    sl_store_value_t q[] = {sl_store_int((int64_t)as->via.u64)};
+    r = sl_await_query(core->owner, SQL_USER_TENANT, q, 1, &err);
+    if (r == NULL) {
+        sl_fail_store(call, &err);
+        return -1;
+    }
+    int ok = r->nrows == 1 && (uint64_t)sl_store_cell(r, 0, 0)->i == out->tenant_id;
     sl_store_result_free(r);
+    if (!ok) {
+        sl_rpc_fail(call, SL_RPC_NOT_FOUND, "user not found");
+        return -1;
+    }
+    out->user_id = as->via.u64;
     return 0;
 }
 

@@ -80,7 +80,8 @@ int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl
 /* Who is calling: resolved from the bearer token (auth.c). */
 typedef struct sl_principal {
     uint64_t tenant_id;
-    uint64_t user_id;
+    uint64_t user_id; /* the user acted for (a service token's "as_user") */
+    int service;      /* authenticated by a tenant's service token */
 } sl_principal_t;
 
 /* Inside a task: resolves the call's bearer token. Returns 0, or answers the call (401/503) and

@@ -703,6 +703,793 @@ static void get_share_settings(owner_op_t *op)
     reply(op);
 }
 
+/* ---- shared by the methods below ---- */
+
+static int get_exchange_id(owner_op_t *op, int64_t *out)
+{
+    if (sl_rpc_get_i64(req(op), "exchange_id", 1, 1, UINT32_MAX, out, op->msg, sizeof(op->msg)) != 1) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A title set by the owner: 1..500 bytes, no control characters; "" resets to the default. */
+static int get_title(owner_op_t *op, const char **t, size_t *len)
+{
+    if (sl_rpc_get_str(req(op), "title", 1, 500, t, len, op->msg, sizeof(op->msg)) != 1) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return -1;
+    }
+    for (size_t i = 0; i < *len; i++)
+        if ((unsigned char)(*t)[i] < 0x20) {
+            fail(op, SL_RPC_INVALID_ARGUMENT, "field \"title\" must not contain control characters or newlines");
+            return -1;
+        }
+    return 0;
+}
+
+static void pack_version_only(owner_op_t *op, uint64_t version)
+{
+    msgpack_pack_map(pk(op), 1);
+    pack_kv_u64(op, "version", version);
+    reply(op);
+}
+
+static void pack_cell_str(owner_op_t *op, const sl_store_result_t *r, size_t row, size_t col)
+{
+    const sl_store_value_t *v = sl_store_cell(r, row, col);
+    if (v->type == SL_STORE_TEXT)
+        sl_rpc_pack_strn(pk(op), v->ptr, v->len);
+    else
+        msgpack_pack_nil(pk(op));
+}
+
+static void pack_project(owner_op_t *op, const sl_store_result_t *r, size_t row, size_t col)
+{
+    /* cols: id, name, icon, color */
+    msgpack_pack_map(pk(op), 4);
+    pack_kv_u64(op, "project_id", (uint64_t)sl_store_cell(r, row, col)->i);
+    sl_rpc_pack_str(pk(op), "name");
+    pack_cell_str(op, r, row, col + 1);
+    sl_rpc_pack_str(pk(op), "icon");
+    pack_cell_str(op, r, row, col + 2);
+    sl_rpc_pack_str(pk(op), "color");
+    pack_cell_str(op, r, row, col + 3);
+}
+
+/* ---- AppendExchanges ---- */
+
+#define MAX_APPEND_PER_CALL 1000
+
+static const char SQL_MAX_POSITION[] = "SELECT COALESCE(MAX(position), 0), COUNT(*) FROM exchanges"
+                                       " WHERE session_id = ? AND deleted_at IS NULL";
+static const char SQL_APPEND_INSERT[] =
+    "INSERT INTO exchanges (session_id, id, position, title, default_title, prompt, response, prompt_sha256,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+static const char SQL_SET_SEQ[] = "UPDATE sessions SET exchange_seq = ? WHERE id = ?";
+
+static int valid_timestamp(const char *s, size_t n)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    if (n != 20)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+            return 0;
+    return 1;
+}
+
+static void append_exchanges(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    const msgpack_object *arr = sl_rpc_field(req(op), "exchanges");
+    if (arr == NULL || arr->type != MSGPACK_OBJECT_ARRAY || arr->via.array.size == 0 ||
+        arr->via.array.size > MAX_APPEND_PER_CALL) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"exchanges\" must be an array of 1 to %d exchanges",
+             MAX_APPEND_PER_CALL);
+        return;
+    }
+    size_t n = arr->via.array.size;
+    /* Validate everything before touching anything. */
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *e = &arr->via.array.ptr[i];
+        const char *s;
+        size_t l;
+        char where[64];
+        snprintf(where, sizeof(where), "exchanges[%zu]", i);
+        if (e->type != MSGPACK_OBJECT_MAP) {
+            fail(op, SL_RPC_INVALID_ARGUMENT, "%s must be a map", where);
+            return;
+        }
+        if (sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) != 1 ||
+            sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) != 1 ||
+            sl_rpc_get_str(e, "title", 0, 500, &s, &l, op->msg, sizeof(op->msg)) < 0) {
+            fail(op, SL_RPC_INVALID_ARGUMENT, "%s: %s", where, op->msg);
+            return;
+        }
+        int has_ts = sl_rpc_get_str(e, "created_at", 0, 64, &s, &l, op->msg, sizeof(op->msg));
+        if (has_ts < 0 || (has_ts == 1 && !valid_timestamp(s, l))) {
+            fail(op, SL_RPC_INVALID_ARGUMENT, "%s: field \"created_at\" must be YYYY-MM-DDTHH:MM:SSZ", where);
+            return;
+        }
+    }
+    locked_t s;
+    sl_store_result_t *r = NULL;
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0)
+        return;
+    {
+        sl_store_value_t p[] = {sl_store_text(id, idlen)};
+        if (run(op, SQL_MAX_POSITION, p, 1, &r) != 0)
+            return;
+    }
+    int64_t position = sl_store_cell(r, 0, 0)->i;
+    int64_t live = sl_store_cell(r, 0, 1)->i;
+    sl_store_result_free(r);
+    if ((uint64_t)live + n > op->core->cfg.max_exchanges) {
+        fail(op, SL_RPC_FAILED_PRECONDITION, "a session holds at most %u exchanges; it has %lld",
+             op->core->cfg.max_exchanges, (long long)live);
+        return;
+    }
+    if (change_begin(op, &s, 0) != 0)
+        return;
+    uint32_t seq = s.seq;
+    uint32_t *ids = malloc(n * sizeof(*ids));
+    if (ids == NULL) {
+        fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *e = &arr->via.array.ptr[i];
+        const char *prompt, *response, *title = NULL, *ts = NULL;
+        size_t plen, rlen, tlen = 0, tslen = 0;
+        sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &prompt, &plen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &response, &rlen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "title", 0, 500, &title, &tlen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "created_at", 0, 64, &ts, &tslen, op->msg, sizeof(op->msg));
+        char *def = sl_specstory_title(prompt, plen);
+        if (def == NULL) {
+            fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+            free(ids);
+            return;
+        }
+        unsigned char sha[32];
+        SHA256((const unsigned char *)prompt, plen, sha);
+        ids[i] = ++seq;
+        sl_store_value_t p[] = {sl_store_text(id, idlen),
+                                sl_store_int(seq),
+                                sl_store_int(++position),
+                                (title && tlen) ? sl_store_text(title, tlen) : sl_store_null(),
+                                sl_store_text(def, strlen(def)),
+                                sl_store_text(prompt, plen),
+                                sl_store_text(response, rlen),
+                                sl_store_blob(sha, 32),
+                                ts ? sl_store_text(ts, tslen) : sl_store_null()};
+        int rc = run(op, SQL_APPEND_INSERT, p, 9, NULL);
+        free(def);
+        if (rc != 0) {
+            free(ids);
+            return;
+        }
+    }
+    sl_store_value_t q[] = {sl_store_int(seq), sl_store_text(id, idlen)};
+    if (run(op, SQL_SET_SEQ, q, 2, NULL) != 0 || change_commit(op, &s) != 0) {
+        free(ids);
+        return;
+    }
+    msgpack_pack_map(pk(op), 3);
+    pack_kv_str(op, "session_id", id, idlen);
+    pack_kv_u64(op, "version", s.new_version);
+    sl_rpc_pack_str(pk(op), "exchange_ids");
+    msgpack_pack_array(pk(op), n);
+    for (size_t i = 0; i < n; i++)
+        msgpack_pack_uint32(pk(op), ids[i]);
+    free(ids);
+    reply(op);
+}
+
+/* ---- GetSession ---- */
+
+static const char SQL_GET_SESSION[] =
+    "SELECT s.owner_id, s.title, s.is_public, s.version, DATE_FORMAT(s.created_at, '%Y-%m-%dT%H:%i:%sZ'),"
+    " DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ'), s.agent, p.id, p.name, p.icon, p.color"
+    " FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.id = ? AND s.deleted_at IS NULL";
+static const char SQL_GET_EXCHANGES[] =
+    "SELECT id, COALESCE(title, default_title), title, default_title, prompt, response, hidden,"
+    " DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%sZ') FROM exchanges"
+    " WHERE session_id = ? AND deleted_at IS NULL ORDER BY position, id";
+
+/* Owner-side title of a session: its own, else its first exchange's (hidden or not: the owner sees
+ * everything), else "Untitled session". */
+static void pack_owner_title(owner_op_t *op, const sl_store_value_t *own, const sl_store_value_t *first)
+{
+    sl_rpc_pack_str(pk(op), "title");
+    if (own->type == SL_STORE_TEXT && own->len > 0)
+        sl_rpc_pack_strn(pk(op), own->ptr, own->len);
+    else if (first && first->type == SL_STORE_TEXT && first->len > 0)
+        sl_rpc_pack_strn(pk(op), first->ptr, first->len);
+    else
+        sl_rpc_pack_str(pk(op), "Untitled session");
+}
+
+static void get_session(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_error_t err;
+    sl_store_result_t *s = NULL, *e = NULL;
+    /* One connection, one consistent snapshot for both statements. */
+    if (tx_begin(op) != 0)
+        return;
+    if (run(op, SQL_GET_SESSION, p, 1, &s) != 0)
+        return;
+    if (s->nrows != 1 || (uint64_t)sl_store_cell(s, 0, 0)->i != op->who.user_id) {
+        sl_store_result_free(s);
+        fail(op, SL_RPC_NOT_FOUND, "session not found");
+        return;
+    }
+    if (run(op, SQL_GET_EXCHANGES, p, 1, &e) != 0) {
+        sl_store_result_free(s);
+        return;
+    }
+    (void)err;
+    tx_end(op);
+    size_t hidden = 0;
+    for (size_t i = 0; i < e->nrows; i++)
+        hidden += sl_store_cell(e, i, 6)->i != 0;
+    msgpack_pack_map(pk(op), 12);
+    pack_kv_str(op, "session_id", id, idlen);
+    pack_owner_title(op, sl_store_cell(s, 0, 1), e->nrows ? sl_store_cell(e, 0, 1) : NULL);
+    sl_rpc_pack_str(pk(op), "custom_title");
+    if (sl_store_cell(s, 0, 1)->len > 0)
+        pack_cell_str(op, s, 0, 1);
+    else
+        msgpack_pack_nil(pk(op));
+    pack_kv_bool(op, "public", sl_store_cell(s, 0, 2)->i != 0);
+    pack_kv_u64(op, "version", (uint64_t)sl_store_cell(s, 0, 3)->i);
+    sl_rpc_pack_str(pk(op), "created_at");
+    pack_cell_str(op, s, 0, 4);
+    sl_rpc_pack_str(pk(op), "updated_at");
+    pack_cell_str(op, s, 0, 5);
+    sl_rpc_pack_str(pk(op), "agent");
+    pack_cell_str(op, s, 0, 6);
+    sl_rpc_pack_str(pk(op), "project");
+    pack_project(op, s, 0, 7);
+    pack_kv_u64(op, "exchange_count", e->nrows);
+    pack_kv_u64(op, "hidden_count", hidden);
+    sl_rpc_pack_str(pk(op), "exchanges");
+    msgpack_pack_array(pk(op), e->nrows);
+    for (size_t i = 0; i < e->nrows; i++) {
+        msgpack_pack_map(pk(op), 7);
+        pack_kv_u64(op, "id", (uint64_t)sl_store_cell(e, i, 0)->i);
+        sl_rpc_pack_str(pk(op), "title");
+        pack_cell_str(op, e, i, 1);
+        sl_rpc_pack_str(pk(op), "custom_title");
+        pack_cell_str(op, e, i, 2);
+        sl_rpc_pack_str(pk(op), "prompt");
+        pack_cell_str(op, e, i, 4);
+        sl_rpc_pack_str(pk(op), "response");
+        pack_cell_str(op, e, i, 5);
+        pack_kv_bool(op, "hidden", sl_store_cell(e, i, 6)->i != 0);
+        sl_rpc_pack_str(pk(op), "created_at");
+        pack_cell_str(op, e, i, 7);
+    }
+    sl_store_result_free(s);
+    sl_store_result_free(e);
+    reply(op);
+}
+
+/* ---- ListSessions ---- */
+
+#define LIST_DEFAULT_PAGE 50
+#define LIST_MAX_PAGE 200
+
+/* Newest first by (updated_at, id): keyset pagination, stable under inserts. The page token is
+ * "<updated_at micros>.<id>" of the last row of the previous page. query = LIKE over the session
+ * title and the exchanges' titles, prompts and responses (hidden ones too: the owner sees all). */
+static const char SQL_LIST[] =
+    "SELECT s.id, s.title, s.is_public, DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ'),"
+    " p.id, p.name, p.icon, p.color, CAST(UNIX_TIMESTAMP(s.updated_at) * 1000000 AS UNSIGNED),"
+    " (SELECT COALESCE(e.title, e.default_title) FROM exchanges e WHERE e.session_id = s.id"
+    "   AND e.deleted_at IS NULL ORDER BY e.position, e.id LIMIT 1),"
+    " (SELECT SUBSTRING(CONCAT(e.prompt, '\n', e.response),"
+    "    GREATEST(1, LOCATE(?, CONCAT(e.prompt, '\n', e.response)) - 60), 200)"
+    "   FROM exchanges e WHERE ? <> '' AND e.session_id = s.id AND e.deleted_at IS NULL"
+    "   AND (e.prompt LIKE ? OR e.response LIKE ?) ORDER BY e.position LIMIT 1)"
+    " FROM sessions s JOIN projects p ON p.id = s.project_id"
+    " WHERE s.owner_id = ? AND s.deleted_at IS NULL"
+    " AND (? = 0 OR s.project_id = ?)"
+    " AND (? IS NULL OR s.updated_at >= STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"
+    " AND (? IS NULL OR s.updated_at < STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"
+    " AND (? = '' OR s.title LIKE ? OR EXISTS (SELECT 1 FROM exchanges e WHERE e.session_id = s.id"
+    "   AND e.deleted_at IS NULL AND (COALESCE(e.title, e.default_title) LIKE ? OR e.prompt LIKE ?"
+    "   OR e.response LIKE ?)))"
+    " AND (? = 0 OR s.updated_at < FROM_UNIXTIME(? / 1000000)"
+    "   OR (s.updated_at = FROM_UNIXTIME(? / 1000000) AND s.id < ?))"
+    " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?";
+static const char SQL_PROJECT_OWNER[] = "SELECT owner_id FROM projects WHERE id = ?";
+
+static void list_sessions(owner_op_t *op)
+{
+    const msgpack_object *m = req(op);
+    int64_t project = 0, page = LIST_DEFAULT_PAGE;
+    const char *query = NULL, *from = NULL, *to = NULL, *token = NULL;
+    size_t qlen = 0, flen = 0, tlen = 0, toklen = 0;
+    if (sl_rpc_get_i64(m, "project_id", 0, 1, INT64_MAX, &project, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_i64(m, "page_size", 0, 1, LIST_MAX_PAGE, &page, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "query", 0, 200, &query, &qlen, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "from", 0, 64, &from, &flen, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "to", 0, 64, &to, &tlen, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "page_token", 0, 100, &token, &toklen, op->msg, sizeof(op->msg)) < 0) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return;
+    }
+    if ((from && !valid_timestamp(from, flen)) || (to && !valid_timestamp(to, tlen))) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "fields \"from\" and \"to\" must be YYYY-MM-DDTHH:MM:SSZ");
+        return;
+    }
+    long long after_us = 0;
+    char after_id[65] = "";
+    if (token && toklen) {
+        char buf[101];
+        memcpy(buf, token, toklen);
+        buf[toklen] = 0;
+        char *dot = strchr(buf, '.');
+        char *end = NULL;
+        if (dot)
+            after_us = strtoll(buf, &end, 10);
+        if (dot == NULL || end != dot || after_us <= 0 || !sl_session_id_valid(dot + 1, strlen(dot + 1))) {
+            fail(op, SL_RPC_INVALID_ARGUMENT, "field \"page_token\" is not a token this server gave out");
+            return;
+        }
+        snprintf(after_id, sizeof(after_id), "%s", dot + 1);
+    }
+    sl_store_error_t err;
+    if (project) {
+        sl_store_value_t p[] = {sl_store_int(project)};
+        sl_store_result_t *r = sl_await_query(op->core->owner, SQL_PROJECT_OWNER, p, 1, &err);
+        if (r == NULL) {
+            fail_store(op, &err);
+            return;
+        }
+        int mine = r->nrows == 1 && (uint64_t)sl_store_cell(r, 0, 0)->i == op->who.user_id;
+        sl_store_result_free(r);
+        if (!mine) {
+            fail(op, SL_RPC_NOT_FOUND, "project not found");
+            return;
+        }
+    }
+    /* LIKE pattern with the query's own % _ \ escaped */
+    char *like = malloc(qlen * 2 + 3);
+    if (like == NULL) {
+        fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    size_t k = 0;
+    like[k++] = '%';
+    for (size_t i = 0; i < qlen; i++) {
+        if (query[i] == '%' || query[i] == '_' || query[i] == '\\')
+            like[k++] = '\\';
+        like[k++] = query[i];
+    }
+    like[k++] = '%';
+    sl_store_value_t q = sl_store_text(query ? query : "", qlen), lk = sl_store_text(like, k);
+    sl_store_value_t f = from ? sl_store_text(from, flen) : sl_store_null();
+    sl_store_value_t t = to ? sl_store_text(to, tlen) : sl_store_null();
+    sl_store_value_t p[] = {q,  q,  lk, lk, sl_store_int((int64_t)op->who.user_id), sl_store_int(project),
+                            sl_store_int(project), f, f, t, t, q, lk, lk, lk, lk, sl_store_int(after_us),
+                            sl_store_int(after_us), sl_store_int(after_us), sl_store_text(after_id, strlen(after_id)),
+                            sl_store_int(page + 1)};
+    sl_store_result_t *r = sl_await_query(op->core->owner, SQL_LIST, p, sizeof(p) / sizeof(p[0]), &err);
+    free(like);
+    if (r == NULL) {
+        fail_store(op, &err);
+        return;
+    }
+    size_t rows = r->nrows > (size_t)page ? (size_t)page : r->nrows;
+    msgpack_pack_map(pk(op), 2);
+    sl_rpc_pack_str(pk(op), "sessions");
+    msgpack_pack_array(pk(op), rows);
+    for (size_t i = 0; i < rows; i++) {
+        int snippet = qlen > 0 && sl_store_cell(r, i, 10)->type == SL_STORE_TEXT;
+        msgpack_pack_map(pk(op), 5 + snippet);
+        sl_rpc_pack_str(pk(op), "session_id");
+        pack_cell_str(op, r, i, 0);
+        pack_owner_title(op, sl_store_cell(r, i, 1), sl_store_cell(r, i, 9));
+        sl_rpc_pack_str(pk(op), "project");
+        pack_project(op, r, i, 4);
+        sl_rpc_pack_str(pk(op), "updated_at");
+        pack_cell_str(op, r, i, 3);
+        pack_kv_bool(op, "public", sl_store_cell(r, i, 2)->i != 0);
+        if (snippet) {
+            /* SUBSTRING counts characters, so the cut is on a character boundary. */
+            sl_rpc_pack_str(pk(op), "snippet");
+            pack_cell_str(op, r, i, 10);
+        }
+    }
+    sl_rpc_pack_str(pk(op), "next_page_token");
+    if (r->nrows > (size_t)page) {
+        char tok[128];
+        const sl_store_value_t *idv = sl_store_cell(r, rows - 1, 0);
+        int n = snprintf(tok, sizeof(tok), "%lld.%.*s", (long long)sl_store_cell(r, rows - 1, 8)->i, (int)idv->len,
+                         (const char *)idv->ptr);
+        sl_rpc_pack_strn(pk(op), tok, (size_t)n);
+    } else {
+        msgpack_pack_nil(pk(op));
+    }
+    sl_store_result_free(r);
+    reply(op);
+}
+
+/* ---- UpdateSessionTitle, UpdateExchangeTitle ---- */
+
+static const char SQL_SET_SESSION_TITLE[] = "UPDATE sessions SET title = ? WHERE id = ?";
+static const char SQL_SET_EXCHANGE_TITLE[] = "UPDATE exchanges SET title = ?, updated_at = NOW(6)"
+                                             " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+
+static void update_session_title(owner_op_t *op)
+{
+    const char *id, *title;
+    size_t idlen, tlen;
+    if (get_session_id(op, &id, &idlen) != 0 || get_title(op, &title, &tlen) != 0)
+        return;
+    locked_t s;
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0 || change_begin(op, &s, 0) != 0)
+        return;
+    sl_store_value_t p[] = {sl_store_text(title, tlen), sl_store_text(id, idlen)};
+    if (run(op, SQL_SET_SESSION_TITLE, p, 2, NULL) != 0 || change_commit(op, &s) != 0)
+        return;
+    pack_version_only(op, s.new_version);
+}
+
+static void update_exchange_title(owner_op_t *op)
+{
+    const char *id, *title;
+    size_t idlen, tlen;
+    int64_t ex;
+    if (get_session_id(op, &id, &idlen) != 0 || get_exchange_id(op, &ex) != 0 || get_title(op, &title, &tlen) != 0)
+        return;
+    locked_t s;
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0 || change_begin(op, &s, 0) != 0)
+        return;
+    sl_store_value_t p[] = {tlen ? sl_store_text(title, tlen) : sl_store_null(), sl_store_text(id, idlen),
+                            sl_store_int(ex)};
+    sl_store_result_t *r;
+    if (run(op, SQL_SET_EXCHANGE_TITLE, p, 3, &r) != 0)
+        return;
+    /* affected_rows counts changed rows: a same-title update is 0 too, so check existence apart. */
+    sl_store_result_free(r);
+    sl_store_value_t q[] = {sl_store_text(id, idlen), sl_store_int(ex)};
+    if (run(op, "SELECT COUNT(*) FROM exchanges WHERE session_id = ? AND id = ? AND deleted_at IS NULL", q, 2, &r) !=
+        0)
+        return;
+    int found = sl_store_cell(r, 0, 0)->i == 1;
+    sl_store_result_free(r);
+    if (!found) {
+        fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)ex);
+        return; /* rolled back by tx_end; the MARK only makes readers bypass the cache until it expires */
+    }
+    if (change_commit(op, &s) != 0)
+        return;
+    pack_version_only(op, s.new_version);
+}
+
+/* ---- DeleteExchange, DeleteSession ---- */
+
+static const char SQL_DELETE_SESSION[] = "UPDATE sessions SET deleted_at = NOW(6), is_public = 0, title = '' WHERE id = ?";
+static const char SQL_WIPE_EXCHANGES[] =
+    "UPDATE exchanges SET deleted_at = COALESCE(deleted_at, NOW(6)), prompt = '', response = '', title = NULL,"
+    " default_title = '', updated_at = NOW(6) WHERE session_id = ?";
+static const char SQL_WIPE_UPLOAD[] = "DELETE FROM session_uploads WHERE session_id = ?";
+
+static void delete_exchange(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    int64_t ex;
+    if (get_session_id(op, &id, &idlen) != 0 || get_exchange_id(op, &ex) != 0)
+        return;
+    locked_t s;
+    sl_store_result_t *r;
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0)
+        return;
+    sl_store_value_t q[] = {sl_store_text(id, idlen), sl_store_int(ex)};
+    if (run(op, "SELECT COUNT(*) FROM exchanges WHERE session_id = ? AND id = ? AND deleted_at IS NULL", q, 2, &r) !=
+        0)
+        return;
+    int found = sl_store_cell(r, 0, 0)->i == 1;
+    sl_store_result_free(r);
+    if (!found) {
+        fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)ex);
+        return;
+    }
+    if (change_begin(op, &s, 0) != 0 || run(op, SQL_EXCHANGE_REMOVE, q, 2, NULL) != 0 || change_commit(op, &s) != 0)
+        return;
+    pack_version_only(op, s.new_version);
+}
+
+static void delete_session(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    locked_t s;
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0 || change_begin(op, &s, 0) != 0)
+        return;
+    /* Deleted means gone: the text of every exchange and the upload are wiped, not only flagged.
+     * A public session's entry becomes a tombstone (the public views no longer show it). */
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    if (run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 || run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
+        run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || change_commit(op, &s) != 0)
+        return;
+    msgpack_pack_map(pk(op), 0);
+    reply(op);
+}
+
+/* ---- PreviewAsViewer ---- */
+
+/* Finds key in the projection payload (a msgpack map of bin values). */
+static int payload_field(const char *payload, size_t len, const char *key, const char **out, size_t *outlen)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rc = -1;
+    /* The payload outlives u only as bytes: point into the payload, not into u. */
+    if (msgpack_unpack_next(&u, payload, len, &off) == MSGPACK_UNPACK_SUCCESS && u.data.type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object *v = sl_rpc_field(&u.data, key);
+        if (v && (v->type == MSGPACK_OBJECT_BIN || v->type == MSGPACK_OBJECT_STR)) {
+            const char *p = v->type == MSGPACK_OBJECT_BIN ? v->via.bin.ptr : v->via.str.ptr;
+            *outlen = v->type == MSGPACK_OBJECT_BIN ? v->via.bin.size : v->via.str.size;
+            /* msgpack_unpack_next references the input buffer for raw data (zone-less copy is not
+             * made for bin/str), so p points into payload. */
+            *out = p;
+            rc = 0;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+static void preview_as_viewer(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_result_t *r;
+    if (tx_begin(op) != 0 || run(op, "SELECT owner_id FROM sessions WHERE id = ? AND deleted_at IS NULL", p, 1, &r) != 0)
+        return;
+    int mine = r->nrows == 1 && (uint64_t)sl_store_cell(r, 0, 0)->i == op->who.user_id;
+    sl_store_result_free(r);
+    if (!mine) {
+        fail(op, SL_RPC_NOT_FOUND, "session not found");
+        return;
+    }
+    /* The viewer views: the public filtering minus "is public", so the document is the one the
+     * public endpoint serves (or would serve once shared), byte for byte. */
+    sl_projection_t proj;
+    sl_store_error_t err;
+    if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_VIEWER, id, idlen, &proj, &err) != 0) {
+        fail_store(op, &err);
+        return;
+    }
+    tx_end(op);
+    const char *json = NULL, *html = NULL;
+    size_t jlen = 0, hlen = 0;
+    if (!proj.found || payload_field(proj.payload, proj.len, "json", &json, &jlen) != 0 ||
+        payload_field(proj.payload, proj.len, "html", &html, &hlen) != 0) {
+        sl_projection_free(&proj);
+        fail(op, SL_RPC_INTERNAL, "internal error (preview)");
+        return;
+    }
+    msgpack_pack_map(pk(op), 2);
+    pack_kv_str(op, "document", json, jlen);
+    pack_kv_str(op, "html", html, hlen);
+    sl_projection_free(&proj);
+    reply(op);
+}
+
+/* ---- ExportSession ---- */
+
+static const char SQL_EXPORT[] = "SELECT s.owner_id, u.markdown, u.raw_data, u.metadata FROM sessions s"
+                                 " JOIN session_uploads u ON u.session_id = s.id"
+                                 " WHERE s.id = ? AND s.deleted_at IS NULL";
+
+static void export_session(owner_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    if (get_session_id(op, &id, &idlen) != 0)
+        return;
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(op->core->owner, SQL_EXPORT, p, 1, &err);
+    if (r == NULL) {
+        fail_store(op, &err);
+        return;
+    }
+    if (r->nrows != 1 || (uint64_t)sl_store_cell(r, 0, 0)->i != op->who.user_id) {
+        sl_store_result_free(r);
+        fail(op, SL_RPC_NOT_FOUND, "session not found (or it has no upload: sessions made only with "
+                                   "AppendExchanges have nothing to export)");
+        return;
+    }
+    msgpack_pack_map(pk(op), 3);
+    sl_rpc_pack_str(pk(op), "markdown");
+    pack_cell_str(op, r, 0, 1);
+    sl_rpc_pack_str(pk(op), "raw_data");
+    pack_cell_str(op, r, 0, 2);
+    sl_rpc_pack_str(pk(op), "metadata");
+    const sl_store_value_t *meta = sl_store_cell(r, 0, 3);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    if (meta->type == SL_STORE_TEXT &&
+        msgpack_unpack_next(&u, meta->ptr, meta->len, &off) == MSGPACK_UNPACK_SUCCESS)
+        msgpack_pack_object(pk(op), u.data); /* stored as the request's own msgpack map */
+    else
+        msgpack_pack_nil(pk(op));
+    msgpack_unpacked_destroy(&u);
+    sl_store_result_free(r);
+    reply(op);
+}
+
+/* ---- ListProjects, UpdateProject ---- */
+
+static const char SQL_LIST_PROJECTS[] =
+    "SELECT p.id, p.name, p.icon, p.color,"
+    " (SELECT COUNT(*) FROM sessions s WHERE s.project_id = p.id AND s.deleted_at IS NULL)"
+    " FROM projects p WHERE p.owner_id = ? ORDER BY p.name, p.id";
+
+static void list_projects(owner_op_t *op)
+{
+    sl_store_value_t p[] = {sl_store_int((int64_t)op->who.user_id)};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(op->core->owner, SQL_LIST_PROJECTS, p, 1, &err);
+    if (r == NULL) {
+        fail_store(op, &err);
+        return;
+    }
+    msgpack_pack_map(pk(op), 1);
+    sl_rpc_pack_str(pk(op), "projects");
+    msgpack_pack_array(pk(op), r->nrows);
+    for (size_t i = 0; i < r->nrows; i++) {
+        msgpack_pack_map(pk(op), 5);
+        pack_kv_u64(op, "project_id", (uint64_t)sl_store_cell(r, i, 0)->i);
+        sl_rpc_pack_str(pk(op), "name");
+        pack_cell_str(op, r, i, 1);
+        sl_rpc_pack_str(pk(op), "icon");
+        pack_cell_str(op, r, i, 2);
+        sl_rpc_pack_str(pk(op), "color");
+        pack_cell_str(op, r, i, 3);
+        pack_kv_u64(op, "session_count", (uint64_t)sl_store_cell(r, i, 4)->i);
+    }
+    sl_store_result_free(r);
+    reply(op);
+}
+
+static const char SQL_LOCK_PROJECT[] = "SELECT owner_id FROM projects WHERE id = ? FOR UPDATE";
+static const char SQL_UPDATE_PROJECT[] = "UPDATE projects SET name = COALESCE(?, name), icon = COALESCE(?, icon),"
+                                         " color = COALESCE(?, color), updated_at = NOW(6) WHERE id = ?";
+static const char SQL_PROJECT_SESSIONS[] = "SELECT id, version, is_public FROM sessions"
+                                           " WHERE project_id = ? AND deleted_at IS NULL ORDER BY id FOR UPDATE";
+
+#define MAX_PROJECT_REPUBLISH 10000
+
+/* The project's name, icon and colour are part of every public document of its sessions, so each
+ * public session goes through the same pipeline as any other change (mark, bump, rebuild, publish),
+ * all in one transaction. */
+static void update_project(owner_op_t *op)
+{
+    const msgpack_object *m = req(op);
+    int64_t pid;
+    const char *name = NULL, *icon = NULL, *color = NULL;
+    size_t nlen = 0, ilen = 0, clen = 0;
+    if (sl_rpc_get_i64(m, "project_id", 1, 1, INT64_MAX, &pid, op->msg, sizeof(op->msg)) != 1 ||
+        sl_rpc_get_str(m, "name", 0, 200, &name, &nlen, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "icon", 0, 64, &icon, &ilen, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "color", 0, 32, &color, &clen, op->msg, sizeof(op->msg)) < 0) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return;
+    }
+    if (name && nlen == 0) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "field \"name\" must not be empty");
+        return;
+    }
+    sl_store_value_t p[] = {sl_store_int(pid)};
+    sl_store_result_t *r = NULL, *ss = NULL;
+    if (tx_begin(op) != 0 || run(op, SQL_LOCK_PROJECT, p, 1, &r) != 0)
+        return;
+    int mine = r->nrows == 1 && (uint64_t)sl_store_cell(r, 0, 0)->i == op->who.user_id;
+    sl_store_result_free(r);
+    if (!mine) {
+        fail(op, SL_RPC_NOT_FOUND, "project not found");
+        return;
+    }
+    if (run(op, SQL_PROJECT_SESSIONS, p, 1, &ss) != 0)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < ss->nrows; i++)
+        n += sl_store_cell(ss, i, 2)->i != 0;
+    if (n > MAX_PROJECT_REPUBLISH) {
+        sl_store_result_free(ss);
+        fail(op, SL_RPC_FAILED_PRECONDITION, "the project has more than %d public sessions", MAX_PROJECT_REPUBLISH);
+        return;
+    }
+    sl_projection_t *proj = calloc(n ? n : 1, sizeof(*proj));
+    size_t k = 0;
+    if (proj == NULL) {
+        sl_store_result_free(ss);
+        fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < ss->nrows; i++) {
+        if (sl_store_cell(ss, i, 2)->i == 0)
+            continue;
+        const sl_store_value_t *sid = sl_store_cell(ss, i, 0);
+        if (sl_invalidate_begin(op->core, sid->ptr, sid->len, (uint64_t)sl_store_cell(ss, i, 1)->i + 1) != 0) {
+            fail(op, SL_RPC_UNAVAILABLE, "the share cache is unavailable; nothing was changed, retry later");
+            goto out;
+        }
+    }
+    {
+        sl_store_value_t u[] = {name ? sl_store_text(name, nlen) : sl_store_null(),
+                                icon ? sl_store_text(icon, ilen) : sl_store_null(),
+                                color ? sl_store_text(color, clen) : sl_store_null(), sl_store_int(pid)};
+        if (run(op, SQL_UPDATE_PROJECT, u, 4, NULL) != 0)
+            goto out;
+    }
+    for (size_t i = 0; i < ss->nrows; i++) {
+        if (sl_store_cell(ss, i, 2)->i == 0)
+            continue;
+        const sl_store_value_t *sid = sl_store_cell(ss, i, 0);
+        uint64_t v = (uint64_t)sl_store_cell(ss, i, 1)->i + 1;
+        sl_store_value_t b[] = {sl_store_int((int64_t)v), sl_store_text(sid->ptr, sid->len)};
+        sl_store_error_t err;
+        if (run(op, SQL_BUMP, b, 2, NULL) != 0)
+            goto out;
+        if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, sid->ptr, sid->len, &proj[k],
+                               &err) != 0) {
+            fail_store(op, &err);
+            goto out;
+        }
+        proj[k++].version = v;
+    }
+    if (run(op, SQL_COMMIT, NULL, 0, NULL) != 0)
+        goto out;
+    tx_end(op);
+    k = 0;
+    int unpublished = 0;
+    for (size_t i = 0; i < ss->nrows; i++) {
+        if (sl_store_cell(ss, i, 2)->i == 0)
+            continue;
+        const sl_store_value_t *sid = sl_store_cell(ss, i, 0);
+        if (sl_invalidate_finish(op->core, sid->ptr, sid->len, &proj[k++]) != 0)
+            unpublished++;
+    }
+    if (unpublished) {
+        fail(op, SL_RPC_UNAVAILABLE, "the change was saved, but the share cache could not be updated; retry the call");
+        goto out;
+    }
+    msgpack_pack_map(pk(op), 1);
+    pack_kv_u64(op, "project_id", (uint64_t)pid);
+    reply(op);
+out:
+    for (size_t i = 0; i < n; i++)
+        sl_projection_free(&proj[i]);
+    free(proj);
+    sl_store_result_free(ss);
+}
+
 /* ---- dispatch ---- */
 
 static void owner_task(void *arg)
@@ -730,6 +1517,17 @@ static const method_entry_t methods[] = {
     {"shareline.v1.Sessions/SetVisibility", set_visibility},
     {"shareline.v1.Sessions/SetExchangesHidden", set_exchanges_hidden},
     {"shareline.v1.Sessions/GetShareSettings", get_share_settings},
+    {"shareline.v1.Sessions/AppendExchanges", append_exchanges},
+    {"shareline.v1.Sessions/GetSession", get_session},
+    {"shareline.v1.Sessions/ListSessions", list_sessions},
+    {"shareline.v1.Sessions/UpdateSessionTitle", update_session_title},
+    {"shareline.v1.Sessions/UpdateExchangeTitle", update_exchange_title},
+    {"shareline.v1.Sessions/DeleteExchange", delete_exchange},
+    {"shareline.v1.Sessions/DeleteSession", delete_session},
+    {"shareline.v1.Sessions/PreviewAsViewer", preview_as_viewer},
+    {"shareline.v1.Sessions/ExportSession", export_session},
+    {"shareline.v1.Sessions/ListProjects", list_projects},
+    {"shareline.v1.Sessions/UpdateProject", update_project},
 };
 
 static void on_owner_call(sl_rpc_call_t *call, void *data)

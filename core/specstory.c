@@ -593,3 +593,8 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
     }
     return 0;
 }
+
+char *sl_specstory_title(const char *prompt, size_t len)
+{
+    return make_title(prompt, len);
+}

@@ -36,4 +36,7 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
 
 void sl_specstory_free(sl_specstory_doc_t *doc);
 
+/* The default title of a prompt (the rule above), malloc'd; NULL when out of memory. */
+char *sl_specstory_title(const char *prompt, size_t len);
+
 #endif
