@@ -125,8 +125,13 @@ int sl_store__bind(MYSQL_STMT *stmt, const sl_store_value_t *params, size_t npar
     return 0;
 }
 
-static int is_integer_type(enum enum_field_types t)
+/* Integer columns, and DECIMAL columns without a fractional part (what MAX()/SUM()/COALESCE() of
+ * integers may come back as), are INT cells. */
+static int is_integer_type(const MYSQL_FIELD *f)
 {
+    enum enum_field_types t = f->type;
+    if ((t == MYSQL_TYPE_NEWDECIMAL || t == MYSQL_TYPE_DECIMAL) && f->decimals == 0 && f->length <= 19)
+        return 1;
     return t == MYSQL_TYPE_TINY || t == MYSQL_TYPE_SHORT || t == MYSQL_TYPE_LONG || t == MYSQL_TYPE_INT24 ||
            t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
 }
@@ -209,7 +214,7 @@ int sl_store__collect(MYSQL_STMT *stmt, sl_store_result_t **out, sl_store_error_
         b->is_null = &cols[c].is_null;
         b->length = &cols[c].length;
         b->error = &cols[c].error;
-        if (is_integer_type(fields[c].type)) {
+        if (is_integer_type(&fields[c])) {
             cols[c].integer = 1;
             b->buffer_type = MYSQL_TYPE_LONGLONG;
             b->buffer = &cols[c].ival;
