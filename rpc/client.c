@@ -9,7 +9,7 @@
 #include "rpc/rpc.h"
 
 struct sl_client {
-    CURL *curl;
+    CURLSH *share; /* the connection cache, kept across calls */
     char *base;
     char *auth; /* "Authorization: Bearer ..." */
     sl_client_proto_t proto;
@@ -54,7 +54,9 @@ sl_client_t *sl_client_new(const char *base_url, const char *token, sl_client_pr
     sl_client_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
-    c->curl = curl_easy_init();
+    c->share = curl_share_init();
+    if (c->share)
+        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
     c->base = strdup(base_url);
     size_t blen = c->base ? strlen(c->base) : 0;
     while (blen > 0 && c->base[blen - 1] == '/')
@@ -67,7 +69,7 @@ sl_client_t *sl_client_new(const char *base_url, const char *token, sl_client_pr
     }
     c->proto = proto;
     c->timeout_ms = 30000;
-    if (c->curl == NULL || c->base == NULL || (token && c->auth == NULL)) {
+    if (c->share == NULL || c->base == NULL || (token && c->auth == NULL)) {
         sl_client_free(c);
         return NULL;
     }
@@ -78,8 +80,8 @@ void sl_client_free(sl_client_t *c)
 {
     if (c == NULL)
         return;
-    if (c->curl)
-        curl_easy_cleanup(c->curl);
+    if (c->share)
+        curl_share_cleanup(c->share);
     free(c->base);
     free(c->auth);
     free(c);
@@ -145,8 +147,17 @@ int sl_client_call(sl_client_t *c, const char *method, const void *req, size_t l
     h = curl_slist_append(h, "Expect:");
     if (c->auth)
         h = curl_slist_append(h, c->auth);
-    CURL *k = c->curl;
-    curl_easy_reset(k);
+    /* A fresh easy handle per call, the connection from the shared cache: reusing one easy handle
+     * for a second request on an HTTP/2 prior-knowledge connection fails in curl 7.88 ("Error in
+     * the HTTP2 framing layer"). */
+    CURL *k = curl_easy_init();
+    if (k == NULL) {
+        curl_slist_free_all(h);
+        msgpack_sbuffer_destroy(&with_user);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    curl_easy_setopt(k, CURLOPT_SHARE, c->share);
     curl_easy_setopt(k, CURLOPT_URL, url);
     curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(k, CURLOPT_POST, 1L);
@@ -156,21 +167,32 @@ int sl_client_call(sl_client_t *c, const char *method, const void *req, size_t l
     curl_easy_setopt(k, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(k, CURLOPT_VERBOSE, getenv("SL_CLIENT_DEBUG") ? 1L : 0L);
     curl_easy_setopt(k, CURLOPT_HTTP_VERSION,
                      c->proto == SL_CLIENT_HTTP1 ? (long)CURL_HTTP_VERSION_1_1
                                                  : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-    if (strncmp(c->base, "https:", 6) == 0 && c->proto == SL_CLIENT_HTTP2)
+    if (strncmp(c->base, "https:", 6) == 0 && c->proto == SL_CLIENT_HTTP2) {
         curl_easy_setopt(k, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    } else if (c->proto == SL_CLIENT_HTTP2) {
+        /* libcurl 7.88 (Debian 12) fails the second request on a reused cleartext HTTP/2
+         * prior-knowledge connection ("Error in the HTTP2 framing layer", before anything is sent;
+         * the server is not involved: curl's own CLI and nghttp reuse it fine). Until a fixed
+         * libcurl, each call opens its own connection. */
+        curl_easy_setopt(k, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(k, CURLOPT_FORBID_REUSE, 1L);
+    }
     CURLcode rc = curl_easy_perform(k);
     curl_slist_free_all(h);
     msgpack_sbuffer_destroy(&with_user);
     if (rc != CURLE_OK || sink.oom) {
+        curl_easy_cleanup(k);
         snprintf(err, errlen, "cannot reach %s: %s", c->base, sink.oom ? "out of memory" : curl_easy_strerror(rc));
         free(sink.p);
         return -1;
     }
     long status = 0;
     curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(k);
     ans->status = (int)status;
     ans->body = sink.p;
     ans->body_len = sink.n;

@@ -1,0 +1,377 @@
+/*
+ * Race check: readers GET a public share over HTTP/2 as fast as they can while the owner, through
+ * the RPC client, appends an exchange carrying a unique canary, hides it, shows it, deletes it, and
+ * every few cycles revokes and re-shares the whole session.
+ *
+ * The property checked: no GET that *started* after an owner call returned shows what that call
+ * removed. Removal windows are recorded with the monotonic clock:
+ *   canary i hidden:  [hide_ret(i), unhide_start(i))
+ *   canary i deleted: [delete_ret(i), end)
+ *   session private:  [private_ret(k), public_start(k))  -- any 200 is a violation
+ * A GET is checked against every window that was open when it started (t0 is taken before the
+ * request is sent, which only makes the check stricter).
+ *
+ * usage: race_check BASE_URL TOKEN SESSION_ID CYCLES READERS
+ * Prints the counts; exits 1 on any violation or error.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "rpc/client.h"
+#include "rpc/rpc.h"
+
+#define PRIVATE_EVERY 10
+#define MAX_CANARIES_PER_GET 64
+
+static const char *base, *session;
+static char tag[64]; /* "CANARY-<pid>-" */
+static atomic_int stop;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- readers ---- */
+
+typedef struct obs {
+    uint64_t t0;
+    int status;
+    int n;
+    int seen[MAX_CANARIES_PER_GET];
+} obs_t;
+
+typedef struct reader {
+    pthread_t th;
+    int html;
+    obs_t *obs;
+    size_t n, cap;
+    uint64_t errors;
+} reader_t;
+
+typedef struct body {
+    char *p;
+    size_t n, cap;
+} body_t;
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    body_t *b = ud;
+    size_t n = size * nmemb;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 65536;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (q == NULL)
+            return 0;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, ptr, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return n;
+}
+
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    CURL *c = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/%s/%s", base, r->html ? "share" : "api/v1/share", session);
+    body_t b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    /* One HTTP/2 connection per GET: libcurl 7.88 cannot reuse a cleartext prior-knowledge
+     * connection (see rpc/client.c). Loopback TIME_WAIT sockets are reused (tcp_tw_reuse=2). */
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    size_t taglen = strlen(tag);
+    while (!atomic_load(&stop)) {
+        b.n = 0;
+        if (b.p)
+            b.p[0] = 0;
+        uint64_t t0 = now_ns();
+        CURLcode rc = curl_easy_perform(c);
+        if (rc != CURLE_OK) {
+            r->errors++;
+            continue;
+        }
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        if (r->n == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 4096;
+            r->obs = realloc(r->obs, r->cap * sizeof(*r->obs));
+            if (r->obs == NULL)
+                abort();
+        }
+        obs_t *o = &r->obs[r->n++];
+        o->t0 = t0;
+        o->status = (int)status;
+        o->n = 0;
+        for (const char *p = b.p; p && (p = strstr(p, tag)) != NULL; p += taglen) {
+            int i = atoi(p + taglen);
+            int dup = 0;
+            for (int k = 0; k < o->n; k++)
+                dup |= o->seen[k] == i;
+            if (!dup && o->n < MAX_CANARIES_PER_GET)
+                o->seen[o->n++] = i;
+        }
+    }
+    free(b.p);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+/* ---- owner ---- */
+
+static sl_client_t *owner;
+
+static int rpc(const char *method, msgpack_sbuffer *sb, sl_client_answer_t *a)
+{
+    char err[512];
+    if (sl_client_call(owner, method, sb->data, sb->size, a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "race_check: %s: %s\n", method, err);
+        return -1;
+    }
+    if (a->status != 200) {
+        fprintf(stderr, "race_check: %s: HTTP %d %.*s\n", method, a->status, (int)a->message_len,
+                a->message ? a->message : "");
+        sl_client_answer_free(a);
+        return -1;
+    }
+    return 0;
+}
+
+static void pk_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    sl_rpc_pack_str(pk, k);
+    sl_rpc_pack_str(pk, v);
+}
+
+static int set_hidden(uint64_t id, int hidden)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pk_str(&pk, "session_id", session);
+    sl_rpc_pack_str(&pk, "exchange_ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_uint64(&pk, id);
+    sl_rpc_pack_str(&pk, "hidden");
+    hidden ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    sl_client_answer_t a;
+    int rc = rpc("SetExchangesHidden", &sb, &a);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc == 0)
+        sl_client_answer_free(&a);
+    return rc;
+}
+
+static int set_public(int pub)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pk_str(&pk, "session_id", session);
+    sl_rpc_pack_str(&pk, "public");
+    pub ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    sl_client_answer_t a;
+    int rc = rpc("SetVisibility", &sb, &a);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc == 0)
+        sl_client_answer_free(&a);
+    return rc;
+}
+
+static int64_t append_canary(int i)
+{
+    char text[160];
+    snprintf(text, sizeof(text), "prompt with %s%d- inside", tag, i);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pk_str(&pk, "session_id", session);
+    sl_rpc_pack_str(&pk, "exchanges");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 2);
+    pk_str(&pk, "prompt", text);
+    pk_str(&pk, "response", text);
+    sl_client_answer_t a;
+    int rc = rpc("AppendExchanges", &sb, &a);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc != 0)
+        return -1;
+    const msgpack_object *ids = sl_rpc_field(a.map, "exchange_ids");
+    int64_t id = ids && ids->type == MSGPACK_OBJECT_ARRAY && ids->via.array.size == 1
+                     ? (int64_t)ids->via.array.ptr[0].via.u64
+                     : -1;
+    sl_client_answer_free(&a);
+    return id;
+}
+
+static int delete_exchange(uint64_t id)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pk_str(&pk, "session_id", session);
+    sl_rpc_pack_str(&pk, "exchange_id");
+    msgpack_pack_uint64(&pk, id);
+    sl_client_answer_t a;
+    int rc = rpc("DeleteExchange", &sb, &a);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc == 0)
+        sl_client_answer_free(&a);
+    return rc;
+}
+
+typedef struct window {
+    uint64_t from, to; /* [from, to) */
+} window_t;
+
+int main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "usage: race_check BASE_URL TOKEN SESSION_ID CYCLES READERS\n");
+        return 2;
+    }
+    base = argv[1];
+    session = argv[3];
+    int cycles = atoi(argv[4]), nreaders = atoi(argv[5]);
+    if (cycles <= 0 || nreaders <= 0 || nreaders > 16) {
+        fprintf(stderr, "race_check: CYCLES > 0, READERS 1-16\n");
+        return 2;
+    }
+    snprintf(tag, sizeof(tag), "CANARY-%d-", (int)getpid());
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    owner = sl_client_new(base, argv[2], SL_CLIENT_HTTP2);
+    window_t *hidden = calloc((size_t)cycles, sizeof(*hidden));
+    uint64_t *deleted = calloc((size_t)cycles, sizeof(*deleted));
+    window_t *priv = calloc((size_t)cycles / PRIVATE_EVERY + 2, sizeof(*priv));
+    size_t npriv = 0;
+    reader_t *readers = calloc((size_t)nreaders, sizeof(*readers));
+    if (!owner || !hidden || !deleted || !priv || !readers)
+        return 1;
+    if (set_public(1) != 0)
+        return 1;
+    for (int k = 0; k < nreaders; k++) {
+        readers[k].html = k % 2;
+        pthread_create(&readers[k].th, NULL, reader_main, &readers[k]);
+    }
+    int failed = 0;
+    uint64_t calls = 0, t_start = now_ns();
+    for (int i = 0; i < cycles && !failed; i++) {
+        deleted[i] = UINT64_MAX;
+        int64_t id = append_canary(i);
+        calls++;
+        if (id < 0) {
+            failed = 1;
+            break;
+        }
+        if (set_hidden((uint64_t)id, 1) != 0) {
+            failed = 1;
+            break;
+        }
+        hidden[i].from = now_ns();
+        hidden[i].to = now_ns();
+        if (set_hidden((uint64_t)id, 0) != 0) {
+            failed = 1;
+            break;
+        }
+        if (delete_exchange((uint64_t)id) != 0) {
+            failed = 1;
+            break;
+        }
+        deleted[i] = now_ns();
+        calls += 3;
+        if (i % PRIVATE_EVERY == PRIVATE_EVERY - 1) {
+            if (set_public(0) != 0) {
+                failed = 1;
+                break;
+            }
+            priv[npriv].from = now_ns();
+            usleep(2000); /* give the readers a chance to look while it is private */
+            priv[npriv].to = now_ns();
+            npriv++;
+            if (set_public(1) != 0) {
+                failed = 1;
+                break;
+            }
+            calls += 2;
+        }
+    }
+    double secs = (double)(now_ns() - t_start) / 1e9;
+    atomic_store(&stop, 1);
+    uint64_t gets = 0, ok200 = 0, n404 = 0, canary_checks = 0, private_checks = 0, violations = 0, errors = 0;
+    for (int k = 0; k < nreaders; k++) {
+        pthread_join(readers[k].th, NULL);
+        errors += readers[k].errors;
+        for (size_t j = 0; j < readers[k].n; j++) {
+            const obs_t *o = &readers[k].obs[j];
+            gets++;
+            ok200 += o->status == 200;
+            n404 += o->status == 404;
+            for (size_t w = 0; w < npriv; w++) {
+                if (o->t0 >= priv[w].from && o->t0 < priv[w].to) {
+                    private_checks++;
+                    if (o->status != 404) {
+                        violations++;
+                        fprintf(stderr, "VIOLATION: status %d during private window %zu\n", o->status, w);
+                    }
+                }
+            }
+            /* every canary whose removal window was open at t0 must be absent */
+            for (int i = 0; i < cycles; i++) {
+                int removed = (hidden[i].from && o->t0 >= hidden[i].from && o->t0 < hidden[i].to) ||
+                              (deleted[i] != UINT64_MAX && o->t0 >= deleted[i]);
+                if (!removed)
+                    continue;
+                canary_checks++;
+                for (int s = 0; s < o->n; s++)
+                    if (o->seen[s] == i) {
+                        violations++;
+                        fprintf(stderr, "VIOLATION: canary %d seen by a GET that started after its removal\n", i);
+                    }
+            }
+        }
+        free(readers[k].obs);
+    }
+    printf("race_check: %d cycles, %llu owner calls in %.1f s (%.0f/s); %llu GETs over HTTP/2 (%llu 200, %llu 404, "
+           "%llu transport errors); %llu canary-absence checks, %llu private-window checks; %llu violations\n",
+           cycles, (unsigned long long)calls, secs, (double)calls / secs, (unsigned long long)gets,
+           (unsigned long long)ok200, (unsigned long long)n404, (unsigned long long)errors,
+           (unsigned long long)canary_checks, (unsigned long long)private_checks, (unsigned long long)violations);
+    sl_client_free(owner);
+    free(hidden);
+    free(deleted);
+    free(priv);
+    free(readers);
+    curl_global_cleanup();
+    if (failed)
+        fprintf(stderr, "race_check: an owner call failed\n");
+    return failed || violations || gets == 0 ? 1 : 0;
+}
