@@ -261,6 +261,8 @@ static void app_metrics(void *data, char **buf, size_t *len)
     COUNTER("shareline_public_cache_hits_total", "Public lookups answered from Redis.", c.public_cache_hits);
     COUNTER("shareline_public_store_reads_total", "Public lookups that read MariaDB.", c.public_store_reads);
     COUNTER("shareline_public_fills_total", "Projections written to Redis by readers.", c.public_fills);
+    COUNTER("shareline_public_fills_refused_total",
+            "Reader fills refused because an owner change (a newer version) came first.", c.public_fills_refused);
     COUNTER("shareline_owner_calls_total", "Owner RPCs.", c.owner_calls);
     COUNTER("shareline_owner_errors_total", "Owner RPCs answered with an error.", c.owner_errors);
     COUNTER("shareline_publishes_total", "Projections published by owner changes.", c.publishes);
@@ -306,6 +308,10 @@ static int serve(void)
         return 1;
     }
     sl_core_config_t core_cfg = {.public_base_url = cfg.public_url};
+    /* Test hook only (tests/e2e/stale_writeback.sh): never set it in production. */
+    const char *delay = getenv("SHARELINE_TEST_FILL_DELAY_MS");
+    if (delay && *delay)
+        core_cfg.test_fill_delay_ms = (unsigned)strtoul(delay, NULL, 10);
     sl_rpc_limits_t limits;
     sl_rpc_limits_default(&limits);
     limits.max_body = cfg.max_body;

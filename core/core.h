@@ -27,6 +27,7 @@ typedef struct sl_core_config {
     const char *public_base_url; /* e.g. "http://127.0.0.1:8080" (share_url = base + "/share/" + id) */
     size_t max_markdown;         /* bytes of one uploaded markdown, default 16 MiB */
     unsigned max_exchanges;      /* exchanges of one session, default 10000 */
+    unsigned test_fill_delay_ms; /* tests only: a reader waits this long before its cache fill */
 } sl_core_config_t;
 
 typedef struct sl_core_stats {
@@ -34,6 +35,7 @@ typedef struct sl_core_stats {
     uint64_t public_cache_hits;   /* answered from Redis (PUBLIC or TOMB entry) */
     uint64_t public_store_reads;  /* answered by reading MariaDB (miss, mark, cache down) */
     uint64_t public_fills;        /* projections written to Redis by readers */
+    uint64_t public_fills_refused; /* reader fills refused because an owner change came first */
     uint64_t owner_calls;         /* owner RPCs */
     uint64_t owner_errors;        /* owner RPCs answered with an error */
     uint64_t publishes;           /* projections/tombstones written by owner changes */

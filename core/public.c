@@ -100,11 +100,15 @@ static void slow_path(void *arg)
     if (may_fill && token != 0) {
         /* p.version is 0 for a session that is not visible; a tombstone of version 0 is refused
          * by any later owner write, which always carries a greater version. */
+        if (core->cfg.test_fill_delay_ms)
+            sl_await_sleep(core->loop, core->cfg.test_fill_delay_ms); /* the stale write-back test */
         sl_proj_reply_t fr;
         sl_await_proj_fill(core->cache, g->id, g->idlen, token, p.found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB,
                            p.version, p.payload, p.len, &fr);
         if (fr.status == SL_CACHE_OK && fr.stored)
             core->stats.public_fills++;
+        else if (fr.status == SL_CACHE_OK)
+            core->stats.public_fills_refused++;
     }
     sl_projection_free(&p);
     free(g);

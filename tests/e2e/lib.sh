@@ -23,12 +23,16 @@ check() { # description command...
 eq() { [ "$1" = "$2" ] || { echo "     expected [$2], got [$1]" >&2; return 1; }; }
 
 start_server() {
+    if curl -fsS -m 2 "$URL/healthz" >/dev/null 2>&1; then
+        echo "port $SL_TEST_HTTP_PORT is already served by another process; stop it first" >&2
+        return 1
+    fi
     # Leak checking is for the unit tests: a server stopped by a signal still holds live connections.
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 200); do
-        curl -fsS "$URL/healthz" >/dev/null 2>&1 && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
+        curl -fsS "$URL/healthz" >/dev/null 2>&1 && return 0
         sleep 0.05
     done
     echo "server did not start:" >&2
