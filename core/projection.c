@@ -6,6 +6,7 @@
  * It is built from one SELECT over the public_* (or viewer_*) views, so the rows come from one
  * consistent snapshot and hidden/deleted rows are filtered by MariaDB, not by this code.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <zlib.h>
 
 #include "core/internal.h"
+#include "core/render.h"
 
 #define SELECT_COLUMNS                                                                                          \
     "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"            \
@@ -188,72 +190,273 @@ static json_t *build_json(const sl_store_result_t *r, size_t *visible)
     return doc;
 }
 
-/* The viewer page. Every piece of user content goes through buf_html. (The full viewer with
- * Markdown rendering is a later step; this page shows prompts and responses as preformatted text.) */
+/* ---- the viewer page ---- */
+
+static void out_buf(const char *s, size_t n, void *ud)
+{
+    buf_add(ud, s, n);
+}
+
+static void buf_md(buf_t *b, const char *s, size_t n)
+{
+    sl_render_markdown(s, n, out_buf, b);
+}
+
+/* A project colour goes into a style attribute: only #hex or a plain colour name get through. */
+static const char *safe_color(const char *s, size_t n, char *out, size_t cap)
+{
+    int ok = n > 0 && n < cap;
+    if (ok && s[0] == '#') {
+        ok = n == 4 || n == 7 || n == 9;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = isxdigit((unsigned char)s[i]);
+    } else {
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalpha((unsigned char)s[i]);
+    }
+    if (!ok)
+        return "#5b6b7f";
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* The page description: the first visible prompt, whitespace collapsed, at most 200 bytes cut on
+ * a character boundary. Never from a hidden exchange: only visible rows reach the projection. */
+static void buf_description(buf_t *b, const sl_store_result_t *r)
+{
+    for (size_t row = 0; row < r->nrows; row++) {
+        if (sl_store_cell(r, row, C_EID)->type != SL_STORE_INT)
+            continue;
+        size_t n;
+        const char *p = cell(r, row, C_EPROMPT, &n);
+        char out[204];
+        size_t k = 0;
+        int space = 0;
+        for (size_t i = 0; i < n && k < 200; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            if (isspace(ch)) {
+                space = k > 0;
+                continue;
+            }
+            if (space && k < 199) {
+                out[k++] = ' ';
+                space = 0;
+            }
+            out[k++] = (char)ch;
+        }
+        while (k > 0 && k < n && ((unsigned char)out[k - 1] & 0xC0) == 0x80)
+            k--; /* may have cut a multi-byte character: drop its continuation bytes... */
+        if (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0xC0)
+            k--; /* ...and its lead byte */
+        buf_html(b, out, k);
+        return;
+    }
+}
+
+#define TOC_SECTION 100
+
+static const char PAGE_CSS[] =
+    ":root{color-scheme:light dark;--fg:#1f2328;--muted:#59636e;--bg:#fff;--soft:#f6f8fa;--line:#d1d9e0;"
+    "--accent:#0969da}"
+    "@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9198a1;--bg:#0d1117;--soft:#151b23;"
+    "--line:#3d444d;--accent:#4493f8}}"
+    "*{box-sizing:border-box}body{font:16px/1.6 system-ui,-apple-system,'Segoe UI',sans-serif;color:var(--fg);"
+    "background:var(--bg);margin:0}"
+    ".wrap{max-width:56rem;margin:0 auto;padding:1.5rem 1rem 4rem}"
+    "header h1{font-size:1.75rem;line-height:1.25;margin:.25rem 0 .5rem;overflow-wrap:anywhere}"
+    ".meta{color:var(--muted);font-size:.9rem;margin:.25rem 0}"
+    ".project{display:inline-flex;align-items:center;gap:.4rem;font-weight:600;color:var(--fg)}"
+    ".icon{display:inline-grid;place-items:center;width:1.6rem;height:1.6rem;border-radius:.4rem;color:#fff;"
+    "font-weight:700;font-size:.85rem}"
+    "nav{background:var(--soft);border:1px solid var(--line);border-radius:.5rem;padding:.5rem 1rem;margin:1.5rem 0}"
+    "nav h2{font-size:1rem;margin:.5rem 0}nav ol{margin:.25rem 0;padding-left:2rem}"
+    "nav a{color:var(--accent);text-decoration:none}nav a:hover{text-decoration:underline}"
+    "article{border-top:1px solid var(--line);padding-top:1rem;margin-top:2rem;scroll-margin-top:1rem}"
+    "article:target{outline:2px solid var(--accent);outline-offset:.5rem;border-radius:.25rem}"
+    "article>h2{font-size:1.3rem;margin:.25rem 0;overflow-wrap:anywhere}article>h2 a{color:inherit;"
+    "text-decoration:none}"
+    "h3{font-size:.8rem;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);margin:1.25rem 0 .25rem}"
+    ".prompt{background:var(--soft);border-left:3px solid var(--accent);padding:.25rem 1rem;border-radius:.25rem}"
+    "pre{background:var(--soft);border:1px solid var(--line);border-radius:.4rem;padding:.75rem;overflow-x:auto;"
+    "font-size:.85rem;line-height:1.45}"
+    "code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}"
+    ".table{overflow-x:auto}table{border-collapse:collapse;margin:.5rem 0}"
+    "th,td{border:1px solid var(--line);padding:.3rem .6rem;vertical-align:top}"
+    "details{border:1px solid var(--line);border-radius:.4rem;margin:.5rem 0;padding:.25rem .75rem}"
+    "details>summary{cursor:pointer;color:var(--muted);font-size:.9rem}"
+    "details[open]>summary{margin-bottom:.25rem}"
+    "blockquote{margin:.5rem 0;padding-left:1rem;border-left:3px solid var(--line);color:var(--muted)}"
+    "img{max-width:100%}a{color:var(--accent)}.unsafe-link{text-decoration:underline dotted}"
+    "footer{margin-top:3rem;color:var(--muted);font-size:.85rem}"
+    "@media (max-width:40rem){.wrap{padding:1rem .75rem 3rem}header h1{font-size:1.4rem}pre{font-size:.8rem}}";
+
 static void build_html(buf_t *b, const sl_store_result_t *r)
 {
-    size_t n;
+    size_t n, tn;
     const char *s;
+    const char *title = session_title(r, &tn);
     buf_str(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-               "<meta name=\"robots\" content=\"noindex\"><title>");
-    s = session_title(r, &n);
-    buf_html(b, s, n);
-    buf_str(b, " · Shareline</title><style>"
-               "body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}"
-               "pre{white-space:pre-wrap;word-wrap:break-word;background:#f6f6f6;padding:.75rem;border-radius:6px}"
-               ".meta{color:#666}article{border-top:1px solid #ddd;margin-top:2rem}"
-               "</style></head><body><header><h1>");
-    buf_html(b, s, n);
-    buf_str(b, "</h1><p class=\"meta\"><span class=\"project\" data-icon=\"");
+               "<meta name=\"robots\" content=\"noindex, nofollow\">"
+               "<meta name=\"referrer\" content=\"no-referrer\"><title>");
+    buf_html(b, title, tn);
+    buf_str(b, " \xC2\xB7 Shareline</title>\n<meta name=\"description\" content=\"");
+    buf_description(b, r);
+    buf_str(b, "\">\n<meta property=\"og:type\" content=\"article\"><meta property=\"og:site_name\" "
+               "content=\"Shareline\"><meta property=\"og:title\" content=\"");
+    buf_html(b, title, tn);
+    buf_str(b, "\"><meta property=\"og:description\" content=\"");
+    buf_description(b, r);
+    buf_str(b, "\">\n<meta name=\"twitter:card\" content=\"summary\"><meta name=\"twitter:title\" content=\"");
+    buf_html(b, title, tn);
+    buf_str(b, "\"><meta name=\"twitter:description\" content=\"");
+    buf_description(b, r);
+    buf_str(b, "\">\n<style>");
+    buf_str(b, PAGE_CSS);
+    buf_str(b, "</style></head>\n<body><div class=\"wrap\"><header><p class=\"meta\"><span class=\"project\">"
+               "<span class=\"icon\" aria-hidden=\"true\" style=\"background:");
+    char color[24];
+    s = cell(r, 0, C_PCOLOR, &n);
+    buf_str(b, safe_color(s, n, color, sizeof(color)));
+    buf_str(b, "\" title=\"");
     s = cell(r, 0, C_PICON, &n);
     buf_html(b, s, n);
     buf_str(b, "\">");
+    /* the icon: its name's first character (no image, nothing from another origin) */
+    const char *pname = cell(r, 0, C_PNAME, &n);
+    size_t first = n ? 1 : 0;
+    if (s && *s) {
+        pname = s;
+        n = strlen(s);
+        first = 1;
+    }
+    while (first < n && ((unsigned char)pname[first] & 0xC0) == 0x80)
+        first++;
+    buf_html(b, pname, first);
+    buf_str(b, "</span><span class=\"project-name\">");
     s = cell(r, 0, C_PNAME, &n);
     buf_html(b, s, n);
-    buf_str(b, "</span> · shared by <span class=\"author\">");
+    buf_str(b, "</span></span></p><h1>");
+    buf_html(b, title, tn);
+    buf_str(b, "</h1><p class=\"meta\">Shared by <span class=\"author\">");
     s = cell(r, 0, C_ANAME, &n);
     buf_html(b, s, n);
     buf_str(b, "</span> (@");
     s = cell(r, 0, C_AHANDLE, &n);
     buf_html(b, s, n);
-    buf_str(b, ")</p></header><nav><h2>Contents</h2><ol>");
-    char idbuf[32];
-    for (size_t row = 0; row < r->nrows; row++) {
-        const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
-        if (eid->type != SL_STORE_INT)
-            continue;
-        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
-        buf_str(b, "<li><a href=\"#exchange-");
-        buf_str(b, idbuf);
-        buf_str(b, "\">");
-        s = cell(r, row, C_ETITLE, &n);
-        buf_html(b, s, n);
-        buf_str(b, "</a></li>");
+    buf_str(b, ") \xC2\xB7 updated <time datetime=\"");
+    s = cell(r, 0, C_UPDATED, &n);
+    buf_html(b, s, n);
+    buf_str(b, "\">");
+    buf_html(b, s, n);
+    buf_str(b, "</time></p></header>\n");
+
+    size_t count = 0;
+    for (size_t row = 0; row < r->nrows; row++)
+        count += sl_store_cell(r, row, C_EID)->type == SL_STORE_INT;
+    char idbuf[32], tmp[160];
+    if (count == 0) {
+        buf_str(b, "<main><p class=\"meta\">No exchanges are shared in this session yet.</p></main>");
+    } else {
+        /* Table of contents; long sessions get sections of TOC_SECTION, the first one open. */
+        buf_str(b, "<nav aria-label=\"Contents\"><h2>Contents</h2>");
+        size_t k = 0;
+        for (size_t row = 0; row < r->nrows; row++) {
+            const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
+            if (eid->type != SL_STORE_INT)
+                continue;
+            if (k % TOC_SECTION == 0) {
+                if (k > 0)
+                    buf_str(b, count > TOC_SECTION ? "</ol></details>" : "</ol>");
+                if (count > TOC_SECTION) {
+                    size_t last = k + TOC_SECTION < count ? k + TOC_SECTION : count;
+                    snprintf(tmp, sizeof(tmp), "<details%s><summary>Exchanges %zu\xE2\x80\x93%zu</summary>",
+                             k == 0 ? " open" : "", k + 1, last);
+                    buf_str(b, tmp);
+                }
+                snprintf(tmp, sizeof(tmp), "<ol start=\"%zu\">", k + 1);
+                buf_str(b, tmp);
+            }
+            snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
+            buf_str(b, "<li><a href=\"#exchange-");
+            buf_str(b, idbuf);
+            buf_str(b, "\">");
+            s = cell(r, row, C_ETITLE, &n);
+            buf_html(b, s, n);
+            buf_str(b, "</a></li>");
+            k++;
+        }
+        buf_str(b, count > TOC_SECTION ? "</ol></details></nav>\n<main>" : "</ol></nav>\n<main>");
+        for (size_t row = 0; row < r->nrows; row++) {
+            const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
+            if (eid->type != SL_STORE_INT)
+                continue;
+            snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
+            buf_str(b, "<article id=\"exchange-");
+            buf_str(b, idbuf);
+            buf_str(b, "\"><h2><a href=\"#exchange-");
+            buf_str(b, idbuf);
+            buf_str(b, "\">");
+            s = cell(r, row, C_ETITLE, &n);
+            buf_html(b, s, n);
+            buf_str(b, "</a></h2><p class=\"meta\"><time datetime=\"");
+            s = cell(r, row, C_ECREATED, &n);
+            buf_html(b, s, n);
+            buf_str(b, "\">");
+            buf_html(b, s, n);
+            buf_str(b, "</time></p><h3>Prompt</h3><div class=\"prompt\">");
+            s = cell(r, row, C_EPROMPT, &n);
+            buf_md(b, s, n);
+            buf_str(b, "</div><h3>Response</h3><div class=\"response\">");
+            s = cell(r, row, C_ERESPONSE, &n);
+            buf_md(b, s, n);
+            buf_str(b, "</div></article>\n");
+        }
+        buf_str(b, "</main>");
     }
-    buf_str(b, "</ol></nav><main>");
+    buf_str(b, "<footer>Shared with Shareline. The owner chose which exchanges appear here.</footer>"
+               "</div></body></html>\n");
+}
+
+/* The Markdown alternate (Accept: text/markdown): the visible exchanges only. */
+static void build_markdown(buf_t *b, const sl_store_result_t *r)
+{
+    size_t n, tn;
+    const char *title = session_title(r, &tn);
+    buf_str(b, "# ");
+    buf_add(b, title, tn);
+    buf_str(b, "\n\n");
+    const char *s = cell(r, 0, C_PNAME, &n);
+    buf_str(b, "Project: ");
+    buf_add(b, s, n);
+    buf_str(b, " \xC2\xB7 shared by ");
+    s = cell(r, 0, C_ANAME, &n);
+    buf_add(b, s, n);
+    buf_str(b, " (@");
+    s = cell(r, 0, C_AHANDLE, &n);
+    buf_add(b, s, n);
+    buf_str(b, ")\n");
+    char idbuf[48];
     for (size_t row = 0; row < r->nrows; row++) {
         const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
         if (eid->type != SL_STORE_INT)
             continue;
-        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
-        buf_str(b, "<article id=\"exchange-");
-        buf_str(b, idbuf);
-        buf_str(b, "\"><h2>");
+        buf_str(b, "\n---\n\n## ");
         s = cell(r, row, C_ETITLE, &n);
-        buf_html(b, s, n);
-        buf_str(b, "</h2><p class=\"meta\"><time>");
+        buf_add(b, s, n);
+        snprintf(idbuf, sizeof(idbuf), "\n\n<!-- exchange %lld, ", (long long)eid->i);
+        buf_str(b, idbuf);
         s = cell(r, row, C_ECREATED, &n);
-        buf_html(b, s, n);
-        buf_str(b, "</time></p><h3>Prompt</h3><pre class=\"prompt\">");
+        buf_add(b, s, n);
+        buf_str(b, " -->\n\n### Prompt\n\n");
         s = cell(r, row, C_EPROMPT, &n);
-        buf_html(b, s, n);
-        buf_str(b, "</pre><h3>Response</h3><pre class=\"response\">");
+        buf_add(b, s, n);
+        buf_str(b, "\n\n### Response\n\n");
         s = cell(r, row, C_ERESPONSE, &n);
-        buf_html(b, s, n);
-        buf_str(b, "</pre></article>");
+        buf_add(b, s, n);
+        buf_str(b, "\n");
     }
-    buf_str(b, "</main></body></html>\n");
 }
 
 static void pack_bin(msgpack_packer *pk, const char *key, const void *p, size_t n)
@@ -272,13 +475,14 @@ static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
     if (json == NULL)
         return -1;
     size_t json_len = strlen(json);
-    buf_t html = {0};
+    buf_t html = {0}, md = {0};
     build_html(&html, r);
-    char *json_gz = NULL, *html_gz = NULL;
-    size_t json_gz_len = 0, html_gz_len = 0;
+    build_markdown(&md, r);
+    char *json_gz = NULL, *html_gz = NULL, *md_gz = NULL;
+    size_t json_gz_len = 0, html_gz_len = 0, md_gz_len = 0;
     int rc = -1;
-    if (html.oom || gzip(json, json_len, &json_gz, &json_gz_len) != 0 ||
-        gzip(html.p, html.len, &html_gz, &html_gz_len) != 0)
+    if (html.oom || md.oom || gzip(json, json_len, &json_gz, &json_gz_len) != 0 ||
+        gzip(html.p, html.len, &html_gz, &html_gz_len) != 0 || gzip(md.p, md.len, &md_gz, &md_gz_len) != 0)
         goto done;
 
     /* The ETag names the version and the content: equal bytes, equal tag, even after a rebuild. */
@@ -294,7 +498,7 @@ static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 9);
     sl_rpc_pack_str(&pk, "found");
     msgpack_pack_true(&pk);
     sl_rpc_pack_str(&pk, "version");
@@ -305,14 +509,18 @@ static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
     pack_bin(&pk, "json_gz", json_gz, json_gz_len);
     pack_bin(&pk, "html", html.p, html.len);
     pack_bin(&pk, "html_gz", html_gz, html_gz_len);
+    pack_bin(&pk, "md", md.p, md.len);
+    pack_bin(&pk, "md_gz", md_gz, md_gz_len);
     out->payload = sb.data; /* ownership moves to the projection */
     out->len = sb.size;
     rc = 0;
 done:
     free(json);
     free(html.p);
+    free(md.p);
     free(json_gz);
     free(html_gz);
+    free(md_gz);
     return rc;
 }
 

@@ -156,6 +156,7 @@ typedef struct pending {
     enum route route;
     int json;             /* rpc: answer in JSON */
     int gzip;             /* public: client accepts gzip */
+    int markdown;         /* public JSON route: the client asked for text/markdown */
 } pending_t;
 
 static void on_req_dispose(void *p)
@@ -199,13 +200,34 @@ static const msgpack_object *map_get(const msgpack_object *m, const char *key)
     return sl_rpc_field(m, key);
 }
 
-static void common_share_headers(h2o_req_t *req)
+/* The viewer page runs no script and loads nothing from elsewhere; inline CSS only. */
+static const char PAGE_CSP[] = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+static void common_share_headers(h2o_req_t *req, enum route route)
 {
     /* A shared cache must revalidate every time: a revoked link must not outlive the revocation. */
     add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"));
-    add_header_str(req, "x-robots-tag", "noindex");
+    add_header_str(req, "x-robots-tag", "noindex, nofollow");
     add_header_str(req, "x-content-type-options", "nosniff");
-    add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
+    add_header_str(req, "referrer-policy", "no-referrer");
+    if (route == R_SHARE_JSON) {
+        add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept, Accept-Encoding"));
+    } else {
+        add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
+        add_header_str(req, "content-security-policy", PAGE_CSP);
+    }
+}
+
+/* Accept: text/markdown (and not a preference for JSON) on /api/v1/share/{id}. */
+static int wants_markdown(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
+    if (i == -1)
+        return 0;
+    const h2o_iovec_t *v = &req->headers.entries[i].value;
+    return h2o_strstr(v->base, v->len, H2O_STRLIT("text/markdown")) != SIZE_MAX &&
+           h2o_strstr(v->base, v->len, H2O_STRLIT("application/json")) == SIZE_MAX;
 }
 
 static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, void *data)
@@ -214,6 +236,7 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     sl_gateway_t *gw = pd->gw;
     enum route route = pd->route;
     int gzip = pd->gzip;
+    int pd_markdown = pd->markdown;
     h2o_req_t *req = pending_finish(pd);
     if (req == NULL)
         return;
@@ -237,7 +260,9 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
         send_not_found_share(gw, req, route);
         return;
     }
-    const char *key = route == R_SHARE_JSON ? (gzip ? "json_gz" : "json") : (gzip ? "html_gz" : "html");
+    int markdown = pd_markdown;
+    const char *key = route == R_SHARE_JSON ? (markdown ? (gzip ? "md_gz" : "md") : (gzip ? "json_gz" : "json"))
+                                            : (gzip ? "html_gz" : "html");
     const msgpack_object *b = map_get(&obj, key);
     const msgpack_object *etag = map_get(&obj, "etag");
     if (b == NULL || b->type != MSGPACK_OBJECT_BIN || etag == NULL || etag->type != MSGPACK_OBJECT_STR) {
@@ -248,8 +273,8 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     /* Strong ETag per representation: "<version>-<hash>-<j|h>[z]". */
     char tag[128];
     int tl = snprintf(tag, sizeof(tag), "\"%.*s-%s%s\"", (int)(etag->via.str.size > 80 ? 80 : etag->via.str.size),
-                      etag->via.str.ptr, route == R_SHARE_JSON ? "j" : "h", gzip ? "z" : "");
-    common_share_headers(req);
+                      etag->via.str.ptr, route == R_SHARE_JSON ? (markdown ? "m" : "j") : "h", gzip ? "z" : "");
+    common_share_headers(req, route);
     add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, tag, (size_t)tl).base, (size_t)tl);
     if (etag_matches(req, tag, (size_t)tl)) {
         msgpack_zone_destroy(&zone);
@@ -261,7 +286,9 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     }
     if (gzip)
         add_header(req, H2O_TOKEN_CONTENT_ENCODING, H2O_STRLIT("gzip"));
-    send_body(gw, req, 200, route == R_SHARE_JSON ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
+    send_body(gw, req, 200,
+              route == R_SHARE_JSON ? (markdown ? "text/markdown; charset=utf-8" : "application/json; charset=utf-8")
+                                    : "text/html; charset=utf-8",
               b->via.bin.ptr, b->via.bin.size);
     msgpack_zone_destroy(&zone);
 }
@@ -271,9 +298,7 @@ extern const char sl_gateway_not_found_html[];
 static void send_not_found_share(sl_gateway_t *gw, h2o_req_t *req, enum route route)
 {
     /* Unknown, private, revoked and deleted: one answer, byte for byte. */
-    add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"));
-    add_header_str(req, "x-robots-tag", "noindex");
-    add_header_str(req, "x-content-type-options", "nosniff");
+    common_share_headers(req, route);
     if (route == R_SHARE_JSON)
         send_body(gw, req, 404, "application/json; charset=utf-8",
                   H2O_STRLIT("{\"code\":\"not_found\",\"message\":\"share not found\"}"));
@@ -311,6 +336,7 @@ static void handle_share(sl_gateway_t *gw, h2o_req_t *req, enum route route, con
         return;
     }
     pd->gzip = accepts_gzip(req);
+    pd->markdown = route == R_SHARE_JSON && wants_markdown(req);
     /* {"session_id": id} */
     char buf[80];
     size_t n = 0;
