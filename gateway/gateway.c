@@ -71,6 +71,8 @@ static void send_body(sl_gateway_t *gw, h2o_req_t *req, int status, const char *
     req->res.reason = "";
     if (ctype)
         add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, strlen(ctype));
+    /* Explicit, so that HEAD answers carry the length of what GET would send. */
+    req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }
 
