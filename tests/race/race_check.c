@@ -3,15 +3,19 @@
  * the RPC client, appends an exchange carrying a unique canary, hides it, shows it, deletes it, and
  * every few cycles revokes and re-shares the whole session.
  *
- * The property checked: no GET that *started* after an owner call returned shows what that call
- * removed. Removal windows are recorded with the monotonic clock:
- *   canary i hidden:  [hide_ret(i), unhide_start(i))
- *   canary i deleted: [delete_ret(i), end)
- *   session private:  [private_ret(k), public_start(k))  -- any 200 is a violation
- * A GET is checked against every window that was open when it started (t0 is taken before the
- * request is sent, which only makes the check stricter).
+ * Every owner call answers the session version it produced, and every public answer carries that
+ * version in its ETag ("v<version>-..."). The owner's calls give the truth at each version: which
+ * canaries are visible, and whether the session is public. Each GET is then checked twice:
+ *   freshness:   a GET that started after an owner call returned is answered at that call's version
+ *                or a later one (404 included: a GET after a revoke returned must be 404 unless a
+ *                later re-share overlapped it);
+ *   consistency: the answer at version V shows exactly the canaries visible at V, and no 200 is
+ *                ever answered at a version where the session was private.
+ * Together: no GET that starts after an owner call returned shows what that call removed. A GET
+ * that overlaps a later call may show that later call's state (it is concurrent with it).
+ * (t0 is taken before the request is sent, which only makes the check stricter.)
  *
- * usage: race_check BASE_URL TOKEN SESSION_ID CYCLES READERS
+ * usage: race_check BASE_URL TOKEN SESSION_ID CYCLES READERS   (env SL_RACE_PRIVATE_EVERY, default 10)
  * Prints the counts; exits 1 on any violation or error.
  */
 #include <pthread.h>
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +33,7 @@
 #include "rpc/client.h"
 #include "rpc/rpc.h"
 
-#define PRIVATE_EVERY 10
+static int PRIVATE_EVERY = 10; /* env SL_RACE_PRIVATE_EVERY */
 #define MAX_CANARIES_PER_GET 64
 
 static const char *base, *session;
@@ -45,8 +50,9 @@ static uint64_t now_ns(void)
 /* ---- readers ---- */
 
 typedef struct obs {
-    uint64_t t0;
+    uint64_t t0, t1;
     int status;
+    char etag[48];
     int n;
     int seen[MAX_CANARIES_PER_GET];
 } obs_t;
@@ -84,6 +90,19 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    char *etag = ud;
+    size_t n = size * nmemb;
+    if (n > 6 && strncasecmp(ptr, "etag:", 5) == 0) {
+        size_t k = n - 5 < 47 ? n - 5 : 47;
+        memcpy(etag, ptr + 5, k);
+        etag[k] = 0;
+        etag[strcspn(etag, "\r\n")] = 0;
+    }
+    return n;
+}
+
 static void *reader_main(void *arg)
 {
     reader_t *r = arg;
@@ -95,6 +114,9 @@ static void *reader_main(void *arg)
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    char etag[48] = "";
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, etag);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     /* One HTTP/2 connection per GET: libcurl 7.88 cannot reuse a cleartext prior-knowledge
@@ -106,8 +128,10 @@ static void *reader_main(void *arg)
         b.n = 0;
         if (b.p)
             b.p[0] = 0;
+        etag[0] = 0;
         uint64_t t0 = now_ns();
         CURLcode rc = curl_easy_perform(c);
+        uint64_t t1 = now_ns();
         if (rc != CURLE_OK) {
             r->errors++;
             continue;
@@ -122,7 +146,9 @@ static void *reader_main(void *arg)
         }
         obs_t *o = &r->obs[r->n++];
         o->t0 = t0;
+        o->t1 = t1;
         o->status = (int)status;
+        memcpy(o->etag, etag, sizeof(o->etag));
         o->n = 0;
         for (const char *p = b.p; p && (p = strstr(p, tag)) != NULL; p += taglen) {
             int i = atoi(p + taglen);
@@ -164,6 +190,14 @@ static void pk_str(msgpack_packer *pk, const char *k, const char *v)
     sl_rpc_pack_str(pk, v);
 }
 
+static uint64_t last_version; /* the version the last owner call produced */
+
+static uint64_t answer_version(const sl_client_answer_t *a)
+{
+    const msgpack_object *v = sl_rpc_field(a->map, "version");
+    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+}
+
 static int set_hidden(uint64_t id, int hidden)
 {
     msgpack_sbuffer sb;
@@ -180,8 +214,10 @@ static int set_hidden(uint64_t id, int hidden)
     sl_client_answer_t a;
     int rc = rpc("SetExchangesHidden", &sb, &a);
     msgpack_sbuffer_destroy(&sb);
-    if (rc == 0)
+    if (rc == 0) {
+        last_version = answer_version(&a);
         sl_client_answer_free(&a);
+    }
     return rc;
 }
 
@@ -198,8 +234,10 @@ static int set_public(int pub)
     sl_client_answer_t a;
     int rc = rpc("SetVisibility", &sb, &a);
     msgpack_sbuffer_destroy(&sb);
-    if (rc == 0)
+    if (rc == 0) {
+        last_version = answer_version(&a);
         sl_client_answer_free(&a);
+    }
     return rc;
 }
 
@@ -223,6 +261,7 @@ static int64_t append_canary(int i)
     msgpack_sbuffer_destroy(&sb);
     if (rc != 0)
         return -1;
+    last_version = answer_version(&a);
     const msgpack_object *ids = sl_rpc_field(a.map, "exchange_ids");
     int64_t id = ids && ids->type == MSGPACK_OBJECT_ARRAY && ids->via.array.size == 1
                      ? (int64_t)ids->via.array.ptr[0].via.u64
@@ -244,14 +283,62 @@ static int delete_exchange(uint64_t id)
     sl_client_answer_t a;
     int rc = rpc("DeleteExchange", &sb, &a);
     msgpack_sbuffer_destroy(&sb);
-    if (rc == 0)
+    if (rc == 0) {
+        last_version = answer_version(&a);
         sl_client_answer_free(&a);
+    }
     return rc;
 }
 
-typedef struct window {
-    uint64_t from, to; /* [from, to) */
-} window_t;
+/* One owner call: when it returned and the version it produced. */
+typedef struct event {
+    uint64_t ret;
+    uint64_t version;
+} event_t;
+
+/* What the owner did to canary i, by version. 0 = not (yet) done. */
+typedef struct canary {
+    uint64_t appended, hidden, shown, deleted;
+} canary_t;
+
+static event_t *events;
+static size_t nevents;
+
+static void record(void)
+{
+    events[nevents].ret = now_ns();
+    events[nevents].version = last_version;
+    nevents++;
+}
+
+/* The greatest version of an owner call that returned before t. */
+static uint64_t version_before(uint64_t t)
+{
+    size_t lo = 0, hi = nevents; /* events are in time and version order */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (events[mid].ret <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? events[lo - 1].version : 0;
+}
+
+static int visible_at(const canary_t *c, uint64_t v)
+{
+    if (!c->appended || v < c->appended)
+        return 0;
+    if (c->deleted && v >= c->deleted)
+        return 0;
+    if (c->hidden && v >= c->hidden && (!c->shown || v < c->shown))
+        return 0;
+    return 1;
+}
+
+typedef struct span {
+    uint64_t from, to; /* private for versions [from, to) */
+} span_t;
 
 int main(int argc, char **argv)
 {
@@ -267,111 +354,146 @@ int main(int argc, char **argv)
         return 2;
     }
     snprintf(tag, sizeof(tag), "CANARY-%d-", (int)getpid());
+    if (getenv("SL_RACE_PRIVATE_EVERY") && atoi(getenv("SL_RACE_PRIVATE_EVERY")) > 0)
+        PRIVATE_EVERY = atoi(getenv("SL_RACE_PRIVATE_EVERY"));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     owner = sl_client_new(base, argv[2], SL_CLIENT_HTTP2);
-    window_t *hidden = calloc((size_t)cycles, sizeof(*hidden));
-    uint64_t *deleted = calloc((size_t)cycles, sizeof(*deleted));
-    window_t *priv = calloc((size_t)cycles / PRIVATE_EVERY + 2, sizeof(*priv));
+    canary_t *can = calloc((size_t)cycles, sizeof(*can));
+    events = calloc((size_t)cycles * 6 + 8, sizeof(*events));
+    span_t *priv = calloc((size_t)cycles / PRIVATE_EVERY + 2, sizeof(*priv));
     size_t npriv = 0;
     reader_t *readers = calloc((size_t)nreaders, sizeof(*readers));
-    if (!owner || !hidden || !deleted || !priv || !readers)
+    if (!owner || !can || !events || !priv || !readers)
         return 1;
     if (set_public(1) != 0)
         return 1;
+    record();
     for (int k = 0; k < nreaders; k++) {
         readers[k].html = k % 2;
         pthread_create(&readers[k].th, NULL, reader_main, &readers[k]);
     }
     int failed = 0;
-    uint64_t calls = 0, t_start = now_ns();
+    uint64_t t_start = now_ns();
     for (int i = 0; i < cycles && !failed; i++) {
-        deleted[i] = UINT64_MAX;
         int64_t id = append_canary(i);
-        calls++;
         if (id < 0) {
             failed = 1;
             break;
         }
+        record();
+        can[i].appended = last_version;
         if (set_hidden((uint64_t)id, 1) != 0) {
             failed = 1;
             break;
         }
-        hidden[i].from = now_ns();
-        hidden[i].to = now_ns();
+        record();
+        can[i].hidden = last_version;
+        usleep(1000); /* let readers look while it is hidden */
         if (set_hidden((uint64_t)id, 0) != 0) {
             failed = 1;
             break;
         }
+        record();
+        can[i].shown = last_version;
         if (delete_exchange((uint64_t)id) != 0) {
             failed = 1;
             break;
         }
-        deleted[i] = now_ns();
-        calls += 3;
+        record();
+        can[i].deleted = last_version;
         if (i % PRIVATE_EVERY == PRIVATE_EVERY - 1) {
             if (set_public(0) != 0) {
                 failed = 1;
                 break;
             }
-            priv[npriv].from = now_ns();
+            record();
+            priv[npriv].from = last_version;
             usleep(2000); /* give the readers a chance to look while it is private */
-            priv[npriv].to = now_ns();
-            npriv++;
             if (set_public(1) != 0) {
                 failed = 1;
                 break;
             }
-            calls += 2;
+            record();
+            priv[npriv++].to = last_version;
         }
     }
     double secs = (double)(now_ns() - t_start) / 1e9;
+    uint64_t calls = nevents;
     atomic_store(&stop, 1);
-    uint64_t gets = 0, ok200 = 0, n404 = 0, canary_checks = 0, private_checks = 0, violations = 0, errors = 0;
+    uint64_t gets = 0, ok200 = 0, n404 = 0, canary_checks = 0, fresh_checks = 0, private_checks = 0,
+             violations = 0, errors = 0;
     for (int k = 0; k < nreaders; k++) {
         pthread_join(readers[k].th, NULL);
         errors += readers[k].errors;
         for (size_t j = 0; j < readers[k].n; j++) {
             const obs_t *o = &readers[k].obs[j];
             gets++;
-            ok200 += o->status == 200;
-            n404 += o->status == 404;
-            for (size_t w = 0; w < npriv; w++) {
-                if (o->t0 >= priv[w].from && o->t0 < priv[w].to) {
-                    private_checks++;
-                    if (o->status != 404) {
-                        violations++;
-                        fprintf(stderr, "VIOLATION: status %d during private window %zu\n", o->status, w);
-                    }
-                }
+            uint64_t must = version_before(o->t0); /* the state the GET must at least reflect */
+            /* was the session private at `must`? then a 200 needs a re-share that overlapped */
+            int private_at_must = 0;
+            for (size_t w = 0; w < npriv; w++)
+                if (must >= priv[w].from && must < priv[w].to)
+                    private_at_must = 1;
+            if (o->status == 404) {
+                n404++;
+                continue; /* 404 never shows anything */
             }
-            /* every canary whose removal window was open at t0 must be absent */
+            if (o->status != 200) {
+                errors++;
+                continue;
+            }
+            ok200++;
+            unsigned long long v = 0;
+            const char *p = strchr(o->etag, 'v');
+            if (p == NULL || sscanf(p + 1, "%llu", &v) != 1) {
+                violations++;
+                fprintf(stderr, "VIOLATION: a 200 without a versioned ETag\n");
+                continue;
+            }
+            fresh_checks++;
+            if (v < must) {
+                violations++;
+                fprintf(stderr, "VIOLATION: GET started after version %llu returned, answered at older %llu\n",
+                        (unsigned long long)must, v);
+            }
+            for (size_t w = 0; w < npriv; w++)
+                if (v >= priv[w].from && v < priv[w].to) {
+                    violations++;
+                    fprintf(stderr, "VIOLATION: 200 at version %llu, when the session was private\n", v);
+                }
+            if (private_at_must)
+                private_checks++; /* a 200 after a revoke returned: only at a later re-share's version */
             for (int i = 0; i < cycles; i++) {
-                int removed = (hidden[i].from && o->t0 >= hidden[i].from && o->t0 < hidden[i].to) ||
-                              (deleted[i] != UINT64_MAX && o->t0 >= deleted[i]);
-                if (!removed)
+                if (!can[i].appended || can[i].appended > v)
                     continue;
-                canary_checks++;
-                for (int s = 0; s < o->n; s++)
-                    if (o->seen[s] == i) {
-                        violations++;
-                        fprintf(stderr, "VIOLATION: canary %d seen by a GET that started after its removal\n", i);
-                    }
+                int vis = visible_at(&can[i], v);
+                int seen = 0;
+                for (int s2 = 0; s2 < o->n; s2++)
+                    seen |= o->seen[s2] == i;
+                if (!vis)
+                    canary_checks++;
+                if (seen && !vis) {
+                    violations++;
+                    fprintf(stderr, "VIOLATION: canary %d shown at version %llu, where it is removed\n", i, v);
+                }
             }
         }
         free(readers[k].obs);
     }
-    printf("race_check: %d cycles, %llu owner calls in %.1f s (%.0f/s); %llu GETs over HTTP/2 (%llu 200, %llu 404, "
-           "%llu transport errors); %llu canary-absence checks, %llu private-window checks; %llu violations\n",
-           cycles, (unsigned long long)calls, secs, (double)calls / secs, (unsigned long long)gets,
+    printf("race_check: %d cycles, %llu owner calls in %.1f s (%.0f/s), %zu revocations; %llu GETs over HTTP/2 "
+           "(%llu 200, %llu 404, %llu errors); %llu freshness checks, %llu canary-absence checks, "
+           "%llu 200s racing a re-share; %llu violations\n",
+           cycles, (unsigned long long)calls, secs, (double)calls / secs, npriv, (unsigned long long)gets,
            (unsigned long long)ok200, (unsigned long long)n404, (unsigned long long)errors,
-           (unsigned long long)canary_checks, (unsigned long long)private_checks, (unsigned long long)violations);
+           (unsigned long long)fresh_checks, (unsigned long long)canary_checks, (unsigned long long)private_checks,
+           (unsigned long long)violations);
     sl_client_free(owner);
-    free(hidden);
-    free(deleted);
+    free(can);
+    free(events);
     free(priv);
     free(readers);
     curl_global_cleanup();
     if (failed)
         fprintf(stderr, "race_check: an owner call failed\n");
-    return failed || violations || gets == 0 ? 1 : 0;
+    return failed || violations || errors || gets == 0 ? 1 : 0;
 }
