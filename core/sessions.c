@@ -11,6 +11,7 @@
  * Private sessions never touch Redis: nothing of theirs can be served, so there is nothing to
  * invalidate, and owners can keep working on them while Redis is down.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,9 +269,9 @@ static const char SQL_EXCHANGE_REMOVE[] =
     "UPDATE exchanges SET deleted_at = NOW(6), prompt = '', response = '', title = NULL, updated_at = NOW(6)"
     " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 static const char SQL_UPLOAD_UPSERT[] =
-    "INSERT INTO session_uploads (session_id, markdown, raw_data, metadata) VALUES (?, ?, ?, ?)"
+    "INSERT INTO session_uploads (session_id, markdown, raw_data, session_data, metadata) VALUES (?, ?, ?, ?, ?)"
     " ON DUPLICATE KEY UPDATE markdown = VALUES(markdown), raw_data = VALUES(raw_data),"
-    " metadata = VALUES(metadata), updated_at = NOW(6)";
+    " session_data = VALUES(session_data), metadata = VALUES(metadata), updated_at = NOW(6)";
 
 typedef struct existing {
     int64_t id;
@@ -297,12 +298,24 @@ static void new_session_id(char out[37])
              b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+/* The ETag of an upload: the first 128 bits of the markdown's SHA-256, quoted. The same bytes
+ * always give the same tag, so a client can tell whether the server holds its file. */
+static void upload_etag(const char *md, size_t len, char out[40])
+{
+    unsigned char sha[32];
+    SHA256((const unsigned char *)md, len, sha);
+    int k = snprintf(out, 40, "\"");
+    for (int i = 0; i < 16; i++)
+        k += snprintf(out + k, 40 - (size_t)k, "%02x", sha[i]);
+    snprintf(out + k, 40 - (size_t)k, "\"");
+}
+
 static void sync_session(owner_op_t *op)
 {
     sl_core_t *core = op->core;
     const msgpack_object *m = req(op);
-    const char *id = NULL, *title = NULL, *markdown = NULL, *raw = NULL;
-    size_t idlen = 0, title_len = 0, md_len = 0, raw_len = 0;
+    const char *id = NULL, *title = NULL, *markdown = NULL, *raw = NULL, *sdata = NULL;
+    size_t idlen = 0, title_len = 0, md_len = 0, raw_len = 0, sdata_len = 0;
     const char *pid = NULL, *pname = NULL, *picon = NULL, *pcolor = NULL;
     size_t pid_len = 0, pname_len = 0, picon_len = 0, pcolor_len = 0;
     int rc;
@@ -315,7 +328,8 @@ static void sync_session(owner_op_t *op)
     }
     if (sl_rpc_get_str(m, "title", 0, 500, &title, &title_len, op->msg, sizeof(op->msg)) < 0 ||
         sl_rpc_get_str(m, "markdown", 1, core->cfg.max_markdown, &markdown, &md_len, op->msg, sizeof(op->msg)) != 1 ||
-        sl_rpc_get_str(m, "raw_data", 0, core->cfg.max_markdown, &raw, &raw_len, op->msg, sizeof(op->msg)) < 0)
+        sl_rpc_get_str(m, "raw_data", 0, core->cfg.max_markdown, &raw, &raw_len, op->msg, sizeof(op->msg)) < 0 ||
+        sl_rpc_get_str(m, "session_data", 0, core->cfg.max_markdown, &sdata, &sdata_len, op->msg, sizeof(op->msg)) < 0)
         goto bad;
     const msgpack_object *project = sl_rpc_field(m, "project");
     if (project == NULL || project->type != MSGPACK_OBJECT_MAP) {
@@ -490,20 +504,16 @@ static void sync_session(owner_op_t *op)
     {
         sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_blob(markdown, md_len),
                                 raw ? sl_store_blob(raw, raw_len) : sl_store_null(),
+                                sdata ? sl_store_blob(sdata, sdata_len) : sl_store_null(),
                                 metadata ? sl_store_blob(meta.data, meta.size) : sl_store_null()};
-        if (run(op, SQL_UPLOAD_UPSERT, p, 4, NULL) != 0)
+        if (run(op, SQL_UPLOAD_UPSERT, p, 5, NULL) != 0)
             goto out;
     }
     if (change_commit(op, &s) != 0)
         goto out;
 
-    unsigned char msha[32];
-    SHA256((const unsigned char *)markdown, md_len, msha);
     char etag[40];
-    int k = snprintf(etag, sizeof(etag), "\"");
-    for (int i = 0; i < 16; i++)
-        k += snprintf(etag + k, sizeof(etag) - (size_t)k, "%02x", msha[i]);
-    snprintf(etag + k, sizeof(etag) - (size_t)k, "\"");
+    upload_etag(markdown, md_len, etag);
 
     msgpack_pack_map(pk(op), 5);
     pack_kv_str(op, "session_id", id, idlen);
@@ -704,6 +714,9 @@ static void get_share_settings(owner_op_t *op)
 }
 
 /* ---- shared by the methods below ---- */
+
+static int get_project_ext(owner_op_t *op, const char **ext, size_t *len);
+static int ext_matches(const sl_store_value_t *v, const char *ext, size_t len);
 
 static int get_exchange_id(owner_op_t *op, int64_t *out)
 {
@@ -993,26 +1006,35 @@ static void get_session(owner_op_t *op)
 /* Newest first by (updated_at, id): keyset pagination, stable under inserts. The page token is
  * "<updated_at micros>.<id>" of the last row of the previous page. query = LIKE over the session
  * title and the exchanges' titles, prompts and responses (hidden ones too: the owner sees all). */
-static const char SQL_LIST[] =
-    "SELECT s.id, s.title, s.is_public, DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ'),"
-    " p.id, p.name, p.icon, p.color, CAST(UNIX_TIMESTAMP(s.updated_at) * 1000000 AS UNSIGNED),"
-    " (SELECT COALESCE(e.title, e.default_title) FROM exchanges e WHERE e.session_id = s.id"
-    "   AND e.deleted_at IS NULL ORDER BY e.position, e.id LIMIT 1),"
-    " (SELECT SUBSTRING(CONCAT(e.prompt, '\n', e.response),"
-    "    GREATEST(1, LOCATE(?, CONCAT(e.prompt, '\n', e.response)) - 60), 200)"
-    "   FROM exchanges e WHERE ? <> '' AND e.session_id = s.id AND e.deleted_at IS NULL"
-    "   AND (e.prompt LIKE ? OR e.response LIKE ?) ORDER BY e.position LIMIT 1)"
-    " FROM sessions s JOIN projects p ON p.id = s.project_id"
-    " WHERE s.owner_id = ? AND s.deleted_at IS NULL"
-    " AND (? = 0 OR s.project_id = ?)"
-    " AND (? IS NULL OR s.updated_at >= STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"
-    " AND (? IS NULL OR s.updated_at < STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"
-    " AND (? = '' OR s.title LIKE ? OR EXISTS (SELECT 1 FROM exchanges e WHERE e.session_id = s.id"
-    "   AND e.deleted_at IS NULL AND (COALESCE(e.title, e.default_title) LIKE ? OR e.prompt LIKE ?"
-    "   OR e.response LIKE ?)))"
-    " AND (? = 0 OR s.updated_at < FROM_UNIXTIME(? / 1000000)"
-    "   OR (s.updated_at = FROM_UNIXTIME(? / 1000000) AND s.id < ?))"
-    " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?";
+#define LIST_SQL(SNIPPET_MATCH, EXCHANGE_MATCH)                                                                \
+    "SELECT s.id, s.title, s.is_public, DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ'),"                      \
+    " p.id, p.name, p.icon, p.color, CAST(UNIX_TIMESTAMP(s.updated_at) * 1000000 AS UNSIGNED),"                 \
+    " (SELECT COALESCE(e.title, e.default_title) FROM exchanges e WHERE e.session_id = s.id"                      \
+    "   AND e.deleted_at IS NULL ORDER BY e.position, e.id LIMIT 1),"                                             \
+    " (SELECT SUBSTRING(CONCAT(e.prompt, '\n', e.response),"                                                     \
+    "    GREATEST(1, LOCATE(?, CONCAT(e.prompt, '\n', e.response)) - 60), 200)"                                   \
+    "   FROM exchanges e WHERE ? <> '' AND e.session_id = s.id AND e.deleted_at IS NULL"                        \
+    "   AND " SNIPPET_MATCH " ORDER BY e.position LIMIT 1)"                                                     \
+    " FROM sessions s JOIN projects p ON p.id = s.project_id"                                                     \
+    " WHERE s.owner_id = ? AND s.deleted_at IS NULL"                                                              \
+    " AND (? = '' OR FIND_IN_SET(s.project_id, ?)) AND (? = '' OR p.ext_id = ?)"                                \
+    " AND (? IS NULL OR s.updated_at >= STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"                                    \
+    " AND (? IS NULL OR s.updated_at < STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"                                     \
+    " AND (? = '' OR s.title LIKE ? OR EXISTS (SELECT 1 FROM exchanges e WHERE e.session_id = s.id"               \
+    "   AND e.deleted_at IS NULL AND (COALESCE(e.title, e.default_title) LIKE ? OR " EXCHANGE_MATCH ")))"         \
+    " AND (? = 0 OR s.updated_at < FROM_UNIXTIME(? / 1000000)"                                                    \
+    "   OR (s.updated_at = FROM_UNIXTIME(? / 1000000) AND s.id < ?))"                                             \
+    " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+
+/* Newest first by (updated_at, id): keyset pagination, stable under inserts; the page token is
+ * "<updated_at micros>.<id>" of the last row of the previous page. `query` searches the session
+ * title and the exchanges' titles, prompts and responses (hidden ones too: the owner sees all).
+ * Prompts and responses go through the FULLTEXT index (a phrase search in boolean mode); a query
+ * without any word of 3+ characters (InnoDB's minimum token size) falls back to LIKE. */
+static const char SQL_LIST_FT[] = LIST_SQL("MATCH (e.prompt, e.response) AGAINST (? IN BOOLEAN MODE)",
+                                           "MATCH (e.prompt, e.response) AGAINST (? IN BOOLEAN MODE)");
+static const char SQL_LIST_LIKE[] = LIST_SQL("(e.prompt LIKE ? OR e.response LIKE ?)",
+                                             "e.prompt LIKE ? OR e.response LIKE ?");
 static const char SQL_PROJECT_OWNER[] = "SELECT owner_id FROM projects WHERE id = ?";
 
 static void list_sessions(owner_op_t *op)
@@ -1051,43 +1073,115 @@ static void list_sessions(owner_op_t *op)
         snprintf(after_id, sizeof(after_id), "%s", dot + 1);
     }
     sl_store_error_t err;
-    if (project) {
-        sl_store_value_t p[] = {sl_store_int(project)};
-        sl_store_result_t *r = sl_await_query(op->core->owner, SQL_PROJECT_OWNER, p, 1, &err);
-        if (r == NULL) {
+    /* projects: "project_id" and/or "project_ids" (each must be the caller's), "project_ext_id" */
+    const char *ext = NULL;
+    size_t extlen = 0;
+    if (sl_rpc_get_str(m, "project_ext_id", 0, 200, &ext, &extlen, op->msg, sizeof(op->msg)) < 0) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return;
+    }
+    int64_t pids[51];
+    size_t npids = 0;
+    if (project)
+        pids[npids++] = project;
+    const msgpack_object *arr = sl_rpc_field(m, "project_ids");
+    if (arr) {
+        if (arr->type != MSGPACK_OBJECT_ARRAY || arr->via.array.size > 50) {
+            fail(op, SL_RPC_INVALID_ARGUMENT, "field \"project_ids\" must be an array of at most 50 project ids");
+            return;
+        }
+        for (uint32_t i = 0; i < arr->via.array.size; i++) {
+            const msgpack_object *o = &arr->via.array.ptr[i];
+            if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0 || o->via.u64 > INT64_MAX) {
+                fail(op, SL_RPC_INVALID_ARGUMENT, "field \"project_ids\" must hold positive integers");
+                return;
+            }
+            pids[npids++] = (int64_t)o->via.u64;
+        }
+    }
+    char plist[51 * 21 + 1];
+    size_t plist_len = 0;
+    for (size_t i = 0; i < npids; i++) {
+        sl_store_value_t pp[] = {sl_store_int(pids[i])};
+        sl_store_result_t *pr = sl_await_query(op->core->owner, SQL_PROJECT_OWNER, pp, 1, &err);
+        if (pr == NULL) {
             fail_store(op, &err);
             return;
         }
-        int mine = r->nrows == 1 && (uint64_t)sl_store_cell(r, 0, 0)->i == op->who.user_id;
-        sl_store_result_free(r);
+        int mine = pr->nrows == 1 && (uint64_t)sl_store_cell(pr, 0, 0)->i == op->who.user_id;
+        sl_store_result_free(pr);
         if (!mine) {
-            fail(op, SL_RPC_NOT_FOUND, "project not found");
+            fail(op, SL_RPC_NOT_FOUND, "project %lld not found", (long long)pids[i]);
             return;
         }
+        plist_len += (size_t)snprintf(plist + plist_len, sizeof(plist) - plist_len, "%s%lld", i ? "," : "",
+                                      (long long)pids[i]);
     }
-    /* LIKE pattern with the query's own % _ \ escaped */
-    char *like = malloc(qlen * 2 + 3);
-    if (like == NULL) {
+    /* LIKE pattern with the query's own % _ \ escaped; the FULLTEXT phrase without quotes */
+    char *like = malloc(qlen * 2 + 3), *phrase = malloc(qlen + 3);
+    if (like == NULL || phrase == NULL) {
+        free(like);
+        free(phrase);
         fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    size_t k = 0;
+    size_t k = 0, f = 0, word = 0, longest = 0;
     like[k++] = '%';
+    phrase[f++] = '"';
     for (size_t i = 0; i < qlen; i++) {
         if (query[i] == '%' || query[i] == '_' || query[i] == '\\')
             like[k++] = '\\';
         like[k++] = query[i];
+        if (query[i] != '"')
+            phrase[f++] = query[i];
+        word = isalnum((unsigned char)query[i]) || (unsigned char)query[i] >= 0x80 ? word + 1 : 0;
+        if (word > longest)
+            longest = word;
     }
     like[k++] = '%';
+    phrase[f++] = '"';
+    int use_ft = longest >= 3;
     sl_store_value_t q = sl_store_text(query ? query : "", qlen), lk = sl_store_text(like, k);
-    sl_store_value_t f = from ? sl_store_text(from, flen) : sl_store_null();
+    sl_store_value_t ft = sl_store_text(phrase, f);
+    sl_store_value_t fr = from ? sl_store_text(from, flen) : sl_store_null();
     sl_store_value_t t = to ? sl_store_text(to, tlen) : sl_store_null();
-    sl_store_value_t p[] = {q,  q,  lk, lk, sl_store_int((int64_t)op->who.user_id), sl_store_int(project),
-                            sl_store_int(project), f, f, t, t, q, lk, lk, lk, lk, sl_store_int(after_us),
-                            sl_store_int(after_us), sl_store_int(after_us), sl_store_text(after_id, strlen(after_id)),
-                            sl_store_int(page + 1)};
-    sl_store_result_t *r = sl_await_query(op->core->owner, SQL_LIST, p, sizeof(p) / sizeof(p[0]), &err);
+    sl_store_value_t pl = sl_store_text(plist, plist_len), ex = sl_store_text(ext ? ext : "", extlen);
+    sl_store_value_t p[24];
+    size_t np = 0;
+    p[np++] = q;
+    p[np++] = q;
+    if (use_ft) {
+        p[np++] = ft;
+    } else {
+        p[np++] = lk;
+        p[np++] = lk;
+    }
+    p[np++] = sl_store_int((int64_t)op->who.user_id);
+    p[np++] = pl;
+    p[np++] = pl;
+    p[np++] = ex;
+    p[np++] = ex;
+    p[np++] = fr;
+    p[np++] = fr;
+    p[np++] = t;
+    p[np++] = t;
+    p[np++] = q;
+    p[np++] = lk;
+    p[np++] = lk;
+    if (use_ft) {
+        p[np++] = ft;
+    } else {
+        p[np++] = lk;
+        p[np++] = lk;
+    }
+    p[np++] = sl_store_int(after_us);
+    p[np++] = sl_store_int(after_us);
+    p[np++] = sl_store_int(after_us);
+    p[np++] = sl_store_text(after_id, strlen(after_id));
+    p[np++] = sl_store_int(page + 1);
+    sl_store_result_t *r = sl_await_query(op->core->owner, use_ft ? SQL_LIST_FT : SQL_LIST_LIKE, p, np, &err);
     free(like);
+    free(phrase);
     if (r == NULL) {
         fail_store(op, &err);
         return;
@@ -1214,14 +1308,31 @@ static void delete_exchange(owner_op_t *op)
     pack_version_only(op, s.new_version);
 }
 
+static const char SQL_SESSION_EXT[] = "SELECT p.ext_id FROM sessions s JOIN projects p ON p.id = s.project_id"
+                                      " WHERE s.id = ?";
+
 static void delete_session(owner_op_t *op)
 {
-    const char *id;
-    size_t idlen;
-    if (get_session_id(op, &id, &idlen) != 0)
+    const char *id, *ext = NULL;
+    size_t idlen, extlen = 0;
+    if (get_session_id(op, &id, &idlen) != 0 || get_project_ext(op, &ext, &extlen) < 0)
         return;
     locked_t s;
-    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0 || change_begin(op, &s, 0) != 0)
+    if (tx_begin(op) != 0 || lock_session(op, id, idlen, 0, &s) != 0)
+        return;
+    if (ext) {
+        sl_store_value_t q[] = {sl_store_text(id, idlen)};
+        sl_store_result_t *r;
+        if (run(op, SQL_SESSION_EXT, q, 1, &r) != 0)
+            return;
+        int ok = r->nrows == 1 && ext_matches(sl_store_cell(r, 0, 0), ext, extlen);
+        sl_store_result_free(r);
+        if (!ok) {
+            fail(op, SL_RPC_NOT_FOUND, "session not found");
+            return;
+        }
+    }
+    if (change_begin(op, &s, 0) != 0)
         return;
     /* Deleted means gone: the text of every exchange and the upload are wiped, not only flagged.
      * A public session's entry becomes a tombstone (the public views no longer show it). */
@@ -1298,17 +1409,34 @@ static void preview_as_viewer(owner_op_t *op)
     reply(op);
 }
 
-/* ---- ExportSession ---- */
+/* ---- ExportSession, SessionSizes ---- */
 
-static const char SQL_EXPORT[] = "SELECT s.owner_id, u.markdown, u.raw_data, u.metadata FROM sessions s"
-                                 " JOIN session_uploads u ON u.session_id = s.id"
+/* An optional "project_ext_id" (the client's project id, as in the SpecStory paths) must match the
+ * session's project, else the session is not_found. Returns 1 (given), 0 (absent), -1 (answered). */
+static int get_project_ext(owner_op_t *op, const char **ext, size_t *len)
+{
+    int rc = sl_rpc_get_str(req(op), "project_ext_id", 0, 200, ext, len, op->msg, sizeof(op->msg));
+    if (rc < 0)
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+    return rc;
+}
+
+static int ext_matches(const sl_store_value_t *v, const char *ext, size_t len)
+{
+    return v->type == SL_STORE_TEXT && v->len == len && memcmp(v->ptr, ext, len) == 0;
+}
+
+static const char SQL_EXPORT[] = "SELECT s.owner_id, u.markdown, u.raw_data, u.metadata, u.session_data, p.ext_id,"
+                                 " DATE_FORMAT(u.updated_at, '%Y-%m-%dT%H:%i:%sZ'), s.title"
+                                 " FROM sessions s JOIN session_uploads u ON u.session_id = s.id"
+                                 " JOIN projects p ON p.id = s.project_id"
                                  " WHERE s.id = ? AND s.deleted_at IS NULL";
 
 static void export_session(owner_op_t *op)
 {
-    const char *id;
-    size_t idlen;
-    if (get_session_id(op, &id, &idlen) != 0)
+    const char *id, *ext = NULL;
+    size_t idlen, extlen = 0;
+    if (get_session_id(op, &id, &idlen) != 0 || get_project_ext(op, &ext, &extlen) < 0)
         return;
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
     sl_store_error_t err;
@@ -1317,17 +1445,23 @@ static void export_session(owner_op_t *op)
         fail_store(op, &err);
         return;
     }
-    if (r->nrows != 1 || (uint64_t)sl_store_cell(r, 0, 0)->i != op->who.user_id) {
+    if (r->nrows != 1 || (uint64_t)sl_store_cell(r, 0, 0)->i != op->who.user_id ||
+        (ext && !ext_matches(sl_store_cell(r, 0, 5), ext, extlen))) {
         sl_store_result_free(r);
         fail(op, SL_RPC_NOT_FOUND, "session not found (or it has no upload: sessions made only with "
                                    "AppendExchanges have nothing to export)");
         return;
     }
-    msgpack_pack_map(pk(op), 3);
+    const sl_store_value_t *md = sl_store_cell(r, 0, 1);
+    char etag[40];
+    upload_etag(md->ptr, md->len, etag);
+    msgpack_pack_map(pk(op), 8);
     sl_rpc_pack_str(pk(op), "markdown");
     pack_cell_str(op, r, 0, 1);
     sl_rpc_pack_str(pk(op), "raw_data");
     pack_cell_str(op, r, 0, 2);
+    sl_rpc_pack_str(pk(op), "session_data");
+    pack_cell_str(op, r, 0, 4);
     sl_rpc_pack_str(pk(op), "metadata");
     const sl_store_value_t *meta = sl_store_cell(r, 0, 3);
     msgpack_unpacked u;
@@ -1339,6 +1473,63 @@ static void export_session(owner_op_t *op)
     else
         msgpack_pack_nil(pk(op));
     msgpack_unpacked_destroy(&u);
+    pack_kv_str(op, "etag", etag, strlen(etag));
+    sl_rpc_pack_str(pk(op), "project_ext_id");
+    pack_cell_str(op, r, 0, 5);
+    sl_rpc_pack_str(pk(op), "updated_at");
+    pack_cell_str(op, r, 0, 6);
+    sl_rpc_pack_str(pk(op), "title");
+    pack_cell_str(op, r, 0, 7);
+    sl_store_result_free(r);
+    reply(op);
+}
+
+/* Sizes of the stored uploads of one project (the SpecStory CLI asks before uploading). */
+static const char SQL_SIZES[] = "SELECT s.id, LENGTH(u.markdown), LENGTH(u.session_data) FROM sessions s"
+                                " JOIN session_uploads u ON u.session_id = s.id JOIN projects p ON p.id = s.project_id"
+                                " WHERE p.owner_id = ? AND p.ext_id = ? AND s.owner_id = ? AND s.deleted_at IS NULL"
+                                " AND (? = '' OR s.id = ?) ORDER BY s.id";
+
+static void session_sizes(owner_op_t *op)
+{
+    const char *ext = NULL, *id = NULL;
+    size_t extlen = 0, idlen = 0;
+    if (sl_rpc_get_str(req(op), "project_ext_id", 1, 200, &ext, &extlen, op->msg, sizeof(op->msg)) != 1 ||
+        sl_rpc_get_str(req(op), "session_id", 0, 64, &id, &idlen, op->msg, sizeof(op->msg)) < 0) {
+        fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
+        return;
+    }
+    sl_store_value_t p[] = {sl_store_int((int64_t)op->who.user_id), sl_store_text(ext, extlen),
+                            sl_store_int((int64_t)op->who.user_id), sl_store_text(id ? id : "", idlen),
+                            sl_store_text(id ? id : "", idlen)};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(op->core->owner, SQL_SIZES, p, 5, &err);
+    if (r == NULL) {
+        fail_store(op, &err);
+        return;
+    }
+    if (id && r->nrows == 0) {
+        sl_store_result_free(r);
+        fail(op, SL_RPC_NOT_FOUND, "session not found");
+        return;
+    }
+    size_t entries = 0;
+    for (size_t i = 0; i < r->nrows; i++)
+        entries += 1 + (sl_store_cell(r, i, 2)->type == SL_STORE_INT);
+    msgpack_pack_map(pk(op), 1);
+    sl_rpc_pack_str(pk(op), "sessions");
+    msgpack_pack_map(pk(op), entries);
+    for (size_t i = 0; i < r->nrows; i++) {
+        const sl_store_value_t *sid = sl_store_cell(r, i, 0);
+        sl_rpc_pack_strn(pk(op), sid->ptr, sid->len);
+        msgpack_pack_uint64(pk(op), (uint64_t)sl_store_cell(r, i, 1)->i);
+        if (sl_store_cell(r, i, 2)->type == SL_STORE_INT) {
+            char key[80];
+            int n = snprintf(key, sizeof(key), "%.*s:sessionData", (int)sid->len, (const char *)sid->ptr);
+            sl_rpc_pack_strn(pk(op), key, (size_t)n);
+            msgpack_pack_uint64(pk(op), (uint64_t)sl_store_cell(r, i, 2)->i);
+        }
+    }
     sl_store_result_free(r);
     reply(op);
 }
@@ -1347,7 +1538,7 @@ static void export_session(owner_op_t *op)
 
 static const char SQL_LIST_PROJECTS[] =
     "SELECT p.id, p.name, p.icon, p.color,"
-    " (SELECT COUNT(*) FROM sessions s WHERE s.project_id = p.id AND s.deleted_at IS NULL)"
+    " (SELECT COUNT(*) FROM sessions s WHERE s.project_id = p.id AND s.deleted_at IS NULL), p.ext_id"
     " FROM projects p WHERE p.owner_id = ? ORDER BY p.name, p.id";
 
 static void list_projects(owner_op_t *op)
@@ -1363,8 +1554,10 @@ static void list_projects(owner_op_t *op)
     sl_rpc_pack_str(pk(op), "projects");
     msgpack_pack_array(pk(op), r->nrows);
     for (size_t i = 0; i < r->nrows; i++) {
-        msgpack_pack_map(pk(op), 5);
+        msgpack_pack_map(pk(op), 6);
         pack_kv_u64(op, "project_id", (uint64_t)sl_store_cell(r, i, 0)->i);
+        sl_rpc_pack_str(pk(op), "ext_id");
+        pack_cell_str(op, r, i, 5);
         sl_rpc_pack_str(pk(op), "name");
         pack_cell_str(op, r, i, 1);
         sl_rpc_pack_str(pk(op), "icon");
@@ -1528,6 +1721,7 @@ static const method_entry_t methods[] = {
     {"shareline.v1.Sessions/ExportSession", export_session},
     {"shareline.v1.Sessions/ListProjects", list_projects},
     {"shareline.v1.Sessions/UpdateProject", update_project},
+    {"shareline.v1.Sessions/SessionSizes", session_sizes},
 };
 
 static void on_owner_call(sl_rpc_call_t *call, void *data)

@@ -134,8 +134,15 @@ static const char *const m1_steps[] = {
     NULL,
 };
 
+/* Full-text search over what owners search: prompts and responses (ListSessions "query"). */
+static const char *const m2_steps[] = {
+    "ALTER TABLE exchanges ADD FULLTEXT INDEX IF NOT EXISTS exchanges_text (prompt, response)",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
+    {2, "full-text index on exchanges", m2_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);
