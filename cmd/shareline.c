@@ -314,7 +314,9 @@ static int serve(void)
         core_cfg.test_fill_delay_ms = (unsigned)strtoul(delay, NULL, 10);
     sl_rpc_limits_t limits;
     sl_rpc_limits_default(&limits);
-    limits.max_body = cfg.max_body;
+    /* The gateway enforces SHARELINE_MAX_BODY on RPC bodies itself; calls it makes internally (a
+     * decompressed SpecStory upload) may be bigger, up to 256 MiB. */
+    limits.max_body = cfg.max_body > (256u << 20) ? cfg.max_body : (256u << 20);
     app.rpc = sl_rpc_server_new(&limits);
     if (app.rpc == NULL || sl_core_open(&app.core, app.loop, app.owner, app.public_, app.cache, &core_cfg) != 0 ||
         sl_core_register(app.core, app.rpc) != 0) {

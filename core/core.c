@@ -16,7 +16,7 @@ int sl_core_open(sl_core_t **out, uv_loop_t *loop, sl_store_t *owner, sl_store_t
     core->cache = cache;
     core->cfg = *cfg;
     if (core->cfg.max_markdown == 0)
-        core->cfg.max_markdown = 16u << 20;
+        core->cfg.max_markdown = 64u << 20;
     if (core->cfg.max_exchanges == 0)
         core->cfg.max_exchanges = 10000;
     const char *base = cfg->public_base_url ? cfg->public_base_url : "http://127.0.0.1:8080";

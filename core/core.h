@@ -25,7 +25,7 @@ typedef struct sl_core sl_core_t;
 
 typedef struct sl_core_config {
     const char *public_base_url; /* e.g. "http://127.0.0.1:8080" (share_url = base + "/share/" + id) */
-    size_t max_markdown;         /* bytes of one uploaded markdown, default 16 MiB */
+    size_t max_markdown;         /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
     unsigned max_exchanges;      /* exchanges of one session, default 10000 */
     unsigned test_fill_delay_ms; /* tests only: a reader waits this long before its cache fill */
 } sl_core_config_t;

@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 #include <h2o.h>
+#include <jansson.h>
+#include <zlib.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -22,9 +25,9 @@
 #define OWNER_SERVICE "shareline.v1.Sessions/"
 #define PUBLIC_GET_SHARE "shareline.v1.Public/GetShare"
 
-enum route { R_SHARE_JSON, R_SHARE_HTML, R_RPC, R_HEALTH, R_READY, R_METRICS, R_OTHER, R_COUNT };
-static const char *const route_names[R_COUNT] = {"share_json", "share_html", "rpc",  "healthz",
-                                                 "readyz",     "metrics",    "other"};
+enum route { R_SHARE_JSON, R_SHARE_HTML, R_RPC, R_COMPAT, R_HEALTH, R_READY, R_METRICS, R_OTHER, R_COUNT };
+static const char *const route_names[R_COUNT] = {"share_json", "share_html", "rpc",     "specstory",
+                                                 "healthz",    "readyz",     "metrics", "other"};
 
 struct sl_gateway {
     uv_loop_t *loop;
@@ -462,6 +465,496 @@ static void handle_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, siz
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* ---- SpecStory-compatible API: /api/v1/projects[/{p}/sessions[/sizes|/{s}]] ----
+ *
+ * The SpecStory CLI's wire format (shared/SPEC.md), mapped onto the same owner methods as the RPCs:
+ *   PUT    …/sessions/{s}     -> SyncSession (gzip'd JSON body; 201 new, 200 update, ETag)
+ *   GET    …/sessions/sizes   -> SessionSizes
+ *   HEAD   …/sessions/{s}     -> SessionSizes (X-Markdown-Size, X-Session-Data-Size)
+ *   GET    …/sessions/{s}     -> ExportSession (JSON, or the markdown itself for Accept: text/markdown)
+ *   DELETE …/sessions/{s}     -> DeleteSession
+ *   GET    /api/v1/projects   -> ListProjects;  GET …/{p}/sessions -> ListSessions
+ * Answers use the {"success":true,"data":…} / {"success":false,"error":"…"} envelope. */
+
+#define COMPAT_MAX_BODY (50u << 20)     /* compressed request body */
+#define COMPAT_MAX_INFLATED (256u << 20) /* after gzip */
+
+enum compat_kind { K_PUT, K_SIZES, K_HEAD, K_GET, K_DELETE, K_PROJECTS, K_SESSIONS };
+
+typedef struct compat {
+    pending_t *pd;
+    enum compat_kind kind;
+    char project[201];
+    char session[65];
+} compat_t;
+
+static void compat_send(sl_gateway_t *gw, h2o_req_t *req, int status, json_t *doc)
+{
+    char *out = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
+    if (out == NULL) {
+        send_body(gw, req, 500, "application/json", H2O_STRLIT("{\"success\":false,\"error\":\"internal error\"}"));
+        return;
+    }
+    send_body(gw, req, status, "application/json; charset=utf-8", out, strlen(out));
+    free(out);
+}
+
+static void compat_error(sl_gateway_t *gw, h2o_req_t *req, int status, const char *msg)
+{
+    compat_send(gw, req, status, json_pack("{s:b,s:s}", "success", 0, "error", msg));
+}
+
+static void compat_ok(sl_gateway_t *gw, h2o_req_t *req, int status, json_t *data)
+{
+    compat_send(gw, req, status, json_pack("{s:b,s:o}", "success", 1, "data", data ? data : json_object()));
+}
+
+static const char *jstr_or(json_t *o, const char *key, const char *def)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+static void on_compat_reply(sl_rpc_code_t code, const void *body, size_t len, void *data)
+{
+    compat_t *c = data;
+    sl_gateway_t *gw = c->pd->gw;
+    h2o_req_t *req = pending_finish(c->pd);
+    if (req == NULL) {
+        free(c);
+        return;
+    }
+    char *text = NULL;
+    size_t tlen = 0;
+    json_t *ans = NULL;
+    if (sl_rpc_msgpack_to_json(body, len, &text, &tlen) == 0)
+        ans = json_loadb(text, tlen, 0, NULL);
+    free(text);
+    if (code != SL_RPC_OK || ans == NULL) {
+        int status = ans ? sl_rpc_code_http_status(code) : 500;
+        const char *msg = ans ? jstr_or(ans, "message", "error") : "internal error (answer)";
+        if (c->kind == K_HEAD) {
+            count_status(gw, status);
+            req->res.status = status;
+            req->res.reason = "";
+            h2o_send_inline(req, NULL, 0);
+        } else {
+            compat_error(gw, req, status, msg);
+        }
+        json_decref(ans);
+        free(c);
+        return;
+    }
+    json_t *out = NULL;
+    switch (c->kind) {
+    case K_PUT: {
+        int created = json_is_true(json_object_get(ans, "created"));
+        const char *etag = jstr_or(ans, "etag", "");
+        add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, etag, SIZE_MAX).base, strlen(etag));
+        out = json_pack("{s:s,s:s,s:b,s:O,s:s,s:O}", "sessionId", c->session, "projectId", c->project, "created",
+                        created, "version", json_object_get(ans, "version"), "etag", etag, "exchangeCount",
+                        json_object_get(ans, "exchange_count"));
+        compat_ok(gw, req, created ? 201 : 200, out);
+        break;
+    }
+    case K_SIZES:
+        compat_ok(gw, req, 200, json_pack("{s:O}", "sessions", json_object_get(ans, "sessions")));
+        break;
+    case K_HEAD: {
+        json_t *sizes = json_object_get(ans, "sessions");
+        char key[80], num[32];
+        snprintf(key, sizeof(key), "%s:sessionData", c->session);
+        json_int_t md = json_integer_value(json_object_get(sizes, c->session));
+        json_int_t sd = json_integer_value(json_object_get(sizes, key));
+        snprintf(num, sizeof(num), "%lld", (long long)md);
+        add_header_str(req, "x-markdown-size", h2o_strdup(&req->pool, num, SIZE_MAX).base);
+        snprintf(num, sizeof(num), "%lld", (long long)sd);
+        add_header_str(req, "x-session-data-size", h2o_strdup(&req->pool, num, SIZE_MAX).base);
+        add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
+        count_status(gw, 200);
+        req->res.status = 200;
+        req->res.reason = "OK";
+        h2o_send_inline(req, NULL, 0);
+        break;
+    }
+    case K_GET: {
+        const char *etag = jstr_or(ans, "etag", "");
+        add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, etag, SIZE_MAX).base, strlen(etag));
+        add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept"));
+        if (*etag && etag_matches(req, etag, strlen(etag))) {
+            count_status(gw, 304);
+            req->res.status = 304;
+            req->res.reason = "Not Modified";
+            h2o_send_inline(req, NULL, 0);
+            break;
+        }
+        h2o_iovec_t accept = header(req, H2O_TOKEN_ACCEPT);
+        if (accept.base && h2o_strstr(accept.base, accept.len, H2O_STRLIT("text/markdown")) != SIZE_MAX &&
+            h2o_strstr(accept.base, accept.len, H2O_STRLIT("application/json")) == SIZE_MAX) {
+            json_t *md = json_object_get(ans, "markdown");
+            add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
+            send_body(gw, req, 200, "text/markdown; charset=utf-8", json_string_value(md),
+                      json_string_length(md));
+            break;
+        }
+        out = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O,s:s,s:O}", "sessionId", c->session, "projectId", c->project,
+                        "title", json_object_get(ans, "title"), "markdown", json_object_get(ans, "markdown"),
+                        "rawData", json_object_get(ans, "raw_data"), "sessionData",
+                        json_object_get(ans, "session_data"), "metadata", json_object_get(ans, "metadata"), "etag",
+                        etag, "updatedAt", json_object_get(ans, "updated_at"));
+        compat_ok(gw, req, 200, out);
+        break;
+    }
+    case K_DELETE:
+        compat_ok(gw, req, 200, json_pack("{s:s,s:b}", "sessionId", c->session, "deleted", 1));
+        break;
+    case K_PROJECTS: {
+        json_t *list = json_array(), *in = json_object_get(ans, "projects");
+        size_t i;
+        json_t *p;
+        json_array_foreach(in, i, p) {
+            json_array_append_new(list, json_pack("{s:O,s:O,s:O,s:O,s:O,s:O}", "id", json_object_get(p, "ext_id"),
+                                                  "projectId", json_object_get(p, "project_id"), "name",
+                                                  json_object_get(p, "name"), "icon", json_object_get(p, "icon"),
+                                                  "color", json_object_get(p, "color"), "sessionCount",
+                                                  json_object_get(p, "session_count")));
+        }
+        compat_ok(gw, req, 200, json_pack("{s:o}", "projects", list));
+        break;
+    }
+    case K_SESSIONS: {
+        json_t *list = json_array(), *in = json_object_get(ans, "sessions");
+        size_t i;
+        json_t *s;
+        json_array_foreach(in, i, s) {
+            json_array_append_new(list, json_pack("{s:O,s:O,s:O,s:O}", "sessionId", json_object_get(s, "session_id"),
+                                                  "title", json_object_get(s, "title"), "updatedAt",
+                                                  json_object_get(s, "updated_at"), "public",
+                                                  json_object_get(s, "public")));
+        }
+        compat_ok(gw, req, 200, json_pack("{s:o}", "sessions", list));
+        break;
+    }
+    }
+    json_decref(ans);
+    free(c);
+}
+
+/* JSON value -> msgpack, for the upload's metadata object. */
+static void pack_json(msgpack_packer *pk, json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        msgpack_pack_map(pk, json_object_size(v));
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) {
+            sl_rpc_pack_str(pk, k);
+            pack_json(pk, x);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        msgpack_pack_array(pk, json_array_size(v));
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) pack_json(pk, x);
+        break;
+    }
+    case JSON_STRING:
+        sl_rpc_pack_strn(pk, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        msgpack_pack_int64(pk, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        msgpack_pack_double(pk, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        break;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        break;
+    default:
+        msgpack_pack_nil(pk);
+    }
+}
+
+static int inflate_body(const char *in, size_t len, char **out, size_t *outlen, char *msg, size_t msglen)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit2(&zs, 15 + 32) != Z_OK) {
+        snprintf(msg, msglen, "cannot decompress the body");
+        return 400;
+    }
+    size_t cap = len * 4 + 4096, n = 0;
+    char *buf = malloc(cap);
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    int rc = Z_OK;
+    while (buf && rc != Z_STREAM_END) {
+        if (n == cap) {
+            if (cap >= COMPAT_MAX_INFLATED) {
+                free(buf);
+                inflateEnd(&zs);
+                snprintf(msg, msglen, "the decompressed body exceeds %u MiB", COMPAT_MAX_INFLATED >> 20);
+                return 413;
+            }
+            cap = cap * 2 > COMPAT_MAX_INFLATED ? COMPAT_MAX_INFLATED : cap * 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+        }
+        zs.next_out = (Bytef *)buf + n;
+        zs.avail_out = (uInt)(cap - n);
+        rc = inflate(&zs, Z_NO_FLUSH);
+        n = cap - zs.avail_out;
+        if (rc != Z_OK && rc != Z_STREAM_END && !(rc == Z_BUF_ERROR && n == cap)) {
+            free(buf);
+            inflateEnd(&zs);
+            snprintf(msg, msglen, "the body is not valid gzip");
+            return 400;
+        }
+    }
+    inflateEnd(&zs);
+    if (buf == NULL) {
+        snprintf(msg, msglen, "out of memory");
+        return 500;
+    }
+    *out = buf;
+    *outlen = n;
+    return 0;
+}
+
+/* Percent-decodes one path segment into out (NUL-terminated). Returns its length or -1. */
+static int path_segment(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '%' && i + 2 < n + 0 && isxdigit((unsigned char)s[i + 1]) && isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            ch = (unsigned char)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (ch < 0x20 || ch == 0x7f || k + 1 >= cap)
+            return -1;
+        out[k++] = (char)ch;
+    }
+    out[k] = '\0';
+    return k > 0 && sl_rpc_utf8_valid(out, k) ? (int)k : -1;
+}
+
+static void compat_call(sl_gateway_t *gw, h2o_req_t *req, compat_t *c, const char *method, msgpack_sbuffer *sb)
+{
+    const char *auth = NULL;
+    size_t auth_len = 0;
+    h2o_iovec_t a = header(req, H2O_TOKEN_AUTHORIZATION);
+    if (a.len > 7 && strncasecmp(a.base, "Bearer ", 7) == 0) {
+        auth = a.base + 7;
+        auth_len = a.len - 7;
+        while (auth_len > 0 && auth[0] == ' ')
+            auth++, auth_len--;
+    }
+    c->pd = pending_new(gw, req, R_COMPAT);
+    if (c->pd == NULL) {
+        free(c);
+        compat_error(gw, req, 500, "out of memory");
+        return;
+    }
+    sl_rpc_call(gw->rpc, method, strlen(method), auth, auth_len, sb->data, sb->size, on_compat_reply, c);
+}
+
+static void handle_compat(sl_gateway_t *gw, h2o_req_t *req, const char *path, size_t len)
+{
+    /* path after "/api/v1/projects" */
+    const char *m = req->method.base;
+    size_t ml = req->method.len;
+    int get = h2o_memis(m, ml, H2O_STRLIT("GET")), head = h2o_memis(m, ml, H2O_STRLIT("HEAD"));
+    int put = h2o_memis(m, ml, H2O_STRLIT("PUT")), del = h2o_memis(m, ml, H2O_STRLIT("DELETE"));
+    compat_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        compat_error(gw, req, 500, "out of memory");
+        return;
+    }
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    const char *method = NULL;
+    if (len == 0 || (len == 1 && path[0] == '/')) {
+        if (!get && !head)
+            goto bad_method;
+        c->kind = K_PROJECTS;
+        msgpack_pack_map(&pk, 0);
+        method = "shareline.v1.Sessions/ListProjects";
+        goto call;
+    }
+    /* /{p}/sessions[/...] */
+    const char *p = path + 1, *end = path + len;
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    if (path[0] != '/' || slash == NULL || path_segment(p, (size_t)(slash - p), c->project, sizeof(c->project)) < 0)
+        goto not_found;
+    const char *rest = slash;
+    size_t rl = (size_t)(end - rest);
+    if (h2o_memis(rest, rl, H2O_STRLIT("/sessions")) || h2o_memis(rest, rl, H2O_STRLIT("/sessions/"))) {
+        if (!get && !head)
+            goto bad_method;
+        c->kind = K_SESSIONS;
+        msgpack_pack_map(&pk, 2);
+        sl_rpc_pack_str(&pk, "project_ext_id");
+        sl_rpc_pack_str(&pk, c->project);
+        sl_rpc_pack_str(&pk, "page_size");
+        msgpack_pack_uint32(&pk, 200);
+        method = "shareline.v1.Sessions/ListSessions";
+        goto call;
+    }
+    if (rl <= 10 || memcmp(rest, "/sessions/", 10) != 0)
+        goto not_found;
+    if (h2o_memis(rest + 10, rl - 10, H2O_STRLIT("sizes"))) {
+        if (!get && !head)
+            goto bad_method;
+        c->kind = K_SIZES;
+        msgpack_pack_map(&pk, 1);
+        sl_rpc_pack_str(&pk, "project_ext_id");
+        sl_rpc_pack_str(&pk, c->project);
+        method = "shareline.v1.Sessions/SessionSizes";
+        goto call;
+    }
+    if (path_segment(rest + 10, rl - 10, c->session, sizeof(c->session)) < 0)
+        goto not_found;
+    if (head) {
+        c->kind = K_HEAD;
+        msgpack_pack_map(&pk, 2);
+        sl_rpc_pack_str(&pk, "project_ext_id");
+        sl_rpc_pack_str(&pk, c->project);
+        sl_rpc_pack_str(&pk, "session_id");
+        sl_rpc_pack_str(&pk, c->session);
+        method = "shareline.v1.Sessions/SessionSizes";
+    } else if (get || del) {
+        c->kind = get ? K_GET : K_DELETE;
+        msgpack_pack_map(&pk, 2);
+        sl_rpc_pack_str(&pk, "project_ext_id");
+        sl_rpc_pack_str(&pk, c->project);
+        sl_rpc_pack_str(&pk, "session_id");
+        sl_rpc_pack_str(&pk, c->session);
+        method = get ? "shareline.v1.Sessions/ExportSession" : "shareline.v1.Sessions/DeleteSession";
+    } else if (put) {
+        c->kind = K_PUT;
+        size_t blen = req->entity.base ? req->entity.len : 0;
+        if (blen > COMPAT_MAX_BODY) {
+            char msg[120];
+            snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %u MiB (compressed)", blen,
+                     COMPAT_MAX_BODY >> 20);
+            msgpack_sbuffer_destroy(&sb);
+            free(c);
+            compat_error(gw, req, 413, msg);
+            return;
+        }
+        const char *json = req->entity.base ? req->entity.base : "";
+        size_t jlen = blen;
+        char *inflated = NULL;
+        h2o_iovec_t ce = header(req, H2O_TOKEN_CONTENT_ENCODING);
+        if (ce.base && h2o_contains_token(ce.base, ce.len, H2O_STRLIT("gzip"), ',')) {
+            char msg[120];
+            int st = inflate_body(json, blen, &inflated, &jlen, msg, sizeof(msg));
+            if (st) {
+                msgpack_sbuffer_destroy(&sb);
+                free(c);
+                compat_error(gw, req, st, msg);
+                return;
+            }
+            json = inflated;
+        } else if (ce.base && !h2o_memis(ce.base, ce.len, H2O_STRLIT("identity"))) {
+            msgpack_sbuffer_destroy(&sb);
+            free(c);
+            compat_error(gw, req, 415, "Content-Encoding must be gzip or identity");
+            return;
+        }
+        json_error_t jerr;
+        json_t *doc = json_loadb(json, jlen, JSON_REJECT_DUPLICATES, &jerr);
+        free(inflated);
+        const char *md = doc ? jstr_or(doc, "markdown", NULL) : NULL;
+        const char *bpid = doc ? jstr_or(doc, "projectId", NULL) : NULL;
+        json_t *meta = doc ? json_object_get(doc, "metadata") : NULL;
+        const char *why = doc == NULL                              ? "the body is not valid JSON (UTF-8)"
+                          : !json_is_object(doc)                   ? "the body must be a JSON object"
+                          : md == NULL                             ? "field \"markdown\" (a string) is required"
+                          : bpid && strcmp(bpid, c->project) != 0  ? "field \"projectId\" differs from the URL's"
+                          : meta && !json_is_object(meta)          ? "field \"metadata\" must be an object"
+                                                                   : NULL;
+        if (why) {
+            json_decref(doc);
+            msgpack_sbuffer_destroy(&sb);
+            free(c);
+            compat_error(gw, req, 400, why);
+            return;
+        }
+        const char *title = meta ? jstr_or(meta, "title", NULL) : NULL;
+        json_t *raw = json_object_get(doc, "rawData"), *sdata = json_object_get(doc, "sessionData");
+        json_t *name = json_object_get(doc, "name");
+        /* metadata kept as sent, plus the session's file name */
+        json_t *keep = meta ? json_deep_copy(meta) : json_object();
+        if (json_is_string(name))
+            json_object_set(keep, "name", name);
+        msgpack_pack_map(&pk, 4 + (title != NULL) + json_is_string(raw) + json_is_string(sdata) + 1);
+        sl_rpc_pack_str(&pk, "session_id");
+        sl_rpc_pack_str(&pk, c->session);
+        sl_rpc_pack_str(&pk, "project");
+        msgpack_pack_map(&pk, 2);
+        sl_rpc_pack_str(&pk, "id");
+        sl_rpc_pack_str(&pk, c->project);
+        sl_rpc_pack_str(&pk, "name");
+        const char *pname = jstr_or(doc, "projectName", c->project);
+        sl_rpc_pack_str(&pk, *pname ? pname : c->project);
+        sl_rpc_pack_str(&pk, "markdown");
+        sl_rpc_pack_strn(&pk, md, json_string_length(json_object_get(doc, "markdown")));
+        sl_rpc_pack_str(&pk, "metadata");
+        pack_json(&pk, keep);
+        if (title) {
+            sl_rpc_pack_str(&pk, "title");
+            sl_rpc_pack_str(&pk, title);
+        }
+        if (json_is_string(raw)) {
+            sl_rpc_pack_str(&pk, "raw_data");
+            sl_rpc_pack_strn(&pk, json_string_value(raw), json_string_length(raw));
+        }
+        if (json_is_string(sdata)) {
+            sl_rpc_pack_str(&pk, "session_data");
+            sl_rpc_pack_strn(&pk, json_string_value(sdata), json_string_length(sdata));
+        }
+        sl_rpc_pack_str(&pk, "compat");
+        msgpack_pack_true(&pk);
+        json_decref(keep);
+        json_decref(doc);
+        method = "shareline.v1.Sessions/SyncSession";
+    } else {
+        goto bad_method;
+    }
+call:
+    compat_call(gw, req, c, method, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    return;
+not_found:
+    msgpack_sbuffer_destroy(&sb);
+    free(c);
+    compat_error(gw, req, 404, "no such route");
+    return;
+bad_method:
+    msgpack_sbuffer_destroy(&sb);
+    free(c);
+    add_header(req, H2O_TOKEN_ALLOW, H2O_STRLIT("GET, HEAD, PUT, DELETE"));
+    compat_error(gw, req, 405, "method not allowed");
+}
+
 /* ---- routing ---- */
 
 static void send_text(sl_gateway_t *gw, h2o_req_t *req, int status, const char *text)
@@ -514,6 +1007,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             return 0;
         }
         handle_rpc(gw, req, m, mlen);
+        return 0;
+    }
+    if (prefix(path, len, "/api/v1/projects") && (len == 16 || path[16] == '/')) {
+        gw->requests[R_COMPAT]++;
+        handle_compat(gw, req, path + 16, len - 16);
         return 0;
     }
     if (h2o_memis(path, len, H2O_STRLIT("/healthz"))) {
