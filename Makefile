@@ -4,7 +4,7 @@
 #   make test  the same set-up, then the whole suite: a normal build and an ASan+UBSan build
 JOBS ?= 2
 
-.PHONY: all deps build run test stop clean
+.PHONY: all deps build run test bench stop clean
 
 all: build
 
@@ -20,6 +20,9 @@ run: build
 
 test: deps
 	bash scripts/test.sh
+
+bench: build
+	bash bench/run.sh
 
 stop:
 	-@[ -f var/shareline.pid ] && kill $$(cat var/shareline.pid) 2>/dev/null; rm -f var/shareline.pid

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make bench`: the bench suite, bounded in time, against its own Redis, MariaDB and server on ports
+# of their own (36379, 33306, 38080), writing a Markdown report to build/bench/report.md.
+# Today it measures SpecStory import (issue 5); the serving workloads of issue 6 are not written yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out="$root/build/bench"
+var="$root/build/benchvar"
+mkdir -p "$out"
+FIX="$root/../shared/fixtures/specstory/2026-05-13_13-48-53Z-i-ve-got-a.md"
+[ -f "$FIX" ] || FIX="$root/tests/fixtures/demo-session.md"
+RUNS=${SL_BENCH_IMPORT_RUNS:-20}
+
+scripts/services.sh start "$var" 36379 33306 >/dev/null
+set -a; . "$var/services.env"; set +a
+export SHARELINE_CONFIG=/dev/null SHARELINE_PORT=38080 SHARELINE_REDIS_PREFIX="bench:"
+url=http://127.0.0.1:38080
+build/shareline admin migrate >/dev/null
+build/shareline serve >"$out/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; scripts/services.sh stop "$var" >/dev/null' EXIT
+for _ in $(seq 1 100); do curl -fsS "$url/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+t=$(build/shareline admin tenant create bench); u=$(build/shareline admin user create --tenant "$t" --handle bench --name Bench)
+token=$(build/shareline admin token create --user "$u")
+
+parse=$(build/bench/import_bench "$FIX" 200)
+jq -n --rawfile md "$FIX" '{session_id:"bench-import", project:{name:"bench"}, markdown:$md}' >"$out/sync.json"
+times=()
+for i in $(seq 1 "$RUNS"); do
+    # a new session each time (a first import), then the same again (a re-sync that matches every exchange)
+    jq --arg sid "bench-import-$i-$$" '.session_id = $sid' "$out/sync.json" >"$out/sync-i.json"
+    times+=("$(curl -sS --http2-prior-knowledge -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' --data-binary @"$out/sync-i.json" "$url/rpc/shareline.v1.Sessions/SyncSession")")
+done
+resync=()
+for i in $(seq 1 "$RUNS"); do
+    resync+=("$(curl -sS --http2-prior-knowledge -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' --data-binary @"$out/sync-i.json" "$url/rpc/shareline.v1.Sessions/SyncSession")")
+done
+stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %.1f ms, p90 %.1f ms, min %.1f ms, max %.1f ms", a[int((NR+1)/2)]*1000, a[int(NR*0.9+0.5)]*1000, a[1]*1000, a[NR]*1000}'; }
+{
+    echo "# Shareline bench report"
+    echo
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo
+    echo "## SpecStory import ($(basename "$FIX"), $(wc -c <"$FIX") bytes)"
+    echo
+    echo "- importer alone (build/bench/import_bench, 200 parses): \`$parse\`"
+    echo "- SyncSession end to end over HTTP/2 (JSON body, new session: parse, $RUNS runs): $(stats "${times[@]}")"
+    echo "- SyncSession re-sync of the same file ($RUNS runs): $(stats "${resync[@]}")"
+} >"$out/report.md"
+cat "$out/report.md"
