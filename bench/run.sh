@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the bench suite, bounded in time, against its own Redis, MariaDB and server on ports
 # of their own (36379, 33306, 38080), writing a Markdown report to build/bench/report.md.
-# Today it measures SpecStory import (issue 5); the serving workloads of issue 6 are not written yet.
+# Measures SpecStory import, then the serving workloads of bench/serve.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,4 +50,5 @@ stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %.1
     echo "- SyncSession end to end over HTTP/2 (JSON body, new session: parse, $RUNS runs): $(stats "${times[@]}")"
     echo "- SyncSession re-sync of the same file ($RUNS runs): $(stats "${resync[@]}")"
 } >"$out/report.md"
+URL=$url TOKEN=$token OUT=$out SERVER_PID=$server bash bench/serve.sh
 cat "$out/report.md"

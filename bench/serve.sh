@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Serving workloads (part of `make bench`, called by bench/run.sh with the server up):
+# cached public GETs of a ~30 KB and a ~2 KB session over HTTP/2 (h2load) and HTTP/1.1 (wrk), against
+# build/shareline and, in the same run, Debian's h2o serving the very same JSON bytes as static files.
+# Server side pinned to core 0, load generator to core 1. Each point is the median of REPEATS runs.
+# Needs: URL TOKEN OUT SERVER_PID in the environment.
+set -euo pipefail
+: "${URL:?}" "${TOKEN:?}" "${OUT:?}" "${SERVER_PID:?}"
+REPEATS=${SL_BENCH_REPEATS:-3}
+DUR=${SL_BENCH_DURATION:-4}
+CONCS=${SL_BENCH_CONCURRENCY:-"16 64"}
+REF_PORT=38444
+ref=http://127.0.0.1:$REF_PORT
+refdir="$OUT/ref"
+mkdir -p "$refdir"
+
+rpc() { curl -sS --http2-prior-knowledge -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        --data-binary @- "$URL/rpc/shareline.v1.Sessions/$1"; }
+
+# ---- seed: a ~2 KB and a ~30 KB public session (JSON document sizes) ----
+seed() { # id exchanges bytes-per-field
+    local id=$1 n=$2 size=$3
+    printf '_**User**_\n\nSeed.\n' | jq -Rs --arg id "$id" '{session_id:$id, project:{name:"bench"}, markdown:.}' | rpc SyncSession >/dev/null
+    jq -n --arg id "$id" --argjson n "$n" --argjson s "$size" \
+        '{session_id:$id, exchanges:[range(0;$n) | {prompt:("Question \(.): " + ("lorem ipsum dolor sit amet " * ($s/27|floor))),
+                                                response:("Answer \(.): " + ("consectetur adipiscing elit " * ($s/28|floor)))}]}' \
+        | rpc AppendExchanges >/dev/null
+    echo "{\"session_id\":\"$id\",\"public\":true}" | rpc SetVisibility >/dev/null
+    curl -sS --http2-prior-knowledge -o "$refdir/$id.json" "$URL/api/v1/share/$id"
+}
+seed bench-2k 1 700
+seed bench-30k 12 1200
+s2=$(wc -c <"$refdir/bench-2k.json"); s30=$(wc -c <"$refdir/bench-30k.json")
+
+# ---- the reference: h2o serving the same bytes ----
+cat >"$OUT/h2o.conf" <<CONF
+listen:
+  host: 127.0.0.1
+  port: $REF_PORT
+num-threads: 1
+hosts:
+  default:
+    paths:
+      /api/v1/share:
+        file.dir: $refdir
+        file.mime.addtypes:
+          application/json: .json
+access-log: /dev/null
+error-log: $OUT/h2o-error.log
+CONF
+# h2o maps /api/v1/share/<id> to <id> without extension: give each file its extensionless name
+cp "$refdir/bench-2k.json" "$refdir/bench-2k"; cp "$refdir/bench-30k.json" "$refdir/bench-30k"
+taskset -c 0 h2o -c "$OUT/h2o.conf" >/dev/null 2>&1 &
+ref_pid=$!
+trap 'kill $ref_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 200); do curl -fsS -o /dev/null "$ref/api/v1/share/bench-2k" 2>/dev/null && break; sleep 0.1; done
+cmp -s <(curl -s "$ref/api/v1/share/bench-30k") "$refdir/bench-30k.json" || { echo "reference serves other bytes" >&2; exit 1; }
+
+# pin our server (and everything it talks to) to core 0
+taskset -a -cp 0 "$SERVER_PID" >/dev/null
+for p in $(pgrep -f "redis-server 127.0.0.1:36379") $(pgrep -f "port=33306"); do taskset -a -cp 0 "$p" >/dev/null || true; done
+
+h2() { # url conc -> "rps p99_ms"
+    local log="$OUT/h2load.log"
+    taskset -c 1 h2load -c "$2" -m 1 -t 1 -D "$DUR" --warm-up-time=1 --log-file="$log" "$1" >"$OUT/h2load.out" 2>&1 || true
+    local rps; rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$OUT/h2load.out")
+    local p99; p99=$(awk '{print $3}' "$log" | sort -n | awk '{a[NR]=$1} END {if (NR) printf "%.3f", a[int(NR*0.99)]/1000; else print "nan"}')
+    echo "${rps:-0} $p99"
+}
+h1() {
+    taskset -c 1 wrk -t1 -c "$2" -d "${DUR}s" --latency "$1" >"$OUT/wrk.out" 2>&1 || true
+    local rps; rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk.out")
+    local p99; p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; printf "%.3f", v}' "$OUT/wrk.out")
+    echo "${rps:-0} ${p99:-nan}"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+point() { # tool url conc -> "rps p99"
+    local rs=() ps=()
+    for _ in $(seq 1 "$REPEATS"); do
+        read -r r p < <("$1" "$2" "$3")
+        rs+=("$r"); ps+=("$p")
+    done
+    echo "$(printf '%s\n' "${rs[@]}" | median) $(printf '%s\n' "${ps[@]}" | median)"
+}
+
+{
+    echo
+    echo "## Cached public GET, shareline vs h2o static (same bytes), median of $REPEATS × ${DUR} s"
+    echo
+    echo "Documents: ~2 KB = $s2 bytes, ~30 KB = $s30 bytes. Server (and Redis, MariaDB) on core 0, load generator on core 1."
+    echo
+    echo "| doc | protocol | conc | shareline req/s | h2o req/s | ratio | shareline p99 ms | h2o p99 ms | p99 ratio |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+} >>"$OUT/report.md"
+for doc in bench-30k bench-2k; do
+    for proto in h2 h1; do
+        for c in $CONCS; do
+            read -r a ap < <(point "$proto" "$URL/api/v1/share/$doc" "$c")
+            read -r b bp < <(point "$proto" "$ref/api/v1/share/$doc" "$c")
+            ratio=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+            pr=$(awk -v a="$ap" -v b="$bp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+            echo "| $doc | $([ $proto = h2 ] && echo HTTP/2 || echo HTTP/1.1) | $c | $a | $b | $ratio | $ap | $bp | $pr |" >>"$OUT/report.md"
+        done
+    done
+done
+kill $ref_pid 2>/dev/null || true
