@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: the bench suite, bounded in time, against its own Redis, MariaDB and server on ports
-# of their own (36379, 33306, 38080), writing a Markdown report to build/bench/report.md.
+# of their own (17379, 14306, 18080), writing a Markdown report to build/bench/report.md.
 # Measures SpecStory import, then the serving workloads of bench/serve.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +12,10 @@ FIX="$root/../shared/fixtures/specstory/2026-05-13_13-48-53Z-i-ve-got-a.md"
 [ -f "$FIX" ] || FIX="$root/tests/fixtures/demo-session.md"
 RUNS=${SL_BENCH_IMPORT_RUNS:-20}
 
-scripts/services.sh start "$var" 36379 33306 >/dev/null
+scripts/services.sh start "$var" 17379 14306 >/dev/null
 set -a; . "$var/services.env"; set +a
-export SHARELINE_CONFIG=/dev/null SHARELINE_PORT=38080 SHARELINE_REDIS_PREFIX="bench:"
-url=http://127.0.0.1:38080
+export SHARELINE_CONFIG=/dev/null SHARELINE_PORT=18080 SHARELINE_REDIS_PREFIX="bench:"
+url=http://127.0.0.1:18080
 build/shareline admin migrate >/dev/null
 build/shareline serve >"$out/server.log" 2>&1 &
 server=$!

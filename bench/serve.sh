@@ -9,7 +9,7 @@ set -euo pipefail
 REPEATS=${SL_BENCH_REPEATS:-3}
 DUR=${SL_BENCH_DURATION:-4}
 CONCS=${SL_BENCH_CONCURRENCY:-"16 64"}
-REF_PORT=38444
+REF_PORT=18444
 ref=http://127.0.0.1:$REF_PORT
 refdir="$OUT/ref"
 mkdir -p "$refdir"
@@ -58,7 +58,7 @@ cmp -s <(curl -s "$ref/api/v1/share/bench-30k") "$refdir/bench-30k.json" || { ec
 
 # pin our server (and everything it talks to) to core 0
 taskset -a -cp 0 "$SERVER_PID" >/dev/null
-for p in $(pgrep -f "redis-server 127.0.0.1:36379") $(pgrep -f "port=33306"); do taskset -a -cp 0 "$p" >/dev/null || true; done
+for p in $(pgrep -f "redis-server 127.0.0.1:17379") $(pgrep -f "port=14306"); do taskset -a -cp 0 "$p" >/dev/null || true; done
 
 h2() { # url conc -> "rps p99_ms"
     local log="$OUT/h2load.log"

@@ -99,6 +99,9 @@ typedef struct sl_proj_reply {
 typedef void (*sl_proj_cb)(const sl_proj_reply_t *reply, void *data);
 
 void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data);
+/* Like get, but reads only the first 32 bytes (GETRANGE): kind and version, never the payload. For
+ * callers that hold a copy of a version and only need to know whether it is still the current one. */
+void sl_cache_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data);
 void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
                          sl_proj_cb cb, void *data);
 /* kind is SL_PROJ_PUBLIC (payload used) or SL_PROJ_TOMB (payload ignored). */

@@ -261,6 +261,8 @@ static void app_metrics(void *data, char **buf, size_t *len)
     COUNTER("shareline_public_cache_hits_total", "Public lookups answered from Redis.", c.public_cache_hits);
     COUNTER("shareline_public_store_reads_total", "Public lookups that read MariaDB.", c.public_store_reads);
     COUNTER("shareline_public_fills_total", "Projections written to Redis by readers.", c.public_fills);
+    COUNTER("shareline_public_unchanged_total",
+            "Public lookups answered from the gateway's copy after Redis confirmed its version.", c.public_unchanged);
     COUNTER("shareline_public_fills_refused_total",
             "Reader fills refused because an owner change (a newer version) came first.", c.public_fills_refused);
     COUNTER("shareline_owner_calls_total", "Owner RPCs.", c.owner_calls);

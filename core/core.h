@@ -36,6 +36,7 @@ typedef struct sl_core_stats {
     uint64_t public_store_reads;  /* answered by reading MariaDB (miss, mark, cache down) */
     uint64_t public_fills;        /* projections written to Redis by readers */
     uint64_t public_fills_refused; /* reader fills refused because an owner change came first */
+    uint64_t public_unchanged;    /* answered "unchanged": the gateway's copy is the current version */
     uint64_t owner_calls;         /* owner RPCs */
     uint64_t owner_errors;        /* owner RPCs answered with an error */
     uint64_t publishes;           /* projections/tombstones written by owner changes */

@@ -24,6 +24,7 @@ static const char NOT_FOUND_REPLY[] = "\x81\xa5" "found" "\xc2"; /* {"found": fa
 typedef struct get_share {
     sl_core_t *core;
     sl_rpc_call_t *call;
+    uint64_t have_version; /* the caller holds this version (0: none) */
     size_t idlen;
     char id[65]; /* a copy: the request (and the call) is freed once answered, and the slow path
                     still fills the cache after answering */
@@ -136,6 +137,39 @@ static void on_hot_get(const sl_proj_reply_t *r, void *data)
     }
 }
 
+static const char UNCHANGED_REPLY_HEAD[] = "\x83\xa5" "found" "\xc3" "\xa9" "unchanged" "\xc3" "\xa7" "version";
+
+/* The caller (a gateway) already holds version have_version: when Redis still holds PUBLIC of
+ * exactly that version, answer {"found":true,"unchanged":true,"version":V} instead of the payload.
+ * Redis is asked at every request, as on the full path: what is served is never older than what
+ * the full path would serve. */
+static void on_head(const sl_proj_reply_t *r, void *data)
+{
+    get_share_t *g = data;
+    sl_core_t *core = g->core;
+    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && r->version == g->have_version) {
+        core->stats.public_cache_hits++;
+        core->stats.public_unchanged++;
+        char buf[64];
+        size_t n = sizeof(UNCHANGED_REPLY_HEAD) - 1;
+        memcpy(buf, UNCHANGED_REPLY_HEAD, n);
+        buf[n++] = (char)0xcf; /* uint64 */
+        for (int i = 7; i >= 0; i--)
+            buf[n++] = (char)(g->have_version >> (8 * i));
+        sl_rpc_reply_raw(g->call, buf, n);
+        free(g);
+        return;
+    }
+    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_TOMB) {
+        core->stats.public_cache_hits++;
+        sl_rpc_reply_raw(g->call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+        free(g);
+        return;
+    }
+    /* another version, a mark, a lease, absent, or Redis trouble: the full path decides */
+    sl_cache_proj_get(core->cache, g->id, g->idlen, on_hot_get, g);
+}
+
 static void get_share(sl_rpc_call_t *call, void *data)
 {
     sl_core_t *core = data;
@@ -159,7 +193,12 @@ static void get_share(sl_rpc_call_t *call, void *data)
     g->idlen = idlen;
     memcpy(g->id, id, idlen);
     g->id[idlen] = '\0';
-    sl_cache_proj_get(core->cache, g->id, idlen, on_hot_get, g);
+    const msgpack_object *hv = sl_rpc_field(sl_rpc_request(call), "have_version");
+    g->have_version = hv && hv->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? hv->via.u64 : 0;
+    if (g->have_version)
+        sl_cache_proj_head(core->cache, g->id, idlen, on_head, g);
+    else
+        sl_cache_proj_get(core->cache, g->id, idlen, on_hot_get, g);
 }
 
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv)

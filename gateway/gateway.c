@@ -41,6 +41,7 @@ struct sl_gateway {
     uint64_t requests[R_COUNT];
     uint64_t status_class[6]; /* index: status / 100 */
     uint64_t aborted;         /* answers dropped because the client had gone */
+    struct pcache *pcache;    /* copies of projections, see below */
 };
 
 typedef struct handler {
@@ -152,6 +153,141 @@ static int etag_matches(h2o_req_t *req, const char *etag, size_t len)
     return 0;
 }
 
+/* ---- the gateway's copies of projections ----
+ *
+ * A public GET used to move the whole projection (JSON, HTML, Markdown and their gzip) from Redis
+ * through the core on every request. The gateway now keeps the last projection it served for each
+ * session, unpacked once, and sends the core its version ("have_version"); the core asks Redis for
+ * the entry's head only (GETRANGE 0 31) and answers "unchanged" when Redis holds PUBLIC of exactly
+ * that version. So every request still consults Redis — a revoke or hide that returned is seen by
+ * the next request on every node — but only ~30 bytes cross the wire. Bounded by bytes, LRU. */
+
+#define PCACHE_BUCKETS 4096
+
+typedef struct pentry {
+    struct pentry *chain;
+    struct pentry *prev, *next; /* LRU: head = most recent */
+    size_t idlen;
+    char id[65];
+    uint64_t version;
+    char *body; /* the payload as the core sent it */
+    size_t len;
+    msgpack_zone zone;
+    msgpack_object obj; /* unpacked from body (str/bin point into body) */
+} pentry_t;
+
+typedef struct pcache {
+    pentry_t *buckets[PCACHE_BUCKETS];
+    pentry_t *head, *tail;
+    size_t bytes, max_bytes, entries;
+    uint64_t hits, misses;
+} pcache_t;
+
+static pcache_t *pcache_of(sl_gateway_t *gw)
+{
+    return gw->pcache;
+}
+
+static size_t phash(const char *id, size_t n)
+{
+    size_t h = 5381;
+    for (size_t i = 0; i < n; i++)
+        h = h * 33 + (unsigned char)id[i];
+    return h % PCACHE_BUCKETS;
+}
+
+static pentry_t *pcache_find(pcache_t *pc, const char *id, size_t n)
+{
+    for (pentry_t *e = pc->buckets[phash(id, n)]; e; e = e->chain)
+        if (e->idlen == n && memcmp(e->id, id, n) == 0)
+            return e;
+    return NULL;
+}
+
+static void lru_unlink(pcache_t *pc, pentry_t *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        pc->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        pc->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_front(pcache_t *pc, pentry_t *e)
+{
+    e->next = pc->head;
+    e->prev = NULL;
+    if (pc->head)
+        pc->head->prev = e;
+    pc->head = e;
+    if (pc->tail == NULL)
+        pc->tail = e;
+}
+
+static void pcache_remove(pcache_t *pc, pentry_t *e)
+{
+    pentry_t **pp = &pc->buckets[phash(e->id, e->idlen)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->chain;
+    if (*pp)
+        *pp = e->chain;
+    lru_unlink(pc, e);
+    pc->bytes -= e->len;
+    pc->entries--;
+    msgpack_zone_destroy(&e->zone);
+    free(e->body);
+    free(e);
+}
+
+/* Stores a copy of body as the current projection of id; returns it, or NULL (not cacheable). */
+static pentry_t *pcache_put(pcache_t *pc, const char *id, size_t n, uint64_t version, const void *body, size_t len)
+{
+    pentry_t *old = pcache_find(pc, id, n);
+    if (old)
+        pcache_remove(pc, old);
+    if (len > pc->max_bytes / 4 || n > 64)
+        return NULL;
+    pentry_t *e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->body = malloc(len)) == NULL) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->body, body, len);
+    e->len = len;
+    msgpack_zone_init(&e->zone, 256);
+    size_t off = 0;
+    if (msgpack_unpack(e->body, len, &off, &e->zone, &e->obj) != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_zone_destroy(&e->zone);
+        free(e->body);
+        free(e);
+        return NULL;
+    }
+    memcpy(e->id, id, n);
+    e->idlen = n;
+    e->version = version;
+    size_t b = phash(id, n);
+    e->chain = pc->buckets[b];
+    pc->buckets[b] = e;
+    lru_front(pc, e);
+    pc->bytes += len;
+    pc->entries++;
+    while (pc->bytes > pc->max_bytes && pc->tail && pc->tail != e)
+        pcache_remove(pc, pc->tail);
+    return e;
+}
+
+
+static void pcache_free(pcache_t *pc)
+{
+    while (pc->head)
+        pcache_remove(pc, pc->head);
+    free(pc);
+}
+
 /* ---- pending requests ---- */
 
 typedef struct pending {
@@ -162,6 +298,9 @@ typedef struct pending {
     int json;             /* rpc: answer in JSON */
     int gzip;             /* public: client accepts gzip */
     int markdown;         /* public JSON route: the client asked for text/markdown */
+    uint64_t have_version; /* public: the version of our copy sent to the core (0: none) */
+    size_t idlen;
+    char id[65];
 } pending_t;
 
 static void on_req_dispose(void *p)
@@ -235,20 +374,66 @@ static int wants_markdown(h2o_req_t *req)
            h2o_strstr(v->base, v->len, H2O_STRLIT("application/json")) == SIZE_MAX;
 }
 
+static void share_call(sl_gateway_t *gw, pending_t *pd);
+static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route, int gzip, int markdown,
+                             const msgpack_object *obj);
+
+/* The core's "unchanged" answer: {"found":true,"unchanged":true,"version":<uint64>} (core/public.c). */
+static const char UNCHANGED_HEAD[] = "\x83\xa5" "found" "\xc3" "\xa9" "unchanged" "\xc3" "\xa7" "version" "\xcf";
+
 static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, void *data)
 {
     pending_t *pd = data;
     sl_gateway_t *gw = pd->gw;
     enum route route = pd->route;
     int gzip = pd->gzip;
-    int pd_markdown = pd->markdown;
-    h2o_req_t *req = pending_finish(pd);
-    if (req == NULL)
+    int markdown = pd->markdown;
+    if (pd->req == NULL) {
+        pending_finish(pd);
         return;
+    }
+    pcache_t *pc = pcache_of(gw);
+    if (code == SL_RPC_OK && len == sizeof(UNCHANGED_HEAD) - 1 + 8 &&
+        memcmp(body, UNCHANGED_HEAD, sizeof(UNCHANGED_HEAD) - 1) == 0) {
+        const unsigned char *v = (const unsigned char *)body + sizeof(UNCHANGED_HEAD) - 1;
+        uint64_t version = 0;
+        for (int i = 0; i < 8; i++)
+            version = version << 8 | v[i];
+        pentry_t *e = pcache_find(pc, pd->id, pd->idlen);
+        if (e == NULL || e->version != version) {
+            /* our copy went away meanwhile: ask again for the whole projection */
+            pd->have_version = 0;
+            share_call(gw, pd);
+            return;
+        }
+        pc->hits++;
+        lru_unlink(pc, e);
+        lru_front(pc, e);
+        h2o_req_t *req = pending_finish(pd);
+        serve_projection(gw, req, route, gzip, markdown, &e->obj);
+        return;
+    }
+    char id[65];
+    size_t idlen = pd->idlen;
+    memcpy(id, pd->id, idlen);
+    h2o_req_t *req = pending_finish(pd);
     if (code != SL_RPC_OK) {
         send_json_error(gw, req, code == SL_RPC_UNAVAILABLE ? code : SL_RPC_INTERNAL,
                         code == SL_RPC_UNAVAILABLE ? "temporarily unavailable, retry later" : "internal error");
         return;
+    }
+    pc->misses++;
+    pentry_t *e = pcache_put(pc, id, idlen, 0, body, len);
+    if (e != NULL) {
+        const msgpack_object *found = map_get(&e->obj, "found");
+        const msgpack_object *ver = map_get(&e->obj, "version");
+        if (found && found->type == MSGPACK_OBJECT_BOOLEAN && found->via.boolean && ver &&
+            ver->type == MSGPACK_OBJECT_POSITIVE_INTEGER && ver->via.u64 > 0) {
+            e->version = ver->via.u64;
+            serve_projection(gw, req, route, gzip, markdown, &e->obj);
+            return;
+        }
+        pcache_remove(pc, e); /* not found (or nothing worth keeping): no copy */
     }
     msgpack_zone zone;
     msgpack_object obj;
@@ -259,19 +444,24 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
         send_json_error(gw, req, SL_RPC_INTERNAL, "internal error");
         return;
     }
+    serve_projection(gw, req, route, gzip, markdown, &obj);
+    msgpack_zone_destroy(&zone);
+}
+
+static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route, int gzip, int markdown,
+                             const msgpack_object *objp)
+{
+    msgpack_object obj = *objp;
     const msgpack_object *found = map_get(&obj, "found");
     if (found == NULL || found->type != MSGPACK_OBJECT_BOOLEAN || !found->via.boolean) {
-        msgpack_zone_destroy(&zone);
         send_not_found_share(gw, req, route);
         return;
     }
-    int markdown = pd_markdown;
     const char *key = route == R_SHARE_JSON ? (markdown ? (gzip ? "md_gz" : "md") : (gzip ? "json_gz" : "json"))
                                             : (gzip ? "html_gz" : "html");
     const msgpack_object *b = map_get(&obj, key);
     const msgpack_object *etag = map_get(&obj, "etag");
     if (b == NULL || b->type != MSGPACK_OBJECT_BIN || etag == NULL || etag->type != MSGPACK_OBJECT_STR) {
-        msgpack_zone_destroy(&zone);
         send_json_error(gw, req, SL_RPC_INTERNAL, "internal error");
         return;
     }
@@ -282,7 +472,6 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     common_share_headers(req, route);
     add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, tag, (size_t)tl).base, (size_t)tl);
     if (etag_matches(req, tag, (size_t)tl)) {
-        msgpack_zone_destroy(&zone);
         count_status(gw, 304);
         req->res.status = 304;
         req->res.reason = "Not Modified";
@@ -295,7 +484,6 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
               route == R_SHARE_JSON ? (markdown ? "text/markdown; charset=utf-8" : "application/json; charset=utf-8")
                                     : "text/html; charset=utf-8",
               b->via.bin.ptr, b->via.bin.size);
-    msgpack_zone_destroy(&zone);
 }
 
 extern const char sl_gateway_not_found_html[];
@@ -342,17 +530,34 @@ static void handle_share(sl_gateway_t *gw, h2o_req_t *req, enum route route, con
     }
     pd->gzip = accepts_gzip(req);
     pd->markdown = route == R_SHARE_JSON && wants_markdown(req);
-    /* {"session_id": id} */
-    char buf[80];
+    memcpy(pd->id, id, idlen);
+    pd->idlen = idlen;
+    pentry_t *e = pcache_find(pcache_of(gw), id, idlen);
+    pd->have_version = e ? e->version : 0;
+    share_call(gw, pd);
+}
+
+/* {"session_id": id[, "have_version": V]} */
+static void share_call(sl_gateway_t *gw, pending_t *pd)
+{
+    char buf[120];
     size_t n = 0;
-    buf[n++] = (char)0x81;
+    buf[n++] = (char)(pd->have_version ? 0x82 : 0x81);
     buf[n++] = (char)0xaa;
     memcpy(buf + n, "session_id", 10);
     n += 10;
     buf[n++] = (char)0xd9;
-    buf[n++] = (char)idlen;
-    memcpy(buf + n, id, idlen);
-    n += idlen;
+    buf[n++] = (char)pd->idlen;
+    memcpy(buf + n, pd->id, pd->idlen);
+    n += pd->idlen;
+    if (pd->have_version) {
+        buf[n++] = (char)0xac;
+        memcpy(buf + n, "have_version", 12);
+        n += 12;
+        buf[n++] = (char)0xcf;
+        for (int i = 7; i >= 0; i--)
+            buf[n++] = (char)(pd->have_version >> (8 * i));
+    }
     sl_rpc_call(gw->rpc, H2O_STRLIT(PUBLIC_GET_SHARE), NULL, 0, buf, n, on_share_reply, pd);
 }
 
@@ -1088,6 +1293,14 @@ void sl_gateway_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
     appendf(buf, len, "# HELP shareline_http_aborted_total Answers dropped because the client had gone.\n"
                       "# TYPE shareline_http_aborted_total counter\nshareline_http_aborted_total %llu\n",
             (unsigned long long)gw->aborted);
+    appendf(buf, len,
+            "# HELP shareline_share_copies_hits_total Public answers served from the gateway's copy (version confirmed in Redis).\n"
+            "# TYPE shareline_share_copies_hits_total counter\nshareline_share_copies_hits_total %llu\n"
+            "# HELP shareline_share_copies_misses_total Public answers that carried the whole projection.\n"
+            "# TYPE shareline_share_copies_misses_total counter\nshareline_share_copies_misses_total %llu\n"
+            "# HELP shareline_share_copies_bytes Bytes of projection copies held by the gateway.\n"
+            "# TYPE shareline_share_copies_bytes gauge\nshareline_share_copies_bytes %zu\n",
+            (unsigned long long)gw->pcache->hits, (unsigned long long)gw->pcache->misses, gw->pcache->bytes);
 }
 
 /* ---- accepting ---- */
@@ -1156,6 +1369,13 @@ int sl_gateway_start(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, 
         gw->cfg.port = 8080;
     if (gw->cfg.max_body == 0)
         gw->cfg.max_body = sl_rpc_server_limits(rpc)->max_body;
+    gw->pcache = calloc(1, sizeof(*gw->pcache));
+    if (gw->pcache == NULL) {
+        free(gw);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    gw->pcache->max_bytes = gw->cfg.share_cache_bytes ? gw->cfg.share_cache_bytes : (64u << 20);
 
     h2o_config_init(&gw->config);
     /* Bodies up to max_body are ours to judge (a 413 with an error body); h2o itself stops at twice
@@ -1216,5 +1436,6 @@ void sl_gateway_stop(sl_gateway_t *gw)
     h2o_config_dispose(&gw->config);
     if (gw->ssl)
         SSL_CTX_free(gw->ssl);
+    pcache_free(gw->pcache);
     free(gw);
 }

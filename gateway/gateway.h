@@ -21,6 +21,7 @@ typedef struct sl_gateway_config {
     const char *tls_cert; /* PEM certificate chain; TLS is on when both cert and key are set */
     const char *tls_key;
     size_t max_body;      /* request body limit answered with 413 + an error body (default: the rpc limit) */
+    size_t share_cache_bytes; /* copies of projections kept by the gateway, default 64 MiB */
     /* /readyz: returns 1 when the process can serve (the store is reachable). */
     int (*ready)(void *data);
     /* /metrics: appends Prometheus text to *buf (malloc'd, grown with realloc), *len its length. */
