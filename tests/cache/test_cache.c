@@ -1,5 +1,6 @@
-/* cache/ against a real redis-server: the one of the ctest `services` fixture, plus a private one
- * this test starts, stops, freezes (SIGSTOP) and restarts to exercise reconnects and timeouts. */
+/* cache/ against a real redis-server: the one of the ctest `services` fixture, plus private ones
+ * this test starts, stops, freezes (SIGSTOP) and restarts to exercise refused connects,
+ * reconnects, timeouts and unix sockets. Keys carry a per-run prefix, so runs never clash. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -8,7 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,38 +43,58 @@ static unsigned service_port(void)
     return (unsigned)atoi(getenv("SHARELINE_REDIS_PORT") ? getenv("SHARELINE_REDIS_PORT") : "6379");
 }
 
+/* A port nothing listens on right now (the kernel's pick), for a private redis-server. */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
 typedef struct outcome {
     int called, returned, sync_call;
     sl_proj_reply_t proj;
     sl_cache_reply_t gen;
     char payload[256];
     char str[256];
+    uint64_t at; /* uv_now() when the callback ran */
+    uv_loop_t *loop;
 } outcome_t;
 
+/* `returned` is set by the caller right after the registering call returns: a callback that finds
+ * it unset ran synchronously, inside that call — which the contract forbids. */
 static void on_proj(const sl_proj_reply_t *r, void *data)
 {
     outcome_t *o = data;
     o->called++;
-    if (!o->returned)
-        o->sync_call = 1;
+    if (!o->returned) o->sync_call = 1;
+    if (o->loop) o->at = uv_now(o->loop);
     o->proj = *r;
     if (r->payload && r->len < sizeof(o->payload)) {
         memcpy(o->payload, r->payload, r->len);
         o->payload[r->len] = 0;
     }
     o->proj.payload = NULL;
+    o->proj.error = NULL;
 }
 
 static void on_gen(const sl_cache_reply_t *r, void *data)
 {
     outcome_t *o = data;
     o->called++;
-    if (!o->returned)
-        o->sync_call = 1;
+    if (!o->returned) o->sync_call = 1;
+    if (o->loop) o->at = uv_now(o->loop);
     o->gen = *r;
     if (r->str && r->len < sizeof(o->str)) {
         memcpy(o->str, r->str, r->len);
         o->str[r->len] = 0;
+    } else if (r->error) {
+        snprintf(o->str, sizeof(o->str), "%s", r->error);
     }
     o->gen.str = NULL;
     o->gen.error = NULL;
@@ -82,8 +109,10 @@ static void wait_for(uv_loop_t *loop, outcome_t *o)
     assert_int_equal(o->called, 1);
 }
 
+/* Runs the loop for up to ms (real time) or until the client is connected. */
 static void wait_connected(sl_cache_t *c, uv_loop_t *loop, int ms)
 {
+    uv_update_time(loop);
     uint64_t end = uv_now(loop) + (uint64_t)ms;
     while (!sl_cache_connected(c) && uv_now(loop) < end) {
         uv_run(loop, UV_RUN_NOWAIT);
@@ -94,6 +123,7 @@ static void wait_connected(sl_cache_t *c, uv_loop_t *loop, int ms)
 
 static void pump(uv_loop_t *loop, int ms)
 {
+    uv_update_time(loop);
     uint64_t end = uv_now(loop) + (uint64_t)ms;
     while (uv_now(loop) < end) {
         uv_run(loop, UV_RUN_NOWAIT);
@@ -102,6 +132,7 @@ static void pump(uv_loop_t *loop, int ms)
     }
 }
 
+/* The contract: after sl_cache_close() the loop runs dry (no handle left behind). */
 static void close_cache(sl_cache_t *c, uv_loop_t *loop)
 {
     sl_cache_close(c);
@@ -120,6 +151,17 @@ static outcome_t cmd(sl_cache_t *c, uv_loop_t *loop, int argc, const char **argv
     return o;
 }
 
+/* TTL (or PTTL) of the projection key of id. */
+static long long key_ttl(sl_cache_t *c, uv_loop_t *loop, const char *what, const char *id)
+{
+    char key[128];
+    snprintf(key, sizeof(key), "%sp:%s", prefix, id);
+    const char *argv[] = {what, key};
+    outcome_t o = cmd(c, loop, 2, argv);
+    assert_int_equal(o.gen.status, SL_CACHE_OK);
+    return o.gen.integer;
+}
+
 static outcome_t get(sl_cache_t *c, uv_loop_t *loop, const char *id)
 {
     outcome_t o = {0};
@@ -128,7 +170,16 @@ static outcome_t get(sl_cache_t *c, uv_loop_t *loop, const char *id)
     return o;
 }
 
-static int publish(sl_cache_t *c, uv_loop_t *loop, const char *id, sl_proj_kind_t kind, uint64_t v, const char *p)
+static outcome_t head(sl_cache_t *c, uv_loop_t *loop, const char *id)
+{
+    outcome_t o = {0};
+    sl_cache_proj_head(c, id, strlen(id), on_proj, &o);
+    wait_for(loop, &o);
+    return o;
+}
+
+static int publish(sl_cache_t *c, uv_loop_t *loop, const char *id, sl_proj_kind_t kind, uint64_t v,
+                   const char *p)
 {
     outcome_t o = {0};
     sl_cache_proj_publish(c, id, strlen(id), kind, v, p, p ? strlen(p) : 0, on_proj, &o);
@@ -155,8 +206,8 @@ static int lease(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t token)
     return o.proj.stored;
 }
 
-static int fill(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t token, sl_proj_kind_t kind, uint64_t v,
-                const char *p)
+static int fill(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t token, sl_proj_kind_t kind,
+                uint64_t v, const char *p)
 {
     outcome_t o = {0};
     sl_cache_proj_fill(c, id, strlen(id), token, kind, v, p, p ? strlen(p) : 0, on_proj, &o);
@@ -165,15 +216,54 @@ static int fill(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t token, 
     return o.proj.stored;
 }
 
-static sl_cache_t *open_service(uv_loop_t *loop)
+static sl_cache_t *open_with(uv_loop_t *loop, const sl_cache_config_t *cfg)
 {
     sl_cache_t *c;
-    uv_loop_init(loop);
-    sl_cache_config_t cfg = config(service_port());
-    assert_int_equal(sl_cache_open(&c, loop, &cfg), 0);
+    assert_int_equal(uv_loop_init(loop), 0);
+    assert_int_equal(sl_cache_open(&c, loop, cfg), 0);
     wait_connected(c, loop, 3000);
     assert_true(sl_cache_connected(c));
     return c;
+}
+
+static sl_cache_t *open_service(uv_loop_t *loop)
+{
+    sl_cache_config_t cfg = config(service_port());
+    return open_with(loop, &cfg);
+}
+
+static void test_config_rejected(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sl_cache_t *c = (sl_cache_t *)&loop; /* must be reset to NULL on failure */
+    sl_cache_config_t cfg = config(service_port());
+    assert_int_equal(sl_cache_open(&c, NULL, &cfg), -EINVAL);
+    assert_null(c);
+    assert_int_equal(sl_cache_open(&c, &loop, NULL), -EINVAL);
+    cfg.port = 65536;
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), -EINVAL);
+    cfg = config(service_port());
+    cfg.host = NULL;
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), -EINVAL);
+    cfg.host = "localhost"; /* names are not resolved (that would block the loop) */
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), -EINVAL);
+    cfg = config(service_port());
+    cfg.reconnect_min_ms = 500;
+    cfg.reconnect_max_ms = 100;
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), -EINVAL);
+    cfg = config(0);
+    cfg.host = NULL;
+    cfg.unix_path = "";
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), -EINVAL);
+    assert_null(c);
+    /* an IPv6 literal is accepted (and never reached here: nothing is run) */
+    cfg = config(service_port());
+    cfg.host = "::1";
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
+    assert_non_null(c);
+    close_cache(c, &loop);
 }
 
 static void test_commands(void **state)
@@ -189,22 +279,45 @@ static void test_commands(void **state)
     assert_string_equal(o.str, "OK");
     const char *getv[] = {"GET", key};
     o = cmd(c, &loop, 2, getv);
+    assert_int_equal(o.gen.status, SL_CACHE_OK);
     assert_string_equal(o.str, "v1");
     const char *incr[] = {"INCRBY", key, "1"};
     o = cmd(c, &loop, 3, incr);
-    assert_int_equal(o.gen.status, SL_CACHE_E_REPLY); /* not an integer: an error reply */
+    assert_int_equal(o.gen.status, SL_CACHE_E_REPLY); /* not an integer: an error reply, with its text */
+    assert_non_null(strstr(o.str, "not an integer"));
     const char *del[] = {"DEL", key};
     o = cmd(c, &loop, 2, del);
     assert_int_equal(o.gen.integer, 1);
     o = cmd(c, &loop, 2, getv);
+    assert_int_equal(o.gen.status, SL_CACHE_OK);
     assert_int_equal(o.gen.is_nil, 1);
     const char *arr[] = {"KEYS", "nothing-matches-this*"};
     o = cmd(c, &loop, 2, arr);
     assert_int_equal(o.gen.status, SL_CACHE_E_REPLY);
+    /* binary-safe arguments */
+    const char bin[] = {'a', 0, 'b'};
+    const char *setb[] = {"SET", key, bin};
+    size_t lens[] = {3, strlen(key), sizeof(bin)};
+    o = (outcome_t){0};
+    sl_cache_command(c, 3, setb, lens, on_gen, &o);
+    wait_for(&loop, &o);
+    const char *strlen_[] = {"STRLEN", key};
+    o = cmd(c, &loop, 2, strlen_);
+    assert_int_equal(o.gen.integer, 3);
+    cmd(c, &loop, 2, del);
+    /* an empty command fails, later */
+    o = (outcome_t){0};
+    sl_cache_command(c, 0, NULL, NULL, on_gen, &o);
+    wait_for(&loop, &o);
+    assert_int_equal(o.gen.status, SL_CACHE_E_REPLY);
+
     sl_cache_stats_t st;
     sl_cache_get_stats(c, &st);
-    assert_true(st.commands >= 6);
+    assert_int_equal(st.commands, 9);
+    assert_int_equal(st.errors, 3);
+    assert_int_equal(st.timeouts, 0);
     assert_int_equal(st.connects, 1);
+    assert_int_equal(st.disconnects, 0);
     close_cache(c, &loop);
 }
 
@@ -216,9 +329,11 @@ static void test_projection_rules(void **state)
     const char *id = "s1";
     assert_int_equal(get(c, &loop, id).proj.kind, SL_PROJ_ABSENT);
 
-    /* lease only when absent */
+    /* lease only when absent, with its TTL */
     assert_int_equal(lease(c, &loop, id, 7), 1);
     assert_int_equal(lease(c, &loop, id, 8), 0);
+    long long pttl = key_ttl(c, &loop, "PTTL", id);
+    assert_true(pttl > 0 && pttl <= 5000);
     outcome_t o = get(c, &loop, id);
     assert_int_equal(o.proj.kind, SL_PROJ_LEASE);
     assert_int_equal(o.proj.version, 7);
@@ -229,6 +344,9 @@ static void test_projection_rules(void **state)
     assert_int_equal(o.proj.kind, SL_PROJ_PUBLIC);
     assert_int_equal(o.proj.version, 3);
     assert_string_equal(o.payload, "doc v3\nwith newline");
+    assert_int_equal(o.proj.len, strlen("doc v3\nwith newline"));
+    long long ttl = key_ttl(c, &loop, "TTL", id);
+    assert_true(ttl > 86000 && ttl <= 86400);
     /* a fill after the lease is gone is refused */
     assert_int_equal(fill(c, &loop, id, 7, SL_PROJ_PUBLIC, 3, "again"), 0);
 
@@ -236,12 +354,17 @@ static void test_projection_rules(void **state)
     assert_int_equal(publish(c, &loop, id, SL_PROJ_PUBLIC, 3, "same version"), 0);
     assert_int_equal(publish(c, &loop, id, SL_PROJ_PUBLIC, 2, "older"), 0);
     assert_int_equal(publish(c, &loop, id, SL_PROJ_PUBLIC, 4, "doc v4"), 1);
-    /* mark: refused by a greater version, accepted otherwise */
+    /* mark: refused by a greater version, accepted otherwise (also over an equal PUBLIC) */
     assert_int_equal(mark(c, &loop, id, 3), 0);
-    assert_int_equal(mark(c, &loop, id, 5), 1);
+    assert_int_equal(mark(c, &loop, id, 4), 1);
+    assert_int_equal(mark(c, &loop, id, 5), 1); /* over a MARK of a lower version */
+    assert_int_equal(mark(c, &loop, id, 5), 1); /* and of an equal one */
+    assert_int_equal(mark(c, &loop, id, 4), 0); /* but not a lower one over it */
     o = get(c, &loop, id);
     assert_int_equal(o.proj.kind, SL_PROJ_MARK);
     assert_int_equal(o.proj.version, 5);
+    pttl = key_ttl(c, &loop, "PTTL", id);
+    assert_true(pttl > 0 && pttl <= 5000);
     /* readers cannot lease or fill over a mark */
     assert_int_equal(lease(c, &loop, id, 9), 0);
     assert_int_equal(fill(c, &loop, id, 9, SL_PROJ_PUBLIC, 5, "reader"), 0);
@@ -251,69 +374,194 @@ static void test_projection_rules(void **state)
     o = get(c, &loop, id);
     assert_int_equal(o.proj.kind, SL_PROJ_TOMB);
     assert_int_equal(o.proj.version, 5);
+    ttl = key_ttl(c, &loop, "TTL", id);
+    assert_true(ttl > 3000 && ttl <= 3600);
     /* the stale write-back of N after N+1 is stored is rejected */
     assert_int_equal(publish(c, &loop, id, SL_PROJ_PUBLIC, 5, "v5 public, late"), 0);
     assert_int_equal(publish(c, &loop, id, SL_PROJ_PUBLIC, 6, "v6"), 1);
     assert_int_equal(publish(c, &loop, id, SL_PROJ_PUBLIC, 5, "v5 late"), 0);
+    assert_int_equal(publish(c, &loop, id, SL_PROJ_TOMB, 5, NULL), 0);
     assert_string_equal(get(c, &loop, id).payload, "v6");
-    /* publish over a lease wins */
+    /* a mark over a TOMB of a lower version */
+    assert_int_equal(publish(c, &loop, id, SL_PROJ_TOMB, 7, NULL), 1);
+    assert_int_equal(mark(c, &loop, id, 6), 0);
+    assert_int_equal(mark(c, &loop, id, 8), 1);
+
+    /* publish over a lease wins; the reader's fill after it is refused */
     const char *id2 = "s2";
     assert_int_equal(lease(c, &loop, id2, 1), 1);
     assert_int_equal(publish(c, &loop, id2, SL_PROJ_PUBLIC, 1, "owner"), 1);
     assert_int_equal(fill(c, &loop, id2, 1, SL_PROJ_PUBLIC, 0, "reader late"), 0);
+    assert_string_equal(get(c, &loop, id2).payload, "owner");
+    /* a mark over a lease wins */
+    const char *id5 = "s5";
+    assert_int_equal(lease(c, &loop, id5, 3), 1);
+    assert_int_equal(mark(c, &loop, id5, 1), 1);
+    assert_int_equal(get(c, &loop, id5).proj.kind, SL_PROJ_MARK);
+    /* a reader's fill of a TOMB, and an empty PUBLIC payload */
+    const char *id6 = "s6";
+    assert_int_equal(lease(c, &loop, id6, 11), 1);
+    assert_int_equal(fill(c, &loop, id6, 11, SL_PROJ_TOMB, 2, "ignored"), 1);
+    o = get(c, &loop, id6);
+    assert_int_equal(o.proj.kind, SL_PROJ_TOMB);
+    assert_int_equal(o.proj.version, 2);
+    assert_int_equal(o.proj.len, 0);
+    assert_int_equal(publish(c, &loop, id6, SL_PROJ_PUBLIC, 3, ""), 1);
+    o = get(c, &loop, id6);
+    assert_int_equal(o.proj.kind, SL_PROJ_PUBLIC);
+    assert_int_equal(o.proj.len, 0);
 
     /* versions beyond 2^53 compare exactly (no double rounding) */
     const char *id3 = "s3";
     uint64_t big = (1ull << 53) + 1;
     assert_int_equal(publish(c, &loop, id3, SL_PROJ_PUBLIC, big, "big"), 1);
     assert_int_equal(publish(c, &loop, id3, SL_PROJ_PUBLIC, big - 1, "big-1"), 0);
+    assert_int_equal(mark(c, &loop, id3, big - 1), 0);
     assert_int_equal(publish(c, &loop, id3, SL_PROJ_PUBLIC, big + 1, "big+1"), 1);
     assert_int_equal(get(c, &loop, id3).proj.version, big + 1);
-    assert_int_equal(mark(c, &loop, id3, UINT64_MAX), 1);
-    assert_int_equal(get(c, &loop, id3).proj.version, UINT64_MAX);
-    /* 10 vs 9: longer decimal is greater */
+    assert_int_equal(mark(c, &loop, id3, UINT64_MAX - 1), 1);
+    assert_int_equal(publish(c, &loop, id3, SL_PROJ_PUBLIC, UINT64_MAX - 2, "max-2"), 0);
+    assert_int_equal(publish(c, &loop, id3, SL_PROJ_PUBLIC, UINT64_MAX, "max"), 1);
+    o = get(c, &loop, id3);
+    assert_int_equal(o.proj.version, UINT64_MAX);
+    assert_string_equal(o.payload, "max");
+    assert_int_equal(publish(c, &loop, id3, SL_PROJ_PUBLIC, UINT64_MAX - 1, "max-1"), 0);
+    /* 10 vs 9: the longer decimal is the greater */
     const char *id4 = "s4";
     assert_int_equal(publish(c, &loop, id4, SL_PROJ_PUBLIC, 10, "ten"), 1);
     assert_int_equal(publish(c, &loop, id4, SL_PROJ_PUBLIC, 9, "nine"), 0);
+    assert_int_equal(mark(c, &loop, id4, 9), 0);
+    assert_int_equal(publish(c, &loop, id4, SL_PROJ_PUBLIC, 100, "hundred"), 1);
+
+    /* only PUBLIC/TOMB can be written; the error comes later, from the loop */
+    o = (outcome_t){0};
+    sl_cache_proj_publish(c, "s7", 2, SL_PROJ_LEASE, 1, NULL, 0, on_proj, &o);
+    wait_for(&loop, &o);
+    assert_int_equal(o.proj.status, SL_CACHE_E_REPLY);
+    o = (outcome_t){0};
+    sl_cache_proj_fill(c, "s7", 2, 1, SL_PROJ_MARK, 1, NULL, 0, on_proj, &o);
+    wait_for(&loop, &o);
+    assert_int_equal(o.proj.status, SL_CACHE_E_REPLY);
 
     /* a value that is not ours is reported, not misread */
     char key[96];
     snprintf(key, sizeof(key), "%sp:junk", prefix);
-    const char *set[] = {"SET", key, "Pnotanumber"};
-    cmd(c, &loop, 3, set);
-    assert_int_equal(get(c, &loop, "junk").proj.status, SL_CACHE_E_REPLY);
-
-    /* PUBLIC entries carry the TTL, MARKs the given one */
-    snprintf(key, sizeof(key), "%sp:s4", prefix);
-    const char *ttl[] = {"TTL", key};
-    outcome_t t = cmd(c, &loop, 2, ttl);
-    assert_true(t.gen.integer > 0 && t.gen.integer <= 86400);
+    const char *junk[] = {"T99999999999999999999999", "P12", "X1", "M", "L12a", "Pnotanumber"};
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        const char *set[] = {"SET", key, junk[i]};
+        cmd(c, &loop, 3, set);
+        o = get(c, &loop, "junk");
+        assert_int_equal(o.proj.status, SL_CACHE_E_REPLY);
+        assert_int_equal(o.proj.kind, SL_PROJ_ABSENT);
+    }
+    /* ... and the owner's publish repairs it (a version that is not all digits counts as none) */
+    assert_int_equal(publish(c, &loop, "junk", SL_PROJ_PUBLIC, 1, "repaired"), 1);
+    assert_string_equal(get(c, &loop, "junk").payload, "repaired");
     close_cache(c, &loop);
 }
 
-/* ---- a private redis-server for failure tests ---- */
-
-static pid_t start_redis(unsigned port)
+static void test_head(void **state)
 {
+    (void)state;
+    uv_loop_t loop;
+    sl_cache_t *c = open_service(&loop);
+    assert_int_equal(head(c, &loop, "h").proj.kind, SL_PROJ_ABSENT);
+    assert_int_equal(head(c, &loop, "h").proj.status, SL_CACHE_OK);
+    char big[200];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    assert_int_equal(publish(c, &loop, "h", SL_PROJ_PUBLIC, UINT64_MAX - 5, big), 1);
+    outcome_t o = head(c, &loop, "h");
+    assert_int_equal(o.proj.status, SL_CACHE_OK);
+    assert_int_equal(o.proj.kind, SL_PROJ_PUBLIC);
+    assert_int_equal(o.proj.version, UINT64_MAX - 5);
+    assert_int_equal(o.proj.len, 0); /* the payload is never reported by head */
+    assert_int_equal(mark(c, &loop, "h", UINT64_MAX), 1);
+    o = head(c, &loop, "h");
+    assert_int_equal(o.proj.kind, SL_PROJ_MARK);
+    assert_int_equal(o.proj.version, UINT64_MAX);
+    assert_int_equal(lease(c, &loop, "h2", 42), 1);
+    o = head(c, &loop, "h2");
+    assert_int_equal(o.proj.kind, SL_PROJ_LEASE);
+    assert_int_equal(o.proj.version, 42);
+    close_cache(c, &loop);
+}
+
+/* public_ttl_s = 0 next to a tomb TTL: PUBLIC entries do not expire, TOMBs do. */
+static void test_ttl_config(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    sl_cache_config_t cfg = config(service_port());
+    cfg.public_ttl_s = 0;
+    cfg.tomb_ttl_s = 60;
+    sl_cache_t *c = open_with(&loop, &cfg);
+    assert_int_equal(publish(c, &loop, "t1", SL_PROJ_PUBLIC, 1, "forever"), 1);
+    assert_int_equal(key_ttl(c, &loop, "TTL", "t1"), -1);
+    assert_int_equal(publish(c, &loop, "t2", SL_PROJ_TOMB, 1, NULL), 1);
+    long long ttl = key_ttl(c, &loop, "TTL", "t2");
+    assert_true(ttl > 0 && ttl <= 60);
+    close_cache(c, &loop);
+}
+
+/* ---- private redis-servers for failure tests ---- */
+
+/* Every private server is tracked so that a failed assertion (cmocka longjmps past the test's own
+ * stop_redis()) never leaves one running: the teardown of each test that starts one, and exit,
+ * stop what is left; and the kernel kills them if this process dies (PR_SET_PDEATHSIG). */
+static pid_t servers[8];
+
+static pid_t start_redis(unsigned port, const char *unix_path)
+{
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127); /* the parent is already gone */
         char p[16];
         snprintf(p, sizeof(p), "%u", port);
         int fd = open("/dev/null", O_WRONLY);
         dup2(fd, 1);
         dup2(fd, 2); /* never hold the test runner's pipes open */
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               (char *)NULL);
+        if (unix_path)
+            execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", unix_path, "--save", "",
+                   "--appendonly", "no", "--daemonize", "no", (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--daemonize", "no", (char *)NULL);
         _exit(127);
     }
+    assert_true(pid > 0);
+    for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+        if (servers[i] == 0) {
+            servers[i] = pid;
+            return pid;
+        }
+    }
+    fail_msg("too many private redis-servers");
     return pid;
 }
 
 static void stop_redis(pid_t pid)
 {
+    for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++)
+        if (servers[i] == pid) servers[i] = 0;
     kill(pid, SIGCONT);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+}
+
+static void stop_all_redis(void)
+{
+    for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++)
+        if (servers[i] != 0) stop_redis(servers[i]);
+}
+
+static int teardown_servers(void **state)
+{
+    (void)state;
+    stop_all_redis();
+    return 0;
 }
 
 static void test_refused_is_reported(void **state)
@@ -324,21 +572,57 @@ static void test_refused_is_reported(void **state)
     sl_cache_config_t cfg = config(1); /* nothing listens on port 1 */
     sl_cache_t *c;
     assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
+    outcome_t o = {0};
+    sl_cache_proj_get(c, "x", 1, on_proj, &o); /* still connecting: fails, but never inside the call */
+    wait_for(&loop, &o);
+    assert_int_equal(o.proj.status, SL_CACHE_E_DOWN);
     pump(&loop, 300);
     assert_false(sl_cache_connected(c));
-    outcome_t o = get(c, &loop, "x");
+    o = (outcome_t){.loop = &loop};
+    uint64_t t0 = uv_now(&loop);
+    sl_cache_proj_get(c, "x", 1, on_proj, &o);
+    wait_for(&loop, &o);
     assert_int_equal(o.proj.status, SL_CACHE_E_DOWN);
+    assert_true(o.at - t0 < 100); /* promptly: no waiting for a timeout */
     sl_cache_stats_t st;
     sl_cache_get_stats(c, &st);
     assert_int_equal(st.connects, 0);
+    assert_int_equal(st.commands, 0);
+    assert_int_equal(st.errors, 2);
     close_cache(c, &loop);
 }
 
-static void test_reconnect_and_timeout(void **state)
+/* Refused while the server is away, then connected soon after it starts: with a connect timeout
+ * far longer than the wait, that proves refusals are reported (not left hanging until the
+ * timeout) and that the client keeps retrying. */
+static void test_retry_until_up(void **state)
 {
     (void)state;
-    unsigned port = service_port() + 7;
-    pid_t pid = start_redis(port);
+    unsigned port = free_port();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_cache_config_t cfg = config(port);
+    cfg.connect_timeout_ms = 20000;
+    sl_cache_t *c;
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
+    pump(&loop, 500); /* several refused attempts, backing off to 200 ms */
+    assert_false(sl_cache_connected(c));
+    pid_t pid = start_redis(port, NULL);
+    wait_connected(c, &loop, 3000);
+    assert_true(sl_cache_connected(c));
+    const char *ping[] = {"PING"};
+    outcome_t o = cmd(c, &loop, 1, ping);
+    assert_int_equal(o.gen.status, SL_CACHE_OK);
+    assert_string_equal(o.str, "PONG");
+    close_cache(c, &loop);
+    stop_redis(pid);
+}
+
+static void test_timeout_and_reconnect(void **state)
+{
+    (void)state;
+    unsigned port = free_port();
+    pid_t pid = start_redis(port, NULL);
     uv_loop_t loop;
     uv_loop_init(&loop);
     sl_cache_config_t cfg = config(port);
@@ -348,29 +632,42 @@ static void test_reconnect_and_timeout(void **state)
     assert_true(sl_cache_connected(c));
     assert_int_equal(publish(c, &loop, "r", SL_PROJ_PUBLIC, 1, "one"), 1);
 
-    /* frozen server: the command times out, the connection is dropped */
+    /* Frozen server: the oldest command times out after command_timeout_ms, the connection is
+     * dropped, and the command sent after it fails with E_DOWN at that moment. */
     kill(pid, SIGSTOP);
-    outcome_t o = {0};
+    outcome_t a = {.loop = &loop}, b = {.loop = &loop};
+    uv_update_time(&loop);
     uint64_t t0 = uv_now(&loop);
-    sl_cache_proj_get(c, "r", 1, on_proj, &o);
-    wait_for(&loop, &o);
-    assert_int_equal(o.proj.status, SL_CACHE_E_TIMEOUT);
-    uint64_t took = uv_now(&loop) - t0;
-    assert_true(took >= 450 && took < 1500);
+    sl_cache_proj_get(c, "r", 1, on_proj, &a);
+    a.returned = 1;
+    pump(&loop, 150);
+    const char *ping[] = {"PING"};
+    size_t plen[] = {4};
+    sl_cache_command(c, 1, ping, plen, on_gen, &b);
+    b.returned = 1;
+    while (!a.called || !b.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(a.sync_call + b.sync_call, 0);
+    assert_int_equal(a.proj.status, SL_CACHE_E_TIMEOUT);
+    assert_true(a.at - t0 >= 450 && a.at - t0 < 1000);
+    assert_int_equal(b.gen.status, SL_CACHE_E_DOWN);
+    assert_true(b.at - t0 < 1000); /* with a's timeout, not its own */
     kill(pid, SIGCONT);
     wait_connected(c, &loop, 3000);
     pump(&loop, 100);
     wait_connected(c, &loop, 3000);
-    o = get(c, &loop, "r");
+    assert_int_equal(a.called, 1); /* no second callback, whatever the thawed server sends */
+    assert_int_equal(b.called, 1);
+    outcome_t o = get(c, &loop, "r");
     assert_int_equal(o.proj.status, SL_CACHE_OK);
     assert_string_equal(o.payload, "one");
 
-    /* killed server: down, then back after restart */
+    /* killed server: down, then back after a restart */
     stop_redis(pid);
     pump(&loop, 200);
     assert_false(sl_cache_connected(c));
     assert_int_equal(get(c, &loop, "r").proj.status, SL_CACHE_E_DOWN);
-    pid = start_redis(port);
+    pid = start_redis(port, NULL);
     wait_connected(c, &loop, 5000);
     assert_true(sl_cache_connected(c));
     o = get(c, &loop, "r");
@@ -378,23 +675,83 @@ static void test_reconnect_and_timeout(void **state)
     assert_int_equal(o.proj.kind, SL_PROJ_ABSENT); /* a fresh server (no persistence) */
     sl_cache_stats_t st;
     sl_cache_get_stats(c, &st);
-    assert_true(st.connects >= 2);
-    assert_true(st.disconnects >= 1);
-    assert_true(st.timeouts >= 1);
+    assert_true(st.connects >= 3);
+    assert_true(st.disconnects >= 2);
+    assert_int_equal(st.timeouts, 1);
+    assert_true(st.errors >= 3);
     close_cache(c, &loop);
     stop_redis(pid);
 }
 
-static void on_proj_close(const sl_proj_reply_t *r, void *data);
+/* A command pending when the server dies fails with E_DOWN (not a timeout). */
+static void test_down_while_pending(void **state)
+{
+    (void)state;
+    unsigned port = free_port();
+    pid_t pid = start_redis(port, NULL);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_cache_config_t cfg = config(port);
+    cfg.command_timeout_ms = 5000;
+    sl_cache_t *c;
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
+    wait_connected(c, &loop, 5000);
+    assert_true(sl_cache_connected(c));
+    const char *blpop[] = {"BLPOP", "nothing-comes", "0"}; /* waits server side forever */
+    size_t lens[] = {5, 13, 1};
+    outcome_t o = {.loop = &loop};
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    sl_cache_command(c, 3, blpop, lens, on_gen, &o);
+    o.returned = 1;
+    pump(&loop, 100);
+    assert_int_equal(o.called, 0);
+    stop_redis(pid);
+    while (!o.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(o.gen.status, SL_CACHE_E_DOWN);
+    assert_true(o.at - t0 < 2000);
+    assert_false(sl_cache_connected(c));
+    close_cache(c, &loop);
+}
+
+static void test_unix_socket(void **state)
+{
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/sl-test-cache-%d.sock", (int)getpid());
+    unlink(path);
+    pid_t pid = start_redis(0, path);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_cache_config_t cfg = config(0);
+    cfg.host = NULL;
+    cfg.unix_path = path;
+    sl_cache_t *c;
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
+    wait_connected(c, &loop, 5000); /* the socket file appears when redis-server is up */
+    assert_true(sl_cache_connected(c));
+    assert_int_equal(publish(c, &loop, "u", SL_PROJ_PUBLIC, 2, "over unix"), 1);
+    assert_string_equal(get(c, &loop, "u").payload, "over unix");
+    close_cache(c, &loop);
+    stop_redis(pid);
+    unlink(path);
+}
+
 typedef struct closer {
     sl_cache_t *c;
     outcome_t o;
+    outcome_t after; /* a command issued after the close, from the same callback */
 } closer_t;
+
 static void on_proj_close(const sl_proj_reply_t *r, void *data)
 {
     closer_t *k = data;
     on_proj(r, &k->o);
     sl_cache_close(k->c); /* closing from inside a callback is allowed */
+    sl_cache_close(k->c); /* and twice is harmless */
+    sl_cache_proj_get(k->c, "p", 1, on_proj, &k->after);
+    k->after.returned = 1;
 }
 
 static void test_close_with_pending(void **state)
@@ -407,7 +764,7 @@ static void test_close_with_pending(void **state)
     sl_cache_proj_get(c, "p", 1, on_proj, &b);
     a.returned = b.returned = 1;
     sl_cache_close(c);
-    assert_int_equal(a.called + b.called, 0);
+    assert_int_equal(a.called + b.called, 0); /* E_CLOSED comes later, from the loop */
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(a.called, 1);
     assert_int_equal(b.called, 1);
@@ -426,17 +783,40 @@ static void test_close_with_pending(void **state)
     assert_int_equal(k.o.called, 1);
     assert_int_equal(k.o.proj.status, SL_CACHE_OK);
     assert_int_equal(d.called, 1);
+    assert_int_equal(d.proj.status, SL_CACHE_E_CLOSED);
+    assert_int_equal(k.after.called, 1);
+    assert_int_equal(k.after.sync_call, 0);
+    assert_int_equal(k.after.proj.status, SL_CACHE_E_CLOSED);
     assert_int_equal(uv_loop_close(&loop), 0);
+
+    /* close while still connecting, and right after open */
+    uv_loop_init(&loop);
+    sl_cache_config_t cfg = config(service_port());
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
+    close_cache(c, &loop);
+    uv_loop_init(&loop);
+    cfg = config(1);
+    assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
+    pump(&loop, 100); /* in the middle of backing off */
+    close_cache(c, &loop);
 }
 
 int main(void)
 {
-    snprintf(prefix, sizeof(prefix), "test%d:", (int)getpid());
+    signal(SIGPIPE, SIG_IGN);
+    atexit(stop_all_redis);
+    snprintf(prefix, sizeof(prefix), "test%d.%ld:", (int)getpid(), (long)time(NULL));
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_rejected),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_projection_rules),
+        cmocka_unit_test(test_head),
+        cmocka_unit_test(test_ttl_config),
         cmocka_unit_test(test_refused_is_reported),
-        cmocka_unit_test(test_reconnect_and_timeout),
+        cmocka_unit_test_teardown(test_retry_until_up, teardown_servers),
+        cmocka_unit_test_teardown(test_timeout_and_reconnect, teardown_servers),
+        cmocka_unit_test_teardown(test_down_while_pending, teardown_servers),
+        cmocka_unit_test_teardown(test_unix_socket, teardown_servers),
         cmocka_unit_test(test_close_with_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
