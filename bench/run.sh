@@ -51,4 +51,5 @@ stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %.1
     echo "- SyncSession re-sync of the same file ($RUNS runs): $(stats "${resync[@]}")"
 } >"$out/report.md"
 URL=$url TOKEN=$token OUT=$out SERVER_PID=$server bash bench/serve.sh
+URL=$url TOKEN=$token OUT=$out SERVER_PID=$server REDIS_PORT=17379 REDIS_PREFIX=bench: bash bench/workloads.sh
 cat "$out/report.md"

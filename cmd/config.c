@@ -130,6 +130,16 @@ int sl_config_load(sl_config_t *cfg)
     if (get_uint("SHARELINE_REDIS_TIMEOUT_MS", 1000, 60000, &v) != 0)
         return -1;
     cfg->cache.command_timeout_ms = (unsigned)v;
+    if (get_uint("SHARELINE_NODE_MEMORY", 1, 1, &v) != 0)
+        return -1;
+    cfg->node_memory = (int)v;
+    if (get_uint("SHARELINE_NODE_LEASE_MS", 1500, 60000, &v) != 0)
+        return -1;
+    if (v < 500) {
+        fprintf(stderr, "shareline: configuration SHARELINE_NODE_LEASE_MS must be at least 500\n");
+        return -1;
+    }
+    cfg->node_lease_ms = (unsigned)v;
 
     sl_store_config_t *db = &cfg->db;
     db->host = strdup(get("SHARELINE_DB_HOST", "127.0.0.1"));

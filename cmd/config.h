@@ -15,6 +15,8 @@ typedef struct sl_config {
     sl_store_config_t db;        /* owner account */
     sl_store_config_t db_public; /* public account (SELECT on public_* views only) */
     char *db_public_grantee_host;
+    int node_memory;          /* SHARELINE_NODE_MEMORY: 1 (default) or 0 */
+    unsigned node_lease_ms;   /* SHARELINE_NODE_LEASE_MS: default 1500 */
 } sl_config_t;
 
 /* Loads defaults, then the file (SHARELINE_CONFIG, else ./var/shareline.env when it exists), then

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "cache/coherence.h"
 #include "cmd/config.h"
 #include "core/core.h"
 #include "gateway/gateway.h"
@@ -211,6 +212,7 @@ typedef struct app {
     uv_loop_t *loop;
     sl_store_t *owner, *public_;
     sl_cache_t *cache;
+    sl_coh_t *coh;
     sl_core_t *core;
     sl_rpc_server_t *rpc;
     sl_gateway_t *gw;
@@ -259,7 +261,10 @@ static void app_metrics(void *data, char **buf, size_t *len)
     sl_store_get_stats(app->owner, &o);
     sl_store_get_stats(app->public_, &p);
     COUNTER("shareline_public_requests_total", "Public share lookups.", c.public_requests);
-    COUNTER("shareline_public_cache_hits_total", "Public lookups answered from Redis.", c.public_cache_hits);
+    COUNTER("shareline_public_cache_hits_total", "Public lookups answered from Redis or the node's memory.",
+            c.public_cache_hits);
+    COUNTER("shareline_public_memory_hits_total", "Public lookups answered from the node's memory (no Redis).",
+            c.public_memory_hits);
     COUNTER("shareline_public_store_reads_total", "Public lookups that read MariaDB.", c.public_store_reads);
     COUNTER("shareline_public_fills_total", "Projections written to Redis by readers.", c.public_fills);
     COUNTER("shareline_public_unchanged_total",
@@ -278,6 +283,20 @@ static void app_metrics(void *data, char **buf, size_t *len)
     COUNTER("shareline_store_public_statements_total", "Statements on the public account.", p.statements);
     COUNTER("shareline_store_errors_total", "Failed statements.", o.errors + p.errors);
     GAUGE("shareline_store_up", "1 when MariaDB is reachable.", sl_store_ready(app->owner));
+    if (app->coh) {
+        sl_coh_stats_t h;
+        sl_coh_get_stats(app->coh, &h);
+        GAUGE("shareline_node_coherent", "1 while the node may answer from its memory.", h.coherent);
+        GAUGE("shareline_node_memory_entries", "Sessions whose current version the node remembers.", h.entries);
+        COUNTER("shareline_node_invalidations_sent_total", "Invalidations this node published.", h.invalidations_sent);
+        COUNTER("shareline_node_invalidations_received_total", "Invalidations received.", h.invalidations_received);
+        COUNTER("shareline_node_acks_received_total", "Acknowledgements of our invalidations.", h.acks_received);
+        COUNTER("shareline_node_lease_waits_total", "Nodes an invalidation waited out (no ack, lease expired).",
+                h.lease_waits);
+        COUNTER("shareline_node_learn_refused_total", "Redis answers not remembered (something changed meanwhile).",
+                h.refused);
+        COUNTER("shareline_node_coherence_lost_total", "Times the node stopped trusting its memory.", h.coherence_lost);
+    }
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -330,6 +349,17 @@ static int serve(void)
         sl_core_register(app.core, app.rpc) != 0) {
         fprintf(stderr, "shareline: out of memory\n");
         return 1;
+    }
+    if (cfg.node_memory) {
+        /* lease/5 between renewals, a fifth of the lease as margin */
+        sl_coh_config_t ccfg = {.lease_ms = cfg.node_lease_ms,
+                                .renew_ms = cfg.node_lease_ms / 6,
+                                .margin_ms = cfg.node_lease_ms / 5};
+        if (sl_coh_open(&app.coh, app.loop, app.cache, &cfg.cache, &ccfg) != 0) {
+            fprintf(stderr, "shareline: cannot start the node memory\n");
+            return 1;
+        }
+        sl_core_set_coherence(app.core, app.coh);
     }
     sl_gateway_config_t gcfg = {
         .host = cfg.listen_host,

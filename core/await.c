@@ -142,6 +142,13 @@ void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
     wait_until(&w.done);
 }
 
+void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_coh_invalidate(h, id, idlen, version, on_proj, &w);
+    wait_until(&w.done);
+}
+
 typedef struct wait_timer {
     uv_timer_t timer;
     sl_task_t *task;

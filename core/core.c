@@ -33,6 +33,11 @@ int sl_core_open(sl_core_t **out, uv_loop_t *loop, sl_store_t *owner, sl_store_t
     return 0;
 }
 
+void sl_core_set_coherence(sl_core_t *core, struct sl_coh *coh)
+{
+    core->coh = coh;
+}
+
 void sl_core_close(sl_core_t *core)
 {
     if (core == NULL)

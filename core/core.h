@@ -40,6 +40,7 @@ typedef struct sl_core_stats {
     uint64_t owner_calls;         /* owner RPCs */
     uint64_t owner_errors;        /* owner RPCs answered with an error */
     uint64_t publishes;           /* projections/tombstones written by owner changes */
+    uint64_t public_memory_hits;  /* answered from the node's memory, without asking Redis */
 } sl_core_stats_t;
 
 /* owner: the pool for the owner path (full access); public: the pool of the account that can read
@@ -47,6 +48,11 @@ typedef struct sl_core_stats {
 int sl_core_open(sl_core_t **out, uv_loop_t *loop, sl_store_t *owner, sl_store_t *public_, sl_cache_t *cache,
                  const sl_core_config_t *cfg);
 void sl_core_close(sl_core_t *core);
+
+/* Lets public reads answer from the node's memory (cache/coherence.h) and makes every owner change
+ * invalidate it on every node before returning. Not owned. Call before serving. */
+struct sl_coh;
+void sl_core_set_coherence(sl_core_t *core, struct sl_coh *coh);
 
 /* Registers every method of the core in srv. */
 int sl_core_register(sl_core_t *core, sl_rpc_server_t *srv);

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "core/core.h"
+#include "cache/coherence.h"
 #include "core/task.h"
 
 struct sl_core {
@@ -13,6 +14,7 @@ struct sl_core {
     sl_store_t *owner;
     sl_store_t *public_;
     sl_cache_t *cache;
+    sl_coh_t *coh; /* node memory (cache/coherence.h), or NULL: always ask Redis */
     sl_core_config_t cfg;
     char *base_url;
     sl_core_stats_t stats;
@@ -43,6 +45,8 @@ void sl_await_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t ve
 void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
                            const void *payload, size_t len, sl_proj_reply_t *out);
 void sl_await_sleep(uv_loop_t *loop, unsigned ms);
+/* sl_coh_invalidate, awaited; out->status SL_CACHE_OK when every node forgot id. */
+void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_reply_t *out);
 
 /* ---- the projection (projection.c) ---- */
 

@@ -25,6 +25,7 @@ typedef struct get_share {
     sl_core_t *core;
     sl_rpc_call_t *call;
     uint64_t have_version; /* the caller holds this version (0: none) */
+    sl_coh_ticket_t ticket; /* taken before asking Redis (node memory) */
     size_t idlen;
     char id[65]; /* a copy: the request (and the call) is freed once answered, and the slow path
                     still fills the cache after answering */
@@ -115,10 +116,18 @@ static void slow_path(void *arg)
     free(g);
 }
 
+/* A Redis answer, remembered by the node when nothing changed since the ticket was taken. */
+static void learn(get_share_t *g, const sl_proj_reply_t *r)
+{
+    if (g->core->coh && r->status == SL_CACHE_OK)
+        sl_coh_learn(g->core->coh, g->ticket, g->id, g->idlen, r->kind, r->version);
+}
+
 static void on_hot_get(const sl_proj_reply_t *r, void *data)
 {
     get_share_t *g = data;
     sl_core_t *core = g->core;
+    learn(g, r);
     if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC) {
         core->stats.public_cache_hits++;
         sl_rpc_reply_raw(g->call, r->payload, r->len);
@@ -143,20 +152,26 @@ static const char UNCHANGED_REPLY_HEAD[] = "\x83\xa5" "found" "\xc3" "\xa9" "unc
  * exactly that version, answer {"found":true,"unchanged":true,"version":V} instead of the payload.
  * Redis is asked at every request, as on the full path: what is served is never older than what
  * the full path would serve. */
+static void reply_unchanged(get_share_t *g)
+{
+    char buf[64];
+    size_t n = sizeof(UNCHANGED_REPLY_HEAD) - 1;
+    memcpy(buf, UNCHANGED_REPLY_HEAD, n);
+    buf[n++] = (char)0xcf; /* uint64 */
+    for (int i = 7; i >= 0; i--)
+        buf[n++] = (char)(g->have_version >> (8 * i));
+    sl_rpc_reply_raw(g->call, buf, n);
+}
+
 static void on_head(const sl_proj_reply_t *r, void *data)
 {
     get_share_t *g = data;
     sl_core_t *core = g->core;
+    learn(g, r);
     if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && r->version == g->have_version) {
         core->stats.public_cache_hits++;
         core->stats.public_unchanged++;
-        char buf[64];
-        size_t n = sizeof(UNCHANGED_REPLY_HEAD) - 1;
-        memcpy(buf, UNCHANGED_REPLY_HEAD, n);
-        buf[n++] = (char)0xcf; /* uint64 */
-        for (int i = 7; i >= 0; i--)
-            buf[n++] = (char)(g->have_version >> (8 * i));
-        sl_rpc_reply_raw(g->call, buf, n);
+        reply_unchanged(g);
         free(g);
         return;
     }
@@ -167,6 +182,8 @@ static void on_head(const sl_proj_reply_t *r, void *data)
         return;
     }
     /* another version, a mark, a lease, absent, or Redis trouble: the full path decides */
+    if (core->coh)
+        g->ticket = sl_coh_ticket(core->coh);
     sl_cache_proj_get(core->cache, g->id, g->idlen, on_hot_get, g);
 }
 
@@ -190,11 +207,39 @@ static void get_share(sl_rpc_call_t *call, void *data)
     }
     g->core = core;
     g->call = call;
+    g->ticket = (sl_coh_ticket_t){0, 0};
     g->idlen = idlen;
     memcpy(g->id, id, idlen);
     g->id[idlen] = '\0';
     const msgpack_object *hv = sl_rpc_field(sl_rpc_request(call), "have_version");
     g->have_version = hv && hv->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? hv->via.u64 : 0;
+    if (core->coh) {
+        /* The node's memory: exact as long as the node is coherent (cache/coherence.h). */
+        sl_proj_kind_t kind;
+        uint64_t version;
+        if (sl_coh_lookup(core->coh, g->id, idlen, &kind, &version)) {
+            if (kind == SL_PROJ_TOMB) {
+                core->stats.public_memory_hits++;
+                core->stats.public_cache_hits++;
+                sl_rpc_reply_raw(call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+                free(g);
+                return;
+            }
+            if (g->have_version && version == g->have_version) {
+                core->stats.public_memory_hits++;
+                core->stats.public_cache_hits++;
+                core->stats.public_unchanged++;
+                reply_unchanged(g);
+                free(g);
+                return;
+            }
+            /* a version the caller does not hold: fetch it */
+            g->ticket = sl_coh_ticket(core->coh);
+            sl_cache_proj_get(core->cache, g->id, idlen, on_hot_get, g);
+            return;
+        }
+        g->ticket = sl_coh_ticket(core->coh);
+    }
     if (g->have_version)
         sl_cache_proj_head(core->cache, g->id, idlen, on_head, g);
     else

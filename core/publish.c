@@ -20,7 +20,31 @@ int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t 
     sl_proj_reply_t r;
     sl_await_proj_mark(core->cache, id, idlen, version, MARK_TTL_MS, &r);
     /* stored == 0 means an entry of a greater version is there: readers are no less protected. */
-    return r.status == SL_CACHE_OK ? 0 : -1;
+    if (r.status != SL_CACHE_OK)
+        return -1;
+    /* No node may answer from its memory from now on (they will ask Redis and see the MARK). */
+    if (core->coh) {
+        sl_await_coh_invalidate(core->coh, id, idlen, version, &r);
+        if (r.status != SL_CACHE_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* After the publish: nodes that learnt an entry Redis held before it (a Redis restart can lose the
+ * MARK) forget it. Same retries as the publish. */
+static int forget_everywhere(sl_core_t *core, const char *id, size_t idlen, uint64_t version)
+{
+    static const unsigned backoff_ms[] = {0, 20, 50, 100, 200, 400, 800, 1500};
+    for (size_t i = 0; i < sizeof(backoff_ms) / sizeof(backoff_ms[0]); i++) {
+        if (backoff_ms[i])
+            sl_await_sleep(core->loop, backoff_ms[i]);
+        sl_proj_reply_t r;
+        sl_await_coh_invalidate(core->coh, id, idlen, version, &r);
+        if (r.status == SL_CACHE_OK)
+            return 0;
+    }
+    return -1;
 }
 
 int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl_projection_t *p)
@@ -37,7 +61,7 @@ int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl
                               p->payload, p->len, &r);
         if (r.status == SL_CACHE_OK) {
             core->stats.publishes++;
-            return 0;
+            return core->coh ? forget_everywhere(core, id, idlen, p->version) : 0;
         }
     }
     return -1;

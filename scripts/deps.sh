@@ -5,7 +5,7 @@ pkgs=(build-essential cmake pkg-config clang
       libh2o-dev libuv1-dev libssl-dev zlib1g-dev libhiredis-dev libmsgpack-dev libmariadb-dev
       libjansson-dev libcmocka-dev libmd4c-dev libmd4c-html0-dev
       redis-server redis-tools mariadb-server mariadb-client
-      libcurl4-openssl-dev curl jq nghttp2-client wrk h2o
+      libcurl4-openssl-dev curl jq nghttp2-client wrk h2o gnuplot-nox
       chromium fonts-dejavu-core python3)
 missing=()
 for p in "${pkgs[@]}"; do

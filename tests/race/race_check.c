@@ -36,7 +36,7 @@
 static int PRIVATE_EVERY = 10; /* env SL_RACE_PRIVATE_EVERY */
 #define MAX_CANARIES_PER_GET 64
 
-static const char *base, *session;
+static const char *base, *read_base, *session;
 static char tag[64]; /* "CANARY-<pid>-" */
 static atomic_int stop;
 
@@ -108,7 +108,7 @@ static void *reader_main(void *arg)
     reader_t *r = arg;
     CURL *c = curl_easy_init();
     char url[1024];
-    snprintf(url, sizeof(url), "%s/%s/%s", base, r->html ? "share" : "api/v1/share", session);
+    snprintf(url, sizeof(url), "%s/%s/%s", read_base, r->html ? "share" : "api/v1/share", session);
     body_t b = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
@@ -347,6 +347,8 @@ int main(int argc, char **argv)
         return 2;
     }
     base = argv[1];
+    /* SL_RACE_READ_URL: readers use another node than the owner (tests/e2e/two_nodes.sh) */
+    read_base = getenv("SL_RACE_READ_URL") && *getenv("SL_RACE_READ_URL") ? getenv("SL_RACE_READ_URL") : base;
     session = argv[3];
     int cycles = atoi(argv[4]), nreaders = atoi(argv[5]);
     if (cycles <= 0 || nreaders <= 0 || nreaders > 16) {
