@@ -174,6 +174,8 @@ typedef struct pentry {
     size_t len;
     msgpack_zone zone;
     msgpack_object obj; /* unpacked from body (str/bin point into body) */
+    unsigned refs;      /* answers still being sent straight from body */
+    int detached;       /* removed from the cache: freed when refs drops to 0 */
 } pentry_t;
 
 typedef struct pcache {
@@ -238,9 +240,44 @@ static void pcache_remove(pcache_t *pc, pentry_t *e)
     lru_unlink(pc, e);
     pc->bytes -= e->len;
     pc->entries--;
+    if (e->refs > 0) {
+        e->detached = 1; /* still being sent: the last answer frees it */
+        return;
+    }
     msgpack_zone_destroy(&e->zone);
     free(e->body);
     free(e);
+}
+
+/* ---- answers sent straight from a cached entry (no copy into the request pool) ---- */
+
+typedef struct zsend {
+    h2o_generator_t super;
+    pentry_t *e;
+} zsend_t;
+
+static void zsend_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    (void)g;
+    (void)req; /* everything was sent with the final h2o_send() */
+}
+
+static void zsend_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    (void)g;
+    (void)req;
+}
+
+/* Runs when the request's pool is cleared: h2o no longer needs the bytes. */
+static void zsend_dispose(void *p)
+{
+    zsend_t *z = p;
+    pentry_t *e = z->e;
+    if (--e->refs == 0 && e->detached) {
+        msgpack_zone_destroy(&e->zone);
+        free(e->body);
+        free(e);
+    }
 }
 
 /* Stores a copy of body as the current projection of id; returns it, or NULL (not cacheable). */
@@ -376,7 +413,7 @@ static int wants_markdown(h2o_req_t *req)
 
 static void share_call(sl_gateway_t *gw, pending_t *pd);
 static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route, int gzip, int markdown,
-                             const msgpack_object *obj);
+                             const msgpack_object *obj, pentry_t *from);
 
 /* The core's "unchanged" answer: {"found":true,"unchanged":true,"version":<uint64>} (core/public.c). */
 static const char UNCHANGED_HEAD[] = "\x83\xa5" "found" "\xc3" "\xa9" "unchanged" "\xc3" "\xa7" "version" "\xcf";
@@ -410,7 +447,7 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
         lru_unlink(pc, e);
         lru_front(pc, e);
         h2o_req_t *req = pending_finish(pd);
-        serve_projection(gw, req, route, gzip, markdown, &e->obj);
+        serve_projection(gw, req, route, gzip, markdown, &e->obj, e);
         return;
     }
     char id[65];
@@ -430,7 +467,7 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
         if (found && found->type == MSGPACK_OBJECT_BOOLEAN && found->via.boolean && ver &&
             ver->type == MSGPACK_OBJECT_POSITIVE_INTEGER && ver->via.u64 > 0) {
             e->version = ver->via.u64;
-            serve_projection(gw, req, route, gzip, markdown, &e->obj);
+            serve_projection(gw, req, route, gzip, markdown, &e->obj, e);
             return;
         }
         pcache_remove(pc, e); /* not found (or nothing worth keeping): no copy */
@@ -444,12 +481,12 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
         send_json_error(gw, req, SL_RPC_INTERNAL, "internal error");
         return;
     }
-    serve_projection(gw, req, route, gzip, markdown, &obj);
+    serve_projection(gw, req, route, gzip, markdown, &obj, NULL);
     msgpack_zone_destroy(&zone);
 }
 
 static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route, int gzip, int markdown,
-                             const msgpack_object *objp)
+                             const msgpack_object *objp, pentry_t *from)
 {
     msgpack_object obj = *objp;
     const msgpack_object *found = map_get(&obj, "found");
@@ -480,10 +517,28 @@ static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route,
     }
     if (gzip)
         add_header(req, H2O_TOKEN_CONTENT_ENCODING, H2O_STRLIT("gzip"));
-    send_body(gw, req, 200,
-              route == R_SHARE_JSON ? (markdown ? "text/markdown; charset=utf-8" : "application/json; charset=utf-8")
-                                    : "text/html; charset=utf-8",
-              b->via.bin.ptr, b->via.bin.size);
+    const char *ctype = route == R_SHARE_JSON
+                            ? (markdown ? "text/markdown; charset=utf-8" : "application/json; charset=utf-8")
+                            : "text/html; charset=utf-8";
+    if (from == NULL || h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        /* HEAD: h2o_send_inline() knows to send the headers only */
+        send_body(gw, req, 200, ctype, b->via.bin.ptr, b->via.bin.size);
+        return;
+    }
+    /* From the cached entry itself: it stays alive (refs) until the request's pool is cleared. */
+    zsend_t *z = h2o_mem_alloc_shared(&req->pool, sizeof(*z), zsend_dispose);
+    z->super.proceed = zsend_proceed;
+    z->super.stop = zsend_stop;
+    z->e = from;
+    from->refs++;
+    count_status(gw, 200);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, strlen(ctype));
+    req->res.content_length = b->via.bin.size;
+    h2o_start_response(req, &z->super);
+    h2o_iovec_t buf = h2o_iovec_init(b->via.bin.ptr, b->via.bin.size);
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
 extern const char sl_gateway_not_found_html[];
