@@ -71,7 +71,7 @@ struct sl_coh {
     char *host, *unix_path;
     unsigned port;
     char node[24];
-    char *nodes_key, *inv_chan, *own_chan;
+    char *prefix, *nodes_key, *inv_chan, *own_chan;
     /* subscription */
     redisAsyncContext *sub;
     int sub_confirmed; /* SUBSCRIBE confirmations received (2 = both channels) */
@@ -521,8 +521,7 @@ static void on_message(sl_coh_t *h, const char *chan, size_t clen, const char *m
             return; /* mine: forgotten before it was sent */
         forget(h, id, strlen(id));
         char ch[128], ack[64];
-        int cl = snprintf(ch, sizeof(ch), "%.*s%s", (int)(strlen(h->inv_chan) - 3), h->inv_chan, "c:");
-        cl += snprintf(ch + cl, sizeof(ch) - (size_t)cl, "%s", writer);
+        int cl = snprintf(ch, sizeof(ch), "%sc:%s", h->prefix, writer);
         int al = snprintf(ack, sizeof(ack), "A %" PRIu64 " %s", seq, h->node);
         const char *argv[] = {"PUBLISH", ch, ack};
         size_t argvlen[] = {7, (size_t)cl, (size_t)al};
@@ -677,16 +676,18 @@ int sl_coh_open(sl_coh_t **out, uv_loop_t *loop, sl_cache_t *data, const sl_cach
     if (getrandom(&r1, sizeof(r1), 0) != (ssize_t)sizeof(r1))
         r1 = uv_hrtime() ^ (uint64_t)(uintptr_t)h;
     snprintf(h->node, sizeof(h->node), "%016" PRIx64, r1);
+    h->prefix = strdup(prefix);
     h->nodes_key = concat(prefix, "nodes");
     h->inv_chan = concat(prefix, "inv");
     char *c = concat(prefix, "c:");
     h->own_chan = c ? concat(c, h->node) : NULL;
     free(c);
-    if (h->host == NULL || (redis_cfg->unix_path && h->unix_path == NULL) || h->buckets == NULL ||
+    if (h->host == NULL || h->prefix == NULL || (redis_cfg->unix_path && h->unix_path == NULL) || h->buckets == NULL ||
         h->nodes_key == NULL || h->inv_chan == NULL || h->own_chan == NULL) {
         free(h->host);
         free(h->unix_path);
         free(h->buckets);
+        free(h->prefix);
         free(h->nodes_key);
         free(h->inv_chan);
         free(h->own_chan);
@@ -714,6 +715,7 @@ static void maybe_free(sl_coh_t *h)
     free(h->buckets);
     free(h->host);
     free(h->unix_path);
+    free(h->prefix);
     free(h->nodes_key);
     free(h->inv_chan);
     free(h->own_chan);

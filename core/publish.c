@@ -15,6 +15,10 @@
 
 #define MARK_TTL_MS 60000
 
+/* Retries after the commit (publish, then node invalidation): about 3 s in all. */
+static const unsigned RETRY_MS[] = {0, 20, 50, 100, 200, 400, 800, 1500};
+#define RETRIES (sizeof(RETRY_MS) / sizeof(RETRY_MS[0]))
+
 int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t version)
 {
     sl_proj_reply_t r;
@@ -35,10 +39,9 @@ int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t 
  * MARK) forget it. Same retries as the publish. */
 static int forget_everywhere(sl_core_t *core, const char *id, size_t idlen, uint64_t version)
 {
-    static const unsigned backoff_ms[] = {0, 20, 50, 100, 200, 400, 800, 1500};
-    for (size_t i = 0; i < sizeof(backoff_ms) / sizeof(backoff_ms[0]); i++) {
-        if (backoff_ms[i])
-            sl_await_sleep(core->loop, backoff_ms[i]);
+    for (size_t i = 0; i < RETRIES; i++) {
+        if (RETRY_MS[i])
+            sl_await_sleep(core->loop, RETRY_MS[i]);
         sl_proj_reply_t r;
         sl_await_coh_invalidate(core->coh, id, idlen, version, &r);
         if (r.status == SL_CACHE_OK)
@@ -52,10 +55,9 @@ int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl
     /* Retried for about 3 s: after a Redis restart the MARK may be gone, and a reader could have
      * filled the key from a read made before our COMMIT; our publish (a greater version) is what
      * replaces that entry, so it is worth waiting for the reconnect. */
-    static const unsigned backoff_ms[] = {0, 20, 50, 100, 200, 400, 800, 1500};
-    for (size_t i = 0; i < sizeof(backoff_ms) / sizeof(backoff_ms[0]); i++) {
-        if (backoff_ms[i])
-            sl_await_sleep(core->loop, backoff_ms[i]);
+    for (size_t i = 0; i < RETRIES; i++) {
+        if (RETRY_MS[i])
+            sl_await_sleep(core->loop, RETRY_MS[i]);
         sl_proj_reply_t r;
         sl_await_proj_publish(core->cache, id, idlen, p->found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB, p->version,
                               p->payload, p->len, &r);
