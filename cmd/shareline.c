@@ -274,6 +274,8 @@ static void app_metrics(void *data, char **buf, size_t *len)
     COUNTER("shareline_owner_calls_total", "Owner RPCs.", c.owner_calls);
     COUNTER("shareline_owner_errors_total", "Owner RPCs answered with an error.", c.owner_errors);
     COUNTER("shareline_publishes_total", "Projections published by owner changes.", c.publishes);
+    COUNTER("shareline_cache_repairs_total", "Sessions published again by the repair after a failed publish.",
+            c.cache_repairs);
     COUNTER("shareline_cache_commands_total", "Redis commands sent.", k.commands);
     COUNTER("shareline_cache_errors_total", "Redis commands that failed.", k.errors);
     COUNTER("shareline_cache_timeouts_total", "Redis commands that timed out.", k.timeouts);
@@ -339,6 +341,9 @@ static int serve(void)
     const char *delay = getenv("SHARELINE_TEST_FILL_DELAY_MS");
     if (delay && *delay)
         core_cfg.test_fill_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+    const char *failpub = getenv("SHARELINE_TEST_FAIL_PUBLISH"); /* test hook: tests/e2e/repair.sh */
+    if (failpub && *failpub)
+        core_cfg.test_fail_publish = (unsigned)strtoul(failpub, NULL, 10);
     sl_rpc_limits_t limits;
     sl_rpc_limits_default(&limits);
     /* The gateway enforces SHARELINE_MAX_BODY on RPC bodies itself; calls it makes internally (a
@@ -350,6 +355,7 @@ static int serve(void)
         fprintf(stderr, "shareline: out of memory\n");
         return 1;
     }
+    sl_core_start_repair(app.core, 2000);
     if (cfg.node_memory) {
         /* lease/5 between renewals, a fifth of the lease as margin */
         sl_coh_config_t ccfg = {.lease_ms = cfg.node_lease_ms,

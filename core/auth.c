@@ -1,18 +1,33 @@
-/* Bearer tokens: only their SHA-256 is stored; a token is looked up by its hash. */
+/*
+ * Bearer tokens: only their SHA-256 is stored; a token is looked up by its hash, then the stored
+ * hash is compared with the computed one in constant time (CRYPTO_memcmp).
+ *
+ * Why this leaks nothing through timing: the index lookup compares SHA-256(candidate) with stored
+ * hashes, and how long that takes depends only on how many leading bytes of those hashes agree,
+ * which an attacker cannot steer towards a real token without inverting SHA-256. The final
+ * comparison in process never depends on where the bytes differ, and it also guards against a
+ * column or collation change that would let the database call two different hashes equal.
+ */
 #include <stdio.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <sys/random.h>
 
 #include "core/internal.h"
 
-static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind FROM tokens"
+static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind, token_hash FROM tokens"
                                 " WHERE token_hash = ? AND revoked_at IS NULL";
 static const char SQL_USER_TENANT[] = "SELECT tenant_id FROM users WHERE id = ?";
 
 void sl_core_token_hash(const char *token, size_t len, unsigned char out[32])
 {
     SHA256((const unsigned char *)token, len, out);
+}
+
+int sl_core_token_hash_equal(const void *stored, size_t len, const unsigned char hash[32])
+{
+    return stored != NULL && len == 32 && CRYPTO_memcmp(stored, hash, 32) == 0;
 }
 
 uint64_t sl_random_u64(void)
@@ -68,7 +83,8 @@ int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
         sl_fail_store(call, &err);
         return -1;
     }
-    if (r->nrows != 1) {
+    const sl_store_value_t *stored = r->nrows == 1 ? sl_store_cell(r, 0, 3) : NULL;
+    if (stored == NULL || !sl_core_token_hash_equal(stored->ptr, stored->len, hash)) {
         sl_store_result_free(r);
         sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "invalid bearer token");
         return -1;

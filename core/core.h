@@ -28,6 +28,7 @@ typedef struct sl_core_config {
     size_t max_markdown;         /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
     unsigned max_exchanges;      /* exchanges of one session, default 10000 */
     unsigned test_fill_delay_ms; /* tests only: a reader waits this long before its cache fill */
+    unsigned test_fail_publish;  /* tests only: the publish after the Nth commit (1-based) fails */
 } sl_core_config_t;
 
 typedef struct sl_core_stats {
@@ -41,6 +42,7 @@ typedef struct sl_core_stats {
     uint64_t owner_errors;        /* owner RPCs answered with an error */
     uint64_t publishes;           /* projections/tombstones written by owner changes */
     uint64_t public_memory_hits;  /* answered from the node's memory, without asking Redis */
+    uint64_t cache_repairs;       /* sessions republished by the repair after a failed publish */
 } sl_core_stats_t;
 
 /* owner: the pool for the owner path (full access); public: the pool of the account that can read
@@ -57,10 +59,16 @@ void sl_core_set_coherence(sl_core_t *core, struct sl_coh *coh);
 /* Registers every method of the core in srv. */
 int sl_core_register(sl_core_t *core, sl_rpc_server_t *srv);
 
+/* Starts the cache repair: every interval_ms, sessions whose publish failed more than 5 s ago
+ * (cache_dirty) are published again (docs/invalidation.md, "Repair"). Call once, from serve. */
+void sl_core_start_repair(sl_core_t *core, unsigned interval_ms);
+
 void sl_core_get_stats(const sl_core_t *core, sl_core_stats_t *out);
 
 /* SHA-256 of a token as stored in tokens.token_hash (for the admin subcommands). */
 void sl_core_token_hash(const char *token, size_t len, unsigned char out[32]);
+/* 1 when stored[0..len) is exactly hash (32 bytes); constant time in the bytes' values. */
+int sl_core_token_hash_equal(const void *stored, size_t len, const unsigned char hash[32]);
 /* Writes a new random token ("slt_" + 43 base64url chars) into out (>= 64 bytes). Returns 0 or -1. */
 int sl_core_token_new(char *out, size_t outlen);
 

@@ -18,6 +18,9 @@ struct sl_core {
     sl_core_config_t cfg;
     char *base_url;
     sl_core_stats_t stats;
+    uv_timer_t repair_timer;
+    int repairing; /* a repair task is running */
+    unsigned finishes; /* sl_invalidate_finish calls (for cfg.test_fail_publish) */
 };
 
 /* ---- awaiting the callback modules from inside a task (await.c) ---- */

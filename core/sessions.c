@@ -44,14 +44,20 @@ static void fail(owner_op_t *op, sl_rpc_code_t code, const char *fmt, ...)
     va_end(ap);
     op->core->stats.owner_errors++;
     op->answered = 1;
-    sl_rpc_fail(op->call, code, "%s", msg);
+    if (op->call)
+        sl_rpc_fail(op->call, code, "%s", msg);
+    else /* the cache repair (no caller) */
+        fprintf(stderr, "shareline: cache repair: %s\n", msg);
 }
 
 static void fail_store(owner_op_t *op, const sl_store_error_t *err)
 {
     op->core->stats.owner_errors++;
     op->answered = 1;
-    sl_fail_store(op->call, err);
+    if (op->call)
+        sl_fail_store(op->call, err);
+    else
+        fprintf(stderr, "shareline: cache repair: store error: %s\n", err->message);
 }
 
 static void reply(owner_op_t *op)
@@ -122,10 +128,11 @@ typedef struct locked {
     int exists;
     uint64_t new_version;
     int cached;        /* the change must go through Redis */
+    int dirty;         /* cache_dirty: a publish of this session may have failed (see change_commit) */
 } locked_t;
 
-static const char SQL_LOCK[] = "SELECT owner_id, version, is_public, exchange_seq, deleted_at IS NOT NULL"
-                               " FROM sessions WHERE id = ? FOR UPDATE";
+static const char SQL_LOCK[] = "SELECT owner_id, version, is_public, exchange_seq, deleted_at IS NOT NULL,"
+                               " cache_dirty FROM sessions WHERE id = ? FOR UPDATE";
 
 /* Locks the session row. Unknown, deleted (unless allow_deleted) or another user's: not_found. */
 static int lock_session(owner_op_t *op, const char *id, size_t idlen, int allow_absent, locked_t *s)
@@ -143,6 +150,7 @@ static int lock_session(owner_op_t *op, const char *id, size_t idlen, int allow_
         s->is_public = sl_store_cell(r, 0, 2)->i != 0;
         s->seq = (uint32_t)sl_store_cell(r, 0, 3)->i;
         s->deleted = sl_store_cell(r, 0, 4)->i != 0;
+        s->dirty = sl_store_cell(r, 0, 5)->i != 0;
     } else if (r->nrows == 1 || !allow_absent) {
         /* Another user's session looks exactly like a missing one. */
         sl_store_result_free(r);
@@ -160,7 +168,9 @@ static int lock_session(owner_op_t *op, const char *id, size_t idlen, int allow_
 static int change_begin(owner_op_t *op, locked_t *s, int becomes_public)
 {
     s->new_version = s->version + 1;
-    s->cached = (s->exists && !s->deleted && s->is_public) || becomes_public;
+    /* A dirty session goes through Redis whatever its state: that publish is what replaces an
+     * entry a failed publish may have left behind (docs/invalidation.md, "Repair"). */
+    s->cached = (s->exists && !s->deleted && s->is_public) || becomes_public || (s->exists && s->dirty);
     if (s->cached && sl_invalidate_begin(op->core, s->id, s->idlen, s->new_version) != 0) {
         fail(op, SL_RPC_UNAVAILABLE, "the share cache is unavailable; nothing was changed, retry later");
         return -1;
@@ -169,11 +179,25 @@ static int change_begin(owner_op_t *op, locked_t *s, int becomes_public)
 }
 
 static const char SQL_BUMP[] = "UPDATE sessions SET version = ?, updated_at = NOW(6) WHERE id = ?";
+/* A change that will be published: cache_dirty stays 1 until the publish is known to be done. */
+static const char SQL_BUMP_DIRTY[] = "UPDATE sessions SET version = ?, updated_at = NOW(6), cache_dirty = 1"
+                                     " WHERE id = ?";
+static const char SQL_CLEAN[] = "UPDATE sessions SET cache_dirty = 0 WHERE id = ? AND version = ?";
+
+/* After a publish that succeeded: the session's Redis entry is its truth at `version`. Outside the
+ * transaction (it is committed); when this fails the repair republishes later, which is harmless. */
+static void mark_clean(sl_core_t *core, const char *id, size_t idlen, uint64_t version)
+{
+    sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int((int64_t)version)};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(core->owner, SQL_CLEAN, p, 2, &err);
+    sl_store_result_free(r);
+}
 
 static int change_commit(owner_op_t *op, locked_t *s)
 {
     sl_store_value_t p[] = {sl_store_int((int64_t)s->new_version), sl_store_text(s->id, s->idlen)};
-    if (run(op, SQL_BUMP, p, 2, NULL) != 0)
+    if (run(op, s->cached ? SQL_BUMP_DIRTY : SQL_BUMP, p, 2, NULL) != 0)
         return -1;
     sl_projection_t proj = {0};
     if (s->cached) {
@@ -193,12 +217,24 @@ static int change_commit(owner_op_t *op, locked_t *s)
     tx_end(op);
     int rc = 0;
     if (s->cached && sl_invalidate_finish(op->core, s->id, s->idlen, &proj) != 0) {
+        /* cache_dirty stays 1: the next owner call on this session, or the repair, publishes. */
         fail(op, SL_RPC_UNAVAILABLE,
              "the change was saved, but the share cache could not be updated; retry the call");
         rc = -1;
+    } else if (s->cached) {
+        mark_clean(op->core, s->id, s->idlen, s->new_version);
     }
     sl_projection_free(&proj);
     return rc;
+}
+
+/* A call that changes nothing still answers only once the cache shows the session's truth: when an
+ * earlier publish failed (cache_dirty), republish now, at a new version. */
+static int settle(owner_op_t *op, locked_t *s)
+{
+    if (!s->dirty)
+        return 0;
+    return change_begin(op, s, 0) != 0 || change_commit(op, s) != 0 ? -1 : 0;
 }
 
 /* ---- helpers for fields ---- */
@@ -557,6 +593,10 @@ static void set_visibility(owner_op_t *op)
         if (run(op, SQL_SET_PUBLIC, p, 2, NULL) != 0 || change_commit(op, &s) != 0)
             return;
         version = s.new_version;
+    } else if (s.dirty) {
+        if (settle(op, &s) != 0)
+            return;
+        version = s.new_version;
     }
     msgpack_pack_map(pk(op), 3);
     pack_kv_bool(op, "public", want);
@@ -646,7 +686,8 @@ static void set_exchanges_hidden(owner_op_t *op)
             change[nchange++] = want[i];
     }
     uint64_t version = s.version;
-    if (nchange > 0) {
+    int publish = nchange > 0 || s.dirty; /* nothing to change, but an earlier publish failed */
+    if (publish) {
         if (change_begin(op, &s, 0) != 0)
             goto out;
         for (size_t i = 0; i < nchange; i++) {
@@ -663,7 +704,7 @@ static void set_exchanges_hidden(owner_op_t *op)
             goto out;
     }
     int64_t hidden_count = sl_store_cell(r, 0, 0)->i;
-    if (nchange > 0) {
+    if (publish) {
         if (change_commit(op, &s) != 0)
             goto out;
         version = s.new_version;
@@ -1300,7 +1341,9 @@ static void delete_exchange(owner_op_t *op)
     int found = sl_store_cell(r, 0, 0)->i == 1;
     sl_store_result_free(r);
     if (!found) {
-        fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)ex);
+        /* Perhaps deleted by an earlier call whose publish failed: make the cache right first. */
+        if (settle(op, &s) == 0)
+            fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)ex);
         return;
     }
     if (change_begin(op, &s, 0) != 0 || run(op, SQL_EXCHANGE_REMOVE, q, 2, NULL) != 0 || change_commit(op, &s) != 0)
@@ -1648,7 +1691,7 @@ static void update_project(owner_op_t *op)
         uint64_t v = (uint64_t)sl_store_cell(ss, i, 1)->i + 1;
         sl_store_value_t b[] = {sl_store_int((int64_t)v), sl_store_text(sid->ptr, sid->len)};
         sl_store_error_t err;
-        if (run(op, SQL_BUMP, b, 2, NULL) != 0)
+        if (run(op, SQL_BUMP_DIRTY, b, 2, NULL) != 0)
             goto out;
         if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, sid->ptr, sid->len, &proj[k],
                                &err) != 0) {
@@ -1666,8 +1709,11 @@ static void update_project(owner_op_t *op)
         if (sl_store_cell(ss, i, 2)->i == 0)
             continue;
         const sl_store_value_t *sid = sl_store_cell(ss, i, 0);
-        if (sl_invalidate_finish(op->core, sid->ptr, sid->len, &proj[k++]) != 0)
+        if (sl_invalidate_finish(op->core, sid->ptr, sid->len, &proj[k]) != 0)
             unpublished++;
+        else
+            mark_clean(op->core, sid->ptr, sid->len, proj[k].version);
+        k++;
     }
     if (unpublished) {
         fail(op, SL_RPC_UNAVAILABLE, "the change was saved, but the share cache could not be updated; retry the call");
@@ -1681,6 +1727,49 @@ out:
         sl_projection_free(&proj[i]);
     free(proj);
     sl_store_result_free(ss);
+}
+
+/* ---- Repair: sessions whose publish failed ---- */
+
+static const char SQL_DIRTY[] = "SELECT id, owner_id FROM sessions WHERE cache_dirty = 1"
+                                " AND updated_at < NOW(6) - INTERVAL 5 SECOND ORDER BY updated_at LIMIT 100";
+
+/* Republishes each dirty session at a new version, under its row lock, exactly as an owner change
+ * would (MARK, bump, build, COMMIT, publish, clean). Deleted sessions are included (a tombstone). */
+static void repair_task(void *arg)
+{
+    sl_core_t *core = arg;
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(core->owner, SQL_DIRTY, NULL, 0, &err);
+    for (size_t i = 0; r && i < r->nrows; i++) {
+        const sl_store_value_t *id = sl_store_cell(r, i, 0);
+        owner_op_t op = {.core = core, .call = NULL};
+        op.who.user_id = (uint64_t)sl_store_cell(r, i, 1)->i;
+        locked_t s;
+        if (tx_begin(&op) == 0 && lock_session(&op, id->ptr, id->len, 1, &s) == 0 && s.exists && s.dirty &&
+            settle(&op, &s) == 0)
+            core->stats.cache_repairs++;
+        tx_end(&op);
+    }
+    sl_store_result_free(r);
+    core->repairing = 0;
+}
+
+static void on_repair_timer(uv_timer_t *t)
+{
+    sl_core_t *core = t->data;
+    if (core->repairing || !sl_store_ready(core->owner))
+        return;
+    core->repairing = 1;
+    if (sl_task_spawn(repair_task, core) != 0)
+        core->repairing = 0;
+}
+
+void sl_core_start_repair(sl_core_t *core, unsigned interval_ms)
+{
+    uv_timer_init(core->loop, &core->repair_timer);
+    core->repair_timer.data = core;
+    uv_timer_start(&core->repair_timer, on_repair_timer, interval_ms, interval_ms);
 }
 
 /* ---- dispatch ---- */

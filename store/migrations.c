@@ -140,9 +140,18 @@ static const char *const m2_steps[] = {
     NULL,
 };
 
+/* cache_dirty = 1 from the COMMIT of a change that must be published until its publish is known
+ * to have succeeded; the repair republishes what stays dirty (docs/invalidation.md, "Repair"). */
+static const char *const m3_steps[] = {
+    "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS cache_dirty TINYINT(1) NOT NULL DEFAULT 0",
+    "ALTER TABLE sessions ADD INDEX IF NOT EXISTS sessions_cache_dirty (cache_dirty, updated_at)",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
+    {3, "cache repair flag on sessions", m3_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

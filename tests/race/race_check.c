@@ -17,6 +17,20 @@
  *
  * usage: race_check BASE_URL TOKEN SESSION_ID CYCLES READERS   (env SL_RACE_PRIVATE_EVERY, default 10)
  * Prints the counts; exits 1 on any violation or error.
+ *
+ * Fault mode (env SL_FAULT_CMD, tests/e2e/faults.sh): a fault thread runs `$SL_FAULT_CMD <action>`
+ * to restart Redis twice, freeze it (SIGSTOP) once and kill and restart MariaDB once, while the
+ * owner keeps working (CYCLES is then only a cap: the loop runs until the faults are over). Owner
+ * calls that fail (transport error, 5xx, 429) were not acknowledged: they are retried, and what
+ * they may have done is accounted for conservatively: a call that adds visibility (show, re-share,
+ * append) may have taken effect from the version after the last acknowledged one; a call that
+ * removes visibility counts only from the version its acknowledged retry answered. A failed append
+ * is never retried (it may have been applied): its canary is a "ghost" that may stay visible.
+ * Every third cycle also appends a "ledger" exchange that stays (half of them hidden); at the end
+ * GetSession must show every acknowledged ledger exchange with its acknowledged hidden flag, and a
+ * public GET must show exactly the visible ones. Also checked: public reads answered 200 while
+ * Redis was down, /readyz answered 503 while MariaDB was down and 200 after, and every GET that
+ * started 5 s after the last fault succeeded.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -39,6 +53,7 @@ static int PRIVATE_EVERY = 10; /* env SL_RACE_PRIVATE_EVERY */
 static const char *base, *read_base, *session;
 static char tag[64]; /* "CANARY-<pid>-" */
 static atomic_int stop;
+static const char *fault_cmd; /* fault mode when set */
 
 static uint64_t now_ns(void)
 {
@@ -132,12 +147,15 @@ static void *reader_main(void *arg)
         uint64_t t0 = now_ns();
         CURLcode rc = curl_easy_perform(c);
         uint64_t t1 = now_ns();
+        long status = 0;
         if (rc != CURLE_OK) {
             r->errors++;
-            continue;
+            if (!fault_cmd)
+                continue;
+            status = -1; /* kept, with its time: the fault report needs it */
+        } else {
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         }
-        long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         if (r->n == r->cap) {
             r->cap = r->cap ? r->cap * 2 : 4096;
             r->obs = realloc(r->obs, r->cap * sizeof(*r->obs));
@@ -150,7 +168,7 @@ static void *reader_main(void *arg)
         o->status = (int)status;
         memcpy(o->etag, etag, sizeof(o->etag));
         o->n = 0;
-        for (const char *p = b.p; p && (p = strstr(p, tag)) != NULL; p += taglen) {
+        for (const char *p = b.p; status == 200 && p && (p = strstr(p, tag)) != NULL; p += taglen) {
             int i = atoi(p + taglen);
             int dup = 0;
             for (int k = 0; k < o->n; k++)
@@ -167,21 +185,51 @@ static void *reader_main(void *arg)
 /* ---- owner ---- */
 
 static sl_client_t *owner;
+static uint64_t unacked;     /* owner calls that failed under faults (not acknowledged) */
+static int last_retried;     /* the last owner call needed more than one attempt */
+static uint64_t last_version; /* the version the last owner call produced */
+
+/* Returns 0 (200), -1 (failed), 1 (fault mode: 404 after a failed attempt, which must then have
+ * been applied), -2 (fault mode, may_retry 0: the one attempt failed and may have been applied).
+ * In fault mode, transport errors, 5xx and 429 are retried for up to 90 s. */
+static int rpc_ex(const char *method, msgpack_sbuffer *sb, sl_client_answer_t *a, int may_retry)
+{
+    char err[512];
+    uint64_t deadline = now_ns() + 90ull * 1000000000ull;
+    last_retried = 0;
+    for (;;) {
+        int transport = sl_client_call(owner, method, sb->data, sb->size, a, err, sizeof(err)) != 0;
+        if (!transport && a->status == 200)
+            return 0;
+        if (!transport && a->status == 404 && last_retried) {
+            sl_client_answer_free(a);
+            return 1;
+        }
+        int transient = transport || a->status >= 500 || a->status == 429;
+        if (!fault_cmd || !transient || now_ns() > deadline) {
+            if (transport)
+                fprintf(stderr, "race_check: %s: %s\n", method, err);
+            else
+                fprintf(stderr, "race_check: %s: HTTP %d %.*s\n", method, a->status, (int)a->message_len,
+                        a->message ? a->message : "");
+            if (!transport)
+                sl_client_answer_free(a);
+            return -1;
+        }
+        if (!transport)
+            sl_client_answer_free(a);
+        unacked++;
+        last_retried = 1;
+        if (!may_retry)
+            return -2;
+        usleep(100000);
+    }
+}
 
 static int rpc(const char *method, msgpack_sbuffer *sb, sl_client_answer_t *a)
 {
-    char err[512];
-    if (sl_client_call(owner, method, sb->data, sb->size, a, err, sizeof(err)) != 0) {
-        fprintf(stderr, "race_check: %s: %s\n", method, err);
-        return -1;
-    }
-    if (a->status != 200) {
-        fprintf(stderr, "race_check: %s: HTTP %d %.*s\n", method, a->status, (int)a->message_len,
-                a->message ? a->message : "");
-        sl_client_answer_free(a);
-        return -1;
-    }
-    return 0;
+    int rc = rpc_ex(method, sb, a, 1);
+    return rc == 0 ? 0 : -1;
 }
 
 static void pk_str(msgpack_packer *pk, const char *k, const char *v)
@@ -189,8 +237,6 @@ static void pk_str(msgpack_packer *pk, const char *k, const char *v)
     sl_rpc_pack_str(pk, k);
     sl_rpc_pack_str(pk, v);
 }
-
-static uint64_t last_version; /* the version the last owner call produced */
 
 static uint64_t answer_version(const sl_client_answer_t *a)
 {
@@ -257,8 +303,10 @@ static int64_t append_canary(int i)
     pk_str(&pk, "prompt", text);
     pk_str(&pk, "response", text);
     sl_client_answer_t a;
-    int rc = rpc("AppendExchanges", &sb, &a);
+    int rc = rpc_ex("AppendExchanges", &sb, &a, 0);
     msgpack_sbuffer_destroy(&sb);
+    if (rc == -2)
+        return -2; /* not acknowledged; may have been applied: a ghost */
     if (rc != 0)
         return -1;
     last_version = answer_version(&a);
@@ -268,6 +316,25 @@ static int64_t append_canary(int i)
                      : -1;
     sl_client_answer_free(&a);
     return id;
+}
+
+/* The session's current version (GetSession), into last_version. */
+static int fetch_version(void)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    pk_str(&pk, "session_id", session);
+    sl_client_answer_t a;
+    int rc = rpc("GetSession", &sb, &a);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc == 0) {
+        last_version = answer_version(&a);
+        sl_client_answer_free(&a);
+    }
+    return rc;
 }
 
 static int delete_exchange(uint64_t id)
@@ -281,13 +348,15 @@ static int delete_exchange(uint64_t id)
     sl_rpc_pack_str(&pk, "exchange_id");
     msgpack_pack_uint64(&pk, id);
     sl_client_answer_t a;
-    int rc = rpc("DeleteExchange", &sb, &a);
+    int rc = rpc_ex("DeleteExchange", &sb, &a, 1);
     msgpack_sbuffer_destroy(&sb);
+    if (rc == 1) /* a failed attempt deleted it: the version now is at least its version */
+        return fetch_version();
     if (rc == 0) {
         last_version = answer_version(&a);
         sl_client_answer_free(&a);
     }
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 /* One owner call: when it returned and the version it produced. */
@@ -299,13 +368,18 @@ typedef struct event {
 /* What the owner did to canary i, by version. 0 = not (yet) done. */
 typedef struct canary {
     uint64_t appended, hidden, shown, deleted;
+    int ghost;  /* an append that failed and may have been applied */
+    int ledger; /* stays; checked at the end */
+    uint64_t id;
 } canary_t;
 
 static event_t *events;
-static size_t nevents;
+static size_t nevents, events_cap;
 
 static void record(void)
 {
+    if (nevents == events_cap)
+        return; /* the loop stops before this can happen */
     events[nevents].ret = now_ns();
     events[nevents].version = last_version;
     nevents++;
@@ -340,6 +414,207 @@ typedef struct span {
     uint64_t from, to; /* private for versions [from, to) */
 } span_t;
 
+/* ---- faults ---- */
+
+typedef struct window {
+    const char *what;
+    int redis_down; /* public reads must keep working from MariaDB inside it */
+    int db_down;    /* /readyz must say 503 inside it */
+    uint64_t from, to;
+} window_t;
+
+static window_t windows[8];
+static int nwindows;
+static atomic_int faults_done;
+static uint64_t recovered_at; /* every GET that starts after this must succeed */
+static int fault_failed;
+
+typedef struct probe {
+    uint64_t t;
+    int status;        /* /readyz */
+    int steady_status; /* GET of a public session nobody edits (SL_FAULT_STEADY_URL), 0: none */
+} probe_t;
+static probe_t *probes;
+static size_t nprobes, probes_cap;
+
+static void sleep_ms(unsigned ms)
+{
+    usleep(ms * 1000u);
+}
+
+static void fault(const char *action)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s", fault_cmd, action);
+    uint64_t t = now_ns();
+    int rc = system(cmd);
+    fprintf(stderr, "race_check: fault %-13s exit %d (%.2f s)\n", action, rc, (double)(now_ns() - t) / 1e9);
+    if (rc != 0)
+        fault_failed = 1;
+}
+
+static void *fault_main(void *arg)
+{
+    (void)arg;
+    static const struct {
+        const char *what, *down, *up;
+        unsigned hold_ms;
+        int redis_down, db_down;
+    } plan[] = {
+        {"Redis restart 1 (SIGKILL)", "redis-kill", "redis-start", 2000, 1, 0},
+        {"Redis frozen (SIGSTOP)", "redis-stop", "redis-cont", 3000, 0, 0},
+        {"Redis restart 2 (SIGKILL)", "redis-kill", "redis-start", 2000, 1, 0},
+        {"MariaDB killed (SIGKILL)", "mariadb-kill", "mariadb-start", 4000, 0, 1},
+    };
+    sleep_ms(3000);
+    for (size_t i = 0; i < sizeof(plan) / sizeof(plan[0]); i++) {
+        window_t *w = &windows[nwindows];
+        w->what = plan[i].what;
+        w->redis_down = plan[i].redis_down;
+        w->db_down = plan[i].db_down;
+        fault(plan[i].down);
+        w->from = now_ns(); /* the service is down (or frozen) from here */
+        sleep_ms(plan[i].hold_ms);
+        w->to = now_ns(); /* ... at least until here */
+        fault(plan[i].up);
+        nwindows++;
+        sleep_ms(3000);
+    }
+    recovered_at = now_ns() + 2000000000ull; /* 3 s after the last fault, plus these 2 */
+    sleep_ms(3000);
+    atomic_store(&faults_done, 1);
+    return NULL;
+}
+
+static size_t discard(char *p, size_t size, size_t nmemb, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * nmemb;
+}
+
+static int get_status(CURL *c, const char *url)
+{
+    long status = -1;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    return (int)status;
+}
+
+/* GET /readyz (and the steady session) every 100 ms, until stop. */
+static void *probe_main(void *arg)
+{
+    (void)arg;
+    CURL *c = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    const char *steady = getenv("SL_FAULT_STEADY_URL");
+    while (!atomic_load(&stop)) {
+        uint64_t t = now_ns();
+        int ready = get_status(c, url);
+        int st = steady && *steady ? get_status(c, steady) : 0;
+        if (nprobes < probes_cap)
+            probes[nprobes++] = (probe_t){t, ready, st};
+        sleep_ms(100);
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+/* ---- the end state (fault mode) ---- */
+
+/* GetSession: every ledger canary present with its acknowledged hidden flag. Returns the number
+ * of ledger canaries lost or wrong. */
+static uint64_t check_ledger(const canary_t *can, int ncan, uint64_t *checked)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    pk_str(&pk, "session_id", session);
+    sl_client_answer_t a;
+    int rc = rpc("GetSession", &sb, &a);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc != 0)
+        return (uint64_t)-1;
+    const msgpack_object *ex = sl_rpc_field(a.map, "exchanges");
+    uint64_t lost = 0;
+    for (int i = 0; i < ncan; i++) {
+        if (!can[i].ledger)
+            continue;
+        (*checked)++;
+        char want[96];
+        snprintf(want, sizeof(want), "%s%d-", tag, i);
+        size_t wl = strlen(want);
+        int present = 0, text_ok = 0, hidden_ok = 0;
+        for (uint32_t k = 0; ex && ex->type == MSGPACK_OBJECT_ARRAY && k < ex->via.array.size; k++) {
+            const msgpack_object *e = &ex->via.array.ptr[k];
+            const msgpack_object *id = sl_rpc_field(e, "id");
+            if (!id || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER || id->via.u64 != can[i].id)
+                continue;
+            present = 1;
+            const msgpack_object *h = sl_rpc_field(e, "hidden");
+            const msgpack_object *pr = sl_rpc_field(e, "prompt");
+            if (pr && (pr->type == MSGPACK_OBJECT_STR || pr->type == MSGPACK_OBJECT_BIN)) {
+                const char *p = pr->type == MSGPACK_OBJECT_STR ? pr->via.str.ptr : pr->via.bin.ptr;
+                uint32_t n = pr->type == MSGPACK_OBJECT_STR ? pr->via.str.size : pr->via.bin.size;
+                for (uint32_t o = 0; o + wl <= n && !text_ok; o++)
+                    text_ok = memcmp(p + o, want, wl) == 0;
+            }
+            hidden_ok = h && h->type == MSGPACK_OBJECT_BOOLEAN && h->via.boolean == (can[i].hidden != 0);
+        }
+        if (!present || !text_ok || !hidden_ok) {
+            lost++;
+            fprintf(stderr, "LOST: ledger canary %d (exchange %llu): %s\n", i, (unsigned long long)can[i].id,
+                    !present ? "missing" : !text_ok ? "wrong text" : "wrong hidden flag");
+        }
+    }
+    sl_client_answer_free(&a);
+    return lost;
+}
+
+/* One public GET at the end: every visible ledger canary shown, no removed canary shown. */
+static uint64_t check_final_get(const canary_t *can, int ncan, uint64_t *checked)
+{
+    CURL *c = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/api/v1/share/%s", read_base, session);
+    body_t b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    long status = 0;
+    uint64_t bad = 0;
+    if (curl_easy_perform(c) != CURLE_OK || (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status), status != 200)) {
+        fprintf(stderr, "race_check: the final public GET failed (HTTP %ld)\n", status);
+        bad = 1;
+    }
+    for (int i = 0; !bad && i < ncan; i++) {
+        if (can[i].ghost)
+            continue;
+        char want[96];
+        snprintf(want, sizeof(want), "%s%d-", tag, i);
+        int seen = b.p && strstr(b.p, want) != NULL;
+        int vis = can[i].ledger && !can[i].hidden;
+        (*checked)++;
+        if (seen != vis) {
+            bad++;
+            fprintf(stderr, "%s: canary %d is %s in the final public GET\n", vis ? "LOST" : "VIOLATION", i,
+                    seen ? "shown" : "absent");
+        }
+    }
+    free(b.p);
+    curl_easy_cleanup(c);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 6) {
@@ -349,6 +624,7 @@ int main(int argc, char **argv)
     base = argv[1];
     /* SL_RACE_READ_URL: readers use another node than the owner (tests/e2e/two_nodes.sh) */
     read_base = getenv("SL_RACE_READ_URL") && *getenv("SL_RACE_READ_URL") ? getenv("SL_RACE_READ_URL") : base;
+    fault_cmd = getenv("SL_FAULT_CMD") && *getenv("SL_FAULT_CMD") ? getenv("SL_FAULT_CMD") : NULL;
     session = argv[3];
     int cycles = atoi(argv[4]), nreaders = atoi(argv[5]);
     if (cycles <= 0 || nreaders <= 0 || nreaders > 16) {
@@ -360,12 +636,16 @@ int main(int argc, char **argv)
         PRIVATE_EVERY = atoi(getenv("SL_RACE_PRIVATE_EVERY"));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     owner = sl_client_new(base, argv[2], SL_CLIENT_HTTP2);
-    canary_t *can = calloc((size_t)cycles, sizeof(*can));
-    events = calloc((size_t)cycles * 6 + 8, sizeof(*events));
+    int can_cap = cycles * 3 + 64, ncan = 0;
+    canary_t *can = calloc((size_t)can_cap, sizeof(*can));
+    events_cap = (size_t)cycles * 10 + 16;
+    events = calloc(events_cap, sizeof(*events));
     span_t *priv = calloc((size_t)cycles / PRIVATE_EVERY + 2, sizeof(*priv));
     size_t npriv = 0;
     reader_t *readers = calloc((size_t)nreaders, sizeof(*readers));
-    if (!owner || !can || !events || !priv || !readers)
+    probes_cap = 100000;
+    probes = calloc(probes_cap, sizeof(*probes));
+    if (!owner || !can || !events || !priv || !readers || !probes)
         return 1;
     if (set_public(1) != 0)
         return 1;
@@ -374,35 +654,60 @@ int main(int argc, char **argv)
         readers[k].html = k % 2;
         pthread_create(&readers[k].th, NULL, reader_main, &readers[k]);
     }
-    int failed = 0;
+    pthread_t fault_th, probe_th;
+    if (fault_cmd) {
+        pthread_create(&probe_th, NULL, probe_main, NULL);
+        pthread_create(&fault_th, NULL, fault_main, NULL);
+    }
+    int failed = 0, ghosts = 0;
     uint64_t t_start = now_ns();
-    for (int i = 0; i < cycles && !failed; i++) {
-        int64_t id = append_canary(i);
+    int i;
+    for (i = 0; !failed; i++) {
+        if (fault_cmd ? atomic_load(&faults_done) : i >= cycles)
+            break;
+        /* room for this cycle: 3 canaries, 10 events, one private span */
+        if (i >= cycles || ncan + 3 > can_cap || nevents + 10 > events_cap) {
+            fprintf(stderr, "race_check: cycle cap reached before the faults were over\n");
+            failed = 1;
+            break;
+        }
+        uint64_t before = last_version;
+        int ci = ncan++;
+        int64_t id = append_canary(ci);
+        if (id == -2) { /* not acknowledged: it may be there, visible; never removed */
+            can[ci].ghost = 1;
+            can[ci].appended = before + 1;
+            ghosts++;
+            usleep(100000); /* the service is down: do not spin */
+            continue;
+        }
         if (id < 0) {
             failed = 1;
             break;
         }
         record();
-        can[i].appended = last_version;
+        can[ci].appended = last_version;
+        can[ci].id = (uint64_t)id;
         if (set_hidden((uint64_t)id, 1) != 0) {
             failed = 1;
             break;
         }
         record();
-        can[i].hidden = last_version;
+        can[ci].hidden = last_version;
         usleep(1000); /* let readers look while it is hidden */
+        before = last_version;
         if (set_hidden((uint64_t)id, 0) != 0) {
             failed = 1;
             break;
         }
         record();
-        can[i].shown = last_version;
+        can[ci].shown = last_retried ? before + 1 : last_version;
         if (delete_exchange((uint64_t)id) != 0) {
             failed = 1;
             break;
         }
         record();
-        can[i].deleted = last_version;
+        can[ci].deleted = last_version;
         if (i % PRIVATE_EVERY == PRIVATE_EVERY - 1) {
             if (set_public(0) != 0) {
                 failed = 1;
@@ -411,25 +716,68 @@ int main(int argc, char **argv)
             record();
             priv[npriv].from = last_version;
             usleep(2000); /* give the readers a chance to look while it is private */
+            before = last_version;
             if (set_public(1) != 0) {
                 failed = 1;
                 break;
             }
             record();
-            priv[npriv++].to = last_version;
+            priv[npriv++].to = last_retried ? before + 1 : last_version;
+        }
+        if (fault_cmd && i % 3 == 0) { /* a ledger exchange: stays, every other one hidden */
+            int li = ncan++;
+            before = last_version;
+            int64_t lid = append_canary(li);
+            if (lid == -2) {
+                can[li].ghost = 1;
+                can[li].appended = before + 1;
+                ghosts++;
+                usleep(100000);
+                continue;
+            }
+            if (lid < 0) {
+                failed = 1;
+                break;
+            }
+            record();
+            can[li].appended = last_version;
+            can[li].id = (uint64_t)lid;
+            can[li].ledger = 1;
+            if (li % 2) {
+                if (set_hidden((uint64_t)lid, 1) != 0) {
+                    failed = 1;
+                    break;
+                }
+                record();
+                can[li].hidden = last_version;
+            }
         }
     }
     double secs = (double)(now_ns() - t_start) / 1e9;
     uint64_t calls = nevents;
+    if (fault_cmd) {
+        while (!atomic_load(&faults_done))
+            sleep_ms(100); /* an owner failure ended the loop early: let the plan finish */
+        pthread_join(fault_th, NULL);
+    }
     atomic_store(&stop, 1);
+    uint64_t ledger_checked = 0, ledger_lost = 0, final_checked = 0, final_bad = 0;
     uint64_t gets = 0, ok200 = 0, n404 = 0, canary_checks = 0, fresh_checks = 0, private_checks = 0,
-             violations = 0, errors = 0;
+             violations = 0, errors = 0, late_errors = 0;
+    uint64_t in_window[8] = {0}, ok_in_window[8] = {0}, nf_in_window[8] = {0};
     for (int k = 0; k < nreaders; k++) {
         pthread_join(readers[k].th, NULL);
-        errors += readers[k].errors;
+        if (!fault_cmd)
+            errors += readers[k].errors;
         for (size_t j = 0; j < readers[k].n; j++) {
             const obs_t *o = &readers[k].obs[j];
             gets++;
+            for (int w = 0; w < nwindows; w++)
+                if (o->t0 >= windows[w].from && o->t1 <= windows[w].to) {
+                    in_window[w]++;
+                    ok_in_window[w] += o->status == 200;
+                    nf_in_window[w] += o->status == 404;
+                }
             uint64_t must = version_before(o->t0); /* the state the GET must at least reflect */
             /* was the session private at `must`? then a 200 needs a re-share that overlapped */
             int private_at_must = 0;
@@ -442,6 +790,8 @@ int main(int argc, char **argv)
             }
             if (o->status != 200) {
                 errors++;
+                if (fault_cmd && o->t0 >= recovered_at)
+                    late_errors++;
                 continue;
             }
             ok200++;
@@ -465,18 +815,18 @@ int main(int argc, char **argv)
                 }
             if (private_at_must)
                 private_checks++; /* a 200 after a revoke returned: only at a later re-share's version */
-            for (int i = 0; i < cycles; i++) {
-                if (!can[i].appended || can[i].appended > v)
+            for (int c = 0; c < ncan; c++) {
+                if (!can[c].appended || can[c].appended > v)
                     continue;
-                int vis = visible_at(&can[i], v);
+                int vis = visible_at(&can[c], v);
                 int seen = 0;
                 for (int s2 = 0; s2 < o->n; s2++)
-                    seen |= o->seen[s2] == i;
+                    seen |= o->seen[s2] == c;
                 if (!vis)
                     canary_checks++;
                 if (seen && !vis) {
                     violations++;
-                    fprintf(stderr, "VIOLATION: canary %d shown at version %llu, where it is removed\n", i, v);
+                    fprintf(stderr, "VIOLATION: canary %d shown at version %llu, where it is removed\n", c, v);
                 }
             }
         }
@@ -485,17 +835,84 @@ int main(int argc, char **argv)
     printf("race_check: %d cycles, %llu owner calls in %.1f s (%.0f/s), %zu revocations; %llu GETs over HTTP/2 "
            "(%llu 200, %llu 404, %llu errors); %llu freshness checks, %llu canary-absence checks, "
            "%llu 200s racing a re-share; %llu violations\n",
-           cycles, (unsigned long long)calls, secs, (double)calls / secs, npriv, (unsigned long long)gets,
+           i, (unsigned long long)calls, secs, (double)calls / secs, npriv, (unsigned long long)gets,
            (unsigned long long)ok200, (unsigned long long)n404, (unsigned long long)errors,
            (unsigned long long)fresh_checks, (unsigned long long)canary_checks, (unsigned long long)private_checks,
            (unsigned long long)violations);
+    int fault_bad = 0;
+    if (fault_cmd) {
+        pthread_join(probe_th, NULL);
+        ledger_lost = check_ledger(can, ncan, &ledger_checked);
+        final_bad = check_final_get(can, ncan, &final_checked);
+        printf("faults: %d injected; %llu owner attempts not acknowledged (retried), %d ghost appends\n", nwindows,
+               (unsigned long long)unacked, ghosts);
+        for (int w = 0; w < nwindows; w++) {
+            uint64_t p200 = 0, p503 = 0, pn = 0, back = 0, s200 = 0, sn = 0;
+            for (size_t k = 0; k < nprobes; k++) {
+                if (probes[k].t >= windows[w].from && probes[k].t <= windows[w].to) {
+                    pn++;
+                    p200 += probes[k].status == 200;
+                    p503 += probes[k].status == 503;
+                    sn += probes[k].steady_status != 0;
+                    s200 += probes[k].steady_status == 200;
+                }
+                if (!back && probes[k].t > windows[w].to && probes[k].status == 200)
+                    back = probes[k].t;
+            }
+            printf("  %-26s %.1f s: edited session %llu GETs inside, %llu x 200, %llu x 404, %llu failed; /readyz %llu x 200, %llu x 503 of %llu; "
+                   "ready again %.1f s after the restart began; steady session %llu x 200 of %llu\n",
+                   windows[w].what, (double)(windows[w].to - windows[w].from) / 1e9, (unsigned long long)in_window[w],
+                   (unsigned long long)ok_in_window[w], (unsigned long long)nf_in_window[w],
+                   (unsigned long long)(in_window[w] - ok_in_window[w] - nf_in_window[w]), (unsigned long long)p200, (unsigned long long)p503,
+                   (unsigned long long)pn, back ? (double)(back - windows[w].to) / 1e9 : -1.0,
+                   (unsigned long long)s200, (unsigned long long)sn);
+            if (sn && s200 != sn) {
+                fault_bad = 1;
+                fprintf(stderr, "FAULT CHECK: the untouched public session was not always served (%s)\n",
+                        windows[w].what);
+            }
+            /* The edited session may legitimately be private or mid-change (404, 503) in a window;
+             * the untouched one must be served all along: from MariaDB while Redis is down, from
+             * Redis while MariaDB is down. */
+            if (sn == 0 || (windows[w].redis_down && s200 == 0)) {
+                fault_bad = 1;
+                fprintf(stderr, "FAULT CHECK: the untouched public session was not read during %s\n",
+                        windows[w].what);
+            }
+            if (windows[w].db_down && (p503 == 0 || back == 0 || back - windows[w].to > 20000000000ull)) {
+                fault_bad = 1;
+                fprintf(stderr, "FAULT CHECK: /readyz did not follow MariaDB (%llu x 503 while down, %s after)\n",
+                        (unsigned long long)p503, back ? "200" : "never 200");
+            }
+        }
+        if (nprobes == 0 || probes[nprobes - 1].status != 200) {
+            fault_bad = 1;
+            fprintf(stderr, "FAULT CHECK: /readyz is not 200 at the end\n");
+        }
+        if (nwindows != 4 || fault_failed) {
+            fault_bad = 1;
+            fprintf(stderr, "FAULT CHECK: the fault plan did not run completely\n");
+        }
+        if (late_errors) {
+            fault_bad = 1;
+            fprintf(stderr, "FAULT CHECK: %llu GETs failed after recovery\n", (unsigned long long)late_errors);
+        }
+        printf("end state: %llu acknowledged ledger exchanges checked with GetSession, %llu lost or wrong; "
+               "final public GET: %llu canaries checked, %llu wrong; %llu GETs failed after recovery\n",
+               (unsigned long long)ledger_checked, (unsigned long long)ledger_lost,
+               (unsigned long long)final_checked, (unsigned long long)final_bad, (unsigned long long)late_errors);
+    }
     sl_client_free(owner);
     free(can);
     free(events);
     free(priv);
     free(readers);
+    free(probes);
     curl_global_cleanup();
     if (failed)
         fprintf(stderr, "race_check: an owner call failed\n");
-    return failed || violations || errors || gets == 0 ? 1 : 0;
+    return failed || violations || errors > (fault_cmd ? gets : 0) || gets == 0 || fault_bad || ledger_lost ||
+                   final_bad
+               ? 1
+               : 0;
 }
