@@ -6,7 +6,7 @@
 # Needs: URL TOKEN OUT SERVER_PID in the environment.
 set -euo pipefail
 : "${URL:?}" "${TOKEN:?}" "${OUT:?}" "${SERVER_PID:?}"
-REPEATS=${SL_BENCH_REPEATS:-3}
+REPEATS=${SL_BENCH_REPEATS:-5}
 DUR=${SL_BENCH_DURATION:-4}
 CONCS=${SL_BENCH_CONCURRENCY:-"16 64"}
 REF_PORT=18444
@@ -74,18 +74,26 @@ h1() {
     echo "${rps:-0} ${p99:-nan}"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-point() { # tool url conc -> "rps p99"
-    local rs=() ps=()
-    for _ in $(seq 1 "$REPEATS"); do
-        read -r r p < <("$1" "$2" "$3")
-        rs+=("$r"); ps+=("$p")
+# pair tool url-a url-b conc -> "rps-a p99-a rps-b p99-b": the two servers' runs interleaved
+# (A B, B A, A B, ...) so that drift of the machine during the point hits both alike.
+pair() {
+    local ra=() pa=() rb=() pb=() i r p
+    for i in $(seq 1 "$REPEATS"); do
+        if [ $((i % 2)) -eq 1 ]; then
+            read -r r p < <("$1" "$2" "$4"); ra+=("$r"); pa+=("$p")
+            read -r r p < <("$1" "$3" "$4"); rb+=("$r"); pb+=("$p")
+        else
+            read -r r p < <("$1" "$3" "$4"); rb+=("$r"); pb+=("$p")
+            read -r r p < <("$1" "$2" "$4"); ra+=("$r"); pa+=("$p")
+        fi
     done
-    echo "$(printf '%s\n' "${rs[@]}" | median) $(printf '%s\n' "${ps[@]}" | median)"
+    echo "$(printf '%s\n' "${ra[@]}" | median) $(printf '%s\n' "${pa[@]}" | median)" \
+        "$(printf '%s\n' "${rb[@]}" | median) $(printf '%s\n' "${pb[@]}" | median)"
 }
 
 {
     echo
-    echo "## Cached public GET, shareline vs h2o static (same bytes), median of $REPEATS × ${DUR} s"
+    echo "## Cached public GET, shareline vs h2o static (same bytes), median of $REPEATS × ${DUR} s, the two servers' runs interleaved"
     echo
     echo "Documents: ~2 KB = $s2 bytes, ~30 KB = $s30 bytes. Server (and Redis, MariaDB) on core 0, load generator on core 1."
     echo
@@ -95,9 +103,8 @@ point() { # tool url conc -> "rps p99"
 for doc in bench-30k bench-2k; do
     for proto in h2 h1; do
         for c in $CONCS; do
-            read -r a ap < <(point "$proto" "$URL/api/v1/share/$doc" "$c")
-            read -r b bp < <(point "$proto" "$ref/api/v1/share/$doc" "$c")
-            ratio=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+            read -r a ap b bp < <(pair "$proto" "$URL/api/v1/share/$doc" "$ref/api/v1/share/$doc" "$c")
+            ratio=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')
             pr=$(awk -v a="$ap" -v b="$bp" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
             echo "| $doc | $([ $proto = h2 ] && echo HTTP/2 || echo HTTP/1.1) | $c | $a | $b | $ratio | $ap | $bp | $pr |" >>"$OUT/report.md"
         done

@@ -31,6 +31,11 @@ struct owner_op {
     sl_store_conn_t *conn; /* held while a transaction is open */
     int answered;
     char msg[256];
+    /* cache_dirty to clear once the call is answered (its own commit costs a log flush) */
+    int clean_pending;
+    uint64_t clean_version;
+    size_t clean_idlen;
+    char clean_id[65];
 };
 
 static void fail(owner_op_t *op, sl_rpc_code_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -222,7 +227,14 @@ static int change_commit(owner_op_t *op, locked_t *s)
              "the change was saved, but the share cache could not be updated; retry the call");
         rc = -1;
     } else if (s->cached) {
-        mark_clean(op->core, s->id, s->idlen, s->new_version);
+        if (op->clean_pending) /* a second change in one call: clean the first now */
+            mark_clean(op->core, op->clean_id, op->clean_idlen, op->clean_version);
+        op->clean_pending = s->idlen < sizeof(op->clean_id);
+        if (op->clean_pending) {
+            memcpy(op->clean_id, s->id, s->idlen);
+            op->clean_idlen = s->idlen;
+            op->clean_version = s->new_version;
+        }
     }
     sl_projection_free(&proj);
     return rc;
@@ -1750,6 +1762,8 @@ static void repair_task(void *arg)
             settle(&op, &s) == 0)
             core->stats.cache_repairs++;
         tx_end(&op);
+        if (op.clean_pending)
+            mark_clean(core, op.clean_id, op.clean_idlen, op.clean_version);
     }
     sl_store_result_free(r);
     core->repairing = 0;
@@ -1782,6 +1796,9 @@ static void owner_task(void *arg)
         op->fn(op);
         if (!op->answered) /* every path answers; this guards against a future one that doesn't */
             fail(op, SL_RPC_INTERNAL, "internal error: no answer");
+        tx_end(op);
+        if (op->clean_pending) /* after the answer: the caller does not wait for it */
+            mark_clean(op->core, op->clean_id, op->clean_idlen, op->clean_version);
     } else {
         op->core->stats.owner_errors++;
     }
