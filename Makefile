@@ -4,7 +4,7 @@
 #   make test  the same set-up, then the whole suite: a normal build and an ASan+UBSan build
 JOBS ?= 2
 
-.PHONY: all deps build run test bench stop clean
+.PHONY: all deps build run test bench fuzz stop clean
 
 all: build
 
@@ -24,9 +24,14 @@ test: deps
 bench: build
 	bash bench/run.sh
 
+# The long fuzzing run (make test runs each target for 60 s): make fuzz FUZZ_SECONDS=3600
+FUZZ_SECONDS ?= 3600
+fuzz: deps
+	SL_FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
 stop:
 	-@[ -f var/shareline.pid ] && kill $$(cat var/shareline.pid) 2>/dev/null; rm -f var/shareline.pid
 	bash scripts/services.sh stop var/services
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

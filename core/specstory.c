@@ -285,6 +285,10 @@ static char *find_timestamp(const char *p, size_t n)
         struct tm u;
         if (gmtime_r(&t, &u) == NULL)
             return NULL;
+        /* Only four-digit years make a "YYYY-MM-DDTHH:MM:SSZ" (found by fuzzing: year 0026 gave
+         * "26-01-05T07:01:00Z"); anything before 1970 is not a session time either. */
+        if (u.tm_year + 1900 < 1970 || u.tm_year + 1900 > 9999)
+            continue;
         char out[32];
         if (strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%SZ", &u) == 0)
             return NULL;

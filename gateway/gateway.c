@@ -20,12 +20,16 @@
 #include <openssl/ssl.h>
 
 #include "gateway/gateway.h"
+#include "gateway/route.h"
 
-#define RPC_PREFIX "/rpc/"
 #define OWNER_SERVICE "shareline.v1.Sessions/"
 #define PUBLIC_GET_SHARE "shareline.v1.Public/GetShare"
 
+/* In the order of sl_route_kind_t (gateway/route.h): the counters are indexed by either. */
 enum route { R_SHARE_JSON, R_SHARE_HTML, R_RPC, R_COMPAT, R_HEALTH, R_READY, R_METRICS, R_OTHER, R_COUNT };
+_Static_assert((int)R_SHARE_JSON == (int)SL_ROUTE_SHARE_JSON && (int)R_COMPAT == (int)SL_ROUTE_COMPAT &&
+                   (int)R_OTHER == (int)SL_ROUTE_OTHER,
+               "enum route follows sl_route_kind_t");
 static const char *const route_names[R_COUNT] = {"share_json", "share_html", "rpc",     "specstory",
                                                  "healthz",    "readyz",     "metrics", "other"};
 
@@ -564,17 +568,9 @@ const char sl_gateway_not_found_html[] =
     "<p>The session may never have existed, or its owner made it private or deleted it.</p>"
     "</body></html>\n";
 
-static int id_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
 static void handle_share(sl_gateway_t *gw, h2o_req_t *req, enum route route, const char *id, size_t idlen)
 {
-    int ok = idlen > 0 && idlen <= 64;
-    for (size_t i = 0; ok && i < idlen; i++)
-        ok = id_char(id[i]);
-    if (!ok) {
+    if (!sl_route_share_id_valid(id, idlen)) {
         send_not_found_share(gw, req, route);
         return;
     }
@@ -994,25 +990,6 @@ static int inflate_body(const char *in, size_t len, char **out, size_t *outlen, 
     return 0;
 }
 
-/* Percent-decodes one path segment into out (NUL-terminated). Returns its length or -1. */
-static int path_segment(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '%' && i + 2 < n + 0 && isxdigit((unsigned char)s[i + 1]) && isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], 0};
-            ch = (unsigned char)strtol(hex, NULL, 16);
-            i += 2;
-        }
-        if (ch < 0x20 || ch == 0x7f || k + 1 >= cap)
-            return -1;
-        out[k++] = (char)ch;
-    }
-    out[k] = '\0';
-    return k > 0 && sl_rpc_utf8_valid(out, k) ? (int)k : -1;
-}
-
 static void compat_call(sl_gateway_t *gw, h2o_req_t *req, compat_t *c, const char *method, msgpack_sbuffer *sb)
 {
     const char *auth = NULL;
@@ -1050,7 +1027,10 @@ static void handle_compat(sl_gateway_t *gw, h2o_req_t *req, const char *path, si
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     const char *method = NULL;
-    if (len == 0 || (len == 1 && path[0] == '/')) {
+    sl_compat_kind_t kind = sl_route_compat(path, len, c->project, sizeof(c->project), c->session, sizeof(c->session));
+    if (kind == SL_COMPAT_NONE)
+        goto not_found;
+    if (kind == SL_COMPAT_PROJECTS) {
         if (!get && !head)
             goto bad_method;
         c->kind = K_PROJECTS;
@@ -1058,14 +1038,7 @@ static void handle_compat(sl_gateway_t *gw, h2o_req_t *req, const char *path, si
         method = "shareline.v1.Sessions/ListProjects";
         goto call;
     }
-    /* /{p}/sessions[/...] */
-    const char *p = path + 1, *end = path + len;
-    const char *slash = memchr(p, '/', (size_t)(end - p));
-    if (path[0] != '/' || slash == NULL || path_segment(p, (size_t)(slash - p), c->project, sizeof(c->project)) < 0)
-        goto not_found;
-    const char *rest = slash;
-    size_t rl = (size_t)(end - rest);
-    if (h2o_memis(rest, rl, H2O_STRLIT("/sessions")) || h2o_memis(rest, rl, H2O_STRLIT("/sessions/"))) {
+    if (kind == SL_COMPAT_SESSIONS) {
         if (!get && !head)
             goto bad_method;
         c->kind = K_SESSIONS;
@@ -1077,9 +1050,7 @@ static void handle_compat(sl_gateway_t *gw, h2o_req_t *req, const char *path, si
         method = "shareline.v1.Sessions/ListSessions";
         goto call;
     }
-    if (rl <= 10 || memcmp(rest, "/sessions/", 10) != 0)
-        goto not_found;
-    if (h2o_memis(rest + 10, rl - 10, H2O_STRLIT("sizes"))) {
+    if (kind == SL_COMPAT_SIZES) {
         if (!get && !head)
             goto bad_method;
         c->kind = K_SIZES;
@@ -1089,8 +1060,6 @@ static void handle_compat(sl_gateway_t *gw, h2o_req_t *req, const char *path, si
         method = "shareline.v1.Sessions/SessionSizes";
         goto call;
     }
-    if (path_segment(rest + 10, rl - 10, c->session, sizeof(c->session)) < 0)
-        goto not_found;
     if (head) {
         c->kind = K_HEAD;
         msgpack_pack_map(&pk, 2);
@@ -1232,61 +1201,46 @@ static int prefix(const char *path, size_t len, const char *pre)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     sl_gateway_t *gw = ((handler_t *)self)->gw;
-    const char *path = req->path.base;
     size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    sl_route_t rt;
+    sl_route_classify(req->path.base, len, &rt);
+    gw->requests[rt.kind]++; /* enum route has the order of sl_route_kind_t */
 
-    if (prefix(path, len, "/api/v1/share/")) {
-        gw->requests[R_SHARE_JSON]++;
+    switch (rt.kind) {
+    case SL_ROUTE_SHARE_JSON:
+    case SL_ROUTE_SHARE_HTML:
         if (!is_get)
             goto not_allowed_get;
-        handle_share(gw, req, R_SHARE_JSON, path + 14, len - 14);
+        handle_share(gw, req, rt.kind == SL_ROUTE_SHARE_JSON ? R_SHARE_JSON : R_SHARE_HTML, rt.rest, rt.rest_len);
         return 0;
-    }
-    if (prefix(path, len, "/share/")) {
-        gw->requests[R_SHARE_HTML]++;
-        if (!is_get)
-            goto not_allowed_get;
-        handle_share(gw, req, R_SHARE_HTML, path + 7, len - 7);
-        return 0;
-    }
-    if (prefix(path, len, RPC_PREFIX)) {
-        gw->requests[R_RPC]++;
+    case SL_ROUTE_RPC:
         if (!is_post) {
             add_header(req, H2O_TOKEN_ALLOW, H2O_STRLIT("POST"));
             send_json_error(gw, req, SL_RPC_INVALID_ARGUMENT, "owner RPCs are called with POST");
             return 0;
         }
-        const char *m = path + strlen(RPC_PREFIX);
-        size_t mlen = len - strlen(RPC_PREFIX);
         /* Only the owner service is reachable from outside; internal methods are not. */
-        if (!prefix(m, mlen, OWNER_SERVICE)) {
+        if (!prefix(rt.rest, rt.rest_len, OWNER_SERVICE)) {
             send_json_error(gw, req, SL_RPC_UNIMPLEMENTED, "unknown service (expected shareline.v1.Sessions)");
             return 0;
         }
-        handle_rpc(gw, req, m, mlen);
+        handle_rpc(gw, req, rt.rest, rt.rest_len);
         return 0;
-    }
-    if (prefix(path, len, "/api/v1/projects") && (len == 16 || path[16] == '/')) {
-        gw->requests[R_COMPAT]++;
-        handle_compat(gw, req, path + 16, len - 16);
+    case SL_ROUTE_COMPAT:
+        handle_compat(gw, req, rt.rest, rt.rest_len);
         return 0;
-    }
-    if (h2o_memis(path, len, H2O_STRLIT("/healthz"))) {
-        gw->requests[R_HEALTH]++;
+    case SL_ROUTE_HEALTH:
         send_text(gw, req, 200, "ok\n");
         return 0;
-    }
-    if (h2o_memis(path, len, H2O_STRLIT("/readyz"))) {
-        gw->requests[R_READY]++;
+    case SL_ROUTE_READY: {
         int ready = gw->cfg.ready ? gw->cfg.ready(gw->cfg.data) : 1;
         send_text(gw, req, ready ? 200 : 503, ready ? "ready\n" : "not ready: database unreachable\n");
         return 0;
     }
-    if (h2o_memis(path, len, H2O_STRLIT("/metrics"))) {
-        gw->requests[R_METRICS]++;
+    case SL_ROUTE_METRICS: {
         char *buf = NULL;
         size_t blen = 0;
         if (gw->cfg.metrics)
@@ -1297,7 +1251,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         free(buf);
         return 0;
     }
-    gw->requests[R_OTHER]++;
+    case SL_ROUTE_OTHER:
+        break;
+    }
     send_json_error(gw, req, SL_RPC_NOT_FOUND, "no such route");
     return 0;
 

@@ -11,6 +11,8 @@
 
 int sl_rpc_utf8_valid(const char *buf, size_t len)
 {
+    if (len == 0)
+        return 1; /* buf may be NULL (an empty msgpack str): no pointer arithmetic on it */
     const unsigned char *s = (const unsigned char *)buf, *end = s + len;
     while (s < end) {
         unsigned c = *s;

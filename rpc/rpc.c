@@ -254,8 +254,9 @@ const msgpack_object *sl_rpc_field(const msgpack_object *map, const char *key)
     size_t klen = strlen(key);
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        /* an empty str may carry a NULL pointer: no memcmp on it */
         if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
-            memcmp(kv->key.via.str.ptr, key, klen) == 0)
+            (klen == 0 || memcmp(kv->key.via.str.ptr, key, klen) == 0))
             return kv->val.type == MSGPACK_OBJECT_NIL ? NULL : &kv->val;
     }
     return NULL;

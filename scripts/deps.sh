@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Shareline needs, only those that are missing. Needs root (or sudo).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config clang
+pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libh2o-dev libuv1-dev libssl-dev zlib1g-dev libhiredis-dev libmsgpack-dev libmariadb-dev
       libjansson-dev libcmocka-dev libmd4c-dev libmd4c-html0-dev
       redis-server redis-tools mariadb-server mariadb-client

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: builds twice (normal, then AddressSanitizer + UndefinedBehaviorSanitizer) and runs
-# the whole ctest suite in each. ctest's `services` fixture starts a real redis-server and mariadbd
+# the whole ctest suite in each, then runs each libFuzzer target for about a minute (scripts/fuzz.sh). ctest's `services` fixture starts a real redis-server and mariadbd
 # on ports of their own under <build>/testvar and stops them afterwards. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,10 @@ run_suite() { # build-dir extra-cmake-args...
 
 run_suite build
 run_suite build-asan -DSL_SANITIZE=ON -DSL_TEST_REDIS_PORT=26479 -DSL_TEST_MARIADB_PORT=23406 -DSL_TEST_HTTP_PORT=28180
+
+# libFuzzer: each target about a minute (SL_FUZZ_SECONDS), figures in build-fuzz/fuzz-summary.txt
+echo "==> fuzz (scripts/fuzz.sh)"
+bash scripts/fuzz.sh || status=1
 
 if [ $status -ne 0 ]; then
     echo "make test: FAILED" >&2

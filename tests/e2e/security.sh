@@ -86,7 +86,8 @@ INJ=("'; DROP TABLE sessions; --" "\" OR \"1\"=\"1" "' OR '1'='1' --" "1; DELETE
      "Robert'); DROP TABLE exchanges;--" "') OR SLEEP(5)#")
 sessions_before=$(root_sql "SELECT COUNT(*) FROM sessions")
 tokens_before=$(root_sql "SELECT COUNT(*) FROM tokens")
-other_body=$(jq -n '{session_id:"other-tenant-sec", project:{name:"other"}, markdown:"_**User**_\n\nsecret of another tenant\n\n---\n\n_**Agent**_\n\nok\n"}')
+OSID="other-tenant-sec-$$"
+other_body=$(jq -n --arg sid "$OSID" '{session_id:$sid, project:{name:"other"}, markdown:"_**User**_\n\nsecret of another tenant\n\n---\n\n_**Agent**_\n\nok\n"}')
 rpc "$OTHER" SyncSession "$other_body" >/dev/null
 check "another tenant's session" eq "$(status)" 200
 n=0
@@ -118,14 +119,14 @@ for s in "${INJ[@]}"; do
     found=$(rpc "$TOKEN" ListSessions "$(jq -n --arg q "$s" '{query:$q}')" | jq -r --arg sid "$sid" \
         '[.sessions[]?.session_id] | (index($sid) != null)')
     check "searching for injection string $n answers (HTTP 200)" eq "$(status)" 200
-    leaked=$(jq -r '[.sessions[]?.session_id | select(. == "other-tenant-sec")] | length' "$WORK/body")
+    leaked=$(jq -r --arg o "$OSID" '[.sessions[]?.session_id | select(. == $o)] | length' "$WORK/body")
     check "searching for injection string $n shows no other tenant's session" eq "$leaked" 0
     : "$found"
 done
 check "no session lost ($sessions_before before, plus ours)" test "$(root_sql "SELECT COUNT(*) FROM sessions")" -ge "$sessions_before"
 check "no token deleted" test "$(root_sql "SELECT COUNT(*) FROM tokens")" -ge "$tokens_before"
 check "every table still there" eq "$(root_sql "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('sessions','exchanges','tokens','projects','users','tenants','session_uploads')")" 7
-rpc "$OTHER" GetSession '{"session_id":"other-tenant-sec"}' >/dev/null
+rpc "$OTHER" GetSession "{\"session_id\":\"$OSID\"}" >/dev/null
 check "the other tenant's session is intact" eq "$(status)" 200
 rpc "$TOKEN" GetSession "{\"session_id\":\"x' OR '1'='1\"}" >/dev/null
 check "an injection string as a session id is refused, not run" bash -c "[ $(status) = 400 ] || [ $(status) = 404 ]"
