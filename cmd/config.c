@@ -140,6 +140,12 @@ int sl_config_load(sl_config_t *cfg)
         return -1;
     }
     cfg->node_lease_ms = (unsigned)v;
+    if (get_uint("SHARELINE_MAX_CONNECTIONS", 16384, 1000000, &v) != 0)
+        return -1;
+    cfg->max_connections = (unsigned)v;
+    if (get_uint("SHARELINE_SEND_TIMEOUT_MS", 30000, 3600000, &v) != 0)
+        return -1;
+    cfg->send_timeout_ms = (unsigned)v;
 
     sl_store_config_t *db = &cfg->db;
     db->host = strdup(get("SHARELINE_DB_HOST", "127.0.0.1"));

@@ -17,6 +17,8 @@ typedef struct sl_config {
     char *db_public_grantee_host;
     int node_memory;          /* SHARELINE_NODE_MEMORY: 1 (default) or 0 */
     unsigned node_lease_ms;   /* SHARELINE_NODE_LEASE_MS: default 1500 */
+    unsigned max_connections; /* SHARELINE_MAX_CONNECTIONS: default 16384 */
+    unsigned send_timeout_ms; /* SHARELINE_SEND_TIMEOUT_MS: default 30000 */
 } sl_config_t;
 
 /* Loads defaults, then the file (SHARELINE_CONFIG, else ./var/shareline.env when it exists), then

@@ -11,6 +11,7 @@
  */
 #include <malloc.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -315,6 +316,19 @@ static int serve(void)
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     static app_t app; /* static: reachable until exit */
+    /* Every connection is a descriptor: take the hard limit, and keep the connection cap below it
+     * (room for MariaDB, Redis and the listener). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 256 &&
+        cfg.max_connections > rl.rlim_cur - 256) {
+        fprintf(stderr, "shareline: SHARELINE_MAX_CONNECTIONS lowered from %u to %lu (open file limit %lu)\n",
+                cfg.max_connections, (unsigned long)(rl.rlim_cur - 256), (unsigned long)rl.rlim_cur);
+        cfg.max_connections = (unsigned)(rl.rlim_cur - 256);
+    }
     sl_store_error_t err;
     char msg[256];
 
@@ -373,6 +387,8 @@ static int serve(void)
         .tls_cert = cfg.tls_cert,
         .tls_key = cfg.tls_key,
         .max_body = cfg.max_body,
+        .max_connections = cfg.max_connections,
+        .send_timeout_ms = cfg.send_timeout_ms,
         .ready = app_ready,
         .metrics = app_metrics,
         .data = &app,

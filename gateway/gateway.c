@@ -13,6 +13,9 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <h2o.h>
 #include <jansson.h>
 #include <zlib.h>
@@ -45,6 +48,7 @@ struct sl_gateway {
     uint64_t requests[R_COUNT];
     uint64_t status_class[6]; /* index: status / 100 */
     uint64_t aborted;         /* answers dropped because the client had gone */
+    uint64_t conns_open, conns_accepted, conns_refused; /* client connections */
     struct pcache *pcache;    /* copies of projections, see below */
 };
 
@@ -1312,13 +1316,35 @@ void sl_gateway_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
             "# HELP shareline_share_copies_bytes Bytes of projection copies held by the gateway.\n"
             "# TYPE shareline_share_copies_bytes gauge\nshareline_share_copies_bytes %zu\n",
             (unsigned long long)gw->pcache->hits, (unsigned long long)gw->pcache->misses, gw->pcache->bytes);
+    appendf(buf, len,
+            "# HELP shareline_connections_open Client connections open now.\n"
+            "# TYPE shareline_connections_open gauge\nshareline_connections_open %llu\n"
+            "# HELP shareline_connections_accepted_total Client connections accepted.\n"
+            "# TYPE shareline_connections_accepted_total counter\nshareline_connections_accepted_total %llu\n"
+            "# HELP shareline_connections_refused_total Connections closed at once: SHARELINE_MAX_CONNECTIONS reached.\n"
+            "# TYPE shareline_connections_refused_total counter\nshareline_connections_refused_total %llu\n",
+            (unsigned long long)gw->conns_open, (unsigned long long)gw->conns_accepted,
+            (unsigned long long)gw->conns_refused);
 }
 
 /* ---- accepting ---- */
 
-static void on_tcp_close(uv_handle_t *h)
+/* A client connection's handle; h2o owns handle->data, so the gateway rides along beside it. */
+typedef struct client_conn {
+    uv_tcp_t tcp; /* first: the handle h2o and libuv see */
+    sl_gateway_t *gw;
+} client_conn_t;
+
+static void on_refused_close(uv_handle_t *h)
 {
     free(h);
+}
+
+static void on_tcp_close(uv_handle_t *h)
+{
+    client_conn_t *cc = (client_conn_t *)h;
+    cc->gw->conns_open--;
+    free(cc);
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -1326,15 +1352,30 @@ static void on_accept(uv_stream_t *listener, int status)
     sl_gateway_t *gw = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = malloc(sizeof(*conn));
-    if (conn == NULL)
+    client_conn_t *cc = malloc(sizeof(*cc));
+    if (cc == NULL)
         return;
+    uv_tcp_t *conn = &cc->tcp;
     uv_tcp_init(listener->loop, conn);
     if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, on_tcp_close);
+        uv_close((uv_handle_t *)conn, on_refused_close);
         return;
     }
+    if (gw->conns_open >= gw->cfg.max_connections) {
+        /* Over the cap: closed at once, before any memory of h2o's is spent on it. */
+        gw->conns_refused++;
+        uv_close((uv_handle_t *)conn, on_refused_close);
+        return;
+    }
+    cc->gw = gw;
+    gw->conns_open++;
+    gw->conns_accepted++;
     uv_tcp_nodelay(conn, 1);
+    uv_os_fd_t fd;
+    if (gw->cfg.send_timeout_ms && uv_fileno((uv_handle_t *)conn, &fd) == 0) {
+        unsigned ms = gw->cfg.send_timeout_ms;
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+    }
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_tcp_close);
     h2o_accept(&gw->accept_ctx, sock);
 }
@@ -1387,11 +1428,21 @@ int sl_gateway_start(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, 
         return -1;
     }
     gw->pcache->max_bytes = gw->cfg.share_cache_bytes ? gw->cfg.share_cache_bytes : (64u << 20);
+    if (gw->cfg.max_connections == 0)
+        gw->cfg.max_connections = 16384;
 
     h2o_config_init(&gw->config);
     /* Bodies up to max_body are ours to judge (a 413 with an error body); h2o itself stops at twice
      * that (HTTP/1.1: 413; HTTP/2: RST_STREAM), so no request can make us buffer more. */
     gw->config.max_request_entity_size = gw->cfg.max_body * 2;
+    /* h2o's timeouts, set here so that they are ours and documented (README "Limits"): a request
+     * head must arrive within 10 s of the connection or the previous request (a byte-by-byte
+     * slowloris is closed at 10 s), an idle HTTP/2 connection is closed after 10 s, and at most 100
+     * requests of one HTTP/2 connection run at once (more are refused with RST_STREAM). */
+    gw->config.http1.req_timeout = 10000;
+    gw->config.http2.idle_timeout = 10000;
+    gw->config.handshake_timeout = 10000;
+    gw->config.http2.max_concurrent_requests_per_connection = 100;
     h2o_hostconf_t *host = h2o_config_register_host(&gw->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     handler_t *h = (handler_t *)h2o_create_handler(pathconf, sizeof(*h));
