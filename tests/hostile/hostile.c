@@ -17,9 +17,7 @@
  * memory bounded), 2 on usage errors, 1 when the attack could not even be set up.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
