@@ -57,15 +57,3 @@ void sl_core_get_stats(const sl_core_t *core, sl_core_stats_t *out)
 {
     *out = core->stats;
 }
-
-int sl_session_id_valid(const char *id, size_t len)
-{
-    if (len == 0 || len > 64)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return 0;
-    }
-    return 1;
-}

@@ -101,9 +101,6 @@ void sl_fail_store(sl_rpc_call_t *call, const sl_store_error_t *err);
 int sl_sessions_register(sl_core_t *core, sl_rpc_server_t *srv);
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv);
 
-/* A session id is 1..64 of [A-Za-z0-9_-]. */
-int sl_session_id_valid(const char *id, size_t len);
-
 /* Monotonic-enough random 64-bit value from the OS (getrandom). */
 uint64_t sl_random_u64(void);
 

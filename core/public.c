@@ -195,7 +195,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
     size_t idlen;
     core->stats.public_requests++;
     if (sl_rpc_get_str(sl_rpc_request(call), "session_id", 1, 64, &id, &idlen, msg, sizeof(msg)) != 1 ||
-        !sl_session_id_valid(id, idlen)) {
+        !sl_rpc_id_valid(id, idlen)) {
         /* Not a possible id: the same answer as an unknown one. */
         sl_rpc_reply_raw(call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
         return;

@@ -258,7 +258,7 @@ static int get_session_id(owner_op_t *op, const char **id, size_t *len)
         fail(op, SL_RPC_INVALID_ARGUMENT, "%s", op->msg);
         return -1;
     }
-    if (!sl_session_id_valid(*id, *len)) {
+    if (!sl_rpc_id_valid(*id, *len)) {
         fail(op, SL_RPC_INVALID_ARGUMENT, "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
         return -1;
     }
@@ -370,7 +370,7 @@ static void sync_session(owner_op_t *op)
 
     if ((rc = sl_rpc_get_str(m, "session_id", 0, 64, &id, &idlen, op->msg, sizeof(op->msg))) < 0)
         goto bad;
-    if (rc == 1 && !sl_session_id_valid(id, idlen)) {
+    if (rc == 1 && !sl_rpc_id_valid(id, idlen)) {
         fail(op, SL_RPC_INVALID_ARGUMENT, "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
         return;
     }
@@ -1119,7 +1119,7 @@ static void list_sessions(owner_op_t *op)
         char *end = NULL;
         if (dot)
             after_us = strtoll(buf, &end, 10);
-        if (dot == NULL || end != dot || after_us <= 0 || !sl_session_id_valid(dot + 1, strlen(dot + 1))) {
+        if (dot == NULL || end != dot || after_us <= 0 || !sl_rpc_id_valid(dot + 1, strlen(dot + 1))) {
             fail(op, SL_RPC_INVALID_ARGUMENT, "field \"page_token\" is not a token this server gave out");
             return;
         }

@@ -48,14 +48,7 @@ void sl_route_classify(const char *path, size_t len, sl_route_t *out)
 
 int sl_route_share_id_valid(const char *id, size_t len)
 {
-    if (len == 0 || len > 64)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return 0;
-    }
-    return 1;
+    return sl_rpc_id_valid(id, len); /* the one id rule, shared with the core */
 }
 
 static int hexval(unsigned char c)

@@ -245,6 +245,18 @@ void sl_rpc_fail(sl_rpc_call_t *call, sl_rpc_code_t code, const char *fmt, ...)
     call_free(call);
 }
 
+int sl_rpc_id_valid(const char *id, size_t len)
+{
+    if (len == 0 || len > 64)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- fields ---- */
 
 const msgpack_object *sl_rpc_field(const msgpack_object *map, const char *key)

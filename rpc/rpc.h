@@ -122,6 +122,10 @@ int sl_rpc_get_i64(const msgpack_object *map, const char *key, int required, int
 void sl_rpc_pack_str(msgpack_packer *pk, const char *s);
 void sl_rpc_pack_strn(msgpack_packer *pk, const char *s, size_t len);
 
+/* 1 when id[0..len) follows the session id rule of the contract: 1-64 bytes of A-Z a-z 0-9 '-' '_'
+ * (so no id can ever name a path or need escaping). */
+int sl_rpc_id_valid(const char *id, size_t len);
+
 /* 1 when buf[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int sl_rpc_utf8_valid(const char *buf, size_t len);
 
