@@ -171,6 +171,56 @@ static int etag_matches(h2o_req_t *req, const char *etag, size_t len)
 
 #define PCACHE_BUCKETS 4096
 
+/* One representation of a projection, ready to send: the body and its strong ETag. */
+enum { REP_JSON, REP_JSON_GZ, REP_MD, REP_MD_GZ, REP_HTML, REP_HTML_GZ, REP_COUNT };
+typedef struct rep {
+    const char *body;
+    size_t len;
+    char tag[100]; /* quoted: "<version>-<hash>-<j|m|h>[z]" */
+    size_t taglen;
+} rep_t;
+
+static const char *const rep_keys[REP_COUNT] = {"json", "json_gz", "md", "md_gz", "html", "html_gz"};
+static const char *const rep_suffix[REP_COUNT] = {"j", "jz", "m", "mz", "h", "hz"};
+
+static int rep_index(enum route route, int gzip, int markdown)
+{
+    if (route != R_SHARE_JSON)
+        return gzip ? REP_HTML_GZ : REP_HTML;
+    if (markdown)
+        return gzip ? REP_MD_GZ : REP_MD;
+    return gzip ? REP_JSON_GZ : REP_JSON;
+}
+
+/* Fills *out from a found projection; -1 when the representation or the etag is missing. */
+static int rep_resolve(const msgpack_object *obj, int idx, rep_t *out)
+{
+    const msgpack_object *b = sl_rpc_field(obj, rep_keys[idx]);
+    const msgpack_object *etag = sl_rpc_field(obj, "etag");
+    if (b == NULL || b->type != MSGPACK_OBJECT_BIN || etag == NULL || etag->type != MSGPACK_OBJECT_STR)
+        return -1;
+    size_t el = etag->via.str.size > 80 ? 80 : etag->via.str.size;
+    size_t sl = strlen(rep_suffix[idx]);
+    char *t = out->tag;
+    *t++ = '"';
+    memcpy(t, etag->via.str.ptr, el);
+    t += el;
+    *t++ = '-';
+    memcpy(t, rep_suffix[idx], sl);
+    t += sl;
+    *t++ = '"';
+    out->taglen = (size_t)(t - out->tag);
+    out->body = b->via.bin.ptr;
+    out->len = b->via.bin.size;
+    return 0;
+}
+
+static int projection_found(const msgpack_object *obj)
+{
+    const msgpack_object *found = sl_rpc_field(obj, "found");
+    return found != NULL && found->type == MSGPACK_OBJECT_BOOLEAN && found->via.boolean;
+}
+
 typedef struct pentry {
     struct pentry *chain;
     struct pentry *prev, *next; /* LRU: head = most recent */
@@ -181,6 +231,8 @@ typedef struct pentry {
     size_t len;
     msgpack_zone zone;
     msgpack_object obj; /* unpacked from body (str/bin point into body) */
+    int found;          /* obj says found:true and carries every representation */
+    rep_t rep[REP_COUNT]; /* resolved once, when stored */
     unsigned refs;      /* answers still being sent straight from body */
     int detached;       /* removed from the cache: freed when refs drops to 0 */
 } pentry_t;
@@ -310,6 +362,10 @@ static pentry_t *pcache_put(pcache_t *pc, const char *id, size_t n, uint64_t ver
         free(e);
         return NULL;
     }
+    e->found = projection_found(&e->obj);
+    for (int i = 0; i < REP_COUNT && e->found; i++)
+        if (rep_resolve(&e->obj, i, &e->rep[i]) != 0)
+            e->found = 0; /* incomplete: served through the checking path, which answers an error */
     memcpy(e->id, id, n);
     e->idlen = n;
     e->version = version;
@@ -356,9 +412,12 @@ static void on_req_dispose(void *p)
 
 static pending_t *pending_new(sl_gateway_t *gw, h2o_req_t *req, enum route route)
 {
-    pending_t *pd = calloc(1, sizeof(*pd));
+    /* malloc + memset rather than calloc: glibc's calloc bypasses the thread cache, and this runs
+     * once per public GET */
+    pending_t *pd = malloc(sizeof(*pd));
     if (pd == NULL)
         return NULL;
+    memset(pd, 0, sizeof(*pd));
     pd->gw = gw;
     pd->req = req;
     pd->route = route;
@@ -495,27 +554,27 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
 static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route, int gzip, int markdown,
                              const msgpack_object *objp, pentry_t *from)
 {
-    msgpack_object obj = *objp;
-    const msgpack_object *found = map_get(&obj, "found");
-    if (found == NULL || found->type != MSGPACK_OBJECT_BOOLEAN || !found->via.boolean) {
-        send_not_found_share(gw, req, route);
-        return;
+    int idx = rep_index(route, gzip, markdown);
+    rep_t local;
+    const rep_t *rep;
+    if (from != NULL && from->found) {
+        rep = &from->rep[idx]; /* resolved when the copy was stored */
+    } else {
+        if (!projection_found(objp)) {
+            send_not_found_share(gw, req, route);
+            return;
+        }
+        if (rep_resolve(objp, idx, &local) != 0) {
+            send_json_error(gw, req, SL_RPC_INTERNAL, "internal error");
+            return;
+        }
+        rep = &local;
+        from = NULL; /* an incomplete copy is never sent from */
     }
-    const char *key = route == R_SHARE_JSON ? (markdown ? (gzip ? "md_gz" : "md") : (gzip ? "json_gz" : "json"))
-                                            : (gzip ? "html_gz" : "html");
-    const msgpack_object *b = map_get(&obj, key);
-    const msgpack_object *etag = map_get(&obj, "etag");
-    if (b == NULL || b->type != MSGPACK_OBJECT_BIN || etag == NULL || etag->type != MSGPACK_OBJECT_STR) {
-        send_json_error(gw, req, SL_RPC_INTERNAL, "internal error");
-        return;
-    }
-    /* Strong ETag per representation: "<version>-<hash>-<j|h>[z]". */
-    char tag[128];
-    int tl = snprintf(tag, sizeof(tag), "\"%.*s-%s%s\"", (int)(etag->via.str.size > 80 ? 80 : etag->via.str.size),
-                      etag->via.str.ptr, route == R_SHARE_JSON ? (markdown ? "m" : "j") : "h", gzip ? "z" : "");
+    /* Strong ETag per representation: "<version>-<hash>-<j|m|h>[z]". */
     common_share_headers(req, route);
-    add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, tag, (size_t)tl).base, (size_t)tl);
-    if (etag_matches(req, tag, (size_t)tl)) {
+    add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, rep->tag, rep->taglen).base, rep->taglen);
+    if (etag_matches(req, rep->tag, rep->taglen)) {
         count_status(gw, 304);
         req->res.status = 304;
         req->res.reason = "Not Modified";
@@ -529,7 +588,7 @@ static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route,
                             : "text/html; charset=utf-8";
     if (from == NULL || h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         /* HEAD: h2o_send_inline() knows to send the headers only */
-        send_body(gw, req, 200, ctype, b->via.bin.ptr, b->via.bin.size);
+        send_body(gw, req, 200, ctype, rep->body, rep->len);
         return;
     }
     /* From the cached entry itself: it stays alive (refs) until the request's pool is cleared. */
@@ -542,9 +601,9 @@ static void serve_projection(sl_gateway_t *gw, h2o_req_t *req, enum route route,
     req->res.status = 200;
     req->res.reason = "OK";
     add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, strlen(ctype));
-    req->res.content_length = b->via.bin.size;
+    req->res.content_length = rep->len;
     h2o_start_response(req, &z->super);
-    h2o_iovec_t buf = h2o_iovec_init(b->via.bin.ptr, b->via.bin.size);
+    h2o_iovec_t buf = h2o_iovec_init(rep->body, rep->len);
     h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 

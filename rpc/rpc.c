@@ -40,17 +40,29 @@ typedef struct method {
     void *data;
 } method_t;
 
+/* Answered calls are kept for reuse (with their zone's first chunk and small buffers), so that the
+ * public read path, one small call per GET, does not go through malloc for each. */
+#define CALL_FREE_MAX 64
+#define CALL_KEEP_BYTES 4096 /* buffers larger than this are released, not kept */
+
 struct sl_rpc_server {
     sl_rpc_limits_t limits;
     method_t *methods;
     size_t nmethods;
+    struct sl_rpc_call *free_calls; /* linked through ->next_free */
+    size_t nfree;
 };
 
 struct sl_rpc_call {
+    sl_rpc_server_t *srv;
+    struct sl_rpc_call *next_free;
     const method_t *method;
     char *body; /* copy of the request; the unpacked objects point into it */
+    size_t body_cap;
     char *auth;
+    size_t auth_cap;
     size_t auth_len;
+    int has_auth; /* auth holds this call's credential (the buffer may be kept from an earlier one) */
     msgpack_zone zone;
     msgpack_object request;
     msgpack_sbuffer reply;
@@ -58,6 +70,8 @@ struct sl_rpc_call {
     sl_rpc_reply_cb cb;
     void *cb_data;
 };
+
+static void call_destroy(sl_rpc_call_t *call);
 
 sl_rpc_server_t *sl_rpc_server_new(const sl_rpc_limits_t *limits)
 {
@@ -78,6 +92,11 @@ void sl_rpc_server_free(sl_rpc_server_t *srv)
     for (size_t i = 0; i < srv->nmethods; i++)
         free(srv->methods[i].name);
     free(srv->methods);
+    while (srv->free_calls) {
+        sl_rpc_call_t *c = srv->free_calls;
+        srv->free_calls = c->next_free;
+        call_destroy(c);
+    }
     free(srv);
 }
 
@@ -136,13 +155,87 @@ static void answer_error(sl_rpc_reply_cb cb, void *data, sl_rpc_code_t code, con
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void call_free(sl_rpc_call_t *call)
+static void call_destroy(sl_rpc_call_t *call)
 {
     msgpack_zone_destroy(&call->zone);
     msgpack_sbuffer_destroy(&call->reply);
     free(call->body);
+    if (call->auth_cap > 0)
+        explicit_bzero(call->auth, call->auth_cap);
     free(call->auth);
     free(call);
+}
+
+/* Back to the server's free list: nothing of the answered request survives (zone cleared, reply
+ * emptied, credential wiped, large buffers released). */
+static void call_free(sl_rpc_call_t *call)
+{
+    sl_rpc_server_t *srv = call->srv;
+    if (srv->nfree >= CALL_FREE_MAX) {
+        call_destroy(call);
+        return;
+    }
+    msgpack_zone_clear(&call->zone);
+    if (call->reply.alloc > CALL_KEEP_BYTES) {
+        msgpack_sbuffer_destroy(&call->reply);
+        msgpack_sbuffer_init(&call->reply);
+    } else {
+        msgpack_sbuffer_clear(&call->reply);
+    }
+    if (call->body_cap > CALL_KEEP_BYTES) {
+        free(call->body);
+        call->body = NULL;
+        call->body_cap = 0;
+    }
+    if (call->auth_cap > 0)
+        explicit_bzero(call->auth, call->auth_cap); /* no credential lingers in a kept buffer */
+    call->auth_len = 0;
+    call->has_auth = 0;
+    call->cb = NULL;
+    call->cb_data = NULL;
+    call->method = NULL;
+    call->next_free = srv->free_calls;
+    srv->free_calls = call;
+    srv->nfree++;
+}
+
+static sl_rpc_call_t *call_get(sl_rpc_server_t *srv)
+{
+    sl_rpc_call_t *call = srv->free_calls;
+    if (call != NULL) {
+        srv->free_calls = call->next_free;
+        srv->nfree--;
+        call->next_free = NULL;
+        return call;
+    }
+    call = calloc(1, sizeof(*call));
+    if (call == NULL)
+        return NULL;
+    call->srv = srv;
+    msgpack_sbuffer_init(&call->reply);
+    if (!msgpack_zone_init(&call->zone, 2048)) {
+        free(call);
+        return NULL;
+    }
+    return call;
+}
+
+/* Makes *buf hold at least need bytes (contents not kept). */
+static int reserve(char **buf, size_t *cap, size_t need)
+{
+    if (need < 64)
+        need = 64;
+    if (*buf != NULL && *cap >= need)
+        return 0;
+    char *b = malloc(need);
+    if (b == NULL)
+        return -1;
+    if (*buf != NULL && *cap > 0)
+        explicit_bzero(*buf, *cap);
+    free(*buf);
+    *buf = b;
+    *cap = need;
+    return 0;
 }
 
 void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth, size_t auth_len,
@@ -164,28 +257,26 @@ void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, co
         answer_error(cb, data, SL_RPC_INVALID_ARGUMENT, msg);
         return;
     }
-    sl_rpc_call_t *call = calloc(1, sizeof(*call));
-    if (call == NULL || (call->body = malloc(len)) == NULL ||
-        (auth != NULL && (call->auth = malloc(auth_len + 1)) == NULL)) {
-        if (call) {
-            free(call->body);
-            free(call);
-        }
+    sl_rpc_call_t *call = call_get(srv);
+    if (call == NULL || reserve(&call->body, &call->body_cap, len) != 0 ||
+        (auth != NULL && reserve(&call->auth, &call->auth_cap, auth_len + 1) != 0)) {
+        if (call)
+            call_destroy(call);
         answer_error(cb, data, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    memcpy(call->body, body, len);
+    if (len > 0)
+        memcpy(call->body, body, len);
     if (auth != NULL) {
         memcpy(call->auth, auth, auth_len);
         call->auth[auth_len] = '\0';
         call->auth_len = auth_len;
+        call->has_auth = 1;
     }
     call->method = m;
     call->cb = cb;
     call->cb_data = data;
-    msgpack_sbuffer_init(&call->reply);
     msgpack_packer_init(&call->pk, &call->reply, msgpack_sbuffer_write);
-    msgpack_zone_init(&call->zone, 2048);
     size_t off = 0;
     /* Checked above, so this cannot over-allocate; a failure here is our bug. */
     if (msgpack_unpack(call->body, len, &off, &call->zone, &call->request) != MSGPACK_UNPACK_SUCCESS) {
@@ -205,7 +296,7 @@ const char *sl_rpc_auth(const sl_rpc_call_t *call, size_t *len)
 {
     if (len)
         *len = call->auth_len;
-    return call->auth;
+    return call->has_auth ? call->auth : NULL;
 }
 
 const char *sl_rpc_method(const sl_rpc_call_t *call)

@@ -4,8 +4,9 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#include <string.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rpc/rpc.h"
 
@@ -25,7 +26,7 @@ static void on_answer(sl_rpc_code_t code, const void *body, size_t len, void *da
     assert_int_equal(sl_rpc_msgpack_to_json(body, len, &a->json, &n), 0);
 }
 
-/* Echo: answers {"got": <name>, "auth": <token or "">} or fails when "name" is missing. */
+/* Echo: answers {"got": <name>, "auth": <token or nil>} or fails when "name" is missing. */
 static void echo(sl_rpc_call_t *call, void *data)
 {
     (*(int *)data)++;
@@ -43,7 +44,10 @@ static void echo(sl_rpc_call_t *call, void *data)
     sl_rpc_pack_str(pk, "got");
     sl_rpc_pack_strn(pk, name, len);
     sl_rpc_pack_str(pk, "auth");
-    sl_rpc_pack_strn(pk, auth ? auth : "", auth ? alen : 0);
+    if (auth != NULL)
+        sl_rpc_pack_strn(pk, auth, alen);
+    else
+        msgpack_pack_nil(pk); /* no credential: nil, not an empty or an earlier one */
     sl_rpc_reply(call);
 }
 
@@ -104,6 +108,79 @@ static void test_oversized(void **state)
     sl_rpc_server_free(srv);
 }
 
+/* Hold: keeps the call unanswered (in held[]) until the test answers it. */
+static sl_rpc_call_t *held[200];
+static int nheld;
+
+static void hold(sl_rpc_call_t *call, void *data)
+{
+    (void)data;
+    held[nheld++] = call;
+}
+
+/* Answered calls are reused: nothing of an earlier call (its credential, body or reply) may show in
+ * a later one, with more calls in flight than the server keeps for reuse. */
+static void test_call_reuse(void **state)
+{
+    int handled = 0;
+    sl_rpc_server_t *srv = sl_rpc_server_new(NULL);
+    assert_int_equal(sl_rpc_register(srv, "t.v1.S/Echo", echo, &handled), 0);
+    assert_int_equal(sl_rpc_register(srv, "t.v1.S/Hold", hold, NULL), 0);
+    answer_t a = {0};
+    const char req_a[] = "\x81\xa4" "name" "\xa5" "alice";
+    const char req_b[] = "\x81\xa4" "name" "\xa1" "b";
+    sl_rpc_call(srv, "t.v1.S/Echo", 11, "secret-token", 12, req_a, sizeof(req_a) - 1, on_answer, &a);
+    assert_string_equal(a.json, "{\"got\":\"alice\",\"auth\":\"secret-token\"}");
+    /* the next call reuses that call object: no credential, a shorter name, a fresh reply */
+    sl_rpc_call(srv, "t.v1.S/Echo", 11, NULL, 0, req_b, sizeof(req_b) - 1, on_answer, &a);
+    assert_string_equal(a.json, "{\"got\":\"b\",\"auth\":null}");
+    sl_rpc_call(srv, "t.v1.S/Echo", 11, "t2", 2, req_b, sizeof(req_b) - 1, on_answer, &a);
+    assert_string_equal(a.json, "{\"got\":\"b\",\"auth\":\"t2\"}");
+
+    /* a large body (a 20,000-byte padding field) and then a small one */
+    size_t big = 20000;
+    char *breq = malloc(big + 64);
+    size_t n = 0;
+    memcpy(breq + n, "\x82\xa4" "name" "\xa1" "c" "\xa3" "pad" "\xda", 13);
+    n += 13;
+    breq[n++] = (char)(big >> 8);
+    breq[n++] = (char)(big & 0xff);
+    memset(breq + n, 'x', big);
+    n += big;
+    sl_rpc_call(srv, "t.v1.S/Echo", 11, NULL, 0, breq, n, on_answer, &a);
+    assert_string_equal(a.json, "{\"got\":\"c\",\"auth\":null}");
+    free(breq);
+    sl_rpc_call(srv, "t.v1.S/Echo", 11, NULL, 0, req_b, sizeof(req_b) - 1, on_answer, &a);
+    assert_string_equal(a.json, "{\"got\":\"b\",\"auth\":null}");
+
+    /* 200 calls in flight (more than are kept for reuse), answered out of order, twice over */
+    for (int round = 0; round < 2; round++) {
+        nheld = 0;
+        for (int i = 0; i < 200; i++)
+            sl_rpc_call(srv, "t.v1.S/Hold", 11, "tok", 3, req_b, sizeof(req_b) - 1, on_answer, &a);
+        assert_int_equal(nheld, 200);
+        for (int i = 0; i < 200; i++) {
+            sl_rpc_call_t *c = held[(i * 7) % 200]; /* 7 and 200 are coprime: each exactly once */
+            size_t alen;
+            const char *auth = sl_rpc_auth(c, &alen);
+            assert_non_null(auth);
+            assert_int_equal(alen, 3);
+            msgpack_packer *pk = sl_rpc_packer(c);
+            msgpack_pack_map(pk, 1);
+            sl_rpc_pack_str(pk, "i");
+            msgpack_pack_int(pk, (i * 7) % 200);
+            sl_rpc_reply(c);
+            char want[32];
+            snprintf(want, sizeof(want), "{\"i\":%d}", (i * 7) % 200);
+            assert_string_equal(a.json, want);
+        }
+    }
+    sl_rpc_call(srv, "t.v1.S/Echo", 11, NULL, 0, req_a, sizeof(req_a) - 1, on_answer, &a);
+    assert_string_equal(a.json, "{\"got\":\"alice\",\"auth\":null}");
+    free(a.json);
+    sl_rpc_server_free(srv); /* frees the kept calls: the ASan build checks nothing leaks */
+}
+
 static void test_fields(void **state)
 {
     msgpack_zone z;
@@ -140,6 +217,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_call_reuse),
         cmocka_unit_test(test_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
