@@ -62,6 +62,7 @@ for p in $(pgrep -f "redis-server 127.0.0.1:17379") $(pgrep -f "port=14306"); do
 
 h2() { # url conc -> "rps p99_ms"
     local log="$OUT/h2load.log"
+    rm -f "$log" # h2load appends to its log file: without this, p99 mixed every earlier run in
     taskset -c 1 h2load -c "$2" -m 1 -t 1 -D "$DUR" --warm-up-time=1 --log-file="$log" "$1" >"$OUT/h2load.out" 2>&1 || true
     local rps; rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$OUT/h2load.out")
     local p99; p99=$(awk '{print $3}' "$log" | sort -n | awk '{a[NR]=$1} END {if (NR) printf "%.3f", a[int(NR*0.99)]/1000; else print "nan"}')
