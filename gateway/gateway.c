@@ -442,11 +442,6 @@ static h2o_req_t *pending_finish(pending_t *pd)
 
 static void send_not_found_share(sl_gateway_t *gw, h2o_req_t *req, enum route route);
 
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    return sl_rpc_field(m, key);
-}
-
 /* The viewer page runs no script and loads nothing from elsewhere; inline CSS only. */
 static const char PAGE_CSP[] = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
                                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -528,15 +523,17 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     pc->misses++;
     pentry_t *e = pcache_put(pc, id, idlen, 0, body, len);
     if (e != NULL) {
-        const msgpack_object *found = map_get(&e->obj, "found");
-        const msgpack_object *ver = map_get(&e->obj, "version");
-        if (found && found->type == MSGPACK_OBJECT_BOOLEAN && found->via.boolean && ver &&
-            ver->type == MSGPACK_OBJECT_POSITIVE_INTEGER && ver->via.u64 > 0) {
+        const msgpack_object *ver = sl_rpc_field(&e->obj, "version");
+        if (e->found && ver && ver->type == MSGPACK_OBJECT_POSITIVE_INTEGER && ver->via.u64 > 0) {
             e->version = ver->via.u64;
             serve_projection(gw, req, route, gzip, markdown, &e->obj, e);
             return;
         }
-        pcache_remove(pc, e); /* not found (or nothing worth keeping): no copy */
+        /* not found, or incomplete: answered from the copy's unpacked form (serve_projection copies
+         * what it sends when not given the entry), which is then dropped */
+        serve_projection(gw, req, route, gzip, markdown, &e->obj, NULL);
+        pcache_remove(pc, e);
+        return;
     }
     msgpack_zone zone;
     msgpack_object obj;
