@@ -4,7 +4,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/specstory.h"
+#include "core/internal/specstory.h"
 
 static double now_ms(void)
 {

@@ -18,7 +18,7 @@
 
 #include <msgpack.h>
 
-#include "rpc/client.h"
+#include "client/client.h"
 
 static const char *base, *token, *prefix;
 static int calls;
@@ -41,7 +41,9 @@ static double now_s(void)
 static void *run(void *arg)
 {
     worker_t *w = arg;
-    sl_client_t *c = sl_client_new(base, token, SL_CLIENT_HTTP1);
+    sl_client_t *c;
+    if (sl_client_open(&c, base, token, SL_CLIENT_HTTP1) != 0)
+        return NULL;
     char sid[200];
     snprintf(sid, sizeof(sid), "%s-%d", prefix, w->index);
     for (int i = 0; i < calls; i++) {
@@ -74,7 +76,7 @@ static void *run(void *arg)
             sl_client_answer_free(&a);
         msgpack_sbuffer_destroy(&sb);
     }
-    sl_client_free(c);
+    sl_client_close(c);
     return NULL;
 }
 

@@ -36,7 +36,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cache/cache.h"
-#include "cache/uv_redis.h"
+#include "cache/internal/uv_redis.h"
 
 typedef enum ckind { K_GENERIC, K_GET, K_HEAD, K_WRITE } ckind_t;
 

@@ -1,5 +1,5 @@
-/* Node memory kept coherent through Redis pub/sub, leases and acknowledgements (see coherence.h and
- * docs/invalidation.md, "Node memory"). */
+/* Node memory kept coherent through Redis pub/sub, leases and acknowledgements (see cache.h,
+ * "node memory", and docs/invalidation.md, "Node memory"). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,8 +10,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "cache/coherence.h"
-#include "cache/uv_redis.h"
+#include "cache/cache.h"
+#include "cache/internal/uv_redis.h"
 
 #define BUCKETS 65536
 #define RING 8192

@@ -1,7 +1,7 @@
 /* The libuv event adapter of cache/ (see uv_redis.h). */
 #include <stdlib.h>
 
-#include "cache/uv_redis.h"
+#include "cache/internal/uv_redis.h"
 
 /*
  * Write path. hiredis asks for write interest (addWrite) each time a command is appended to its

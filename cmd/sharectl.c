@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rpc/client.h"
+#include "client/client.h"
 #include "rpc/rpc.h"
 
 #define EXIT_REFUSED 1
@@ -541,8 +541,7 @@ int main(int argc, char **argv)
         server = "http://127.0.0.1:8080";
     if (token == NULL || *token == '\0')
         return usage_error("no token: set SHARELINE_TOKEN or pass --token");
-    client = sl_client_new(server, token, proto);
-    if (client == NULL) {
+    if (sl_client_open(&client, server, token, proto) != 0) {
         fprintf(stderr, "sharectl: out of memory\n");
         return EXIT_UNREACHABLE;
     }
@@ -579,6 +578,6 @@ int main(int argc, char **argv)
         rc = cmd_raw(n, args);
     else
         rc = usage_error("unknown command %s", cmd);
-    sl_client_free(client);
+    sl_client_close(client);
     return rc;
 }

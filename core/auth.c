@@ -14,18 +14,18 @@
 #include <openssl/sha.h>
 #include <sys/random.h>
 
-#include "core/internal.h"
+#include "core/internal/core.h"
 
 static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind, token_hash FROM tokens"
                                 " WHERE token_hash = ? AND revoked_at IS NULL";
 static const char SQL_USER_TENANT[] = "SELECT tenant_id FROM users WHERE id = ?";
 
-void sl_core_token_hash(const char *token, size_t len, unsigned char out[32])
+void sl_token_hash(const char *token, size_t len, unsigned char out[32])
 {
     SHA256((const unsigned char *)token, len, out);
 }
 
-int sl_core_token_hash_equal(const void *stored, size_t len, const unsigned char hash[32])
+int sl_token_hash_equal(const void *stored, size_t len, const unsigned char hash[32])
 {
     return stored != NULL && len == 32 && CRYPTO_memcmp(stored, hash, 32) == 0;
 }
@@ -38,7 +38,7 @@ uint64_t sl_random_u64(void)
     return v;
 }
 
-int sl_core_token_new(char *out, size_t outlen)
+int sl_token_new(char *out, size_t outlen)
 {
     static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char raw[32];
@@ -75,7 +75,7 @@ int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
         return -1;
     }
     unsigned char hash[32];
-    sl_core_token_hash(token, len, hash);
+    sl_token_hash(token, len, hash);
     sl_store_value_t p[] = {sl_store_blob(hash, sizeof(hash))};
     sl_store_error_t err;
     sl_store_result_t *r = sl_await_query(core->owner, SQL_TOKEN, p, 1, &err);
@@ -84,7 +84,7 @@ int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
         return -1;
     }
     const sl_store_value_t *stored = r->nrows == 1 ? sl_store_cell(r, 0, 3) : NULL;
-    if (stored == NULL || !sl_core_token_hash_equal(stored->ptr, stored->len, hash)) {
+    if (stored == NULL || !sl_token_hash_equal(stored->ptr, stored->len, hash)) {
         sl_store_result_free(r);
         sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "invalid bearer token");
         return -1;

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "core/internal/core.h"
 
 typedef struct wait_store {
     sl_task_t *task;

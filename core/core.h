@@ -2,14 +2,19 @@
  * core — Shareline's domain: tenants/users/tokens, sessions and exchanges, owner operations,
  * SpecStory import, the public projection and its invalidation.
  *
- * The core implements the methods of the rpc method table (sl_core_register) and talks to the
- * store (MariaDB) and the cache (Redis) it is given. It runs on one libuv loop; it never blocks it.
+ * The core implements the methods of the contract (rpc/rpc.h): every owner method of
+ * shareline.v1.Sessions (authenticated by bearer token) and the public read GetShare, whose
+ * request and answer rpc.h defines. It talks to the store (MariaDB) and the cache (Redis) it is
+ * given, on one libuv loop, and never blocks that loop. How a change reaches viewers, with its
+ * races and failures: docs/invalidation.md.
  *
- * Method names it registers:
- *   shareline.v1.Sessions/<Method>   the owner RPCs of API.md (authenticated by bearer token)
- *   shareline.v1.Public/GetShare     the public read path: {"session_id"} ->
- *       {"found": false} or the projection {"found": true, "version", "etag", "json", "json_gz",
- *        "html", "html_gz"} (bin values; etag without the variant suffix, see docs/projection.md)
+ * Where things are: core.c (this object, test hooks), owner.c (the owner methods' dispatch),
+ * pipeline.c (the change pipeline every owner change runs through), one file per capability —
+ * sync.c, sharing.c, edits.c, reads.c, search.c, projects.c — then public.c (GetShare),
+ * projection.c + render.c (the public document, page and Markdown), publish.c (invalidation),
+ * repair.c (republishing after failed publishes), specstory.c (the importer), auth.c (tokens),
+ * admin.c (the admin operations below), task.c + await.c (coroutines over the callback modules).
+ * Internal headers are in core/internal/.
  */
 #ifndef SL_CORE_H
 #define SL_CORE_H
@@ -27,49 +32,56 @@ typedef struct sl_core_config {
     const char *public_base_url; /* e.g. "http://127.0.0.1:8080" (share_url = base + "/share/" + id) */
     size_t max_markdown;         /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
     unsigned max_exchanges;      /* exchanges of one session, default 10000 */
-    unsigned test_fill_delay_ms; /* tests only: a reader waits this long before its cache fill */
-    unsigned test_fail_publish;  /* tests only: the publish after the Nth commit (1-based) fails */
 } sl_core_config_t;
 
 typedef struct sl_core_stats {
-    uint64_t public_requests;     /* GetShare calls */
-    uint64_t public_cache_hits;   /* answered from Redis (PUBLIC or TOMB entry) */
-    uint64_t public_store_reads;  /* answered by reading MariaDB (miss, mark, cache down) */
-    uint64_t public_fills;        /* projections written to Redis by readers */
+    uint64_t public_requests;      /* GetShare calls */
+    uint64_t public_cache_hits;    /* answered from Redis (PUBLIC or TOMB entry) */
+    uint64_t public_store_reads;   /* answered by reading MariaDB (miss, mark, cache down) */
+    uint64_t public_fills;         /* projections written to Redis by readers */
     uint64_t public_fills_refused; /* reader fills refused because an owner change came first */
-    uint64_t public_unchanged;    /* answered "unchanged": the gateway's copy is the current version */
-    uint64_t owner_calls;         /* owner RPCs */
-    uint64_t owner_errors;        /* owner RPCs answered with an error */
-    uint64_t publishes;           /* projections/tombstones written by owner changes */
-    uint64_t public_memory_hits;  /* answered from the node's memory, without asking Redis */
-    uint64_t cache_repairs;       /* sessions republished by the repair after a failed publish */
+    uint64_t public_unchanged;     /* answered "unchanged": the gateway's copy is the current version */
+    uint64_t owner_calls;          /* owner RPCs */
+    uint64_t owner_errors;         /* owner RPCs answered with an error */
+    uint64_t publishes;            /* projections/tombstones written by owner changes */
+    uint64_t public_memory_hits;   /* answered from the node's memory, without asking Redis */
+    uint64_t cache_repairs;        /* sessions republished by the repair after a failed publish */
 } sl_core_stats_t;
 
 /* owner: the pool for the owner path (full access); public: the pool of the account that can read
- * only the public_* views. Neither is owned by the core. */
+ * only the public_* views; coh: the node memory (sl_coh_open), or NULL to ask Redis on every public
+ * read. None of them is owned by the core. Test hooks (SHARELINE_TEST_* variables, see core.c) are
+ * read from the environment here. Returns 0 or -1 (out of memory). */
 int sl_core_open(sl_core_t **out, uv_loop_t *loop, sl_store_t *owner, sl_store_t *public_, sl_cache_t *cache,
-                 const sl_core_config_t *cfg);
+                 sl_coh_t *coh, const sl_core_config_t *cfg);
+/* Stops the repair timer (the loop must run once more to close it) and frees the core. */
 void sl_core_close(sl_core_t *core);
-
-/* Lets public reads answer from the node's memory (cache/coherence.h) and makes every owner change
- * invalidate it on every node before returning. Not owned. Call before serving. */
-struct sl_coh;
-void sl_core_set_coherence(sl_core_t *core, struct sl_coh *coh);
 
 /* Registers every method of the core in srv. */
 int sl_core_register(sl_core_t *core, sl_rpc_server_t *srv);
 
 /* Starts the cache repair: every interval_ms, sessions whose publish failed more than 5 s ago
  * (cache_dirty) are published again (docs/invalidation.md, "Repair"). Call once, from serve. */
-void sl_core_start_repair(sl_core_t *core, unsigned interval_ms);
+void sl_core_repair_start(sl_core_t *core, unsigned interval_ms);
 
 void sl_core_get_stats(const sl_core_t *core, sl_core_stats_t *out);
 
-/* SHA-256 of a token as stored in tokens.token_hash (for the admin subcommands). */
-void sl_core_token_hash(const char *token, size_t len, unsigned char out[32]);
-/* 1 when stored[0..len) is exactly hash (32 bytes); constant time in the bytes' values. */
-int sl_core_token_hash_equal(const void *stored, size_t len, const unsigned char hash[32]);
-/* Writes a new random token ("slt_" + 43 base64url chars) into out (>= 64 bytes). Returns 0 or -1. */
-int sl_core_token_new(char *out, size_t outlen);
+/* ---- admin operations (blocking; for `shareline admin`, tests and set-up scripts) ----
+ *
+ * Each returns 0, or -1 with a message the operator can act on in err. */
+
+/* Applies the schema migrations and grants the public account SELECT on the public views (the
+ * only thing it may read). public_user and grantee_host: 1-80 of A-Z a-z 0-9 _ . - % : */
+int sl_core_admin_migrate(sl_store_sync_t *db, const char *public_user, const char *grantee_host, char *err,
+                          size_t errlen);
+/* A tenant (name: 1-200 bytes) -> its id. */
+int sl_core_admin_tenant_create(sl_store_sync_t *db, const char *name, uint64_t *id, char *err, size_t errlen);
+/* A user of tenant (handle 1-64 bytes, name 1-200 bytes) -> its id. */
+int sl_core_admin_user_create(sl_store_sync_t *db, uint64_t tenant, const char *handle, const char *name,
+                              uint64_t *id, char *err, size_t errlen);
+/* A new token of user (service_tenant == 0) or a service token of service_tenant (user == 0), written
+ * into token (>= 64 bytes). Only its SHA-256 is stored: the token is shown once. */
+int sl_core_admin_token_create(sl_store_sync_t *db, uint64_t user, uint64_t service_tenant, char *token,
+                               size_t tokcap, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * The public projection: what a viewer may see of a session, precomputed as the public JSON
- * document (API.md), the HTML page, and the gzip of each, packed as one msgpack map that is stored
- * in Redis as is and returned by shareline.v1.Public/GetShare.
+ * document (API.md), the HTML page, the Markdown alternate, and the gzip of each, packed as the
+ * public read's "found" answer (rpc.h), which is stored in Redis as is and returned by GetShare.
  *
  * It is built from one SELECT over the public_* (or viewer_*) views, so the rows come from one
  * consistent snapshot and hidden/deleted rows are filtered by MariaDB, not by this code.
@@ -15,8 +15,8 @@
 #include <openssl/sha.h>
 #include <zlib.h>
 
-#include "core/internal.h"
-#include "core/render.h"
+#include "core/internal/projection.h"
+#include "core/internal/render.h"
 
 #define SELECT_COLUMNS                                                                                          \
     "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"            \
@@ -459,13 +459,6 @@ static void build_markdown(buf_t *b, const sl_store_result_t *r)
     }
 }
 
-static void pack_bin(msgpack_packer *pk, const char *key, const void *p, size_t n)
-{
-    sl_rpc_pack_str(pk, key);
-    msgpack_pack_bin(pk, n);
-    msgpack_pack_bin_body(pk, p, n);
-}
-
 static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
 {
     size_t visible;
@@ -494,23 +487,19 @@ static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
     for (int i = 0; i < 5; i++)
         k += snprintf(etag + k, sizeof(etag) - (size_t)k, "%02x%02x", dj[i], dh[i]);
 
+    /* The payload is the public read's "found" answer (rpc.h), stored in Redis and served as is. */
+    sl_rpc_share_t share = {.found = 1, .version = out->version, .etag = {etag, (size_t)k}};
+    share.rep[SL_REP_JSON] = (sl_rpc_bytes_t){json, json_len};
+    share.rep[SL_REP_JSON_GZ] = (sl_rpc_bytes_t){json_gz, json_gz_len};
+    share.rep[SL_REP_HTML] = (sl_rpc_bytes_t){html.p, html.len};
+    share.rep[SL_REP_HTML_GZ] = (sl_rpc_bytes_t){html_gz, html_gz_len};
+    share.rep[SL_REP_MD] = (sl_rpc_bytes_t){md.p, md.len};
+    share.rep[SL_REP_MD_GZ] = (sl_rpc_bytes_t){md_gz, md_gz_len};
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 9);
-    sl_rpc_pack_str(&pk, "found");
-    msgpack_pack_true(&pk);
-    sl_rpc_pack_str(&pk, "version");
-    msgpack_pack_uint64(&pk, out->version);
-    sl_rpc_pack_str(&pk, "etag");
-    sl_rpc_pack_str(&pk, etag);
-    pack_bin(&pk, "json", json, json_len);
-    pack_bin(&pk, "json_gz", json_gz, json_gz_len);
-    pack_bin(&pk, "html", html.p, html.len);
-    pack_bin(&pk, "html_gz", html_gz, html_gz_len);
-    pack_bin(&pk, "md", md.p, md.len);
-    pack_bin(&pk, "md_gz", md_gz, md_gz_len);
+    sl_rpc_share_pack(&pk, &share);
     out->payload = sb.data; /* ownership moves to the projection */
     out->len = sb.size;
     rc = 0;

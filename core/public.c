@@ -13,13 +13,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "core/internal/projection.h"
 
 #define LEASE_TTL_MS 10000
 #define LEASE_WAIT_MS 15
 #define LEASE_WAITS 10
 
-static const char NOT_FOUND_REPLY[] = "\x81\xa5" "found" "\xc2"; /* {"found": false} */
+/* The short answers (rpc.h): encoded once, at registration. */
+static char not_found[SL_RPC_SHARE_SMALL_MAX];
+static size_t not_found_len;
+
+static void reply_not_found(sl_rpc_call_t *call)
+{
+    sl_rpc_reply_raw(call, not_found, not_found_len);
+}
 
 typedef struct get_share {
     sl_core_t *core;
@@ -36,7 +43,7 @@ static void reply_projection(sl_rpc_call_t *call, const sl_projection_t *p)
     if (p->found)
         sl_rpc_reply_raw(call, p->payload, p->len);
     else
-        sl_rpc_reply_raw(call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+        reply_not_found(call);
 }
 
 static void slow_path(void *arg)
@@ -62,7 +69,7 @@ static void slow_path(void *arg)
         free(pr.payload);
         if (pr.r.kind == SL_PROJ_TOMB) {
             core->stats.public_cache_hits++;
-            sl_rpc_reply_raw(g->call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+            reply_not_found(g->call);
             free(g);
             return;
         }
@@ -102,8 +109,8 @@ static void slow_path(void *arg)
     if (may_fill && token != 0) {
         /* p.version is 0 for a session that is not visible; a tombstone of version 0 is refused
          * by any later owner write, which always carries a greater version. */
-        if (core->cfg.test_fill_delay_ms)
-            sl_await_sleep(core->loop, core->cfg.test_fill_delay_ms); /* the stale write-back test */
+        if (core->hooks.fill_delay_ms)
+            sl_await_sleep(core->loop, core->hooks.fill_delay_ms); /* the stale write-back test */
         sl_proj_reply_t fr;
         sl_await_proj_fill(core->cache, g->id, g->idlen, token, p.found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB,
                            p.version, p.payload, p.len, &fr);
@@ -136,7 +143,7 @@ static void on_hot_get(const sl_proj_reply_t *r, void *data)
     }
     if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_TOMB) {
         core->stats.public_cache_hits++;
-        sl_rpc_reply_raw(g->call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+        reply_not_found(g->call);
         free(g);
         return;
     }
@@ -146,20 +153,15 @@ static void on_hot_get(const sl_proj_reply_t *r, void *data)
     }
 }
 
-static const char UNCHANGED_REPLY_HEAD[] = "\x83\xa5" "found" "\xc3" "\xa9" "unchanged" "\xc3" "\xa7" "version";
-
 /* The caller (a gateway) already holds version have_version: when Redis still holds PUBLIC of
  * exactly that version, answer {"found":true,"unchanged":true,"version":V} instead of the payload.
  * Redis is asked at every request, as on the full path: what is served is never older than what
  * the full path would serve. */
 static void reply_unchanged(get_share_t *g)
 {
-    char buf[64];
-    size_t n = sizeof(UNCHANGED_REPLY_HEAD) - 1;
-    memcpy(buf, UNCHANGED_REPLY_HEAD, n);
-    buf[n++] = (char)0xcf; /* uint64 */
-    for (int i = 7; i >= 0; i--)
-        buf[n++] = (char)(g->have_version >> (8 * i));
+    char buf[SL_RPC_SHARE_SMALL_MAX];
+    sl_rpc_share_t s = {.found = 1, .unchanged = 1, .version = g->have_version};
+    size_t n = sl_rpc_share_encode(buf, sizeof(buf), &s);
     sl_rpc_reply_raw(g->call, buf, n);
 }
 
@@ -177,7 +179,7 @@ static void on_head(const sl_proj_reply_t *r, void *data)
     }
     if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_TOMB) {
         core->stats.public_cache_hits++;
-        sl_rpc_reply_raw(g->call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+        reply_not_found(g->call);
         free(g);
         return;
     }
@@ -190,14 +192,13 @@ static void on_head(const sl_proj_reply_t *r, void *data)
 static void get_share(sl_rpc_call_t *call, void *data)
 {
     sl_core_t *core = data;
-    char msg[128];
     const char *id;
     size_t idlen;
+    uint64_t have_version;
     core->stats.public_requests++;
-    if (sl_rpc_get_str(sl_rpc_request(call), "session_id", 1, 64, &id, &idlen, msg, sizeof(msg)) != 1 ||
-        !sl_rpc_id_valid(id, idlen)) {
+    if (sl_rpc_share_request_decode(sl_rpc_request(call), &id, &idlen, &have_version) != 0) {
         /* Not a possible id: the same answer as an unknown one. */
-        sl_rpc_reply_raw(call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+        reply_not_found(call);
         return;
     }
     get_share_t *g = malloc(sizeof(*g));
@@ -211,8 +212,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
     g->idlen = idlen;
     memcpy(g->id, id, idlen);
     g->id[idlen] = '\0';
-    const msgpack_object *hv = sl_rpc_field(sl_rpc_request(call), "have_version");
-    g->have_version = hv && hv->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? hv->via.u64 : 0;
+    g->have_version = have_version;
     if (core->coh) {
         /* The node's memory: exact as long as the node is coherent (cache/coherence.h). */
         sl_proj_kind_t kind;
@@ -221,7 +221,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
             if (kind == SL_PROJ_TOMB) {
                 core->stats.public_memory_hits++;
                 core->stats.public_cache_hits++;
-                sl_rpc_reply_raw(call, NOT_FOUND_REPLY, sizeof(NOT_FOUND_REPLY) - 1);
+                reply_not_found(call);
                 free(g);
                 return;
             }
@@ -248,5 +248,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
 
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv)
 {
-    return sl_rpc_register(srv, "shareline.v1.Public/GetShare", get_share, core);
+    sl_rpc_share_t nf = {.found = 0};
+    not_found_len = sl_rpc_share_encode(not_found, sizeof(not_found), &nf);
+    return not_found_len == 0 ? -1 : sl_rpc_register(srv, sl_rpc_method_name(SL_M_GET_SHARE), get_share, core);
 }

@@ -11,7 +11,7 @@
  */
 #include <string.h>
 
-#include "core/internal.h"
+#include "core/internal/projection.h"
 
 #define MARK_TTL_MS 60000
 
@@ -52,7 +52,7 @@ static int forget_everywhere(sl_core_t *core, const char *id, size_t idlen, uint
 
 int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl_projection_t *p)
 {
-    if (core->cfg.test_fail_publish && ++core->finishes == core->cfg.test_fail_publish)
+    if (core->hooks.fail_publish && ++core->finishes == core->hooks.fail_publish)
         return -1; /* test hook (tests/e2e/repair.sh): as if Redis had been unreachable throughout */
     /* Retried for about 3 s: after a Redis restart the MARK may be gone, and a reader could have
      * filled the key from a read made before our COMMIT; our publish (a greater version) is what

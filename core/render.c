@@ -5,7 +5,7 @@
 
 #include <md4c.h>
 
-#include "core/render.h"
+#include "core/internal/render.h"
 
 #define MAX_BLOCK_DEPTH 8
 

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/specstory.h"
+#include "core/internal/specstory.h"
 
 #define TITLE_MAX 120
 #define UNTITLED "Untitled exchange"

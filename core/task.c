@@ -12,7 +12,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "core/task.h"
+#include "core/internal/task.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SL_ASAN 1

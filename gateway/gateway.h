@@ -3,6 +3,10 @@
  * (cleartext with prior knowledge on the same port, or TLS + ALPN when a certificate is given).
  * It translates requests into rpc calls (msgpack) and answers back into HTTP; it never reaches the
  * core, the cache or the store in any other way. The only h2o user in the project.
+ *
+ * Where things are: server.c (listening, routing), share.c (public share), copies.c (copies of
+ * projections), owner_rpc.c (owner RPCs), specstory.c (the SpecStory-compatible API), http.c
+ * (answers, headers, pending requests), metrics.c, route.c; internal headers in gateway/internal/.
  */
 #ifndef SL_GATEWAY_H
 #define SL_GATEWAY_H
@@ -32,13 +36,15 @@ typedef struct sl_gateway_config {
     void *data;
 } sl_gateway_config_t;
 
-/* Binds and starts serving on `loop`. Returns 0, or -1 with a message in err. */
-int sl_gateway_start(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, const sl_gateway_config_t *cfg,
-                     char *err, size_t errlen);
+/* Binds and starts serving on `loop`; rpc is not owned. Returns 0, or -1 with a message in err. */
+int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, const sl_gateway_config_t *cfg,
+                    char *err, size_t errlen);
 /* Stops listening and closes handles; returns after the loop was given the chance to close them. */
-void sl_gateway_stop(sl_gateway_t *gw);
+void sl_gateway_close(sl_gateway_t *gw);
 
-/* Appends the gateway's own metrics (Prometheus text) to buf and len, as in sl_gateway_config_t.metrics. */
-void sl_gateway_metrics(const sl_gateway_t *gw, char **buf, size_t *len);
+/* Appends one metric in the Prometheus text format ("# HELP", "# TYPE", the value) to *buf
+ * (malloc'd, grown with realloc; *len its length): for the process's metrics callback. type is
+ * "counter" or "gauge". */
+void sl_gateway_metric(char **buf, size_t *len, const char *name, const char *type, const char *help, uint64_t value);
 
 #endif

@@ -2,7 +2,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "gateway/route.h"
+#include "gateway/internal/route.h"
 #include "rpc/rpc.h"
 
 static int starts(const char *p, size_t len, const char *pre)

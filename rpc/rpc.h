@@ -1,8 +1,13 @@
 /*
- * rpc — the contract layer: the msgpack wire format, status codes, the method table and decoding
- * limits. The gateway reaches the core only through sl_rpc_call(); the core implements the methods
- * it registers here. A request is a msgpack map; a reply is a msgpack map (the method's answer) or,
- * on error, the map {"code": <name>, "message": <text>}.
+ * rpc — the contract layer: the msgpack wire format, status codes, the method names, the public
+ * read's request and answer, the JSON <-> msgpack mapping and the decoding limits. The gateway
+ * reaches the core only through sl_rpc_call(); the core implements the methods it registers here.
+ * A request is a msgpack map; a reply is a msgpack map (the method's answer) or, on error, the map
+ * {"code": <name>, "message": <text>}.
+ *
+ * Files: contract.c (names, GetShare, representation keys), server.c (method table, calls,
+ * status codes), fields.c (reading requests, packing answers), codec.c (the bounded msgpack
+ * checker, UTF-8), json.c (JSON <-> msgpack).
  *
  * rpc knows nothing of HTTP beyond the status that each code maps to (API.md), and nothing of the
  * core, the cache or the store. Single-threaded: a server and its calls belong to one loop/thread.
@@ -61,6 +66,96 @@ int sl_rpc_json_to_msgpack(const char *json, size_t len, const sl_rpc_limits_t *
  * bin values as strings when they are valid UTF-8, else base64. Returns 0 or -1. */
 int sl_rpc_msgpack_to_json(const void *buf, size_t len, char **out, size_t *outlen);
 
+/* ---- the contract: services and methods ---- */
+
+/* Owner RPCs are reachable from outside as POST /rpc/<SL_RPC_OWNER_SERVICE>/<Method>; the public
+ * service is internal (the gateway calls it for public GETs) and never reachable from outside. */
+#define SL_RPC_OWNER_SERVICE "shareline.v1.Sessions"
+#define SL_RPC_PUBLIC_SERVICE "shareline.v1.Public"
+
+typedef enum sl_rpc_method_id {
+    SL_M_SYNC_SESSION,
+    SL_M_APPEND_EXCHANGES,
+    SL_M_GET_SESSION,
+    SL_M_LIST_SESSIONS,
+    SL_M_SET_VISIBILITY,
+    SL_M_UPDATE_SESSION_TITLE,
+    SL_M_UPDATE_EXCHANGE_TITLE,
+    SL_M_SET_EXCHANGES_HIDDEN,
+    SL_M_DELETE_EXCHANGE,
+    SL_M_DELETE_SESSION,
+    SL_M_GET_SHARE_SETTINGS,
+    SL_M_PREVIEW_AS_VIEWER,
+    SL_M_EXPORT_SESSION,
+    SL_M_LIST_PROJECTS,
+    SL_M_UPDATE_PROJECT,
+    SL_M_SESSION_SIZES,
+    SL_M_OWNER_COUNT,                  /* the owner methods are the ones above */
+    SL_M_GET_SHARE = SL_M_OWNER_COUNT, /* the public read (below) */
+    SL_M_COUNT
+} sl_rpc_method_id_t;
+
+/* The full name, e.g. "shareline.v1.Sessions/SyncSession" (static), or NULL for no such id. */
+const char *sl_rpc_method_name(sl_rpc_method_id_t m);
+/* The id of a full method name, or -1. */
+int sl_rpc_method_lookup(const char *name, size_t len);
+/* 1 when name[0..len) is inside the owner service ("shareline.v1.Sessions/..."). */
+int sl_rpc_owner_path(const char *name, size_t len);
+
+/* ---- the contract: the public read, shareline.v1.Public/GetShare ----
+ *
+ * Request {"session_id": id, "have_version"?: V}: V is the version of the projection the caller
+ * already holds (0 or absent: none). Answer, one of:
+ *   {"found": false}                                    unknown, private, revoked, deleted
+ *   {"found": true, "unchanged": true, "version": V}    the caller's copy is current
+ *   {"found": true, "version": V, "etag": "<tag>", "json": bin, "json_gz": bin, "html": bin,
+ *    "html_gz": bin, "md": bin, "md_gz": bin}           the projection (its representations)
+ * The "found" answer is what Redis holds for a public session, stored and returned verbatim. */
+
+/* The representations of a projection, in their order in the answer. */
+typedef enum sl_rpc_rep {
+    SL_REP_JSON,
+    SL_REP_JSON_GZ,
+    SL_REP_HTML,
+    SL_REP_HTML_GZ,
+    SL_REP_MD,
+    SL_REP_MD_GZ,
+    SL_REP_COUNT
+} sl_rpc_rep_t;
+
+/* "json", "json_gz", "html", "html_gz", "md", "md_gz". */
+const char *sl_rpc_rep_key(sl_rpc_rep_t r);
+
+typedef struct sl_rpc_bytes {
+    const char *ptr;
+    size_t len;
+} sl_rpc_bytes_t;
+
+/* A GetShare answer. Decoded, its bytes point into the buffer it was decoded from. */
+typedef struct sl_rpc_share {
+    int found;
+    int unchanged; /* found, and the caller's have_version is current: no representations */
+    uint64_t version;
+    sl_rpc_bytes_t etag;               /* without quotes or variant suffix */
+    sl_rpc_bytes_t rep[SL_REP_COUNT];  /* found and not unchanged */
+} sl_rpc_share_t;
+
+/* Room for any request and for the not-found and unchanged answers. */
+#define SL_RPC_SHARE_SMALL_MAX 128
+
+/* Encodes a request into buf[0..cap); returns its length, 0 when cap is too small. */
+size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, uint64_t have_version);
+/* Reads a request: 0, or -1 when "session_id" is missing or not a possible id (sl_rpc_id_valid). */
+int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen, uint64_t *have_version);
+
+/* Packs an answer (found: the whole projection; !found; unchanged: the short form). */
+void sl_rpc_share_pack(msgpack_packer *pk, const sl_rpc_share_t *s);
+/* The same into buf[0..cap); returns the length, 0 when cap is too small. */
+size_t sl_rpc_share_encode(char *buf, size_t cap, const sl_rpc_share_t *s);
+/* Decodes an answer without allocating. Returns 0, or -1 when it is malformed or a "found" answer
+ * lacks its version, etag or any representation. */
+int sl_rpc_share_decode(const void *buf, size_t len, sl_rpc_share_t *out);
+
 /* ---- server: method table and calls ---- */
 
 typedef struct sl_rpc_server sl_rpc_server_t;
@@ -74,11 +169,13 @@ typedef void (*sl_rpc_handler)(sl_rpc_call_t *call, void *data);
  * error map. `body` is valid only during the callback. */
 typedef void (*sl_rpc_reply_cb)(sl_rpc_code_t code, const void *body, size_t len, void *data);
 
-sl_rpc_server_t *sl_rpc_server_new(const sl_rpc_limits_t *limits);
-void sl_rpc_server_free(sl_rpc_server_t *srv);
+/* Creates a server with these limits (NULL: the defaults). Returns 0 or -1 (out of memory). */
+int sl_rpc_server_open(sl_rpc_server_t **out, const sl_rpc_limits_t *limits);
+/* Frees the server; every call must have been answered. */
+void sl_rpc_server_close(sl_rpc_server_t *srv);
 const sl_rpc_limits_t *sl_rpc_server_limits(const sl_rpc_server_t *srv);
 
-/* Registers `name` (e.g. "shareline.v1.Sessions/SetVisibility"); the name is copied. */
+/* Registers `name` (e.g. sl_rpc_method_name(SL_M_SET_VISIBILITY)); the name is copied. */
 int sl_rpc_register(sl_rpc_server_t *srv, const char *name, sl_rpc_handler handler, void *data);
 int sl_rpc_has_method(const sl_rpc_server_t *srv, const char *name, size_t len);
 

@@ -6,7 +6,11 @@
  * (no hidden or deleted exchange, no deleted session), and public_* add "and the session is
  * public". The public read path queries only public_* (see docs/invalidation.md).
  */
-#include "migrations.h"
+#include <stdio.h>
+#include <string.h>
+
+#include "store/internal/store.h"
+#include "store/internal/migrations.h"
 
 static const char *const m1_steps[] = {
     "CREATE TABLE IF NOT EXISTS tenants ("
@@ -155,3 +159,64 @@ const sl_store_migration_t sl_store_migrations[] = {
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);
+
+/* ---- migrations ---- */
+
+static const char SQL_MIGRATIONS_TABLE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                           " version INT NOT NULL PRIMARY KEY,"
+                                           " name VARCHAR(200) NOT NULL,"
+                                           " applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+                                           ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+static const char SQL_LOCK[] = "SELECT GET_LOCK('shareline_migrate', 60)";
+static const char SQL_UNLOCK[] = "SELECT RELEASE_LOCK('shareline_migrate')";
+static const char SQL_APPLIED[] = "SELECT COUNT(*) FROM schema_migrations WHERE version = ?";
+static const char SQL_RECORD[] = "INSERT INTO schema_migrations (version, name) VALUES (?, ?)";
+
+int sl_store_migrate(sl_store_sync_t *db, sl_store_error_t *err)
+{
+    sl_store_result_t *r = NULL;
+    /* Several nodes may start at once: one migrates, the others wait for it and find nothing to do. */
+    if (sl_store_sync_exec(db, SQL_LOCK, NULL, 0, &r, err) != 0)
+        return -1;
+    int locked = r->nrows == 1 && sl_store_cell(r, 0, 0)->type == SL_STORE_INT && sl_store_cell(r, 0, 0)->i == 1;
+    sl_store_result_free(r);
+    if (!locked) {
+        sl_store__errorf(err, SL_STORE_E_TIMEOUT, "another node held the migration lock for 60 s");
+        return -1;
+    }
+    int rc = -1;
+    if (sl_store_sync_exec(db, SQL_MIGRATIONS_TABLE, NULL, 0, NULL, err) != 0)
+        goto unlock;
+    for (size_t i = 0; i < sl_store_migrations_count; i++) {
+        const sl_store_migration_t *m = &sl_store_migrations[i];
+        sl_store_value_t v[] = {sl_store_int(m->version), sl_store_text(m->name, strlen(m->name))};
+        if (sl_store_sync_exec(db, SQL_APPLIED, v, 1, &r, err) != 0)
+            goto unlock;
+        int applied = sl_store_cell(r, 0, 0)->i > 0;
+        sl_store_result_free(r);
+        if (applied)
+            continue;
+        /* DDL commits implicitly in MariaDB, so a migration is not atomic: every step is written
+         * to be re-runnable (IF NOT EXISTS, CREATE OR REPLACE), and the version is recorded last. */
+        for (const char *const *step = m->steps; *step; step++) {
+            if (sl_store_sync_exec(db, *step, NULL, 0, NULL, err) != 0) {
+                if (err) {
+                    char msg[sizeof(err->message)];
+                    snprintf(msg, sizeof(msg), "migration %d (%.40s): %.180s", m->version, m->name, err->message);
+                    memcpy(err->message, msg, sizeof(msg));
+                }
+                goto unlock;
+            }
+        }
+        if (sl_store_sync_exec(db, SQL_RECORD, v, 2, NULL, err) != 0)
+            goto unlock;
+    }
+    rc = 0;
+unlock:;
+    sl_store_error_t ignored;
+    if (sl_store_sync_exec(db, SQL_UNLOCK, NULL, 0, NULL, &ignored) != 0 && rc == 0) {
+        *err = ignored;
+        rc = -1;
+    }
+    return rc;
+}

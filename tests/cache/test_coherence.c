@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "cache/cache.h"
-#include "cache/coherence.h"
+#include "cache/cache.h"
 
 static char prefix[64];
 static pid_t private_pid;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "core/task.h"
+#include "core/internal/task.h"
 
 typedef struct step {
     uv_timer_t timer;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "gateway/route.h"
+#include "gateway/internal/route.h"
 
 static sl_route_t classify(const char *path)
 {

@@ -44,7 +44,7 @@
 
 #include <curl/curl.h>
 
-#include "rpc/client.h"
+#include "client/client.h"
 #include "rpc/rpc.h"
 
 static int PRIVATE_EVERY = 10; /* env SL_RACE_PRIVATE_EVERY */
@@ -635,7 +635,10 @@ int main(int argc, char **argv)
     if (getenv("SL_RACE_PRIVATE_EVERY") && atoi(getenv("SL_RACE_PRIVATE_EVERY")) > 0)
         PRIVATE_EVERY = atoi(getenv("SL_RACE_PRIVATE_EVERY"));
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    owner = sl_client_new(base, argv[2], SL_CLIENT_HTTP2);
+    if (sl_client_open(&owner, base, argv[2], SL_CLIENT_HTTP2) != 0) {
+        fprintf(stderr, "race_check: out of memory\n");
+        return 2;
+    }
     int can_cap = cycles * 3 + 64, ncan = 0;
     canary_t *can = calloc((size_t)can_cap, sizeof(*can));
     events_cap = (size_t)cycles * 10 + 16;
@@ -902,7 +905,7 @@ int main(int argc, char **argv)
                (unsigned long long)ledger_checked, (unsigned long long)ledger_lost,
                (unsigned long long)final_checked, (unsigned long long)final_bad, (unsigned long long)late_errors);
     }
-    sl_client_free(owner);
+    sl_client_close(owner);
     free(can);
     free(events);
     free(priv);

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "core/specstory.h"
+#include "core/internal/specstory.h"
 
 static char *slurp(const char *path, size_t *len)
 {

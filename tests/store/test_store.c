@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "store/migrations.h"
+#include "store/internal/migrations.h"
 #include "store/store.h"
 
 static sl_store_config_t base_config(void)

@@ -1,4 +1,4 @@
-/* The method table, calls and their answers, status codes, and request field readers. */
+/* The rpc server: method table, calls and their answers, status codes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,19 +73,20 @@ struct sl_rpc_call {
 
 static void call_destroy(sl_rpc_call_t *call);
 
-sl_rpc_server_t *sl_rpc_server_new(const sl_rpc_limits_t *limits)
+int sl_rpc_server_open(sl_rpc_server_t **out, const sl_rpc_limits_t *limits)
 {
     sl_rpc_server_t *srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
-        return NULL;
+        return -1;
     if (limits)
         srv->limits = *limits;
     else
         sl_rpc_limits_default(&srv->limits);
-    return srv;
+    *out = srv;
+    return 0;
 }
 
-void sl_rpc_server_free(sl_rpc_server_t *srv)
+void sl_rpc_server_close(sl_rpc_server_t *srv)
 {
     if (srv == NULL)
         return;
@@ -334,111 +335,4 @@ void sl_rpc_fail(sl_rpc_call_t *call, sl_rpc_code_t code, const char *fmt, ...)
     pack_error(&call->pk, code, msg);
     call->cb(code, call->reply.data, call->reply.size, call->cb_data);
     call_free(call);
-}
-
-int sl_rpc_id_valid(const char *id, size_t len)
-{
-    if (len == 0 || len > 64)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-/* ---- fields ---- */
-
-const msgpack_object *sl_rpc_field(const msgpack_object *map, const char *key)
-{
-    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        /* an empty str may carry a NULL pointer: no memcmp on it */
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
-            (klen == 0 || memcmp(kv->key.via.str.ptr, key, klen) == 0))
-            return kv->val.type == MSGPACK_OBJECT_NIL ? NULL : &kv->val;
-    }
-    return NULL;
-}
-
-static int absent(const char *key, int required, char *msg, size_t msglen)
-{
-    if (required)
-        snprintf(msg, msglen, "missing required field \"%s\"", key);
-    return 0;
-}
-
-int sl_rpc_get_str(const msgpack_object *map, const char *key, int required, size_t max_len, const char **s,
-                   size_t *len, char *msg, size_t msglen)
-{
-    const msgpack_object *o = sl_rpc_field(map, key);
-    if (o == NULL)
-        return absent(key, required, msg, msglen);
-    if (o->type == MSGPACK_OBJECT_STR) {
-        *s = o->via.str.ptr;
-        *len = o->via.str.size;
-    } else if (o->type == MSGPACK_OBJECT_BIN && sl_rpc_utf8_valid(o->via.bin.ptr, o->via.bin.size)) {
-        *s = o->via.bin.ptr;
-        *len = o->via.bin.size;
-    } else {
-        snprintf(msg, msglen, "field \"%s\" must be a string", key);
-        return -1;
-    }
-    if (*len > max_len) {
-        snprintf(msg, msglen, "field \"%s\" is %zu bytes long; the limit is %zu", key, *len, max_len);
-        return -1;
-    }
-    return 1;
-}
-
-int sl_rpc_get_bool(const msgpack_object *map, const char *key, int required, int *out, char *msg, size_t msglen)
-{
-    const msgpack_object *o = sl_rpc_field(map, key);
-    if (o == NULL)
-        return absent(key, required, msg, msglen);
-    if (o->type != MSGPACK_OBJECT_BOOLEAN) {
-        snprintf(msg, msglen, "field \"%s\" must be a boolean", key);
-        return -1;
-    }
-    *out = o->via.boolean;
-    return 1;
-}
-
-int sl_rpc_get_i64(const msgpack_object *map, const char *key, int required, int64_t min, int64_t max,
-                   int64_t *out, char *msg, size_t msglen)
-{
-    const msgpack_object *o = sl_rpc_field(map, key);
-    if (o == NULL)
-        return absent(key, required, msg, msglen);
-    int64_t v;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-        v = (int64_t)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        v = o->via.i64;
-    else {
-        snprintf(msg, msglen, "field \"%s\" must be an integer", key);
-        return -1;
-    }
-    if (v < min || v > max) {
-        snprintf(msg, msglen, "field \"%s\" must be between %lld and %lld", key, (long long)min,
-                 (long long)max);
-        return -1;
-    }
-    *out = v;
-    return 1;
-}
-
-void sl_rpc_pack_str(msgpack_packer *pk, const char *s)
-{
-    sl_rpc_pack_strn(pk, s, strlen(s));
-}
-
-void sl_rpc_pack_strn(msgpack_packer *pk, const char *s, size_t len)
-{
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, s, len);
 }

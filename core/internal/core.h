@@ -1,26 +1,46 @@
-/* Internal to core/: what the core's files share. Never included outside core/. */
-#ifndef SL_CORE_INTERNAL_H
-#define SL_CORE_INTERNAL_H
+/*
+ * Internal to core/: the core object and what every file of the core shares (awaiting the
+ * callback modules from a task, the caller's identity, tokens). Never included outside core/
+ * (tests of the core's internals aside).
+ */
+#ifndef SL_CORE_INTERNAL_CORE_H
+#define SL_CORE_INTERNAL_CORE_H
 
 #include <stdint.h>
 #include <uv.h>
 
 #include "core/core.h"
-#include "cache/coherence.h"
-#include "core/task.h"
+#include "core/internal/task.h"
+
+/* Test hooks, read from the environment by sl_core_open() (core.c); zero in production. */
+typedef struct sl_core_hooks {
+    unsigned fill_delay_ms; /* SHARELINE_TEST_FILL_DELAY_MS: a reader waits this long before its
+                               cache fill (tests/e2e/stale_writeback.sh) */
+    unsigned fail_publish;  /* SHARELINE_TEST_FAIL_PUBLISH: the publish after the Nth commit (1-based)
+                               fails (tests/e2e/repair.sh) */
+} sl_core_hooks_t;
+
+/* What an owner method registration carries to the dispatcher (owner.c). */
+typedef struct sl_core_method {
+    struct sl_core *core;
+    sl_rpc_method_id_t id;
+} sl_core_method_t;
 
 struct sl_core {
     uv_loop_t *loop;
     sl_store_t *owner;
     sl_store_t *public_;
     sl_cache_t *cache;
-    sl_coh_t *coh; /* node memory (cache/coherence.h), or NULL: always ask Redis */
+    sl_coh_t *coh; /* node memory (the cache module's coherence), or NULL: always ask Redis */
     sl_core_config_t cfg;
+    sl_core_hooks_t hooks;
     char *base_url;
     sl_core_stats_t stats;
+    sl_core_method_t methods[SL_M_OWNER_COUNT];
     uv_timer_t repair_timer;
-    int repairing; /* a repair task is running */
-    unsigned finishes; /* sl_invalidate_finish calls (for cfg.test_fail_publish) */
+    int repair_started;
+    int repairing;     /* a repair task is running */
+    unsigned finishes; /* sl_invalidate_finish calls (for hooks.fail_publish) */
 };
 
 /* ---- awaiting the callback modules from inside a task (await.c) ---- */
@@ -51,38 +71,7 @@ void sl_await_sleep(uv_loop_t *loop, unsigned ms);
 /* sl_coh_invalidate, awaited; out->status SL_CACHE_OK when every node forgot id. */
 void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_reply_t *out);
 
-/* ---- the projection (projection.c) ---- */
-
-/* A built projection: the payload stored in Redis (msgpack map, see core.h), malloc'd. */
-typedef struct sl_projection {
-    int found;        /* 0: the session is not visible (TOMB) */
-    uint64_t version;
-    char *payload;
-    size_t len;
-} sl_projection_t;
-
-/* Which rows a projection is built from: the public views (public account, or inside an owner
- * transaction) or the viewer views (preview: the same filtering minus "is public"). */
-typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
-
-/* Reads the rows (one statement, so one consistent snapshot) and builds the projection. Runs inside
- * a task. conn may be NULL (then a connection of `store` is used for the one statement). Returns 0,
- * or -1 with err filled (store errors only). */
-int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view, const char *id,
-                       size_t idlen, sl_projection_t *out, sl_store_error_t *err);
-void sl_projection_free(sl_projection_t *p);
-
-/* ---- invalidation (publish.c) ---- */
-
-/* Inside an owner transaction that is about to change what viewers may see of session `id`, whose
- * new version will be `version`: writes the MARK. Returns 0, or -1 when Redis did not take it (the
- * caller must roll back and answer `unavailable`). */
-int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t version);
-/* After COMMIT: publishes the new projection (or tombstone), retrying for a bounded time. Returns 0,
- * or -1 if Redis could not be updated (the MARK stays; readers keep reading MariaDB). */
-int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl_projection_t *p);
-
-/* ---- owner operations ---- */
+/* ---- the caller ---- */
 
 /* Who is calling: resolved from the bearer token (auth.c). */
 typedef struct sl_principal {
@@ -98,10 +87,20 @@ int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
 /* Maps a store error to an rpc answer (unavailable / internal). */
 void sl_fail_store(sl_rpc_call_t *call, const sl_store_error_t *err);
 
-int sl_sessions_register(sl_core_t *core, sl_rpc_server_t *srv);
+/* Registers the owner methods (owner.c) and the public read (public.c). */
+int sl_owner_register(sl_core_t *core, sl_rpc_server_t *srv);
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv);
 
-/* Monotonic-enough random 64-bit value from the OS (getrandom). */
+/* A random 64-bit value from the OS (getrandom). */
 uint64_t sl_random_u64(void);
+
+/* ---- tokens (auth.c) ---- */
+
+/* SHA-256 of a token as stored in tokens.token_hash. */
+void sl_token_hash(const char *token, size_t len, unsigned char out[32]);
+/* 1 when stored[0..len) is exactly hash (32 bytes); constant time in the bytes' values. */
+int sl_token_hash_equal(const void *stored, size_t len, const unsigned char hash[32]);
+/* Writes a new random token ("slt_" + 43 base64url chars) into out (>= 64 bytes). Returns 0 or -1. */
+int sl_token_new(char *out, size_t outlen);
 
 #endif

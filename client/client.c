@@ -5,7 +5,7 @@
 
 #include <curl/curl.h>
 
-#include "rpc/client.h"
+#include "client/client.h"
 #include "rpc/rpc.h"
 
 struct sl_client {
@@ -44,7 +44,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-sl_client_t *sl_client_new(const char *base_url, const char *token, sl_client_proto_t proto)
+int sl_client_open(sl_client_t **out, const char *base_url, const char *token, sl_client_proto_t proto)
 {
     static int inited;
     if (!inited) {
@@ -53,7 +53,7 @@ sl_client_t *sl_client_new(const char *base_url, const char *token, sl_client_pr
     }
     sl_client_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
-        return NULL;
+        return -1;
     c->share = curl_share_init();
     if (c->share)
         curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
@@ -70,13 +70,14 @@ sl_client_t *sl_client_new(const char *base_url, const char *token, sl_client_pr
     c->proto = proto;
     c->timeout_ms = 30000;
     if (c->share == NULL || c->base == NULL || (token && c->auth == NULL)) {
-        sl_client_free(c);
-        return NULL;
+        sl_client_close(c);
+        return -1;
     }
-    return c;
+    *out = c;
+    return 0;
 }
 
-void sl_client_free(sl_client_t *c)
+void sl_client_close(sl_client_t *c)
 {
     if (c == NULL)
         return;
@@ -127,7 +128,7 @@ int sl_client_call(sl_client_t *c, const char *method, const void *req, size_t l
     memset(ans, 0, sizeof(*ans));
     msgpack_unpacked_init(&ans->unpacked);
     char url[2048];
-    const char *prefix = strchr(method, '/') ? "" : "shareline.v1.Sessions/";
+    const char *prefix = strchr(method, '/') ? "" : SL_RPC_OWNER_SERVICE "/";
     snprintf(url, sizeof(url), "%s/rpc/%s%s", c->base, prefix, method);
     msgpack_sbuffer with_user;
     msgpack_sbuffer_init(&with_user);

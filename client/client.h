@@ -2,7 +2,8 @@
  * The Shareline owner-RPC client for internal services and tools (sharectl): one request map in,
  * one answer map out, msgpack over HTTP/2 (prior knowledge, or ALPN on https) or HTTP/1.1.
  *
- *   sl_client_t *c = sl_client_new("http://127.0.0.1:8080", token, SL_CLIENT_HTTP2);
+ *   sl_client_t *c;
+ *   if (sl_client_open(&c, "http://127.0.0.1:8080", token, SL_CLIENT_HTTP2) != 0) ...
  *   msgpack_sbuffer req; ... pack a map ...
  *   sl_client_answer_t a;
  *   if (sl_client_call(c, "SetVisibility", req.data, req.size, &a) == 0 && a.status == 200) ...
@@ -10,8 +11,8 @@
  *
  * Not thread-safe per client; use one client per thread.
  */
-#ifndef SL_RPC_CLIENT_H
-#define SL_RPC_CLIENT_H
+#ifndef SL_CLIENT_H
+#define SL_CLIENT_H
 
 #include <stddef.h>
 #include <msgpack.h>
@@ -20,9 +21,10 @@ typedef struct sl_client sl_client_t;
 
 typedef enum { SL_CLIENT_HTTP2 = 0, SL_CLIENT_HTTP1 = 1 } sl_client_proto_t;
 
-/* base_url: "http://host:port" (no trailing path). token may be NULL. Returns NULL on OOM. */
-sl_client_t *sl_client_new(const char *base_url, const char *token, sl_client_proto_t proto);
-void sl_client_free(sl_client_t *c);
+/* base_url: "http://host:port" (no trailing path). token may be NULL (copied). Returns 0, or -1
+ * when out of memory. */
+int sl_client_open(sl_client_t **out, const char *base_url, const char *token, sl_client_proto_t proto);
+void sl_client_close(sl_client_t *c);
 /* Per-call timeout in milliseconds (default 30000). */
 void sl_client_set_timeout(sl_client_t *c, long ms);
 /* A service token acts for one user: adds "as_user" to every request map. 0 = off. */

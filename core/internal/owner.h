@@ -1,0 +1,200 @@
+/*
+ * Internal to core/: what the owner methods share — the operation a call runs as, answering it,
+ * transactions, the change pipeline, request fields and packing answers by named columns.
+ *
+ * Every change that alters what viewers see follows one pipeline (pipeline.c):
+ *
+ *   sl_op_lock_session()    SELECT ... FOR UPDATE: owner check (another user's session is
+ *                           not_found) and the row lock that serialises changes of one session;
+ *   sl_op_change_begin()    MARK in Redis when the session is or becomes public (or is dirty);
+ *   ...the change's own statements...
+ *   sl_op_change_commit()   bump the version by one, build the projection inside the transaction,
+ *                           COMMIT, publish, and clear cache_dirty once the caller was answered.
+ *
+ * A change of several sessions in one transaction (UpdateProject) calls sl_op_change_begin() for
+ * each, then sl_op_change_prepare() for each, sl_op_tx_commit() once and sl_op_change_publish()
+ * for each: the same steps, in the same order, for every session.
+ *
+ * Private sessions never touch Redis: nothing of theirs can be served, so there is nothing to
+ * invalidate, and owners can keep working on them while Redis is down.
+ */
+#ifndef SL_CORE_INTERNAL_OWNER_H
+#define SL_CORE_INTERNAL_OWNER_H
+
+#include <stdint.h>
+
+#include "core/internal/core.h"
+#include "core/internal/projection.h"
+
+typedef struct sl_op sl_op_t;
+typedef void (*sl_op_fn)(sl_op_t *op);
+
+/* One owner call (or one repair step, with call == NULL), run as a task. */
+struct sl_op {
+    sl_core_t *core;
+    sl_rpc_call_t *call; /* NULL for the cache repair: failures are logged */
+    sl_principal_t who;
+    sl_store_conn_t *conn; /* held while a transaction is open */
+    int answered;
+    char msg[256]; /* the field readers' message */
+    /* cache_dirty to clear once the call is answered (its own commit costs a log flush) */
+    int clean_pending;
+    uint64_t clean_version;
+    size_t clean_idlen;
+    char clean_id[65];
+};
+
+/* ---- answering (exactly once; later calls are ignored by the guard in owner.c) ---- */
+
+void sl_op_fail(sl_op_t *op, sl_rpc_code_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* invalid_argument with the message a field reader left in op->msg. */
+void sl_op_fail_field(sl_op_t *op);
+void sl_op_fail_store(sl_op_t *op, const sl_store_error_t *err);
+/* Answers with what was packed into sl_op_pk(op). */
+void sl_op_reply(sl_op_t *op);
+/* Answers {"version": version}. */
+void sl_op_reply_version(sl_op_t *op, uint64_t version);
+
+static inline msgpack_packer *sl_op_pk(sl_op_t *op)
+{
+    return sl_rpc_packer(op->call);
+}
+
+static inline const msgpack_object *sl_op_req(sl_op_t *op)
+{
+    return sl_rpc_request(op->call);
+}
+
+/* ---- transactions ---- */
+
+/* Runs a statement on the op's connection; on error answers the call and returns -1. The result is
+ * handed to *res when res is non-NULL, else freed. */
+int sl_op_run(sl_op_t *op, const char *sql, const sl_store_value_t *p, size_t n, sl_store_result_t **res);
+/* Acquires a connection and starts a transaction; on error answers and returns -1. */
+int sl_op_tx_begin(sl_op_t *op);
+/* COMMIT and give the connection back; on error answers and returns -1. */
+int sl_op_tx_commit(sl_op_t *op);
+/* Gives the connection back; a transaction still open is rolled back by the store. */
+void sl_op_tx_end(sl_op_t *op);
+
+/* ---- the change pipeline ---- */
+
+typedef struct sl_locked {
+    const char *id;
+    size_t idlen;
+    uint64_t version; /* before the change */
+    int is_public;
+    uint32_t seq; /* exchange_seq */
+    int deleted;
+    int exists;
+    int dirty;            /* cache_dirty: a publish of this session may have failed */
+    uint64_t new_version; /* set by sl_op_change_begin: version + 1 */
+    int cached;           /* the change must go through Redis */
+    int begun;            /* sl_op_change_begin succeeded */
+    sl_projection_t proj; /* built by sl_op_change_prepare when cached */
+} sl_locked_t;
+
+/* Locks the session row. Unknown, deleted (unless allow_absent) or another user's: answers
+ * not_found and returns -1. With allow_absent an unknown id is s->exists == 0. */
+int sl_op_lock_session(sl_op_t *op, const char *id, size_t idlen, int allow_absent, sl_locked_t *s);
+/* Fills s from a row already locked by the caller (id, version, is_public, deleted, cache_dirty). */
+void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public, int deleted,
+                       int dirty);
+/* Before the change's statements: the MARK when the session goes through Redis. On error answers
+ * (unavailable: nothing was changed) and returns -1. */
+int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int becomes_public);
+/* The change's end: prepare, COMMIT, publish. On error answers and returns -1. */
+int sl_op_change_commit(sl_op_t *op, sl_locked_t *s);
+/* Inside the transaction, after the change's statements: bump the version (cache_dirty = 1 when
+ * cached) and build the new projection from the transaction's own view. On error answers. */
+int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s);
+/* After sl_op_tx_commit: publishes s->proj and frees it. Does not answer; returns 0, or -1 when
+ * Redis could not be updated (cache_dirty stays 1 and the repair publishes later). */
+int sl_op_change_publish(sl_op_t *op, sl_locked_t *s);
+/* A call that changes nothing still answers only once the cache shows the session's truth: when an
+ * earlier publish failed (cache_dirty), republish now, at a new version. */
+int sl_op_settle(sl_op_t *op, sl_locked_t *s);
+/* The answer for a failed publish after the commit (the change is saved). */
+void sl_op_fail_unpublished(sl_op_t *op);
+/* Clears cache_dirty of id at version (after a publish that succeeded; outside any transaction). */
+void sl_mark_clean(sl_core_t *core, const char *id, size_t idlen, uint64_t version);
+/* Clears what the op left pending (called after the answer). */
+void sl_op_clean_pending(sl_op_t *op);
+
+/* ---- request fields (each answers invalid_argument and returns -1 when wrong) ---- */
+
+int sl_op_session_id(sl_op_t *op, const char **id, size_t *len);
+int sl_op_exchange_id(sl_op_t *op, int64_t *out);
+/* An owner title: 1..500 bytes, no control characters; "" resets to the default. */
+int sl_op_title(sl_op_t *op, const char **t, size_t *len);
+/* An optional "project_ext_id" (the client's project id): 1 given, 0 absent, -1 answered. */
+int sl_op_project_ext(sl_op_t *op, const char **ext, size_t *len);
+/* 1 when the cell holds exactly ext[0..len). */
+int sl_ext_matches(const sl_store_value_t *v, const char *ext, size_t len);
+/* 1 when s[0..n) is "YYYY-MM-DDTHH:MM:SSZ". */
+int sl_valid_timestamp(const char *s, size_t n);
+
+/* ---- answers ---- */
+
+void sl_pack_kv_str(msgpack_packer *pk, const char *k, const char *v, size_t n);
+void sl_pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v);
+void sl_pack_kv_bool(msgpack_packer *pk, const char *k, int v);
+/* "share_url": <base>/share/<id> */
+void sl_op_pack_share_url(sl_op_t *op, const char *id, size_t idlen);
+
+/* Result columns packed by name: cols[i] says how column i of a row is answered. */
+typedef enum sl_col_kind {
+    SL_COL_SKIP, /* read by the method, not answered */
+    SL_COL_STR,  /* a string, nil when NULL */
+    SL_COL_U64,
+    SL_COL_BOOL,
+} sl_col_kind_t;
+
+typedef struct sl_col {
+    const char *key;
+    sl_col_kind_t kind;
+} sl_col_t;
+
+/* How many of cols are answered (not SKIP). */
+size_t sl_cols_answered(const sl_col_t *cols, size_t ncols);
+/* Packs the key/value pairs of row, cols[i] describing column first + i (no map header: the caller
+ * counts sl_cols_answered()). */
+void sl_pack_cols(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t first, const sl_col_t *cols,
+                  size_t ncols);
+/* A map of the answered columns of row. */
+void sl_pack_row(msgpack_packer *pk, const sl_store_result_t *r, size_t row, const sl_col_t *cols, size_t ncols);
+/* One cell as a string (nil when NULL or not text). */
+void sl_pack_cell_str(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t col);
+
+/* ---- the methods (one file per capability) ---- */
+
+void sl_owner_sync_session(sl_op_t *op);       /* sync.c */
+void sl_owner_append_exchanges(sl_op_t *op);   /* sync.c */
+void sl_owner_set_visibility(sl_op_t *op);     /* sharing.c */
+void sl_owner_set_exchanges_hidden(sl_op_t *op);
+void sl_owner_get_share_settings(sl_op_t *op);
+void sl_owner_preview_as_viewer(sl_op_t *op);
+void sl_owner_update_session_title(sl_op_t *op); /* edits.c */
+void sl_owner_update_exchange_title(sl_op_t *op);
+void sl_owner_delete_exchange(sl_op_t *op);
+void sl_owner_delete_session(sl_op_t *op);
+void sl_owner_get_session(sl_op_t *op);        /* reads.c */
+void sl_owner_export_session(sl_op_t *op);
+void sl_owner_session_sizes(sl_op_t *op);
+void sl_owner_list_sessions(sl_op_t *op);      /* search.c */
+void sl_owner_list_projects(sl_op_t *op);      /* projects.c */
+void sl_owner_update_project(sl_op_t *op);
+
+/* The ETag of an upload: the first 128 bits of the markdown's SHA-256, quoted. The same bytes
+ * always give the same tag, so a client can tell whether the server holds its file (sync.c). */
+void sl_upload_etag(const char *md, size_t len, char out[40]);
+/* Removes an exchange: text wiped, id kept unused (edits.c). Answers on error. */
+int sl_op_remove_exchange(sl_op_t *op, const char *id, size_t idlen, int64_t exchange_id);
+
+/* Owner-side title of a session: its own, else its first exchange's (hidden or not: the owner sees
+ * everything), else "Untitled session". Packs "title": ... */
+void sl_pack_owner_title(msgpack_packer *pk, const sl_store_value_t *own, const sl_store_value_t *first);
+/* A project as {"project_id", "name", "icon", "color"} from 4 consecutive columns from col. */
+void sl_pack_project(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t col);
+
+#endif

@@ -1,0 +1,38 @@
+/* Internal to core/: the public projection (projection.c) and its invalidation (publish.c). */
+#ifndef SL_CORE_INTERNAL_PROJECTION_H
+#define SL_CORE_INTERNAL_PROJECTION_H
+
+#include "core/internal/core.h"
+
+/* ---- the projection (projection.c) ---- */
+
+/* A built projection: the payload stored in Redis (msgpack map, see core.h), malloc'd. */
+typedef struct sl_projection {
+    int found;        /* 0: the session is not visible (TOMB) */
+    uint64_t version;
+    char *payload;
+    size_t len;
+} sl_projection_t;
+
+/* Which rows a projection is built from: the public views (public account, or inside an owner
+ * transaction) or the viewer views (preview: the same filtering minus "is public"). */
+typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
+
+/* Reads the rows (one statement, so one consistent snapshot) and builds the projection. Runs inside
+ * a task. conn may be NULL (then a connection of `store` is used for the one statement). Returns 0,
+ * or -1 with err filled (store errors only). */
+int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view, const char *id,
+                       size_t idlen, sl_projection_t *out, sl_store_error_t *err);
+void sl_projection_free(sl_projection_t *p);
+
+/* ---- invalidation (publish.c) ---- */
+
+/* Inside an owner transaction that is about to change what viewers may see of session `id`, whose
+ * new version will be `version`: writes the MARK. Returns 0, or -1 when Redis did not take it (the
+ * caller must roll back and answer `unavailable`). */
+int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t version);
+/* After COMMIT: publishes the new projection (or tombstone), retrying for a bounded time. Returns 0,
+ * or -1 if Redis could not be updated (the MARK stays; readers keep reading MariaDB). */
+int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl_projection_t *p);
+
+#endif

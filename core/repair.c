@@ -1,0 +1,50 @@
+/*
+ * The cache repair (docs/invalidation.md, "Repair"): sessions whose publish failed after their
+ * commit stay cache_dirty; every node's timer republishes those dirty for more than 5 s, through
+ * the same pipeline as an owner change.
+ */
+#include "core/internal/owner.h"
+
+enum { DIRTY_ID, DIRTY_OWNER };
+static const char SQL_DIRTY[] = "SELECT id, owner_id FROM sessions WHERE cache_dirty = 1"
+                                " AND updated_at < NOW(6) - INTERVAL 5 SECOND ORDER BY updated_at LIMIT 100";
+
+/* Republishes each dirty session at a new version, under its row lock, exactly as an owner change
+ * would (MARK, bump, build, COMMIT, publish, clean). Deleted sessions are included (a tombstone). */
+static void repair_task(void *arg)
+{
+    sl_core_t *core = arg;
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(core->owner, SQL_DIRTY, NULL, 0, &err);
+    for (size_t i = 0; r && i < r->nrows; i++) {
+        const sl_store_value_t *id = sl_store_cell(r, i, DIRTY_ID);
+        sl_op_t op = {.core = core, .call = NULL};
+        op.who.user_id = (uint64_t)sl_store_cell(r, i, DIRTY_OWNER)->i;
+        sl_locked_t s;
+        if (sl_op_tx_begin(&op) == 0 && sl_op_lock_session(&op, id->ptr, id->len, 1, &s) == 0 && s.exists && s.dirty &&
+            sl_op_settle(&op, &s) == 0)
+            core->stats.cache_repairs++;
+        sl_op_tx_end(&op);
+        sl_op_clean_pending(&op);
+    }
+    sl_store_result_free(r);
+    core->repairing = 0;
+}
+
+static void on_repair_timer(uv_timer_t *t)
+{
+    sl_core_t *core = t->data;
+    if (core->repairing || !sl_store_ready(core->owner))
+        return;
+    core->repairing = 1;
+    if (sl_task_spawn(repair_task, core) != 0)
+        core->repairing = 0;
+}
+
+void sl_core_repair_start(sl_core_t *core, unsigned interval_ms)
+{
+    core->repair_started = 1;
+    uv_timer_init(core->loop, &core->repair_timer);
+    core->repair_timer.data = core;
+    uv_timer_start(&core->repair_timer, on_repair_timer, interval_ms, interval_ms);
+}

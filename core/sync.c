@@ -1,0 +1,454 @@
+/*
+ * How sessions arrive: SyncSession (a SpecStory upload, authoritative for the whole session) and
+ * AppendExchanges (exchanges added one call at a time, e.g. by an agent as it works).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/sha.h>
+
+#include "core/internal/owner.h"
+#include "core/internal/specstory.h"
+
+/* ---- SyncSession ---- */
+
+static const char SQL_PROJECT_UPSERT[] =
+    "INSERT INTO projects (tenant_id, owner_id, ext_id, name, icon, color) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), name = VALUES(name),"
+    " icon = IF(? = 1, VALUES(icon), icon), color = IF(? = 1, VALUES(color), color), updated_at = NOW(6)";
+static const char SQL_SESSION_INSERT[] =
+    "INSERT INTO sessions (id, tenant_id, owner_id, project_id, title, is_public, version, exchange_seq, agent)"
+    " VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?)";
+static const char SQL_SESSION_UPDATE[] =
+    "UPDATE sessions SET project_id = ?, title = COALESCE(?, title), exchange_seq = ?, agent = ?,"
+    " is_public = IF(deleted_at IS NULL, is_public, 0), deleted_at = NULL WHERE id = ?";
+static const char SQL_EXCHANGES_OF[] = "SELECT id, prompt_sha256, deleted_at IS NOT NULL FROM exchanges"
+                                       " WHERE session_id = ? ORDER BY position, id";
+static const char SQL_EXCHANGE_INSERT[] =
+    "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+static const char SQL_EXCHANGE_UPDATE[] =
+    "UPDATE exchanges SET position = ?, default_title = ?, prompt = ?, response = ?, updated_at = NOW(6)"
+    " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+static const char SQL_UPLOAD_UPSERT[] =
+    "INSERT INTO session_uploads (session_id, markdown, raw_data, session_data, metadata) VALUES (?, ?, ?, ?, ?)"
+    " ON DUPLICATE KEY UPDATE markdown = VALUES(markdown), raw_data = VALUES(raw_data),"
+    " session_data = VALUES(session_data), metadata = VALUES(metadata), updated_at = NOW(6)";
+
+typedef struct existing {
+    int64_t id;
+    unsigned char sha[32];
+    int deleted;
+    int matched;
+} existing_t;
+
+/* "2026-08-03 21:15:02Z"-style headings are timestamps, not titles. */
+static int looks_like_timestamp(const char *s)
+{
+    return s && strlen(s) >= 10 && s[4] == '-' && s[7] == '-' && s[0] >= '0' && s[0] <= '9';
+}
+
+static void new_session_id(char out[37])
+{
+    unsigned char b[16];
+    uint64_t a = sl_random_u64(), c = sl_random_u64();
+    memcpy(b, &a, 8);
+    memcpy(b + 8, &c, 8);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant */
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+void sl_upload_etag(const char *md, size_t len, char out[40])
+{
+    unsigned char sha[32];
+    SHA256((const unsigned char *)md, len, sha);
+    int k = snprintf(out, 40, "\"");
+    for (int i = 0; i < 16; i++)
+        k += snprintf(out + k, 40 - (size_t)k, "%02x", sha[i]);
+    snprintf(out + k, 40 - (size_t)k, "\"");
+}
+
+/* A SyncSession request, read and checked before anything is touched. Strings point into the request. */
+typedef struct sync_req {
+    const char *id, *title, *markdown, *raw, *sdata;
+    size_t idlen, title_len, md_len, raw_len, sdata_len;
+    const char *pid, *pname, *picon, *pcolor;
+    size_t pid_len, pname_len, picon_len, pcolor_len;
+    const msgpack_object *metadata;
+} sync_req_t;
+
+static int read_sync_request(sl_op_t *op, sync_req_t *q)
+{
+    const msgpack_object *m = sl_op_req(op);
+    size_t max = op->core->cfg.max_markdown;
+    char *msg = op->msg;
+    size_t ml = sizeof(op->msg);
+    memset(q, 0, sizeof(*q));
+    int rc = sl_rpc_get_str(m, "session_id", 0, 64, &q->id, &q->idlen, msg, ml);
+    if (rc < 0)
+        goto bad;
+    if (rc == 1 && !sl_rpc_id_valid(q->id, q->idlen)) {
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
+        return -1;
+    }
+    if (sl_rpc_get_str(m, "title", 0, 500, &q->title, &q->title_len, msg, ml) < 0 ||
+        sl_rpc_get_str(m, "markdown", 1, max, &q->markdown, &q->md_len, msg, ml) != 1 ||
+        sl_rpc_get_str(m, "raw_data", 0, max, &q->raw, &q->raw_len, msg, ml) < 0 ||
+        sl_rpc_get_str(m, "session_data", 0, max, &q->sdata, &q->sdata_len, msg, ml) < 0)
+        goto bad;
+    const msgpack_object *project = sl_rpc_field(m, "project");
+    if (project == NULL || project->type != MSGPACK_OBJECT_MAP) {
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"project\" must be a map with at least \"name\"");
+        return -1;
+    }
+    if (sl_rpc_get_str(project, "name", 1, 200, &q->pname, &q->pname_len, msg, ml) != 1 ||
+        sl_rpc_get_str(project, "id", 0, 200, &q->pid, &q->pid_len, msg, ml) < 0 ||
+        sl_rpc_get_str(project, "icon", 0, 64, &q->picon, &q->picon_len, msg, ml) < 0 ||
+        sl_rpc_get_str(project, "color", 0, 32, &q->pcolor, &q->pcolor_len, msg, ml) < 0)
+        goto bad;
+    if (q->pname_len == 0) {
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"project.name\" must not be empty");
+        return -1;
+    }
+    if (q->pid == NULL || q->pid_len == 0) { /* the project's client id defaults to its name */
+        q->pid = q->pname;
+        q->pid_len = q->pname_len;
+    }
+    q->metadata = sl_rpc_field(m, "metadata");
+    if (q->metadata != NULL && q->metadata->type != MSGPACK_OBJECT_MAP) {
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"metadata\" must be a map");
+        return -1;
+    }
+    return 0;
+bad:
+    sl_op_fail_field(op);
+    return -1;
+}
+
+/* The project: found by (owner, client id), created on first use. Returns its id, or -1 (answered). */
+static int64_t upsert_project(sl_op_t *op, const sync_req_t *q)
+{
+    sl_store_value_t p[] = {sl_store_int((int64_t)op->who.tenant_id),
+                            sl_store_int((int64_t)op->who.user_id),
+                            sl_store_text(q->pid, q->pid_len),
+                            sl_store_text(q->pname, q->pname_len),
+                            sl_store_text(q->picon ? q->picon : "", q->picon_len),
+                            sl_store_text(q->pcolor ? q->pcolor : "", q->pcolor_len),
+                            sl_store_int(q->picon != NULL),
+                            sl_store_int(q->pcolor != NULL)};
+    sl_store_result_t *r;
+    if (sl_op_run(op, SQL_PROJECT_UPSERT, p, 8, &r) != 0)
+        return -1;
+    int64_t id = (int64_t)r->insert_id;
+    sl_store_result_free(r);
+    return id;
+}
+
+/* A new session row (private, version 0). */
+static int insert_session(sl_op_t *op, const sync_req_t *q, const sl_specstory_doc_t *doc, int64_t project_id,
+                          const char *agent)
+{
+    const char *t = q->title;
+    size_t tl = q->title_len;
+    if (t == NULL) {
+        /* '' = no title of its own: viewers see the first visible exchange's title (see
+         * projection.c), never that of a hidden one. */
+        t = (doc->title && !looks_like_timestamp(doc->title)) ? doc->title : "";
+        tl = strlen(t);
+        if (tl > 500)
+            tl = 500; /* titles from the importer are short; this only guards the column */
+    }
+    sl_store_value_t p[] = {sl_store_text(q->id, q->idlen), sl_store_int((int64_t)op->who.tenant_id),
+                            sl_store_int((int64_t)op->who.user_id), sl_store_int(project_id),
+                            sl_store_text(t, tl), sl_store_text(agent, strlen(agent))};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_exec(op->conn, SQL_SESSION_INSERT, p, 6, &err);
+    if (r == NULL) {
+        if (err.code == SL_STORE_E_DUP)
+            sl_op_fail(op, SL_RPC_NOT_FOUND, "session not found"); /* created meanwhile by someone else */
+        else
+            sl_op_fail_store(op, &err);
+        return -1;
+    }
+    sl_store_result_free(r);
+    return 0;
+}
+
+/* The stored exchanges of a session, in order. *out is malloc'd (free it). */
+static int load_existing(sl_op_t *op, const char *id, size_t idlen, existing_t **out, size_t *n)
+{
+    enum { EX_ID, EX_SHA, EX_DELETED };
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_result_t *r;
+    if (sl_op_run(op, SQL_EXCHANGES_OF, p, 1, &r) != 0)
+        return -1;
+    existing_t *ex = calloc(r->nrows ? r->nrows : 1, sizeof(*ex));
+    if (ex == NULL) {
+        sl_store_result_free(r);
+        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < r->nrows; i++) {
+        ex[i].id = sl_store_cell(r, i, EX_ID)->i;
+        const sl_store_value_t *h = sl_store_cell(r, i, EX_SHA);
+        if (h->len == 32)
+            memcpy(ex[i].sha, h->ptr, 32);
+        ex[i].deleted = sl_store_cell(r, i, EX_DELETED)->i != 0;
+    }
+    *n = r->nrows;
+    *out = ex;
+    sl_store_result_free(r);
+    return 0;
+}
+
+/* Matches the upload's exchanges to the stored ones in order, by the hash of their prompt: a match
+ * keeps its id, hidden flag and custom title and gets the new text; the rest are appended (ids from
+ * *seq on); stored exchanges left unmatched are removed. */
+static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_specstory_doc_t *doc,
+                           existing_t *ex, size_t nex, uint32_t *seq)
+{
+    size_t cursor = 0;
+    sl_store_value_t sid = sl_store_text(id, idlen);
+    for (size_t i = 0; i < doc->count; i++) {
+        const sl_specstory_exchange_t *e = &doc->exchanges[i];
+        unsigned char sha[32];
+        SHA256((const unsigned char *)e->prompt, e->prompt_len, sha);
+        size_t k = cursor;
+        while (k < nex && (ex[k].matched || memcmp(ex[k].sha, sha, 32) != 0))
+            k++;
+        sl_store_value_t pos = sl_store_int((int64_t)i + 1);
+        sl_store_value_t ttl = sl_store_text(e->title, strlen(e->title));
+        sl_store_value_t prm = sl_store_text(e->prompt, e->prompt_len);
+        sl_store_value_t rsp = sl_store_text(e->response, e->response_len);
+        if (k < nex) {
+            ex[k].matched = 1;
+            cursor = k + 1;
+            if (ex[k].deleted)
+                continue; /* the owner deleted it: it stays deleted */
+            sl_store_value_t p[] = {pos, ttl, prm, rsp, sid, sl_store_int(ex[k].id)};
+            if (sl_op_run(op, SQL_EXCHANGE_UPDATE, p, 6, NULL) != 0)
+                return -1;
+        } else {
+            ++*seq;
+            sl_store_value_t p[] = {sid, sl_store_int(*seq), pos, ttl, prm, rsp, sl_store_blob(sha, 32),
+                                    e->created_at ? sl_store_text(e->created_at, strlen(e->created_at))
+                                                  : sl_store_null()};
+            if (sl_op_run(op, SQL_EXCHANGE_INSERT, p, 8, NULL) != 0)
+                return -1;
+        }
+    }
+    /* Stored exchanges that are no longer in the upload are removed (text wiped, id kept unused). */
+    for (size_t k = 0; k < nex; k++)
+        if (!ex[k].matched && !ex[k].deleted && sl_op_remove_exchange(op, id, idlen, ex[k].id) != 0)
+            return -1;
+    return 0;
+}
+
+/* The upload itself, byte-exact (ExportSession gives it back). */
+static int store_upload(sl_op_t *op, const sync_req_t *q)
+{
+    msgpack_sbuffer meta;
+    msgpack_sbuffer_init(&meta);
+    if (q->metadata) { /* kept as the request's own msgpack map */
+        msgpack_packer mp;
+        msgpack_packer_init(&mp, &meta, msgpack_sbuffer_write);
+        msgpack_pack_object(&mp, *q->metadata);
+    }
+    sl_store_value_t p[] = {sl_store_text(q->id, q->idlen), sl_store_blob(q->markdown, q->md_len),
+                            q->raw ? sl_store_blob(q->raw, q->raw_len) : sl_store_null(),
+                            q->sdata ? sl_store_blob(q->sdata, q->sdata_len) : sl_store_null(),
+                            q->metadata ? sl_store_blob(meta.data, meta.size) : sl_store_null()};
+    int rc = sl_op_run(op, SQL_UPLOAD_UPSERT, p, 5, NULL);
+    msgpack_sbuffer_destroy(&meta);
+    return rc;
+}
+
+void sl_owner_sync_session(sl_op_t *op)
+{
+    sl_core_t *core = op->core;
+    sync_req_t q;
+    if (read_sync_request(op, &q) != 0)
+        return;
+    sl_specstory_doc_t doc;
+    char perr[256];
+    if (sl_specstory_parse(q.markdown, q.md_len, &doc, perr, sizeof(perr)) != 0) {
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"markdown\": %s", perr);
+        return;
+    }
+    if (doc.count > core->cfg.max_exchanges) {
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "the session has %zu exchanges; the limit is %u", doc.count,
+                   core->cfg.max_exchanges);
+        sl_specstory_free(&doc);
+        return;
+    }
+    char gen_id[37];
+    if (q.id == NULL) {
+        new_session_id(gen_id);
+        q.id = gen_id;
+        q.idlen = strlen(gen_id);
+    }
+    const char *agent = doc.agent ? doc.agent : "";
+    existing_t *ex = NULL;
+    size_t nex = 0;
+    sl_locked_t s;
+    int64_t project_id;
+    if (sl_op_tx_begin(op) != 0 || (project_id = upsert_project(op, &q)) < 0 ||
+        sl_op_lock_session(op, q.id, q.idlen, 1, &s) != 0)
+        goto out;
+    int created = !s.exists;
+    if (created && insert_session(op, &q, &doc, project_id, agent) != 0)
+        goto out;
+    /* Existing exchanges, to keep the owner's edits on those still in the upload. A deleted
+     * session that is synced again starts over: its old exchanges stay removed. */
+    if (!created && !s.deleted && load_existing(op, q.id, q.idlen, &ex, &nex) != 0)
+        goto out;
+    if (sl_op_change_begin(op, &s, 0) != 0)
+        goto out;
+    uint32_t seq = s.seq;
+    if (apply_exchanges(op, q.id, q.idlen, &doc, ex, nex, &seq) != 0)
+        goto out;
+    sl_store_value_t p[] = {sl_store_int(project_id), q.title ? sl_store_text(q.title, q.title_len) : sl_store_null(),
+                            sl_store_int(seq), sl_store_text(agent, strlen(agent)), sl_store_text(q.id, q.idlen)};
+    if (sl_op_run(op, SQL_SESSION_UPDATE, p, 5, NULL) != 0 || store_upload(op, &q) != 0 ||
+        sl_op_change_commit(op, &s) != 0)
+        goto out;
+
+    char etag[40];
+    sl_upload_etag(q.markdown, q.md_len, etag);
+    msgpack_packer *pk = sl_op_pk(op);
+    msgpack_pack_map(pk, 5);
+    sl_pack_kv_str(pk, "session_id", q.id, q.idlen);
+    sl_pack_kv_bool(pk, "created", created);
+    sl_pack_kv_u64(pk, "version", s.new_version);
+    sl_pack_kv_str(pk, "etag", etag, strlen(etag));
+    sl_pack_kv_u64(pk, "exchange_count", doc.count);
+    sl_op_reply(op);
+out:
+    free(ex);
+    sl_specstory_free(&doc);
+}
+
+/* ---- AppendExchanges ---- */
+
+#define MAX_APPEND_PER_CALL 1000
+
+enum { MAXPOS_POSITION, MAXPOS_LIVE };
+static const char SQL_MAX_POSITION[] = "SELECT COALESCE(MAX(position), 0), COUNT(*) FROM exchanges"
+                                       " WHERE session_id = ? AND deleted_at IS NULL";
+static const char SQL_APPEND_INSERT[] =
+    "INSERT INTO exchanges (session_id, id, position, title, default_title, prompt, response, prompt_sha256,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+static const char SQL_SET_SEQ[] = "UPDATE sessions SET exchange_seq = ? WHERE id = ?";
+
+void sl_owner_append_exchanges(sl_op_t *op)
+{
+    const char *id;
+    size_t idlen;
+    if (sl_op_session_id(op, &id, &idlen) != 0)
+        return;
+    const msgpack_object *arr = sl_rpc_field(sl_op_req(op), "exchanges");
+    if (arr == NULL || arr->type != MSGPACK_OBJECT_ARRAY || arr->via.array.size == 0 ||
+        arr->via.array.size > MAX_APPEND_PER_CALL) {
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"exchanges\" must be an array of 1 to %d exchanges",
+             MAX_APPEND_PER_CALL);
+        return;
+    }
+    size_t n = arr->via.array.size;
+    /* Validate everything before touching anything. */
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *e = &arr->via.array.ptr[i];
+        const char *s;
+        size_t l;
+        char where[64];
+        snprintf(where, sizeof(where), "exchanges[%zu]", i);
+        if (e->type != MSGPACK_OBJECT_MAP) {
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s must be a map", where);
+            return;
+        }
+        if (sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) != 1 ||
+            sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) != 1 ||
+            sl_rpc_get_str(e, "title", 0, 500, &s, &l, op->msg, sizeof(op->msg)) < 0) {
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s: %s", where, op->msg);
+            return;
+        }
+        int has_ts = sl_rpc_get_str(e, "created_at", 0, 64, &s, &l, op->msg, sizeof(op->msg));
+        if (has_ts < 0 || (has_ts == 1 && !sl_valid_timestamp(s, l))) {
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s: field \"created_at\" must be YYYY-MM-DDTHH:MM:SSZ", where);
+            return;
+        }
+    }
+    sl_locked_t s;
+    sl_store_result_t *r = NULL;
+    if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0)
+        return;
+    {
+        sl_store_value_t p[] = {sl_store_text(id, idlen)};
+        if (sl_op_run(op, SQL_MAX_POSITION, p, 1, &r) != 0)
+            return;
+    }
+    int64_t position = sl_store_cell(r, 0, MAXPOS_POSITION)->i;
+    int64_t live = sl_store_cell(r, 0, MAXPOS_LIVE)->i;
+    sl_store_result_free(r);
+    if ((uint64_t)live + n > op->core->cfg.max_exchanges) {
+        sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "a session holds at most %u exchanges; it has %lld",
+             op->core->cfg.max_exchanges, (long long)live);
+        return;
+    }
+    if (sl_op_change_begin(op, &s, 0) != 0)
+        return;
+    uint32_t seq = s.seq;
+    uint32_t *ids = malloc(n * sizeof(*ids));
+    if (ids == NULL) {
+        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *e = &arr->via.array.ptr[i];
+        const char *prompt, *response, *title = NULL, *ts = NULL;
+        size_t plen, rlen, tlen = 0, tslen = 0;
+        sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &prompt, &plen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &response, &rlen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "title", 0, 500, &title, &tlen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "created_at", 0, 64, &ts, &tslen, op->msg, sizeof(op->msg));
+        char *def = sl_specstory_title(prompt, plen);
+        if (def == NULL) {
+            sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+            free(ids);
+            return;
+        }
+        unsigned char sha[32];
+        SHA256((const unsigned char *)prompt, plen, sha);
+        ids[i] = ++seq;
+        sl_store_value_t p[] = {sl_store_text(id, idlen),
+                                sl_store_int(seq),
+                                sl_store_int(++position),
+                                (title && tlen) ? sl_store_text(title, tlen) : sl_store_null(),
+                                sl_store_text(def, strlen(def)),
+                                sl_store_text(prompt, plen),
+                                sl_store_text(response, rlen),
+                                sl_store_blob(sha, 32),
+                                ts ? sl_store_text(ts, tslen) : sl_store_null()};
+        int rc = sl_op_run(op, SQL_APPEND_INSERT, p, 9, NULL);
+        free(def);
+        if (rc != 0) {
+            free(ids);
+            return;
+        }
+    }
+    sl_store_value_t q[] = {sl_store_int(seq), sl_store_text(id, idlen)};
+    if (sl_op_run(op, SQL_SET_SEQ, q, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0) {
+        free(ids);
+        return;
+    }
+    msgpack_pack_map(sl_op_pk(op), 3);
+    sl_pack_kv_str(sl_op_pk(op), "session_id", id, idlen);
+    sl_pack_kv_u64(sl_op_pk(op), "version", s.new_version);
+    sl_rpc_pack_str(sl_op_pk(op), "exchange_ids");
+    msgpack_pack_array(sl_op_pk(op), n);
+    for (size_t i = 0; i < n; i++)
+        msgpack_pack_uint32(sl_op_pk(op), ids[i]);
+    free(ids);
+    sl_op_reply(op);
+}

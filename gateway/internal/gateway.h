@@ -1,0 +1,134 @@
+/*
+ * Internal to gateway/: the gateway object and what its handlers share — answering, reading
+ * request headers, and requests whose answer comes later from an rpc call.
+ *
+ * Files: server.c (listening, accepting, TLS, routing), http.c (answers, headers, pending
+ * requests), share.c (the public share: /share/{id}, /api/v1/share/{id}), copies.c (the gateway's
+ * copies of projections, sent without copying), owner_rpc.c (POST /rpc/...), specstory.c (the
+ * SpecStory-compatible API), metrics.c (/metrics), route.c (paths, pure functions).
+ */
+#ifndef SL_GATEWAY_INTERNAL_GATEWAY_H
+#define SL_GATEWAY_INTERNAL_GATEWAY_H
+
+#include <h2o.h>
+
+#include "gateway/gateway.h"
+#include "gateway/internal/route.h"
+
+/* The per-route counters, in the order of sl_route_kind_t. */
+#define SL_GW_ROUTES (SL_ROUTE_OTHER + 1)
+
+struct sl_copies;
+
+struct sl_gateway {
+    uv_loop_t *loop;
+    sl_rpc_server_t *rpc;
+    sl_gateway_config_t cfg;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    SSL_CTX *ssl;
+    uint64_t requests[SL_GW_ROUTES];
+    uint64_t status_class[6]; /* index: status / 100 */
+    uint64_t aborted;         /* answers dropped because the client had gone */
+    uint64_t conns_open, conns_accepted, conns_refused; /* client connections */
+    struct sl_copies *copies;                           /* copies of projections (copies.c) */
+};
+
+/* ---- answering (http.c) ---- */
+
+void sl_gw_count_status(sl_gateway_t *gw, int status);
+void sl_gw_add_header(h2o_req_t *req, const h2o_token_t *token, const char *value, size_t len);
+void sl_gw_add_header_str(h2o_req_t *req, const char *name, const char *value);
+/* status, Content-Type (when ctype), Content-Length and the body (copied); HEAD sends no body. */
+void sl_gw_send(sl_gateway_t *gw, h2o_req_t *req, int status, const char *ctype, const char *body, size_t len);
+/* {"code": <name>, "message": msg} with the code's HTTP status. msg must be ours (no quotes or
+ * control characters): it is embedded as is. */
+void sl_gw_send_error(sl_gateway_t *gw, h2o_req_t *req, sl_rpc_code_t code, const char *msg);
+/* The same error in the request's encoding: msgpack when json == 0. */
+void sl_gw_send_error_as(sl_gateway_t *gw, h2o_req_t *req, int json, sl_rpc_code_t code, const char *msg);
+/* An empty answer with this status (HEAD-style: headers only). */
+void sl_gw_send_status(sl_gateway_t *gw, h2o_req_t *req, int status, const char *reason);
+
+/* ---- request headers (http.c) ---- */
+
+h2o_iovec_t sl_gw_header(h2o_req_t *req, const h2o_token_t *token);
+/* 1 when Accept-Encoding allows gzip (a "gzip" or "*" token without q=0). */
+int sl_gw_accepts_gzip(h2o_req_t *req);
+/* 1 when If-None-Match names etag (quoted, strong), with RFC 9110's weak comparison, or is "*". */
+int sl_gw_etag_matches(h2o_req_t *req, const char *etag, size_t len);
+/* 1 when Accept asks for text/markdown and not for application/json. */
+int sl_gw_wants_markdown(h2o_req_t *req);
+/* 1 when the media type of v (parameters ignored) is type, case-insensitively. */
+int sl_gw_media_type_is(h2o_iovec_t v, const char *type);
+/* The bearer token of "Authorization: Bearer <token>" (spaces around it trimmed), or NULL. */
+const char *sl_gw_bearer(h2o_req_t *req, size_t *len);
+int sl_gw_is_method(h2o_req_t *req, const char *method);
+
+/* ---- requests answered later (http.c) ----
+ *
+ * h2o 2.2 calls no stop callback before h2o_start_response, so a request whose answer comes from
+ * an rpc call keeps its state outside the request pool, and a dispose hook in the pool clears the
+ * pointer to the request when the client goes away first (the pattern of h2o's lib/core/proxy.c).
+ * The answer is then dropped. */
+typedef struct sl_pending {
+    sl_gateway_t *gw;
+    h2o_req_t *req;            /* NULL once the request was disposed (client gone) */
+    struct sl_pending **slot;  /* lives in the request pool; cleared when we finish first */
+    sl_route_kind_t route;
+    int json;                  /* owner rpc: answer in JSON */
+    int gzip;                  /* public: the client accepts gzip */
+    int markdown;              /* public JSON route: the client asked for text/markdown */
+    uint64_t have_version;     /* public: the version of our copy sent to the core (0: none) */
+    void *ctx;                 /* the SpecStory API's call */
+    size_t idlen;
+    char id[65];
+} sl_pending_t;
+
+sl_pending_t *sl_gw_pending_new(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route);
+/* Detaches from the request (if still there) and frees. Returns the request, or NULL (gone). */
+h2o_req_t *sl_gw_pending_finish(sl_pending_t *pd);
+
+/* ---- handlers ---- */
+
+/* share.c: GET/HEAD of /api/v1/share/{id} and /share/{id}. */
+void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const char *id, size_t idlen);
+/* owner_rpc.c: POST /rpc/<service>/<method>. */
+void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_t mlen);
+/* specstory.c: /api/v1/projects[...] (path after "/api/v1/projects"). */
+void sl_gw_specstory(sl_gateway_t *gw, h2o_req_t *req, const char *path, size_t len);
+/* metrics.c: the gateway's own counters. */
+void sl_gw_metrics(const sl_gateway_t *gw, char **buf, size_t *len);
+
+/* ---- copies of projections (copies.c) ---- */
+
+typedef struct sl_copy sl_copy_t;
+
+/* The strong ETag of one representation, quoted: "<etag>-<j|jz|h|hz|m|mz>" (at most 80 bytes of
+ * the projection's etag). Returns its length. */
+#define SL_REP_TAG_MAX 100
+size_t sl_rep_tag(const sl_rpc_share_t *s, sl_rpc_rep_t rep, char out[SL_REP_TAG_MAX]);
+
+int sl_copies_open(struct sl_copies **out, size_t max_bytes);
+void sl_copies_close(struct sl_copies *c);
+/* The copy of id, or NULL. */
+sl_copy_t *sl_copies_find(struct sl_copies *c, const char *id, size_t idlen);
+/* The version of a copy (0 while unknown). */
+uint64_t sl_copy_version(const sl_copy_t *e);
+/* Marks e as just used (a hit). */
+void sl_copies_touch(struct sl_copies *c, sl_copy_t *e);
+/* Stores a copy of a GetShare answer for id (replacing any older one) when it is a complete
+ * "found" projection small enough to keep; returns it, or NULL (nothing kept). */
+sl_copy_t *sl_copies_put(struct sl_copies *c, const char *id, size_t idlen, const void *body, size_t len);
+/* The body and strong ETag ("<etag>-<j|m|h>[z]", quoted) of one representation of a copy. */
+void sl_copy_rep(const sl_copy_t *e, sl_rpc_rep_t rep, const char **body, size_t *len, const char **tag,
+                 size_t *taglen);
+/* Sends rep of e as the final body of req without copying it: e stays alive until the request's
+ * pool is cleared, even if it is replaced meanwhile. Status and headers must be set. */
+void sl_copy_send(sl_copy_t *e, h2o_req_t *req, sl_rpc_rep_t rep);
+/* The metrics of the copies. */
+void sl_copies_stats(const struct sl_copies *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
+void sl_copies_count(struct sl_copies *c, int hit);
+
+#endif

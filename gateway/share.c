@@ -1,0 +1,171 @@
+/*
+ * The public share: GET/HEAD /api/v1/share/{id} (JSON, or Markdown for Accept: text/markdown) and
+ * /share/{id} (the viewer page). Each asks the core (GetShare, rpc.h) with the version of the copy
+ * it holds; "unchanged" is answered from the copy, anything else replaces it.
+ *
+ * Unknown, private, revoked and deleted sessions get one answer, byte for byte.
+ */
+#include <string.h>
+
+#include "gateway/internal/gateway.h"
+
+/* The viewer page runs no script and loads nothing from elsewhere; inline CSS only. */
+static const char PAGE_CSP[] = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+static const char NOT_FOUND_HTML[] =
+    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    "<meta name=\"robots\" content=\"noindex\"><title>Not found · Shareline</title>"
+    "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;"
+    "color:#222}</style></head><body><h1>This share link does not exist</h1>"
+    "<p>The session may never have existed, or its owner made it private or deleted it.</p>"
+    "</body></html>\n";
+
+static void common_headers(h2o_req_t *req, sl_route_kind_t route)
+{
+    /* A shared cache must revalidate every time: a revoked link must not outlive the revocation. */
+    sl_gw_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"));
+    sl_gw_add_header_str(req, "x-robots-tag", "noindex, nofollow");
+    sl_gw_add_header_str(req, "x-content-type-options", "nosniff");
+    sl_gw_add_header_str(req, "referrer-policy", "no-referrer");
+    if (route == SL_ROUTE_SHARE_JSON) {
+        sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept, Accept-Encoding"));
+    } else {
+        sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
+        sl_gw_add_header_str(req, "content-security-policy", PAGE_CSP);
+    }
+}
+
+static void send_not_found(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route)
+{
+    common_headers(req, route);
+    if (route == SL_ROUTE_SHARE_JSON)
+        sl_gw_send(gw, req, 404, "application/json; charset=utf-8",
+                   H2O_STRLIT("{\"code\":\"not_found\",\"message\":\"share not found\"}"));
+    else
+        sl_gw_send(gw, req, 404, "text/html; charset=utf-8", NOT_FOUND_HTML, sizeof(NOT_FOUND_HTML) - 1);
+}
+
+static sl_rpc_rep_t rep_of(sl_route_kind_t route, int gzip, int markdown)
+{
+    if (route != SL_ROUTE_SHARE_JSON)
+        return gzip ? SL_REP_HTML_GZ : SL_REP_HTML;
+    if (markdown)
+        return gzip ? SL_REP_MD_GZ : SL_REP_MD;
+    return gzip ? SL_REP_JSON_GZ : SL_REP_JSON;
+}
+
+/* Answers with one representation: from the copy e without copying it, or (e == NULL) from a
+ * decoded answer that could not be kept, copied into the request. */
+static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_copy_t *e, const sl_rpc_share_t *s)
+{
+    sl_rpc_rep_t rep = rep_of(pd->route, pd->gzip, pd->markdown);
+    const char *body, *tag;
+    size_t len, taglen;
+    char local[SL_REP_TAG_MAX];
+    if (e != NULL) {
+        sl_copy_rep(e, rep, &body, &len, &tag, &taglen); /* resolved when the copy was stored */
+    } else {
+        body = s->rep[rep].ptr;
+        len = s->rep[rep].len;
+        taglen = sl_rep_tag(s, rep, local);
+        tag = local;
+    }
+    common_headers(req, pd->route);
+    sl_gw_add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, tag, taglen).base, taglen);
+    if (sl_gw_etag_matches(req, tag, taglen)) {
+        sl_gw_send_status(gw, req, 304, "Not Modified");
+        return;
+    }
+    if (pd->gzip)
+        sl_gw_add_header(req, H2O_TOKEN_CONTENT_ENCODING, H2O_STRLIT("gzip"));
+    const char *ctype = pd->route == SL_ROUTE_SHARE_JSON
+                            ? (pd->markdown ? "text/markdown; charset=utf-8" : "application/json; charset=utf-8")
+                            : "text/html; charset=utf-8";
+    if (e == NULL || sl_gw_is_method(req, "HEAD")) {
+        /* HEAD: h2o_send_inline() knows to send the headers only */
+        sl_gw_send(gw, req, 200, ctype, body, len);
+        return;
+    }
+    sl_gw_count_status(gw, 200);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    sl_gw_add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, strlen(ctype));
+    sl_copy_send(e, req, rep);
+}
+
+static void ask(sl_gateway_t *gw, sl_pending_t *pd);
+
+static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, void *data)
+{
+    sl_pending_t *pd = data;
+    sl_gateway_t *gw = pd->gw;
+    if (pd->req == NULL) {
+        sl_gw_pending_finish(pd);
+        return;
+    }
+    sl_rpc_share_t s;
+    int ok = code == SL_RPC_OK && sl_rpc_share_decode(body, len, &s) == 0;
+    if (ok && s.found && s.unchanged) {
+        sl_copy_t *e = sl_copies_find(gw->copies, pd->id, pd->idlen);
+        if (e == NULL || sl_copy_version(e) != s.version) {
+            /* our copy went away meanwhile: ask again for the whole projection */
+            pd->have_version = 0;
+            ask(gw, pd);
+            return;
+        }
+        sl_copies_count(gw->copies, 1);
+        sl_copies_touch(gw->copies, e);
+        sl_pending_t d = *pd;
+        serve(gw, sl_gw_pending_finish(pd), &d, e, NULL);
+        return;
+    }
+    sl_pending_t d = *pd;
+    h2o_req_t *req = sl_gw_pending_finish(pd);
+    if (code != SL_RPC_OK) {
+        int unavailable = code == SL_RPC_UNAVAILABLE;
+        sl_gw_send_error(gw, req, unavailable ? code : SL_RPC_INTERNAL,
+                         unavailable ? "temporarily unavailable, retry later" : "internal error");
+        return;
+    }
+    if (!ok) {
+        sl_gw_send_error(gw, req, SL_RPC_INTERNAL, "internal error");
+        return;
+    }
+    sl_copies_count(gw->copies, 0);
+    /* Replaces (or, when not found, drops) the copy this node held. */
+    sl_copy_t *e = sl_copies_put(gw->copies, d.id, d.idlen, body, len);
+    if (!s.found)
+        send_not_found(gw, req, d.route);
+    else
+        serve(gw, req, &d, e, &s);
+}
+
+static void ask(sl_gateway_t *gw, sl_pending_t *pd)
+{
+    char buf[SL_RPC_SHARE_SMALL_MAX];
+    size_t n = sl_rpc_share_request_encode(buf, sizeof(buf), pd->id, pd->idlen, pd->have_version);
+    const char *m = sl_rpc_method_name(SL_M_GET_SHARE);
+    sl_rpc_call(gw->rpc, m, strlen(m), NULL, 0, buf, n, on_share_reply, pd);
+}
+
+void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const char *id, size_t idlen)
+{
+    if (!sl_route_share_id_valid(id, idlen)) {
+        send_not_found(gw, req, route);
+        return;
+    }
+    sl_pending_t *pd = sl_gw_pending_new(gw, req, route);
+    if (pd == NULL) {
+        sl_gw_send_error(gw, req, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    pd->gzip = sl_gw_accepts_gzip(req);
+    pd->markdown = route == SL_ROUTE_SHARE_JSON && sl_gw_wants_markdown(req);
+    memcpy(pd->id, id, idlen);
+    pd->idlen = idlen;
+    sl_copy_t *e = sl_copies_find(gw->copies, id, idlen);
+    pd->have_version = e ? sl_copy_version(e) : 0;
+    ask(gw, pd);
+}
