@@ -4,7 +4,7 @@
 #   make test  the same set-up, then the whole suite: a normal build and an ASan+UBSan build
 JOBS ?= 2
 
-.PHONY: all deps build run test bench fuzz stop clean
+.PHONY: all deps build run test lint bench fuzz stop clean
 
 all: build
 
@@ -20,6 +20,10 @@ run: build
 
 test: deps
 	bash scripts/test.sh
+
+# Formatting (.clang-format); make test runs it first.
+lint: deps
+	bash scripts/lint.sh
 
 bench: build
 	bash bench/run.sh

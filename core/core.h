@@ -3,7 +3,7 @@
  * SpecStory import, the public projection and its invalidation.
  *
  * The core implements the methods of the contract (rpc/rpc.h): every owner method of
- * shareline.v1.Sessions (authenticated by bearer token) and the public read GetShare, whose
+ * the owner service (authenticated by bearer token) and the public read GetShare, whose
  * request and answer rpc.h defines. It talks to the store (MariaDB) and the cache (Redis) it is
  * given, on one libuv loop, and never blocks that loop. How a change reaches viewers, with its
  * races and failures: docs/invalidation.md.

@@ -1,5 +1,5 @@
 /*
- * The owner methods' dispatch: every method of shareline.v1.Sessions runs as a task that first
+ * The owner methods' dispatch: every method of the owner service (rpc.h) runs as a task that first
  * resolves the caller's bearer token, then runs the method's straight-line code (one file per
  * capability: sync.c, sharing.c, edits.c, reads.c, search.c, projects.c), then clears the cache
  * flag its change left pending. Which function implements which method is this table.

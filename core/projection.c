@@ -66,28 +66,6 @@ static void buf_str(buf_t *b, const char *s)
     buf_add(b, s, strlen(s));
 }
 
-/* HTML-escapes text for element content and quoted attribute values. */
-static void buf_html(buf_t *b, const char *s, size_t n)
-{
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *rep = NULL;
-        switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        }
-        if (rep) {
-            buf_add(b, s + start, i - start);
-            buf_str(b, rep);
-            start = i + 1;
-        }
-    }
-    buf_add(b, s + start, n - start);
-}
-
 static const char *cell(const sl_store_result_t *r, size_t row, size_t col, size_t *len)
 {
     const sl_store_value_t *v = sl_store_cell(r, row, col);
@@ -200,6 +178,12 @@ static void out_buf(const char *s, size_t n, void *ud)
 static void buf_md(buf_t *b, const char *s, size_t n)
 {
     sl_render_markdown(s, n, out_buf, b);
+}
+
+/* HTML-escapes text for element content and quoted attribute values (render.h's rules). */
+static void buf_html(buf_t *b, const char *s, size_t n)
+{
+    sl_render_escape(s, n, out_buf, b);
 }
 
 /* A project colour goes into a style attribute: only #hex or a plain colour name get through. */

@@ -1,5 +1,5 @@
 /*
- * The public read path: shareline.v1.Public/GetShare.
+ * The public read path: GetShare of the public service (rpc.h).
  *
  * Hot path: one Redis GET; a PUBLIC entry is answered with its payload as is, a TOMB with
  * {"found": false}; no task, no copy beyond the reply. Anything else goes to the slow path (a task):

@@ -1,5 +1,5 @@
 /*
- * Owner RPCs: POST /rpc/shareline.v1.Sessions/<Method>, msgpack or JSON bodies (the answer uses the
+ * Owner RPCs: POST /rpc/<owner service>/<Method> (rpc.h), msgpack or JSON bodies (the answer uses the
  * request's encoding). The gateway checks the media type and the body's size, passes the bearer
  * token on (the core decides whether it is valid) and maps JSON to msgpack through the contract's
  * one mapping (rpc.h), with its limits.

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# `make test`: builds twice (normal, then AddressSanitizer + UndefinedBehaviorSanitizer) and runs
-# the whole ctest suite in each, then runs each libFuzzer target for about a minute (scripts/fuzz.sh). ctest's `services` fixture starts a real redis-server and mariadbd
-# on ports of their own under <build>/testvar and stops them afterwards. Exits non-zero on any failure.
+# `make test`: checks formatting (scripts/lint.sh), builds twice (normal, then AddressSanitizer +
+# UndefinedBehaviorSanitizer) and runs the whole ctest suite in each, then runs each libFuzzer
+# target for about a minute (scripts/fuzz.sh). ctest's `services` fixture starts a real
+# redis-server and mariadbd on ports of their own under <build>/testvar and stops them afterwards.
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-2}
 status=0
+
+echo "==> lint (scripts/lint.sh)"
+bash scripts/lint.sh || status=1
 
 run_suite() { # build-dir extra-cmake-args...
     local dir=$1; shift
