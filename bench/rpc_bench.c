@@ -1,5 +1,5 @@
 /*
- * Owner RPC latency and throughput: THREADS clients (rpc/client.h, msgpack over HTTP/1.1
+ * Owner RPC latency and throughput: THREADS clients (client/client.h, msgpack over HTTP/1.1
  * keep-alive) each toggle one exchange of its own session (hidden true/false, so every call is a
  * real change: MARK, transaction, projection rebuild, publish, node invalidations) CALLS times.
  *

@@ -1,5 +1,5 @@
 /*
- * sharectl — the owner CLI, built on the client library in rpc/client.h (msgpack over HTTP/2).
+ * sharectl — the owner CLI, built on the client library in client/client.h (msgpack over HTTP/2).
  * Run `sharectl --help`. Exit codes: 0 done, 1 the server refused (its code and message are
  * printed), 2 usage error, 3 the server could not be reached.
  */

@@ -16,6 +16,7 @@
 
 #include "core/internal/core.h"
 
+enum { T_TENANT, T_USER, T_KIND, T_HASH };
 static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind, token_hash FROM tokens"
                                 " WHERE token_hash = ? AND revoked_at IS NULL";
 static const char SQL_USER_TENANT[] = "SELECT tenant_id FROM users WHERE id = ?";
@@ -83,18 +84,18 @@ int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
         sl_fail_store(call, &err);
         return -1;
     }
-    const sl_store_value_t *stored = r->nrows == 1 ? sl_store_cell(r, 0, 3) : NULL;
+    const sl_store_value_t *stored = r->nrows == 1 ? sl_store_cell(r, 0, T_HASH) : NULL;
     if (stored == NULL || !sl_token_hash_equal(stored->ptr, stored->len, hash)) {
         sl_store_result_free(r);
         sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "invalid bearer token");
         return -1;
     }
-    const sl_store_value_t *kind = sl_store_cell(r, 0, 2);
-    out->tenant_id = (uint64_t)sl_store_cell(r, 0, 0)->i;
+    const sl_store_value_t *kind = sl_store_cell(r, 0, T_KIND);
+    out->tenant_id = (uint64_t)sl_store_cell(r, 0, T_TENANT)->i;
     out->user_id = 0;
     out->service = !(kind->len == 4 && memcmp(kind->ptr, "user", 4) == 0);
     if (!out->service)
-        out->user_id = (uint64_t)sl_store_cell(r, 0, 1)->i;
+        out->user_id = (uint64_t)sl_store_cell(r, 0, T_USER)->i;
     sl_store_result_free(r);
     if (!out->service)
         return 0;

@@ -214,7 +214,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
     g->id[idlen] = '\0';
     g->have_version = have_version;
     if (core->coh) {
-        /* The node's memory: exact as long as the node is coherent (cache/coherence.h). */
+        /* The node's memory: exact as long as the node is coherent (cache/cache.h, "node memory"). */
         sl_proj_kind_t kind;
         uint64_t version;
         if (sl_coh_lookup(core->coh, g->id, idlen, &kind, &version)) {

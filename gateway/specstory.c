@@ -117,7 +117,14 @@ static void begin_ok(msgpack_packer *pk, size_t fields)
     msgpack_pack_map(pk, fields);
 }
 
-/* A list of the answer's `list` entries, each renamed by `names` (pairs: ours, the core's). */
+/* The fields of `from` renamed by `names` (n pairs: our name, the core's). */
+static void pack_renamed(msgpack_packer *pk, const msgpack_object *from, const char *const *names, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        pack_field(pk, names[2 * k], from, names[2 * k + 1]);
+}
+
+/* A list of the answer's `list` entries, each renamed by `names`. */
 static void pack_list(msgpack_packer *pk, const char *key, const msgpack_object *ans, const char *list,
                       const char *const *names, size_t n)
 {
@@ -128,15 +135,30 @@ static void pack_list(msgpack_packer *pk, const char *key, const msgpack_object 
     msgpack_pack_array(pk, count);
     for (uint32_t i = 0; i < count; i++) {
         msgpack_pack_map(pk, n);
-        for (size_t k = 0; k < n; k++)
-            pack_field(pk, names[2 * k], &in->via.array.ptr[i], names[2 * k + 1]);
+        pack_renamed(pk, &in->via.array.ptr[i], names, n);
     }
+}
+
+/* {"sessionId", "projectId"} of the URL and the answer's fields renamed by `names`. */
+static void pack_session(msgpack_packer *pk, const compat_t *c, const msgpack_object *ans, const char *const *names,
+                         size_t n)
+{
+    begin_ok(pk, 2 + n);
+    pack_kv_str(pk, "sessionId", c->session);
+    pack_kv_str(pk, "projectId", c->project);
+    pack_renamed(pk, ans, names, n);
 }
 
 static const char *const PROJECT_NAMES[] = {"id", "ext_id", "projectId", "project_id", "name", "name",
                                             "icon", "icon", "color", "color", "sessionCount", "session_count"};
 static const char *const SESSION_NAMES[] = {"sessionId", "session_id", "title", "title",
                                             "updatedAt", "updated_at", "public", "public"};
+static const char *const PUT_NAMES[] = {"created", "created", "version", "version",
+                                        "etag", "etag", "exchangeCount", "exchange_count"};
+static const char *const GET_NAMES[] = {"title", "title", "markdown", "markdown", "rawData", "raw_data",
+                                        "sessionData", "session_data", "metadata", "metadata", "etag", "etag",
+                                        "updatedAt", "updated_at"};
+#define PAIRS(names) (sizeof(names) / sizeof(*(names)) / 2)
 
 static uint64_t size_of(const msgpack_object *sizes, const char *key)
 {
@@ -169,13 +191,7 @@ static int answer_ok(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, const 
         const msgpack_object *created = sl_rpc_field(ans, "created");
         int is_new = created && created->type == MSGPACK_OBJECT_BOOLEAN && created->via.boolean;
         sl_gw_add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, etag.base, etag.len).base, etag.len);
-        begin_ok(pk, 6);
-        pack_kv_str(pk, "sessionId", c->session);
-        pack_kv_str(pk, "projectId", c->project);
-        pack_field(pk, "created", ans, "created");
-        pack_field(pk, "version", ans, "version");
-        pack_field(pk, "etag", ans, "etag");
-        pack_field(pk, "exchangeCount", ans, "exchange_count");
+        pack_session(pk, c, ans, PUT_NAMES, PAIRS(PUT_NAMES));
         *status = is_new ? 201 : 200;
         return 0;
     }
@@ -207,16 +223,7 @@ static int answer_ok(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, const 
             sl_gw_send(gw, req, 200, "text/markdown; charset=utf-8", md.base, md.len);
             return 1;
         }
-        begin_ok(pk, 9);
-        pack_kv_str(pk, "sessionId", c->session);
-        pack_kv_str(pk, "projectId", c->project);
-        pack_field(pk, "title", ans, "title");
-        pack_field(pk, "markdown", ans, "markdown");
-        pack_field(pk, "rawData", ans, "raw_data");
-        pack_field(pk, "sessionData", ans, "session_data");
-        pack_field(pk, "metadata", ans, "metadata");
-        pack_field(pk, "etag", ans, "etag");
-        pack_field(pk, "updatedAt", ans, "updated_at");
+        pack_session(pk, c, ans, GET_NAMES, PAIRS(GET_NAMES));
         return 0;
     }
     case K_DELETE:
@@ -226,10 +233,10 @@ static int answer_ok(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, const 
         msgpack_pack_true(pk);
         return 0;
     case K_PROJECTS:
-        pack_list(pk, "projects", ans, "projects", PROJECT_NAMES, sizeof(PROJECT_NAMES) / sizeof(*PROJECT_NAMES) / 2);
+        pack_list(pk, "projects", ans, "projects", PROJECT_NAMES, PAIRS(PROJECT_NAMES));
         return 0;
     case K_SESSIONS:
-        pack_list(pk, "sessions", ans, "sessions", SESSION_NAMES, sizeof(SESSION_NAMES) / sizeof(*SESSION_NAMES) / 2);
+        pack_list(pk, "sessions", ans, "sessions", SESSION_NAMES, PAIRS(SESSION_NAMES));
         return 0;
     }
     return 0;

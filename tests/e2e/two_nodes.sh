@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Two nodes on one Redis and one MariaDB, each answering public GETs from its own memory
-# (cache/coherence.h): owner calls go to node A, viewers read from node B.
+# (cache/cache.h, "node memory"): owner calls go to node A, viewers read from node B.
 #  1. the race check of issue 3 with every reader on B (no GET that starts after an owner call
 #     returned on A shows what it removed), while B answers from memory;
 #  2. B frozen (SIGSTOP) during an owner call on A: the call waits B's lease out and returns; the

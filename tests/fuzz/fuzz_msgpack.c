@@ -1,5 +1,5 @@
 /* Fuzz target: the msgpack request decoder (rpc/codec.c) and what runs on what it accepts.
- * Invariant the server relies on (rpc/rpc.c): a body the checker accepts unpacks completely into
+ * Invariant the server relies on (rpc/server.c): a body the checker accepts unpacks completely into
  * one map, its fields can be read, and it converts to valid UTF-8 JSON. */
 #include <stdint.h>
 #include <stdlib.h>

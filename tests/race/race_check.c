@@ -135,7 +135,7 @@ static void *reader_main(void *arg)
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     /* One HTTP/2 connection per GET: libcurl 7.88 cannot reuse a cleartext prior-knowledge
-     * connection (see rpc/client.c). Loopback TIME_WAIT sockets are reused (tcp_tw_reuse=2). */
+     * connection (see client/client.c). Loopback TIME_WAIT sockets are reused (tcp_tw_reuse=2). */
     curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
     size_t taglen = strlen(tag);
