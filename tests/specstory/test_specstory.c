@@ -1,8 +1,12 @@
 /*
- * The SpecStory importer against the real files in ../shared/fixtures/specstory (when present)
- * and our own fixtures of the older formats. Expected counts and prompts were derived by hand
- * from the files: exchanges = lines matching ^_\*\*User( \(…\))?\*\*_$ that are not sidechain
- * turns, plus one leading exchange when agent text precedes the first user turn.
+ * The SpecStory importer against our own fixtures (tests/fixtures/specstory: every agent of the
+ * Markdown v2.1 format, written by generate.py there, and the older formats, written by hand) and,
+ * only as extra cases when the folder exists, the real files of ../shared/fixtures/specstory. No
+ * result depends on ../shared being present.
+ *
+ * Expected counts and prompts were derived from the files: exchanges = lines matching
+ * ^_\*\*User( \(…\))?\*\*_$ that are not sidechain turns, plus one leading exchange when agent
+ * text precedes the first user turn (grep -E '^_\*\*(User|Agent)' FILE shows both).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,6 +128,19 @@ static const expect_t shared[] = {
 };
 
 static const expect_t own[] = {
+    {"claude-code-v21.md", 6, 0, "Implement the following plan:\n\n# Plan: `brewlog export --format json`",
+     "[Request interrupted by user for tool use]", "Claude Code", "2026-03-17T18:02:44Z"},
+    {"claude-code-large.md", 12, 0, "TestShipperDrainsAllShards fails on CI maybe one run in five", "perfect, thanks",
+     "Claude Code", "2026-04-08T07:51:26Z"},
+    /* the user turns are dated weeks after the session comment, as Cursor writes them */
+    {"cursor-ide-v21.md", 2, 0, "The date picker in `src/components/BookingForm.tsx` throws when the field is cleared:",
+     "Also add a test for the cleared state.", "Cursor IDE", "2025-07-14T08:30:55Z"},
+    {"cursor-cli-v21.md", 2, 0, "lint the project and fix what you can", "thanks. is there a pre-commit hook",
+     "Cursor CLI", "2026-04-21T16:05:12Z"},
+    {"codex-cli-v21.md", 2, 0, "review the staged change to the token bucket limiter", "fix 1 and 2, leave 3 for now.",
+     "Codex CLI", "2026-07-09T19:42:18Z"},
+    /* 3 user turns plus the leading "Resumed from a Codex CLI session" agent turn */
+    {"gemini-cli-v21.md", 4, 1, "Read every ADR in docs/adr/", "commit it", "Gemini CLI", "2026-06-02T09:14:03Z"},
     {"extension-2025.md", 3, 0, "Please refactor the login form so the submit button is disabled",
      "# Thanks!\nThat's all.", NULL, "2025-03-14T09:12:44Z"},
     {"earliest-2024.md", 2, 0, "How do I create the users table?", "And an index on email?", NULL, NULL},
@@ -147,8 +164,16 @@ static void check_file(const char *dir, const expect_t *x)
         fail_msg("%s: %s", x->file, err);
     if (doc.count != x->count)
         fail_msg("%s: %zu exchanges, expected %zu", x->file, doc.count, x->count);
-    assert_true(starts_with(doc.exchanges[x->first_user].prompt, x->first_prompt));
-    assert_true(starts_with(doc.exchanges[doc.count - 1].prompt, x->last_prompt));
+    if (!starts_with(doc.exchanges[x->first_user].prompt, x->first_prompt))
+        fail_msg("%s: first prompt [%.80s]", x->file, doc.exchanges[x->first_user].prompt);
+    if (!starts_with(doc.exchanges[doc.count - 1].prompt, x->last_prompt))
+        fail_msg("%s: last prompt [%.80s]", x->file, doc.exchanges[doc.count - 1].prompt);
+    /* exchanges before the first user turn are leading ones: agent text, no prompt */
+    for (size_t i = 0; i < x->first_user; i++) {
+        assert_int_equal(doc.exchanges[i].prompt_len, 0);
+        assert_string_equal(doc.exchanges[i].title, "Untitled exchange");
+        assert_true(doc.exchanges[i].response_len > 0);
+    }
     if (x->agent)
         assert_string_equal(doc.agent, x->agent);
     if (x->created_at)
@@ -161,6 +186,11 @@ static void check_file(const char *dir, const expect_t *x)
         assert_int_equal(strlen(e->response), e->response_len);
         if (e->created_at)
             assert_int_equal(strlen(e->created_at), 20);
+        /* structure never lands in the text: message-id comments and turn headers */
+        assert_null(strstr(e->prompt, "<!-- message-id:"));
+        assert_null(strstr(e->response, "<!-- message-id:"));
+        assert_false(starts_with(e->response, "_**Agent") || strstr(e->response, "\n_**Agent") != NULL);
+        assert_false(starts_with(e->response, "_**User") || strstr(e->response, "\n_**User") != NULL);
     }
     check_no_line_dropped(md, len, &doc);
     sl_specstory_free(&doc);
@@ -237,6 +267,118 @@ static void test_details(void **state)
     assert_string_equal(doc.title, "Refactor the login form (2025-03-14 09:12:44)");
     assert_non_null(strstr(doc.exchanges[0].response, "---\n\nThe button now uses `disabled={pending}`."));
     assert_null(doc.exchanges[0].created_at);
+    sl_specstory_free(&doc);
+    free(md);
+}
+
+/* Loads and parses one of our own fixtures; *md is the file (free both). */
+static sl_specstory_doc_t load_own(const char *name, char **md, size_t *len)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", SL_OWN_FIXTURES, name);
+    *md = slurp(path, len);
+    if (*md == NULL)
+        fail_msg("cannot read %s", path);
+    sl_specstory_doc_t doc;
+    char err[256] = "";
+    if (sl_specstory_parse(*md, *len, &doc, err, sizeof(err)) != 0)
+        fail_msg("%s: %s", name, err);
+    return doc;
+}
+
+/* Which exchange holds needle (in its prompt or response); -1 when none, -2 when several. */
+static int exchange_with(const sl_specstory_doc_t *doc, const char *needle)
+{
+    int found = -1;
+    for (size_t i = 0; i < doc->count; i++)
+        if (strstr(doc->exchanges[i].prompt, needle) || strstr(doc->exchanges[i].response, needle))
+            found = found == -1 ? (int)i : -2;
+    return found;
+}
+
+/* The Markdown v2.1 quirks, each in the fixture that carries it. */
+static void test_agents(void **state)
+{
+    (void)state;
+    char *md;
+    size_t len;
+
+    /* Claude Code: sidechain turns in both spellings belong to the response of their exchange */
+    sl_specstory_doc_t doc = load_own("claude-code-v21.md", &md, &len);
+    const sl_specstory_exchange_t *e = doc.exchanges;
+    assert_string_equal(doc.session_id, "3f6d2a90-85c1-4e7b-b0d4-9c2e71a5f846");
+    assert_string_equal(e[0].title, "Implement the following plan:");
+    assert_string_equal(e[0].created_at, "2026-03-17T18:02:44Z");
+    assert_non_null(strstr(e[0].response, "<think><details><summary>Thought Process</summary>\nThe plan is clear."));
+    assert_non_null(strstr(e[0].response, "<tool-use data-tool-type=\"read\" data-tool-name=\"Read\"><details>"));
+    /* "---" followed by text is Markdown inside the response, kept */
+    assert_non_null(strstr(e[0].response, "the timestamps have no offset.\n\n---\n\nThe readings are **naive**"));
+    /* _**User - sidechain (…)**_ / _**Agent - sidechain (…)**_ */
+    assert_int_equal(exchange_with(&doc, "Find every place in /home/dev/src/brewlog that reads"), 2);
+    assert_int_equal(exchange_with(&doc, "I'll search for `taken_at` across the package and the tests."), 2);
+    /* the older _**User (sidechain)**_ */
+    assert_int_equal(exchange_with(&doc, "In /home/dev/src/brewlog, export tests/data/sample.sqlite as CSV"), 3);
+    /* a bold-italic line that is not a turn header stays text, here the prompt's first line */
+    assert_string_equal(e[3].title, "_**Important**_");
+    /* a tool output cut off inside a code fence does not swallow the turns after it */
+    assert_int_equal(exchange_with(&doc, "... (19 more lines)"), 3);
+    assert_int_equal(exchange_with(&doc, "Byte-identical: `cmp` reports no difference"), 3);
+    assert_string_equal(e[4].prompt, "commit it");
+    /* the last user turn was never answered */
+    assert_string_equal(e[5].prompt, "[Request interrupted by user for tool use]");
+    assert_int_equal(e[5].response_len, 0);
+    sl_specstory_free(&doc);
+    free(md);
+
+    /* the large Claude Code session: the phrase the end-to-end search looks for is in one exchange,
+     * beyond 90% of the file */
+    doc = load_own("claude-code-large.md", &md, &len);
+    assert_int_equal(exchange_with(&doc, "quarantine flaky shard retries"), 10);
+    assert_true((size_t)(strstr(md, "quarantine flaky shard retries") - md) > len / 10 * 9);
+    assert_true(len > 300000);
+    assert_int_equal(exchange_with(&doc, "_**User - sidechain"), -1);
+    assert_int_equal(exchange_with(&doc, "In /home/dev/src/tidepool (Go), find every place that constructs"), 5);
+    sl_specstory_free(&doc);
+    free(md);
+
+    /* Gemini CLI: the agent turn before the first user turn is a leading exchange */
+    doc = load_own("gemini-cli-v21.md", &md, &len);
+    e = doc.exchanges;
+    assert_int_equal(e[0].prompt_len, 0);
+    assert_string_equal(e[0].title, "Untitled exchange");
+    assert_string_equal(e[0].response, "Resumed from a Codex CLI session via SpecStory.");
+    assert_null(e[0].created_at);
+    assert_string_equal(e[1].created_at, "2026-06-02T09:14:04Z");
+    /* Gemini's agent headers carry no model: _**Agent (timestamp)**_ */
+    assert_non_null(strstr(e[1].response, "**Planning the ADR index**\n\nI\xe2\x80\x99ll list `docs/adr/`"));
+    /* "# " lines after the first turn are text (here inside tool output), never a title */
+    assert_non_null(strstr(e[1].response, "# ADR 0003: Transactional outbox for domain events"));
+    assert_string_equal(doc.title, "2026-06-02 09:14:03Z");
+    sl_specstory_free(&doc);
+    free(md);
+
+    /* Cursor IDE: agent turns without a timestamp; user turns dated after the session */
+    doc = load_own("cursor-ide-v21.md", &md, &len);
+    e = doc.exchanges;
+    assert_string_equal(e[0].created_at, "2025-09-02T13:07:41Z");
+    assert_non_null(strstr(e[0].response, "Tool use: **search_replace** \xe2\x80\xa2 Edit file:"));
+    assert_non_null(strstr(e[0].response, "`BookingRequest.checkIn` was already `string | null`"));
+    sl_specstory_free(&doc);
+    free(md);
+
+    /* Codex CLI: exec inputs cut off inside a fence opened mid-line */
+    doc = load_own("codex-cli-v21.md", &md, &len);
+    e = doc.exchanges;
+    assert_non_null(strstr(e[0].response, "Input (truncated): ```"));
+    assert_non_null(strstr(e[0].response, "**[P1] Fractional refill is lost**"));
+    assert_string_equal(e[1].title, "fix 1 and 2, leave 3 for now. add the 150ms test");
+    sl_specstory_free(&doc);
+    free(md);
+
+    /* Cursor CLI */
+    doc = load_own("cursor-cli-v21.md", &md, &len);
+    assert_non_null(strstr(doc.exchanges[0].response, "<tool-use data-tool-type=\"shell\" data-tool-name=\"Shell\">"));
+    assert_string_equal(doc.exchanges[1].created_at, "2026-04-21T16:06:08Z");
     sl_specstory_free(&doc);
     free(md);
 }
@@ -336,7 +478,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_fixtures), cmocka_unit_test(test_own_fixtures),
-        cmocka_unit_test(test_details),         cmocka_unit_test(test_titles),
+        cmocka_unit_test(test_details),         cmocka_unit_test(test_agents),
+        cmocka_unit_test(test_titles),
         cmocka_unit_test(test_rejects),         cmocka_unit_test(test_truncations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
