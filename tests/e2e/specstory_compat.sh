@@ -130,18 +130,6 @@ for f in pub.json pub.html pub.md; do
 done
 check "the deep phrase is public (not hidden)" grep -qF "$PHRASE" "$WORK/pub.json"
 
-# ---- an extra case when ../shared is present: a phrase deep in the real 323 KB Claude Code file ----
-REAL="$SHARED_FIXTURES/2026-05-13_13-48-53Z-i-ve-got-a.md"
-if [ -f "$REAL" ]; then
-    RPHRASE="score every tool" # line 6676 of its 6998
-    check "real file: the phrase is deep in it (last 10%)" test "$(grep -n -m1 -F "$RPHRASE" "$REAL" | cut -d: -f1)" -gt "$(( $(wc -l <"$REAL") * 9 / 10 ))"
-    sync_fixture "$TOKEN" "$REAL" "real-deep-$$" '{"project": {"id": "search-a", "name": "Search A"}}' >/dev/null
-    check "real file synced" eq "$(status)" 200
-    rpc "$TOKEN" ListSessions "{\"query\":\"$RPHRASE\",\"project_ids\":[$PA]}" >/dev/null
-    check "real file: search finds it in project A" eq "$(j '[.sessions[].session_id]|@csv')" "\"real-deep-$$\""
-    check "real file: ... with a snippet containing the phrase" grep -qiF "$RPHRASE" <<<"$(j '.sessions[0].snippet')"
-fi
-
 # ---- DELETE through the compatible API ----
 check "DELETE: 200" eq "$(api DELETE /api/v1/projects/$P/sessions/$S)/$(j .data.deleted)" "200/true"
 check "after DELETE: HEAD 404" eq "$(api HEAD /api/v1/projects/$P/sessions/$S -I)" 404
