@@ -8,8 +8,8 @@ root=$(pwd)
 out="$root/build/bench"
 var="$root/build/benchvar"
 mkdir -p "$out"
-FIX="$root/../shared/fixtures/specstory/2026-05-13_13-48-53Z-i-ve-got-a.md"
-[ -f "$FIX" ] || FIX="$root/tests/fixtures/demo-session.md"
+# a long Claude Code session (314 KB, 7,684 lines, 12 exchanges), one of our own fixtures
+FIX="$root/tests/fixtures/specstory/claude-code-large.md"
 RUNS=${SL_BENCH_IMPORT_RUNS:-20}
 
 scripts/services.sh start "$var" 17379 14306 >/dev/null

@@ -105,7 +105,7 @@ pair() {
     echo "Documents: ~2 KB = $s2 bytes, ~30 KB = $s30 bytes. Server (and Redis, MariaDB) on core 0, load generator on core 1."
     echo "req/s and p99 columns: medians of each server's runs; ratio columns: medians of the per-pair ratios"
     echo "(the two runs of a pair back to back, order alternating). Every run: serve-runs.log."
-    echo "Targets (issue 6): ~30 KB ratio >= 0.9 and p99 ratio <= 1.5 over HTTP/2 and HTTP/1.1; ~2 KB ratio >= 0.8."
+    echo "Targets: ~30 KB ratio >= 0.9 and p99 ratio <= 1.5 over HTTP/2 and HTTP/1.1; ~2 KB ratio >= 0.8."
     echo
     echo "| doc | protocol | conc | shareline req/s | h2o req/s | ratio | shareline p99 ms | h2o p99 ms | p99 ratio | target |"
     echo "|---|---|---|---|---|---|---|---|---|---|"

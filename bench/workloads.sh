@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Part of `make bench` (called by bench/run.sh after bench/serve.sh, server up):
-#  - sessions of 1, 10, 100 and 1,000 exchanges built from the real SpecStory fixtures (each prompt
-#    and response cut to 1,000 characters), and for each: document sizes, Redis memory of the
+#  - sessions of 1, 10, 100 and 1,000 exchanges built from the SpecStory fixtures of tests/fixtures
+#    (every agent's format; each prompt and response cut to 1,000 characters), and for each: document sizes, Redis memory of the
 #    projection, cold GET p50/p99 (the Redis entry deleted before each GET, on a second node without
 #    node memory, so every GET rebuilds from MariaDB), owner RPC latency and throughput
 #    (SetExchangesHidden toggles on public sessions, bench/rpc_bench.c);
@@ -21,12 +21,11 @@ rpc() { curl -sS --http2-prior-knowledge -H "Authorization: Bearer $TOKEN" -H 'C
         --data-binary @- "$URL/rpc/shareline.v1.Sessions/$1"; }
 pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p+0.999999); if (i<1) i=1; if (i>NR) i=NR; printf "%.1f", a[i]}'; }
 
-# ---- a pool of real exchanges ----
-FIXDIR="$root/../shared/fixtures/specstory"
+# ---- a pool of exchanges: every fixture of tests/fixtures ----
 pool="$OUT/pool.json"
 echo '[]' >"$pool"
 k=0
-for fx in "$FIXDIR"/*.md "$root"/tests/fixtures/*.md; do
+for fx in "$root"/tests/fixtures/specstory/*.md "$root"/tests/fixtures/*.md; do
     [ -f "$fx" ] || continue
     k=$((k + 1))
     jq -n --rawfile md "$fx" --arg sid "pool-$k-$$" '{session_id:$sid, project:{name:"bench-pool"}, markdown:$md}' | rpc SyncSession >/dev/null || continue
@@ -83,7 +82,7 @@ kill $b_pid 2>/dev/null || true
 
 {
     echo
-    echo "## Sessions of 1 to 1,000 exchanges (real fixture exchanges, $npool in the pool, each field cut to 1,000 characters)"
+    echo "## Sessions of 1 to 1,000 exchanges (fixture exchanges of tests/fixtures, $npool in the pool, each field cut to 1,000 characters)"
     echo
     echo "Cold GET: the Redis entry deleted before each of ${SL_BENCH_COLD_RUNS:-25} GETs, on a second node without node memory: lease, MariaDB read through the public views, projection build (JSON, HTML, Markdown and their gzip), fill. Owner RPC: SetExchangesHidden toggles (each a real change of a public session: MARK, transaction, rebuild, publish, node invalidations), 4 clients on 4 sessions, msgpack over HTTP/1.1 keep-alive."
     echo

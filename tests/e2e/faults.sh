@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7: fault injection. Readers hammer the public endpoints (HTTP/2, JSON and HTML) while the
+# Fault injection. Readers hammer the public endpoints (HTTP/2, JSON and HTML) while the
 # owner appends, hides, shows, deletes and revokes, every removed exchange carrying a unique canary;
 # meanwhile Redis is restarted twice (SIGKILL), frozen once (SIGSTOP, 3 s) and MariaDB is killed
 # (SIGKILL) and restarted once. tests/race/race_check.c (fault mode) drives it and checks: no canary
@@ -31,26 +31,18 @@ if [ "${1:-}" = "--inject" ]; then
 fi
 
 source "$(dirname "$0")/lib.sh"
-cleanup() {
+before_finish() {
     # never leave a frozen or dead service behind for the next test
     [ -f "$SL_TEST_VAR/redis.pid" ] && kill -CONT "$(cat "$SL_TEST_VAR/redis.pid")" 2>/dev/null
     "$SL_SOURCE_DIR/scripts/services.sh" start "$SL_TEST_VAR" "$SHARELINE_REDIS_PORT" "$SHARELINE_DB_PORT" >/dev/null
-    finish
 }
-trap 'cleanup; exit $?' EXIT
-"$BIN" admin migrate >/dev/null || { not_ok "admin migrate"; exit 1; }
-start_server || { not_ok "server starts"; exit 1; }
-TOKEN=$(new_owner faulty)
+setup_server faulty
 SID="faults-$$"
-body=$(jq -n --rawfile md "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" --arg sid "$SID" \
-    '{session_id:$sid, project:{name:"faults"}, markdown:$md}')
-rpc "$TOKEN" SyncSession "$body" >/dev/null
+sync_fixture "$TOKEN" "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" "$SID" '{"project": {"name": "faults"}}' >/dev/null
 check "session synced" eq "$(status)" 200
 # A second public session nobody edits: it must be served from Redis while MariaDB is down.
 STEADY="faults-steady-$$"
-body=$(jq -n --rawfile md "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" --arg sid "$STEADY" \
-    '{session_id:$sid, project:{name:"faults"}, markdown:$md}')
-rpc "$TOKEN" SyncSession "$body" >/dev/null
+sync_fixture "$TOKEN" "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" "$STEADY" '{"project": {"name": "faults"}}' >/dev/null
 rpc "$TOKEN" SetVisibility "{\"session_id\":\"$STEADY\",\"public\":true}" >/dev/null
 check "steady session public" eq "$(status)" 200
 export SL_FAULT_STEADY_URL="$URL/api/v1/share/$STEADY"

@@ -67,6 +67,54 @@ new_owner() {
     "$BIN" admin token create --user "$u"
 }
 
+# before_finish: a script's own clean-up, run on exit just before finish; scripts redefine it.
+before_finish() { :; }
+
+# setup_server [OWNER]: the prologue of every script that starts a server. On exit: before_finish,
+# then finish (the summary; the exit status says whether every check passed). Migrates the schema,
+# starts the server, and with OWNER creates a tenant, user and token for OWNER into $TOKEN. Exports
+# the script wants the server to see must come before it.
+setup_server() {
+    trap 'before_finish; finish; exit $?' EXIT
+    "$BIN" admin migrate >"$WORK/migrate.log" 2>&1 || { cat "$WORK/migrate.log"; not_ok "admin migrate"; exit 1; }
+    ok "admin migrate"
+    start_server || { not_ok "server starts"; exit 1; }
+    ok "server starts"
+    if [ $# -gt 0 ]; then
+        TOKEN=$(new_owner "$1") && [ -n "$TOKEN" ] || { not_ok "$1's tenant, user and token"; exit 1; }
+        ok "$1's tenant, user and token"
+    fi
+}
+
+# Our own SpecStory fixtures (tests/fixtures/specstory, see generate.py there). The real files of
+# ../shared/fixtures/specstory are never needed; scripts may add them as extra cases when present.
+OWN_FIXTURES="$SL_SOURCE_DIR/tests/fixtures/specstory"
+SHARED_FIXTURES="$SL_SOURCE_DIR/../shared/fixtures/specstory"
+
+# sync_fixture TOKEN FILE [SESSION_ID [EXTRA]] -> SyncSession of FILE as SESSION_ID (default: from
+# the file's name) in project "fixtures"; EXTRA, a JSON object, is merged over the request (e.g.
+# '{"project":{"name":"x"}}'). Answer on stdout, HTTP status in $WORK/status, like rpc. The request
+# goes through a file: a large fixture exceeds what one argument may hold.
+sync_fixture() {
+    local token=$1 file=$2 sid=${3:-} extra='{}'
+    [ $# -ge 4 ] && extra=$4
+    [ -n "$sid" ] || sid="fx-$$-$(basename "$file" .md | tr -c 'A-Za-z0-9_-' _ | tail -c 40)"
+    jq -n --rawfile md "$file" --arg sid "$sid" --argjson extra "$extra" \
+        '{session_id: $sid, project: {name: "fixtures"}, markdown: $md} * $extra' >"$WORK/sync.json" || return 1
+    curl -sS --http2-prior-knowledge -o "$WORK/body" -w '%{http_code}' -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' --data-binary @"$WORK/sync.json" \
+        "$URL/rpc/shareline.v1.Sessions/SyncSession" >"$WORK/status"
+    cat "$WORK/body"
+}
+
+# count_exchanges FILE -> how many exchanges the importer makes of FILE (docs/specstory.md): one per
+# non-sidechain user turn, plus a leading one when an agent turn comes before the first user turn.
+count_exchanges() {
+    awk '/^_\*\*User( \([^)]*\))?\*\*_$/ && !/sidechain/ { users++; next }
+         /^_\*\*(Agent|Assistant)( [^*]*)?\*\*_$/ && users == 0 { lead = 1 }
+         END { print users + lead }' "$1"
+}
+
 # rpc TOKEN METHOD JSON -> body on stdout, HTTP status in $WORK/status (HTTP/2)
 rpc() {
     curl -sS --http2-prior-knowledge -o "$WORK/body" -w '%{http_code}' \

@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# Issue 3, acceptance 1 and 4: every owner method over HTTP/2, in JSON (curl) and msgpack (sharectl),
-# not_found across users and tenants, invalid_argument for bad fields, service tokens, and the
-# public MariaDB account that cannot read hidden text.
+# Every owner method over HTTP/2, in JSON (curl) and msgpack (sharectl), not_found across users and
+# tenants, invalid_argument for bad fields, service tokens, and the public MariaDB account that
+# cannot read hidden text.
 source "$(dirname "$0")/lib.sh"
-trap 'finish; exit $?' EXIT
 CTL="$SL_BUILD_DIR/sharectl"
 export SHARELINE_SERVER="$URL"
-
-"$BIN" admin migrate >/dev/null || { not_ok "admin migrate"; exit 1; }
-start_server || { not_ok "server starts"; exit 1; }
+setup_server
 
 # Two users in one tenant (alice, carol), one in another tenant (bob).
 T1=$("$BIN" admin tenant create "t1-$$"); T2=$("$BIN" admin tenant create "t2-$$")
@@ -20,17 +17,15 @@ BOB=$("$BIN" admin token create --user "$BOB_ID")
 SVC1=$("$BIN" admin token create --service-tenant "$T1")
 check "tokens created" test -n "$ALICE" -a -n "$CAROL" -a -n "$BOB" -a -n "$SVC1"
 
-SHARED="$SL_SOURCE_DIR/../shared/fixtures/specstory/2026-02-20_23-42-22Z-plan-add-json-flag.md"
-FIX="$SL_SOURCE_DIR/tests/fixtures/specstory/sidechain-v21.md"
-[ -f "$SHARED" ] && FIX2="$SHARED" || FIX2="$SL_SOURCE_DIR/tests/fixtures/specstory/extension-2025.md"
+FIX="$OWN_FIXTURES/sidechain-v21.md"
+FIX2="$OWN_FIXTURES/claude-code-v21.md" # 53 KB, sidechains, tool uses: the large file for msgpack
 S1="own-$$-a"; S2="own-$$-b"
 
 j() { jq -r "$1" "$WORK/body"; }
 
 # ---- SyncSession (JSON) + re-sync keeps edits and appends ----
-body=$(jq -n --rawfile md "$FIX" --arg sid "$S1" --arg raw '{"raw":true}' \
-    '{session_id:$sid, project:{id:"p1", name:"Project One", icon:"Rocket", color:"blue"}, markdown:$md, raw_data:$raw, metadata:{client:"test", n:1}}')
-rpc "$ALICE" SyncSession "$body" >/dev/null
+sync_fixture "$ALICE" "$FIX" "$S1" '{"project": {"id": "p1", "name": "Project One", "icon": "Rocket", "color": "blue"},
+    "raw_data": "{\"raw\":true}", "metadata": {"client": "test", "n": 1}}' >/dev/null
 check "SyncSession 200" eq "$(status)" 200
 check "SyncSession created 2 exchanges" eq "$(j '[.created,.exchange_count]|@csv')" "true,2"
 rpc "$ALICE" SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[2],\"hidden\":true}" >/dev/null
@@ -38,8 +33,7 @@ rpc "$ALICE" UpdateExchangeTitle "{\"session_id\":\"$S1\",\"exchange_id\":1,\"ti
 check "UpdateExchangeTitle 200" eq "$(status)" 200
 # the agent keeps working: the same file plus one more exchange
 { cat "$FIX"; printf '\n---\n\n_**User (2026-01-05 07:02:00Z)**_\n\nThird question, added later.\n\n---\n\n_**Agent (m 2026-01-05 07:02:01Z)**_\n\nThird answer.\n'; } >"$WORK/grown.md"
-body=$(jq -n --rawfile md "$WORK/grown.md" --arg sid "$S1" '{session_id:$sid, project:{id:"p1", name:"Project One"}, markdown:$md}')
-rpc "$ALICE" SyncSession "$body" >/dev/null
+sync_fixture "$ALICE" "$WORK/grown.md" "$S1" '{"project": {"id": "p1", "name": "Project One"}}' >/dev/null
 check "re-sync: not created, 3 exchanges" eq "$(j '[.created,.exchange_count]|@csv')" "false,3"
 rpc "$ALICE" GetSession "{\"session_id\":\"$S1\"}" >/dev/null
 check "GetSession 200" eq "$(status)" 200
@@ -102,8 +96,7 @@ rpc "$ALICE" ExportSession "{\"session_id\":\"$S1\"}" >/dev/null
 check "ExportSession 200" eq "$(status)" 200
 check "ExportSession markdown byte-exact" eq "$(jq -j .markdown "$WORK/body" | sha256sum)" "$(sha256sum <"$WORK/grown.md")"
 # msgpack through sharectl, with a large real file
-body=$(jq -n --rawfile md "$FIX2" --arg sid "$S2" '{session_id:$sid, project:{id:"p2", name:"Project Two"}, markdown:$md}')
-rpc "$ALICE" SyncSession "$body" >/dev/null
+sync_fixture "$ALICE" "$FIX2" "$S2" '{"project": {"id": "p2", "name": "Project Two"}}' >/dev/null
 check "second session synced" eq "$(status)" 200
 SHARELINE_TOKEN=$ALICE "$CTL" export "$S2" -o "$WORK/export.md"
 check "sharectl export (msgpack) byte-exact" cmp -s "$WORK/export.md" "$FIX2"

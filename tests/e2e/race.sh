@@ -1,15 +1,10 @@
 #!/usr/bin/env bash
-# Issue 3 acceptance 2: concurrent public GETs (HTTP/2) while the owner hides, shows, deletes and
+# Concurrent public GETs (HTTP/2) while the owner hides, shows, deletes and
 # revokes thousands of times, each toggled exchange carrying a unique canary (tests/race/race_check.c).
 source "$(dirname "$0")/lib.sh"
-trap 'finish; exit $?' EXIT
-"$BIN" admin migrate >/dev/null || { not_ok "admin migrate"; exit 1; }
-start_server || { not_ok "server starts"; exit 1; }
-TOKEN=$(new_owner racer)
+setup_server racer
 SID="race-$$"
-body=$(jq -n --rawfile md "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" --arg sid "$SID" \
-    '{session_id:$sid, project:{name:"race"}, markdown:$md}')
-rpc "$TOKEN" SyncSession "$body" >/dev/null
+sync_fixture "$TOKEN" "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" "$SID" '{"project": {"name": "race"}}' >/dev/null
 check "session synced" eq "$(status)" 200
 CYCLES=${SL_RACE_CYCLES:-1000}
 READERS=${SL_RACE_READERS:-3}

@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
-# Issue 3 acceptance 5: the README's sharectl walk-through, run exactly as written (the block between
+# The README's sharectl walk-through, run exactly as written (the block between
 # <!-- walkthrough --> markers), in a directory laid out like the repository after `make run`.
 source "$(dirname "$0")/lib.sh"
-trap 'finish; exit $?' EXIT
-"$BIN" admin migrate >/dev/null || { not_ok "admin migrate"; exit 1; }
-start_server || { not_ok "server starts"; exit 1; }
-TOKEN=$(new_owner walker)
+setup_server walker
 mkdir -p "$WORK/repo/var"
 ln -s "$SL_BUILD_DIR" "$WORK/repo/build"
 ln -s "$SL_SOURCE_DIR/tests" "$WORK/repo/tests"

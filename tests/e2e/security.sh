@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7, security basics, each checked here against the real server and database:
+# Security basics, each checked here against the real server and database:
 #   1. tokens are stored only as SHA-256 (the raw token appears nowhere in a dump of the database)
 #      and a token that differs anywhere (first, middle, last character, case, length) is refused;
 #      the comparison itself is CRYPTO_memcmp after a lookup by hash (core/auth.c; unit-tested in
@@ -12,9 +12,7 @@
 #   4. no path traversal: ids are [A-Za-z0-9_-]{1,64}; dotted, encoded and NUL paths give the 404
 #      of an unknown share, never a file.
 source "$(dirname "$0")/lib.sh"
-trap 'finish; exit $?' EXIT
-"$BIN" admin migrate >/dev/null || { not_ok "admin migrate"; exit 1; }
-start_server || { not_ok "server starts"; exit 1; }
+setup_server
 root_sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
     -p"$SHARELINE_DB_PASSWORD" "$SHARELINE_DB_NAME" -N -B -e "$1"; }
 

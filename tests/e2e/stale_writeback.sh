@@ -1,16 +1,11 @@
 #!/usr/bin/env bash
-# Issue 3 acceptance 3: a reader's projection build of version N, delayed on purpose before its
+# A reader's projection build of version N, delayed on purpose before its
 # cache fill, is rejected after the owner's version N+1 is stored; viewers never get N back.
 source "$(dirname "$0")/lib.sh"
-trap 'finish; exit $?' EXIT
 export SHARELINE_TEST_FILL_DELAY_MS=1500
-"$BIN" admin migrate >/dev/null || { not_ok "admin migrate"; exit 1; }
-start_server || { not_ok "server starts"; exit 1; }
-TOKEN=$(new_owner stale)
+setup_server stale
 SID="stale-$$"
-body=$(jq -n --rawfile md "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" --arg sid "$SID" \
-    '{session_id:$sid, project:{name:"stale"}, markdown:$md}')
-rpc "$TOKEN" SyncSession "$body" >/dev/null
+sync_fixture "$TOKEN" "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" "$SID" '{"project": {"name": "stale"}}' >/dev/null
 rpc "$TOKEN" SetVisibility "{\"session_id\":\"$SID\",\"public\":true}" >/dev/null
 V=$(jq -r .version "$WORK/body")
 check "shared at version $V" eq "$(status)" 200

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two nodes on one Redis and one MariaDB, each answering public GETs from its own memory
 # (cache/cache.h, "node memory"): owner calls go to node A, viewers read from node B.
-#  1. the race check of issue 3 with every reader on B (no GET that starts after an owner call
+#  1. the race check of race.sh with every reader on B (no GET that starts after an owner call
 #     returned on A shows what it removed), while B answers from memory;
 #  2. B frozen (SIGSTOP) during an owner call on A: the call waits B's lease out and returns; the
 #     first GET on B after it is thawed already shows the change;
@@ -11,7 +11,7 @@ B_PORT=$((SL_TEST_HTTP_PORT + 1))
 B_URL="http://127.0.0.1:$B_PORT"
 B_PID=""
 stop_b() { [ -n "$B_PID" ] && { kill -CONT "$B_PID" 2>/dev/null; kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; }; B_PID=""; }
-trap 'stop_b; finish; exit $?' EXIT
+before_finish() { stop_b; }
 start_b() { # extra env assignments...
     env "$@" SHARELINE_PORT=$B_PORT ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >>"$WORK/server-b.log" 2>&1 &
     B_PID=$!
@@ -22,15 +22,11 @@ start_b() { # extra env assignments...
 bmetric() { curl -sS "$B_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 coherent_b() { for _ in $(seq 1 100); do [ "$(bmetric shareline_node_coherent)" = 1 ] && return 0; sleep 0.05; done; return 1; }
 
-"$BIN" admin migrate >/dev/null || { not_ok "admin migrate"; exit 1; }
-start_server || { not_ok "node A starts"; exit 1; }
+setup_server twonodes # node A
 start_b || { not_ok "node B starts"; exit 1; }
 check "node B trusts its memory (lease confirmed)" coherent_b
-TOKEN=$(new_owner twonodes)
 SID="two-$$"
-body=$(jq -n --rawfile md "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" --arg sid "$SID" \
-    '{session_id:$sid, project:{name:"two"}, markdown:$md}')
-rpc "$TOKEN" SyncSession "$body" >/dev/null
+sync_fixture "$TOKEN" "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" "$SID" '{"project": {"name": "two"}}' >/dev/null
 check "session synced on A" eq "$(status)" 200
 
 # ---- 1. race: owner on A, readers on B ----

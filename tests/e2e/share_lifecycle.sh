@@ -1,28 +1,18 @@
 #!/usr/bin/env bash
-# Issue 2 acceptance, end to end over real HTTP/2 against real Redis and MariaDB:
+# A share's life cycle, end to end over real HTTP/2 against real Redis and MariaDB:
 # sync -> private 404 -> public 200 -> hide -> gone -> private 404 identical to unknown;
 # repeated GETs from Redis (metrics); bad input answered with the documented codes.
 source "$(dirname "$0")/lib.sh"
-trap 'finish; exit $?' EXIT
-
-"$BIN" admin migrate || { not_ok "admin migrate"; exit 1; }
-ok "admin migrate"
-start_server || { not_ok "server starts"; exit 1; }
-ok "server starts"
-
-TOKEN=$(new_owner alice) && ok "alice's tenant, user and token" || not_ok "alice's token"
+setup_server alice
 OTHER=$(new_owner bob) && ok "bob's tenant, user and token" || not_ok "bob's token"
 
-FIXTURE="$SL_SOURCE_DIR/../shared/fixtures/specstory/2026-08-03_21-15-01Z-use-claude-commands-code.md"
-[ -f "$FIXTURE" ] || FIXTURE="$SL_SOURCE_DIR/tests/fixtures/demo-session.md"
-# Exchanges = non-sidechain user turns of the file.
-WANT_EX=$(grep -cE '^_\*\*User( \(|\*\*_)' "$FIXTURE" | head -1)
-SID="skel-$$-$RANDOM"
+FIXTURE="$OWN_FIXTURES/codex-cli-v21.md"
+WANT_EX=$(count_exchanges "$FIXTURE")
+check "the fixture has at least two exchanges" test "$WANT_EX" -ge 2
+SID="life-$$-$RANDOM"
 
 # ---- sync (HTTP/2, JSON) ----
-body=$(jq -n --rawfile md "$FIXTURE" --arg sid "$SID" \
-    '{session_id: $sid, project: {name: "edge-gateway", icon: "Rocket", color: "blue"}, markdown: $md}')
-out=$(rpc "$TOKEN" SyncSession "$body")
+out=$(sync_fixture "$TOKEN" "$FIXTURE" "$SID" '{"project": {"name": "edge-gateway", "icon": "Rocket", "color": "blue"}}')
 check "SyncSession answers 200" eq "$(status)" 200
 check "SyncSession created the session" eq "$(jq -r .created <<<"$out")" true
 check "SyncSession imported every exchange ($WANT_EX)" eq "$(jq -r .exchange_count <<<"$out")" "$WANT_EX"
