@@ -56,8 +56,8 @@ int main(int argc, char **argv)
     }
     qsort(t, (size_t)iters, sizeof(double), cmp);
     double med = t[iters / 2];
-    printf("bytes=%ld exchanges=%zu iterations=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f MBps=%.1f\n", n, exchanges,
-           iters, med, t[0], t[iters - 1], (double)n / 1e6 / (med / 1e3));
+    printf("bytes=%ld exchanges=%zu iterations=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f MBps=%.1f\n", n,
+           exchanges, iters, med, t[0], t[iters - 1], (double)n / 1e6 / (med / 1e3));
     free(t);
     free(md);
     return 0;

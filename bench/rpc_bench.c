@@ -122,8 +122,10 @@ int main(int argc, char **argv)
     double secs = now_s() - t0;
     size_t n = (size_t)threads * (size_t)calls;
     qsort(all, n, sizeof(double), cmp_d);
-    printf("calls=%zu errors=%d seconds=%.2f calls_per_s=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", n,
-           errors, secs, (double)n / secs, all[n / 2], all[(size_t)(n * 0.9)], all[(size_t)(n * 0.99)], all[n - 1]);
+    printf(
+        "calls=%zu errors=%d seconds=%.2f calls_per_s=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+        n, errors, secs, (double)n / secs, all[n / 2], all[(size_t)(n * 0.9)], all[(size_t)(n * 0.99)],
+        all[n - 1]);
     free(all);
     free(w);
     free(copy);

@@ -1,5 +1,6 @@
 /*
- * cache/ — see cache.h for the contract and docs/invalidation.md for the protocol.
+ * cache/ — see cache.h for the contract and docs/invalidation.md for the protocol. This file is the
+ * command layer; the projection entries and their write rules are in proj.c.
  *
  * One hiredis async connection on the caller's loop (our adapter: uv_redis.c). Commands are
  * tracked in our own FIFO list, not only by hiredis, so that every user callback runs exactly
@@ -35,94 +36,11 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "cache/cache.h"
+#include "cache/internal/client.h"
 #include "cache/internal/uv_redis.h"
-
-typedef enum ckind { K_GENERIC, K_GET, K_HEAD, K_WRITE } ckind_t;
-
-typedef struct cmd {
-    struct cmd *next, *prev; /* pending list (sent, awaiting reply), FIFO = deadline order */
-    struct cmd *dnext;       /* deferred-delivery queue */
-    sl_cache_t *c;
-    ckind_t kind;
-    sl_cache_cb gcb;
-    sl_proj_cb pcb;
-    void *data;
-    uint64_t deadline;
-    int in_hiredis; /* hiredis holds privdata = this */
-    int done;       /* the user callback ran (or is queued): no other path may call it */
-    int pending;    /* in the pending list */
-    int queued;     /* in the deferred-delivery queue */
-    /* for deferred delivery */
-    sl_cache_status_t status;
-    const char *error;
-} cmd_t;
-
-struct sl_cache {
-    uv_loop_t *loop;
-    sl_cache_config_t cfg;
-    char *host, *unix_path, *prefix;
-    size_t prefix_len;
-    redisAsyncContext *ac; /* the current context (connecting or connected), or NULL */
-    int connected;
-    int connecting;
-    unsigned backoff_ms;
-    uv_timer_t conn_timer; /* connect timeout, or the delay before the next attempt */
-    uv_timer_t cmd_timer;  /* the oldest pending command's deadline */
-    uv_idle_t idle;        /* delivers the deferred queue */
-    int idle_active;
-    cmd_t *phead, *ptail;
-    cmd_t *dhead, *dtail;
-    int closing;
-    int pending_closes;
-    int in_hiredis_cmds; /* commands hiredis still holds (the client lives until it lets go) */
-    sl_cache_stats_t stats;
-};
 
 static void start_connect(sl_cache_t *c);
 static void maybe_free(sl_cache_t *c);
-
-/* ---- Lua: the conditional writes of the invalidation protocol ----
- * Versions are decimal uint64 strings without leading zeros, so they compare exactly as
- * (length, then bytes) — Lua numbers are doubles and would round above 2^53. A stored version
- * that is not all digits (someone else's value) is treated as no version: the write wins. */
-#define LUA_PARSE                                                                                            \
-    "local function gt(a, b) if #a ~= #b then return #a > #b end return a > b end "                          \
-    "local cur = redis.call('GET', KEYS[1]) "                                                                \
-    "local kind, ver = nil, nil "                                                                            \
-    "if cur then "                                                                                           \
-    "  kind = string.sub(cur, 1, 1) "                                                                        \
-    "  if kind == 'P' then local nl = string.find(cur, '\\n', 2, true) "                                     \
-    "    if nl then ver = string.sub(cur, 2, nl - 1) end "                                                   \
-    "  elseif kind == 'M' or kind == 'T' then ver = string.sub(cur, 2) end "                                 \
-    "  if ver and not string.match(ver, '^%d+$') then ver = nil end "                                        \
-    "end "
-
-/* ARGV: 1 = lease value, 2 = TTL ms. SET NX returns false (nil) when the key exists. */
-static const char LUA_LEASE[] =
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end "
-    "return 0";
-
-/* ARGV: 1 = expected lease value, 2 = new value, 3 = TTL seconds (0 = none) */
-static const char LUA_FILL[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-    "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
-    "else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
-
-/* ARGV: 1 = version, 2 = TTL ms. A MARK of an equal or lower version and a LEASE are overwritten. */
-static const char LUA_MARK[] =
-    LUA_PARSE "if ver and (kind == 'P' or kind == 'T' or kind == 'M') and gt(ver, ARGV[1]) "
-              "then return 0 end "
-              "redis.call('SET', KEYS[1], 'M' .. ARGV[1], 'PX', ARGV[2]) return 1";
-
-/* ARGV: 1 = version, 2 = new value, 3 = TTL seconds (0 = none) */
-static const char LUA_PUBLISH[] =
-    LUA_PARSE "if ver and kind == 'M' and gt(ver, ARGV[1]) then return 0 end "
-              "if ver and (kind == 'P' or kind == 'T') and not gt(ARGV[1], ver) "
-              "then return 0 end "
-              "if tonumber(ARGV[3]) > 0 then "
-              "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
-              "else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
 
 /* ---- delivery ---- */
 
@@ -132,13 +50,15 @@ static void deliver_now(cmd_t *k, sl_cache_status_t status, const char *error, c
 
 static void cmd_release(cmd_t *k)
 {
-    if (!k->done || k->in_hiredis || k->pending || k->queued) return;
+    if (!k->done || k->in_hiredis || k->pending || k->queued)
+        return;
     free(k);
 }
 
 static void list_remove(sl_cache_t *c, cmd_t *k)
 {
-    if (!k->pending) return;
+    if (!k->pending)
+        return;
     if (k->prev)
         k->prev->next = k->next;
     else
@@ -161,10 +81,11 @@ static void start_idle(sl_cache_t *c)
 
 /* Fails k with status from the idle queue: always later, from the loop, never inside the API call
  * (or the sl_cache_close()) that got us here. */
-static void fail(cmd_t *k, sl_cache_status_t status, const char *error)
+void sl_cache__fail(cmd_t *k, sl_cache_status_t status, const char *error)
 {
     sl_cache_t *c = k->c;
-    if (k->done) return;
+    if (k->done)
+        return;
     list_remove(c, k);
     k->done = 1; /* blocks every other path to the callback (e.g. hiredis' NULL reply later) */
     k->queued = 1;
@@ -177,68 +98,6 @@ static void fail(cmd_t *k, sl_cache_status_t status, const char *error)
         c->dhead = k;
     c->dtail = k;
     start_idle(c);
-}
-
-static int parse_u64(const char *s, size_t len, uint64_t *out)
-{
-    if (len == 0 || len > 20) return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        uint64_t d = (uint64_t)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Parses a projection value (or, for HEAD, its first bytes) into pr. */
-static void parse_value(sl_proj_reply_t *pr, const redisReply *r)
-{
-    if (r->type == REDIS_REPLY_NIL) {
-        pr->kind = SL_PROJ_ABSENT;
-        return;
-    }
-    if (r->type != REDIS_REPLY_STRING) {
-        pr->status = SL_CACHE_E_REPLY;
-        pr->error = "unexpected reply type for a projection key";
-        return;
-    }
-    const char *s = r->str;
-    size_t len = (size_t)r->len;
-    size_t vend = len;
-    if (len < 2) goto bad;
-    switch (s[0]) {
-    case 'L':
-        pr->kind = SL_PROJ_LEASE;
-        break;
-    case 'M':
-        pr->kind = SL_PROJ_MARK;
-        break;
-    case 'T':
-        pr->kind = SL_PROJ_TOMB;
-        break;
-    case 'P': {
-        const char *nl = memchr(s, '\n', len);
-        if (nl == NULL) goto bad;
-        pr->kind = SL_PROJ_PUBLIC;
-        vend = (size_t)(nl - s);
-        pr->payload = nl + 1;
-        pr->len = len - vend - 1;
-        break;
-    }
-    default:
-        goto bad;
-    }
-    if (parse_u64(s + 1, vend - 1, &pr->version) == 0) return;
-bad:
-    pr->status = SL_CACHE_E_REPLY;
-    pr->error = "malformed value in a projection key";
-    pr->kind = SL_PROJ_ABSENT;
-    pr->version = 0;
-    pr->payload = NULL;
-    pr->len = 0;
 }
 
 /* Runs k's callback. r is the reply when status is OK, else NULL. */
@@ -270,20 +129,21 @@ static void deliver_now(cmd_t *k, sl_cache_status_t status, const char *error, c
                 gr.error = "array replies are not supported";
             }
         }
-        if (gr.status != SL_CACHE_OK) c->stats.errors++;
+        if (gr.status != SL_CACHE_OK)
+            c->stats.errors++;
         k->gcb(&gr, k->data);
         return;
     }
     sl_proj_reply_t pr = {.status = status, .error = error};
     if (status == SL_CACHE_OK) {
         if (k->kind == K_GET) {
-            parse_value(&pr, r);
+            sl_cache__parse_proj(&pr, r);
         } else if (k->kind == K_HEAD) {
             /* GETRANGE answers "" for an absent key; the payload is cut, so never reported */
             if (r->type == REDIS_REPLY_STRING && r->len == 0)
                 pr.kind = SL_PROJ_ABSENT;
             else
-                parse_value(&pr, r);
+                sl_cache__parse_proj(&pr, r);
             pr.payload = NULL;
             pr.len = 0;
         } else if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
@@ -293,7 +153,8 @@ static void deliver_now(cmd_t *k, sl_cache_status_t status, const char *error, c
             pr.error = "unexpected reply to a projection write";
         }
     }
-    if (pr.status != SL_CACHE_OK) c->stats.errors++;
+    if (pr.status != SL_CACHE_OK)
+        c->stats.errors++;
     k->pcb(&pr, k->data);
 }
 
@@ -315,7 +176,8 @@ static void on_idle(uv_idle_t *h)
     if (c->dhead == NULL) {
         uv_idle_stop(&c->idle);
         c->idle_active = 0;
-        if (c->closing) maybe_free(c);
+        if (c->closing)
+            maybe_free(c);
     }
 }
 
@@ -340,7 +202,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     cmd_release(k);
     /* After sl_cache_close() the idle queue normally does the freeing; this covers hiredis letting
      * go of the last command after that queue ran dry. */
-    if (c->closing && c->in_hiredis_cmds == 0 && !c->idle_active) maybe_free(c);
+    if (c->closing && c->in_hiredis_cmds == 0 && !c->idle_active)
+        maybe_free(c);
 }
 
 static void schedule_retry(sl_cache_t *c, int failed);
@@ -353,8 +216,10 @@ static void drop_connection(sl_cache_t *c, int free_it)
     c->ac = NULL; /* first: commands issued from the E_DOWN callbacks must not join it */
     c->connected = 0;
     c->connecting = 0;
-    if (ac == NULL) return;
-    if (ac->c.flags & REDIS_CONNECTED) c->stats.disconnects++;
+    if (ac == NULL)
+        return;
+    if (ac->c.flags & REDIS_CONNECTED)
+        c->stats.disconnects++;
     if (free_it) {
         ac->data = NULL; /* its connect/disconnect callbacks now ignore it */
         redisAsyncFree(ac);
@@ -364,19 +229,22 @@ static void drop_connection(sl_cache_t *c, int free_it)
 static void on_conn_timer(uv_timer_t *t)
 {
     sl_cache_t *c = t->data;
-    if (c->closing) return;
+    if (c->closing)
+        return;
     if (c->connecting) {
         /* connect timeout: counts as a failed attempt */
         drop_connection(c, 1);
         schedule_retry(c, 1);
         return;
     }
-    if (c->ac == NULL) start_connect(c);
+    if (c->ac == NULL)
+        start_connect(c);
 }
 
 static void schedule_retry(sl_cache_t *c, int failed)
 {
-    if (c->closing) return;
+    if (c->closing)
+        return;
     unsigned delay = c->cfg.reconnect_min_ms;
     if (failed) {
         delay = c->backoff_ms ? c->backoff_ms : c->cfg.reconnect_min_ms;
@@ -389,7 +257,8 @@ static void schedule_retry(sl_cache_t *c, int failed)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     sl_cache_t *c = ac->data;
-    if (c == NULL || c->ac != ac) return;
+    if (c == NULL || c->ac != ac)
+        return;
     uv_timer_stop(&c->conn_timer);
     c->connecting = 0;
     if (status != REDIS_OK) {
@@ -407,7 +276,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     (void)status;
     sl_cache_t *c = ac->data;
-    if (c == NULL || c->ac != ac) return; /* one we dropped ourselves */
+    if (c == NULL || c->ac != ac)
+        return; /* one we dropped ourselves */
     drop_connection(c, 0);
     schedule_retry(c, 0);
 }
@@ -438,7 +308,8 @@ static void on_cmd_timer(uv_timer_t *t);
 
 static void arm_cmd_timer(sl_cache_t *c)
 {
-    if (c->phead == NULL || c->closing) return; /* an idle timer would keep the loop alive for nothing */
+    if (c->phead == NULL || c->closing)
+        return; /* an idle timer would keep the loop alive for nothing */
     uint64_t now = uv_now(c->loop);
     uv_timer_start(&c->cmd_timer, on_cmd_timer, c->phead->deadline > now ? c->phead->deadline - now : 0, 0);
 }
@@ -469,25 +340,26 @@ static void on_cmd_timer(uv_timer_t *t)
 
 /* ---- sending ---- */
 
-static cmd_t *cmd_new(sl_cache_t *c, ckind_t kind)
+cmd_t *sl_cache__cmd_new(sl_cache_t *c, ckind_t kind)
 {
     cmd_t *k = calloc(1, sizeof(*k));
-    if (k == NULL) abort(); /* the exactly-once promise cannot be kept without memory */
+    if (k == NULL)
+        abort(); /* the exactly-once promise cannot be kept without memory */
     k->c = c;
     k->kind = kind;
     return k;
 }
 
-static void send_argv(cmd_t *k, int argc, const char **argv, const size_t *argvlen)
+void sl_cache__send(cmd_t *k, int argc, const char **argv, const size_t *argvlen)
 {
     sl_cache_t *c = k->c;
     if (c->closing) {
-        fail(k, SL_CACHE_E_CLOSED, "cache client closed");
+        sl_cache__fail(k, SL_CACHE_E_CLOSED, "cache client closed");
     } else if (!c->connected || c->ac == NULL) {
-        fail(k, SL_CACHE_E_DOWN, "not connected to Redis");
+        sl_cache__fail(k, SL_CACHE_E_DOWN, "not connected to Redis");
     } else if (redisAsyncCommandArgv(c->ac, on_reply, k, argc, argv, argvlen) != REDIS_OK) {
         /* the context is being torn down (hiredis refuses new commands then) */
-        fail(k, SL_CACHE_E_DOWN, "Redis connection is closing");
+        sl_cache__fail(k, SL_CACHE_E_DOWN, "Redis connection is closing");
     } else {
         c->stats.commands++;
         k->in_hiredis = 1;
@@ -501,164 +373,22 @@ static void send_argv(cmd_t *k, int argc, const char **argv, const size_t *argvl
             c->phead = k;
         c->ptail = k;
         /* Lazy: an armed timer aims at an older (earlier) deadline and re-aims when it fires. */
-        if (!uv_is_active((uv_handle_t *)&c->cmd_timer)) arm_cmd_timer(c);
+        if (!uv_is_active((uv_handle_t *)&c->cmd_timer))
+            arm_cmd_timer(c);
     }
 }
 
 void sl_cache_command(sl_cache_t *c, int argc, const char **argv, const size_t *argvlen, sl_cache_cb cb,
                       void *data)
 {
-    cmd_t *k = cmd_new(c, K_GENERIC);
+    cmd_t *k = sl_cache__cmd_new(c, K_GENERIC);
     k->gcb = cb;
     k->data = data;
     if (argc <= 0 || argv == NULL) {
-        fail(k, SL_CACHE_E_REPLY, "empty command");
+        sl_cache__fail(k, SL_CACHE_E_REPLY, "empty command");
         return;
     }
-    send_argv(k, argc, argv, argvlen);
-}
-
-/* Builds "<prefix>p:<id>" into stackbuf, or on the heap when it does not fit. */
-static char *make_key(sl_cache_t *c, const char *id, size_t idlen, size_t *len, char *stackbuf,
-                      size_t stacklen)
-{
-    size_t n = c->prefix_len + 2 + idlen;
-    char *k = n <= stacklen ? stackbuf : malloc(n);
-    if (k == NULL) abort();
-    memcpy(k, c->prefix, c->prefix_len);
-    memcpy(k + c->prefix_len, "p:", 2);
-    if (idlen) memcpy(k + c->prefix_len + 2, id, idlen);
-    *len = n;
-    return k;
-}
-
-static void send_get(sl_cache_t *c, ckind_t kind, const char *id, size_t idlen, sl_proj_cb cb, void *data)
-{
-    cmd_t *k = cmd_new(c, kind);
-    k->pcb = cb;
-    k->data = data;
-    char kb[256];
-    size_t klen;
-    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    if (kind == K_GET) {
-        const char *argv[] = {"GET", key};
-        size_t lens[] = {3, klen};
-        send_argv(k, 2, argv, lens);
-    } else {
-        /* "P<20 digits>\n" fits in 23 bytes: only the head crosses the wire, however big the entry. */
-        const char *argv[] = {"GETRANGE", key, "0", "31"};
-        size_t lens[] = {8, klen, 1, 2};
-        send_argv(k, 4, argv, lens);
-    }
-    if (key != kb) free(key);
-}
-
-void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data)
-{
-    send_get(c, K_GET, id, idlen, cb, data);
-}
-
-void sl_cache_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data)
-{
-    send_get(c, K_HEAD, id, idlen, cb, data);
-}
-
-void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
-                         sl_proj_cb cb, void *data)
-{
-    cmd_t *k = cmd_new(c, K_WRITE);
-    k->pcb = cb;
-    k->data = data;
-    char kb[256], val[32], ttl[24];
-    size_t klen;
-    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    int vlen = snprintf(val, sizeof(val), "L%" PRIu64, token);
-    int tlen = snprintf(ttl, sizeof(ttl), "%u", ttl_ms ? ttl_ms : 1); /* PX 0 is an error in Redis */
-    const char *argv[] = {"EVAL", LUA_LEASE, "1", key, val, ttl};
-    size_t lens[] = {4, sizeof(LUA_LEASE) - 1, 1, klen, (size_t)vlen, (size_t)tlen};
-    send_argv(k, 6, argv, lens);
-    if (key != kb) free(key);
-}
-
-/* "P<version>\n<payload>" or "T<version>" */
-static char *make_value(sl_proj_kind_t kind, uint64_t version, const void *payload, size_t len, size_t *out)
-{
-    char head[32];
-    int hlen = snprintf(head, sizeof(head), kind == SL_PROJ_PUBLIC ? "P%" PRIu64 "\n" : "T%" PRIu64, version);
-    size_t n = (size_t)hlen + (kind == SL_PROJ_PUBLIC ? len : 0);
-    char *v = malloc(n);
-    if (v == NULL) abort();
-    memcpy(v, head, (size_t)hlen);
-    if (kind == SL_PROJ_PUBLIC && len) memcpy(v + hlen, payload, len);
-    *out = n;
-    return v;
-}
-
-/* fill/publish write PUBLIC or TOMB only; anything else fails (later, from the loop). */
-static int bad_kind(cmd_t *k, sl_proj_kind_t kind)
-{
-    if (kind == SL_PROJ_PUBLIC || kind == SL_PROJ_TOMB) return 0;
-    fail(k, SL_CACHE_E_REPLY, "only PUBLIC or TOMB can be written");
-    return 1;
-}
-
-void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, const void *payload, size_t len, sl_proj_cb cb, void *data)
-{
-    cmd_t *k = cmd_new(c, K_WRITE);
-    k->pcb = cb;
-    k->data = data;
-    if (bad_kind(k, kind)) return;
-    char kb[256], lease[32], ttl[24];
-    size_t klen, vlen;
-    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    char *val = make_value(kind, version, payload, len, &vlen);
-    int llen = snprintf(lease, sizeof(lease), "L%" PRIu64, token);
-    int tlen =
-        snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);
-    const char *argv[] = {"EVAL", LUA_FILL, "1", key, lease, val, ttl};
-    size_t lens[] = {4, sizeof(LUA_FILL) - 1, 1, klen, (size_t)llen, vlen, (size_t)tlen};
-    send_argv(k, 7, argv, lens);
-    free(val);
-    if (key != kb) free(key);
-}
-
-void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
-                        sl_proj_cb cb, void *data)
-{
-    cmd_t *k = cmd_new(c, K_WRITE);
-    k->pcb = cb;
-    k->data = data;
-    char kb[256], ver[24], ttl[24];
-    size_t klen;
-    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    int vlen = snprintf(ver, sizeof(ver), "%" PRIu64, version);
-    int tlen = snprintf(ttl, sizeof(ttl), "%u", ttl_ms ? ttl_ms : 1);
-    const char *argv[] = {"EVAL", LUA_MARK, "1", key, ver, ttl};
-    size_t lens[] = {4, sizeof(LUA_MARK) - 1, 1, klen, (size_t)vlen, (size_t)tlen};
-    send_argv(k, 6, argv, lens);
-    if (key != kb) free(key);
-}
-
-void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           const void *payload, size_t len, sl_proj_cb cb, void *data)
-{
-    cmd_t *k = cmd_new(c, K_WRITE);
-    k->pcb = cb;
-    k->data = data;
-    if (bad_kind(k, kind)) return;
-    char kb[256], ver[24], ttl[24];
-    size_t klen, vlen;
-    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    char *val = make_value(kind, version, payload, len, &vlen);
-    int verlen = snprintf(ver, sizeof(ver), "%" PRIu64, version);
-    int tlen =
-        snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);
-    const char *argv[] = {"EVAL", LUA_PUBLISH, "1", key, ver, val, ttl};
-    size_t lens[] = {4, sizeof(LUA_PUBLISH) - 1, 1, klen, (size_t)verlen, vlen, (size_t)tlen};
-    send_argv(k, 7, argv, lens);
-    free(val);
-    if (key != kb) free(key);
+    sl_cache__send(k, argc, argv, argvlen);
 }
 
 /* ---- life cycle ---- */
@@ -679,7 +409,8 @@ static int check_config(const sl_cache_config_t *cfg)
 {
     if (cfg->unix_path != NULL) {
         size_t n = strlen(cfg->unix_path);
-        if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) return -EINVAL;
+        if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return -EINVAL;
     } else if (cfg->host == NULL || !is_ip_literal(cfg->host) || cfg->port > 65535) {
         return -EINVAL;
     }
@@ -690,13 +421,17 @@ static int check_config(const sl_cache_config_t *cfg)
 
 int sl_cache_open(sl_cache_t **out, uv_loop_t *loop, const sl_cache_config_t *cfg)
 {
-    if (out == NULL) return -EINVAL;
+    if (out == NULL)
+        return -EINVAL;
     *out = NULL;
-    if (loop == NULL || cfg == NULL) return -EINVAL;
+    if (loop == NULL || cfg == NULL)
+        return -EINVAL;
     int rc = check_config(cfg);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     sl_cache_t *c = calloc(1, sizeof(*c));
-    if (c == NULL) return -ENOMEM;
+    if (c == NULL)
+        return -ENOMEM;
     c->loop = loop;
     c->cfg = *cfg;
     c->unix_path = dup_or_null(cfg->unix_path);
@@ -713,17 +448,23 @@ int sl_cache_open(sl_cache_t **out, uv_loop_t *loop, const sl_cache_config_t *cf
     c->cfg.host = c->host;
     c->cfg.unix_path = c->unix_path;
     c->cfg.key_prefix = c->prefix;
-    if (c->cfg.port == 0) c->cfg.port = 6379;
-    if (c->cfg.connect_timeout_ms == 0) c->cfg.connect_timeout_ms = 1000;
-    if (c->cfg.command_timeout_ms == 0) c->cfg.command_timeout_ms = 1000;
-    if (c->cfg.reconnect_min_ms == 0) c->cfg.reconnect_min_ms = 50;
+    if (c->cfg.port == 0)
+        c->cfg.port = 6379;
+    if (c->cfg.connect_timeout_ms == 0)
+        c->cfg.connect_timeout_ms = 1000;
+    if (c->cfg.command_timeout_ms == 0)
+        c->cfg.command_timeout_ms = 1000;
+    if (c->cfg.reconnect_min_ms == 0)
+        c->cfg.reconnect_min_ms = 50;
     if (c->cfg.reconnect_max_ms == 0)
         c->cfg.reconnect_max_ms = c->cfg.reconnect_min_ms > 2000 ? c->cfg.reconnect_min_ms : 2000;
     /* TTLs: "0 = none" for public_ttl_s collides with "0 = default" of a zeroed config. Both zero is
      * read as an all-defaults config; a zero public TTL next to a set tomb TTL means "no expiry". A
      * tombstone always expires (it is re-made on demand), so its 0 is the default. */
-    if (cfg->public_ttl_s == 0 && cfg->tomb_ttl_s == 0) c->cfg.public_ttl_s = 86400;
-    if (c->cfg.tomb_ttl_s == 0) c->cfg.tomb_ttl_s = 3600;
+    if (cfg->public_ttl_s == 0 && cfg->tomb_ttl_s == 0)
+        c->cfg.public_ttl_s = 86400;
+    if (c->cfg.tomb_ttl_s == 0)
+        c->cfg.tomb_ttl_s = 3600;
     uv_timer_init(loop, &c->conn_timer);
     c->conn_timer.data = c;
     uv_timer_init(loop, &c->cmd_timer);
@@ -760,7 +501,8 @@ static void on_handle_closed(uv_handle_t *h)
  * in hiredis, no context (the adapter's poll handle is closed by hiredis' cleanup hook). */
 static void maybe_free(sl_cache_t *c)
 {
-    if (c->pending_closes || c->dhead || c->idle_active || c->in_hiredis_cmds > 0 || c->ac) return;
+    if (c->pending_closes || c->dhead || c->idle_active || c->in_hiredis_cmds > 0 || c->ac)
+        return;
     c->pending_closes = 3;
     uv_close((uv_handle_t *)&c->conn_timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->cmd_timer, on_handle_closed);
@@ -769,7 +511,8 @@ static void maybe_free(sl_cache_t *c)
 
 void sl_cache_close(sl_cache_t *c)
 {
-    if (c == NULL || c->closing) return;
+    if (c == NULL || c->closing)
+        return;
     c->closing = 1;
     c->connected = 0;
     uv_timer_stop(&c->conn_timer);
@@ -779,7 +522,7 @@ void sl_cache_close(sl_cache_t *c)
     start_idle(c);
     /* Pending commands: queued for E_CLOSED now; hiredis lets go of them when freed below. */
     while (c->phead)
-        fail(c->phead, SL_CACHE_E_CLOSED, "cache client closed");
+        sl_cache__fail(c->phead, SL_CACHE_E_CLOSED, "cache client closed");
     if (c->ac) {
         redisAsyncContext *ac = c->ac;
         c->ac = NULL;

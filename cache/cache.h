@@ -33,17 +33,17 @@
 typedef struct sl_cache sl_cache_t;
 
 typedef struct sl_cache_config {
-    const char *host;           /* IPv4/IPv6 literal ("127.0.0.1"); names are not resolved */
-    unsigned port;              /* default 6379 */
-    const char *unix_path;      /* when non-NULL, used instead of host/port */
+    const char *host;            /* IPv4/IPv6 literal ("127.0.0.1"); names are not resolved */
+    unsigned port;               /* default 6379 */
+    const char *unix_path;       /* when non-NULL, used instead of host/port */
     unsigned connect_timeout_ms; /* default 1000 */
     unsigned command_timeout_ms; /* default 1000; a timed-out command fails with SL_CACHE_E_TIMEOUT
                                     and the connection is dropped and re-made */
-    unsigned reconnect_min_ms;  /* first reconnect delay, default 50; doubles per failure */
-    unsigned reconnect_max_ms;  /* cap of the reconnect delay, default 2000 */
-    const char *key_prefix;     /* default "sl:"; copied */
-    unsigned public_ttl_s;      /* TTL of PUBLIC entries, default 86400; 0 = none */
-    unsigned tomb_ttl_s;        /* TTL of TOMB entries, default 3600 */
+    unsigned reconnect_min_ms;   /* first reconnect delay, default 50; doubles per failure */
+    unsigned reconnect_max_ms;   /* cap of the reconnect delay, default 2000 */
+    const char *key_prefix;      /* default "sl:"; copied */
+    unsigned public_ttl_s;       /* TTL of PUBLIC entries, default 86400; 0 = none */
+    unsigned tomb_ttl_s;         /* TTL of TOMB entries, default 3600 */
 } sl_cache_config_t;
 
 typedef enum sl_cache_status {
@@ -55,10 +55,10 @@ typedef enum sl_cache_status {
 } sl_cache_status_t;
 
 typedef struct sl_cache_stats {
-    uint64_t commands;   /* commands sent */
-    uint64_t errors;     /* callbacks with a status other than OK */
-    uint64_t timeouts;   /* of which timeouts */
-    uint64_t connects;   /* successful (re)connects */
+    uint64_t commands; /* commands sent */
+    uint64_t errors;   /* callbacks with a status other than OK */
+    uint64_t timeouts; /* of which timeouts */
+    uint64_t connects; /* successful (re)connects */
     uint64_t disconnects;
 } sl_cache_stats_t;
 
@@ -88,12 +88,12 @@ typedef enum sl_proj_kind {
 
 typedef struct sl_proj_reply {
     sl_cache_status_t status;
-    const char *error;      /* human text when status != OK (static or valid during the callback) */
-    sl_proj_kind_t kind;    /* get: what the key holds */
-    uint64_t version;       /* get: version of MARK/PUBLIC/TOMB; token of LEASE */
-    const void *payload;    /* get: PUBLIC payload; valid only during the callback */
+    const char *error;   /* human text when status != OK (static or valid during the callback) */
+    sl_proj_kind_t kind; /* get: what the key holds */
+    uint64_t version;    /* get: version of MARK/PUBLIC/TOMB; token of LEASE */
+    const void *payload; /* get: PUBLIC payload; valid only during the callback */
     size_t len;
-    int stored;             /* lease/fill/mark/publish: 1 when the write took effect, 0 if refused */
+    int stored; /* lease/fill/mark/publish: 1 when the write took effect, 0 if refused */
 } sl_proj_reply_t;
 
 typedef void (*sl_proj_cb)(const sl_proj_reply_t *reply, void *data);
@@ -159,10 +159,10 @@ void sl_cache_command(sl_cache_t *c, int argc, const char **argv, const size_t *
 typedef struct sl_coh sl_coh_t;
 
 typedef struct sl_coh_config {
-    unsigned lease_ms;    /* default 1500 */
-    unsigned renew_ms;    /* default 250 */
-    unsigned margin_ms;   /* default 300: how much earlier than Redis' expiry a node stops trusting */
-    size_t max_entries;   /* default 262144; the table is emptied when full */
+    unsigned lease_ms;  /* default 1500 */
+    unsigned renew_ms;  /* default 250 */
+    unsigned margin_ms; /* default 300: how much earlier than Redis' expiry a node stops trusting */
+    size_t max_entries; /* default 262144; the table is emptied when full */
 } sl_coh_config_t;
 
 typedef struct sl_coh_stats {
@@ -202,7 +202,8 @@ void sl_coh_learn(sl_coh_t *h, sl_coh_ticket_t t, const char *id, size_t idlen, 
 /* Forgets id here, tells every node, and calls cb when every node that could trust its memory has
  * forgotten it (reply->status SL_CACHE_OK), or with an error status when the invalidation could not
  * be published (then the caller must not report success). Never calls cb from inside this call. */
-void sl_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb, void *data);
+void sl_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb,
+                       void *data);
 
 void sl_coh_get_stats(sl_coh_t *h, sl_coh_stats_t *out);
 

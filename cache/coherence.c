@@ -13,8 +13,8 @@
 #include "cache/cache.h"
 #include "cache/internal/uv_redis.h"
 
-#define BUCKETS 65536
-#define RING 8192
+#define BUCKETS        65536
+#define RING           8192
 #define MAX_WAIT_NODES 256
 
 /* KEYS: nodes, own channel; ARGV: node id, lease ms, sync token. Registers the lease (scored with
@@ -454,8 +454,8 @@ void sl_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t versi
     if (h->ihead)
         h->ihead->prev = v;
     h->ihead = v;
-    int n = snprintf(msg, sizeof(msg), "I %s %" PRIu64 " %" PRIu64 " %.*s", h->node, v->seq, version, (int)idlen,
-                     id);
+    int n = snprintf(msg, sizeof(msg), "I %s %" PRIu64 " %" PRIu64 " %.*s", h->node, v->seq, version,
+                     (int)idlen, id);
     const char *argv[] = {"EVAL", LUA_INV, "2", h->nodes_key, h->inv_chan, msg};
     size_t argvlen[] = {4, sizeof(LUA_INV) - 1, 1, strlen(h->nodes_key), strlen(h->inv_chan), (size_t)n};
     h->stats.invalidations_sent++;
@@ -494,8 +494,14 @@ static void on_renew_timer(uv_timer_t *t)
         int tl = snprintf(token, sizeof(token), "%" PRIu64, now_ns());
         int ll = snprintf(lease, sizeof(lease), "%u", h->cfg.lease_ms);
         const char *argv[] = {"EVAL", LUA_RENEW, "2", h->nodes_key, h->own_chan, h->node, lease, token};
-        size_t argvlen[] = {4, sizeof(LUA_RENEW) - 1, 1, strlen(h->nodes_key), strlen(h->own_chan), strlen(h->node),
-                            (size_t)ll, (size_t)tl};
+        size_t argvlen[] = {4,
+                            sizeof(LUA_RENEW) - 1,
+                            1,
+                            strlen(h->nodes_key),
+                            strlen(h->own_chan),
+                            strlen(h->node),
+                            (size_t)ll,
+                            (size_t)tl};
         h->refs++;
         sl_cache_command(h->data, 8, argv, argvlen, on_cmd_done, h);
     }
@@ -568,7 +574,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (strcmp(kind->str, "message") == 0 && r->element[1]->type == REDIS_REPLY_STRING &&
         r->element[2]->type == REDIS_REPLY_STRING)
-        on_message(h, r->element[1]->str, (size_t)r->element[1]->len, r->element[2]->str, (size_t)r->element[2]->len);
+        on_message(h, r->element[1]->str, (size_t)r->element[1]->len, r->element[2]->str,
+                   (size_t)r->element[2]->len);
 }
 
 static void on_sub_timer(uv_timer_t *t)
@@ -616,7 +623,8 @@ static void start_sub(sl_coh_t *h)
 {
     if (h->closing || h->sub != NULL)
         return;
-    redisAsyncContext *ac = h->unix_path ? redisAsyncConnectUnix(h->unix_path) : redisAsyncConnect(h->host, (int)h->port);
+    redisAsyncContext *ac =
+        h->unix_path ? redisAsyncConnectUnix(h->unix_path) : redisAsyncConnect(h->host, (int)h->port);
     if (ac == NULL || ac->err || sl_uv_redis_attach(h->loop, ac) != 0) {
         if (ac)
             redisAsyncFree(ac);
@@ -682,8 +690,8 @@ int sl_coh_open(sl_coh_t **out, uv_loop_t *loop, sl_cache_t *data, const sl_cach
     char *c = concat(prefix, "c:");
     h->own_chan = c ? concat(c, h->node) : NULL;
     free(c);
-    if (h->host == NULL || h->prefix == NULL || (redis_cfg->unix_path && h->unix_path == NULL) || h->buckets == NULL ||
-        h->nodes_key == NULL || h->inv_chan == NULL || h->own_chan == NULL) {
+    if (h->host == NULL || h->prefix == NULL || (redis_cfg->unix_path && h->unix_path == NULL) ||
+        h->buckets == NULL || h->nodes_key == NULL || h->inv_chan == NULL || h->own_chan == NULL) {
         free(h->host);
         free(h->unix_path);
         free(h->buckets);

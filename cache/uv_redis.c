@@ -33,7 +33,8 @@ static void on_poll(uv_poll_t *h, int status, int events);
  * uv_poll_start, so only call it when the set changes). */
 static void arm(adapter_t *a, int events)
 {
-    if (a->ac == NULL || events == a->armed) return;
+    if (a->ac == NULL || events == a->armed)
+        return;
     a->armed = events;
     if (events)
         uv_poll_start(&a->poll, events, on_poll);
@@ -48,7 +49,8 @@ static int connected(const adapter_t *a)
 
 static void stop_flushing(adapter_t *a)
 {
-    if (!a->flushing) return;
+    if (!a->flushing)
+        return;
     a->flushing = 0;
     uv_prepare_stop(&a->prepare);
     uv_check_stop(&a->check);
@@ -61,7 +63,8 @@ static void flush(adapter_t *a)
         return;
     }
     redisAsyncHandleWrite(a->ac); /* may end in del_write (all sent) or in cleanup (error) */
-    if (a->ac == NULL) return;
+    if (a->ac == NULL)
+        return;
     if (a->want_write) {
         /* the socket's buffer is full: let the poll tell us when it drains */
         stop_flushing(a);
@@ -84,7 +87,8 @@ static void on_check(uv_check_t *h)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     adapter_t *a = h->data;
-    if (a->ac == NULL) return;
+    if (a->ac == NULL)
+        return;
     if (status < 0) {
         /* libuv reports POLLERR this way and has stopped the handle. hiredis 0.14's own adapter
          * drops these, so a refused connect was never noticed. Hand it to hiredis: while
@@ -97,12 +101,15 @@ static void on_poll(uv_poll_t *h, int status, int events)
             redisAsyncHandleRead(a->ac);
         /* hiredis kept the context (no error was pending after all): listen again, else nothing
          * would ever wake it — libuv does not restart a handle it stopped. */
-        if (a->ac && a->armed) uv_poll_start(&a->poll, a->armed, on_poll);
+        if (a->ac && a->armed)
+            uv_poll_start(&a->poll, a->armed, on_poll);
         return;
     }
     /* Either handler may end in cleanup (a->ac = NULL); `a` itself lives until the close callbacks. */
-    if ((events & UV_READABLE) && a->ac) redisAsyncHandleRead(a->ac);
-    if ((events & UV_WRITABLE) && a->ac) redisAsyncHandleWrite(a->ac);
+    if ((events & UV_READABLE) && a->ac)
+        redisAsyncHandleRead(a->ac);
+    if ((events & UV_WRITABLE) && a->ac)
+        redisAsyncHandleWrite(a->ac);
     if (connected(a) && (a->events & UV_WRITABLE)) {
         /* the connect completed: from now on write interest is want_write (flush or poll) */
         a->events &= ~UV_WRITABLE;
@@ -127,7 +134,8 @@ static void del_read(void *p)
 static void add_write(void *p)
 {
     adapter_t *a = p;
-    if (a->ac == NULL) return;
+    if (a->ac == NULL)
+        return;
     if (!connected(a)) {
         a->events |= UV_WRITABLE; /* connecting: wait for the connect to complete */
         arm(a, a->events);
@@ -154,7 +162,8 @@ static void del_write(void *p)
 static void on_closed(uv_handle_t *h)
 {
     adapter_t *a = h->data;
-    if (--a->open_handles == 0) free(a);
+    if (--a->open_handles == 0)
+        free(a);
 }
 
 /* hiredis is done with the context (freed, or about to be): stop and close the handles before
@@ -173,9 +182,11 @@ static void cleanup(void *p)
 
 int sl_uv_redis_attach(uv_loop_t *loop, redisAsyncContext *ac)
 {
-    if (ac->ev.data != NULL) return -1;
+    if (ac->ev.data != NULL)
+        return -1;
     adapter_t *a = calloc(1, sizeof(*a));
-    if (a == NULL) return -1;
+    if (a == NULL)
+        return -1;
     if (uv_poll_init(loop, &a->poll, ac->c.fd) != 0) {
         free(a);
         return -1;

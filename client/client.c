@@ -104,7 +104,8 @@ static int add_as_user(const void *req, size_t len, unsigned long long user, msg
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
-    if (msgpack_unpack_next(&u, req, len, &off) != MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_MAP) {
+    if (msgpack_unpack_next(&u, req, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        u.data.type != MSGPACK_OBJECT_MAP) {
         msgpack_unpacked_destroy(&u);
         return -1;
     }
@@ -187,7 +188,8 @@ int sl_client_call(sl_client_t *c, const char *method, const void *req, size_t l
     msgpack_sbuffer_destroy(&with_user);
     if (rc != CURLE_OK || sink.oom) {
         curl_easy_cleanup(k);
-        snprintf(err, errlen, "cannot reach %s: %s", c->base, sink.oom ? "out of memory" : curl_easy_strerror(rc));
+        snprintf(err, errlen, "cannot reach %s: %s", c->base,
+                 sink.oom ? "out of memory" : curl_easy_strerror(rc));
         free(sink.p);
         return -1;
     }

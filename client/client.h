@@ -31,14 +31,14 @@ void sl_client_set_timeout(sl_client_t *c, long ms);
 void sl_client_set_as_user(sl_client_t *c, unsigned long long user_id);
 
 typedef struct sl_client_answer {
-    int status;               /* HTTP status */
+    int status; /* HTTP status */
     msgpack_unpacked unpacked;
     const msgpack_object *map; /* the answer map (NULL if the body was not a msgpack map) */
     const char *code;          /* error code string ("not_found", ...) when status != 200 */
     size_t code_len;
-    const char *message;       /* error message when status != 200 */
+    const char *message; /* error message when status != 200 */
     size_t message_len;
-    char *body;                /* raw body, malloc'd */
+    char *body; /* raw body, malloc'd */
     size_t body_len;
 } sl_client_answer_t;
 

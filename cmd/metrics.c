@@ -5,7 +5,7 @@
 #include "cmd/app.h"
 
 #define COUNTER(name, help, value) sl_gateway_metric(buf, len, name, "counter", help, (uint64_t)(value))
-#define GAUGE(name, help, value) sl_gateway_metric(buf, len, name, "gauge", help, (uint64_t)(value))
+#define GAUGE(name, help, value)   sl_gateway_metric(buf, len, name, "gauge", help, (uint64_t)(value))
 
 void sl_app_metrics(void *data, char **buf, size_t *len)
 {
@@ -20,14 +20,16 @@ void sl_app_metrics(void *data, char **buf, size_t *len)
     COUNTER("shareline_public_requests_total", "Public share lookups.", c.public_requests);
     COUNTER("shareline_public_cache_hits_total", "Public lookups answered from Redis or the node's memory.",
             c.public_cache_hits);
-    COUNTER("shareline_public_memory_hits_total", "Public lookups answered from the node's memory (no Redis).",
-            c.public_memory_hits);
+    COUNTER("shareline_public_memory_hits_total",
+            "Public lookups answered from the node's memory (no Redis).", c.public_memory_hits);
     COUNTER("shareline_public_store_reads_total", "Public lookups that read MariaDB.", c.public_store_reads);
     COUNTER("shareline_public_fills_total", "Projections written to Redis by readers.", c.public_fills);
     COUNTER("shareline_public_unchanged_total",
-            "Public lookups answered from the gateway's copy after Redis confirmed its version.", c.public_unchanged);
+            "Public lookups answered from the gateway's copy after Redis confirmed its version.",
+            c.public_unchanged);
     COUNTER("shareline_public_fills_refused_total",
-            "Reader fills refused because an owner change (a newer version) came first.", c.public_fills_refused);
+            "Reader fills refused because an owner change (a newer version) came first.",
+            c.public_fills_refused);
     COUNTER("shareline_owner_calls_total", "Owner RPCs.", c.owner_calls);
     COUNTER("shareline_owner_errors_total", "Owner RPCs answered with an error.", c.owner_errors);
     COUNTER("shareline_publishes_total", "Projections published by owner changes.", c.publishes);
@@ -46,15 +48,20 @@ void sl_app_metrics(void *data, char **buf, size_t *len)
         sl_coh_stats_t h;
         sl_coh_get_stats(app->coh, &h);
         GAUGE("shareline_node_coherent", "1 while the node may answer from its memory.", h.coherent);
-        GAUGE("shareline_node_memory_entries", "Sessions whose current version the node remembers.", h.entries);
-        COUNTER("shareline_node_invalidations_sent_total", "Invalidations this node published.", h.invalidations_sent);
-        COUNTER("shareline_node_invalidations_received_total", "Invalidations received.", h.invalidations_received);
-        COUNTER("shareline_node_acks_received_total", "Acknowledgements of our invalidations.", h.acks_received);
-        COUNTER("shareline_node_lease_waits_total", "Nodes an invalidation waited out (no ack, lease expired).",
-                h.lease_waits);
-        COUNTER("shareline_node_learn_refused_total", "Redis answers not remembered (something changed meanwhile).",
-                h.refused);
-        COUNTER("shareline_node_coherence_lost_total", "Times the node stopped trusting its memory.", h.coherence_lost);
+        GAUGE("shareline_node_memory_entries", "Sessions whose current version the node remembers.",
+              h.entries);
+        COUNTER("shareline_node_invalidations_sent_total", "Invalidations this node published.",
+                h.invalidations_sent);
+        COUNTER("shareline_node_invalidations_received_total", "Invalidations received.",
+                h.invalidations_received);
+        COUNTER("shareline_node_acks_received_total", "Acknowledgements of our invalidations.",
+                h.acks_received);
+        COUNTER("shareline_node_lease_waits_total",
+                "Nodes an invalidation waited out (no ack, lease expired).", h.lease_waits);
+        COUNTER("shareline_node_learn_refused_total",
+                "Redis answers not remembered (something changed meanwhile).", h.refused);
+        COUNTER("shareline_node_coherence_lost_total", "Times the node stopped trusting its memory.",
+                h.coherence_lost);
     }
 }
 

@@ -12,8 +12,8 @@
 #include "client/client.h"
 #include "rpc/rpc.h"
 
-#define EXIT_REFUSED 1
-#define EXIT_USAGE 2
+#define EXIT_REFUSED     1
+#define EXIT_USAGE       2
 #define EXIT_UNREACHABLE 3
 
 static const char USAGE[] =
@@ -447,7 +447,8 @@ static int cmd_status(int argc, char **argv)
         return rc;
     printf("%s ", get_b(a.map, "public") ? "public" : "private");
     print_str(a.map, "share_url");
-    printf("\nYou've hidden %llu of %llu exchanges\n", get_u(a.map, "hidden_count"), get_u(a.map, "exchange_count"));
+    printf("\nYou've hidden %llu of %llu exchanges\n", get_u(a.map, "hidden_count"),
+           get_u(a.map, "exchange_count"));
     sl_client_answer_free(&a);
     return 0;
 }

@@ -108,8 +108,8 @@ static int admin(int argc, char **argv)
     uint64_t id = 0;
     int rc;
     if (is_migrate) {
-        rc = done(sl_core_admin_migrate(db, cfg.db_public.user, cfg.db_public_grantee_host, err, sizeof(err)), NULL,
-                  err);
+        rc = done(sl_core_admin_migrate(db, cfg.db_public.user, cfg.db_public_grantee_host, err, sizeof(err)),
+                  NULL, err);
     } else if (is_tenant) {
         rc = sl_core_admin_tenant_create(db, argv[2], &id, err, sizeof(err));
         snprintf(value, sizeof(value), "%llu", (unsigned long long)id);
@@ -119,7 +119,8 @@ static int admin(int argc, char **argv)
         snprintf(value, sizeof(value), "%llu", (unsigned long long)id);
         rc = done(rc, value, err);
     } else {
-        rc = done(sl_core_admin_token_create(db, service ? 0 : user, service, value, sizeof(value), err, sizeof(err)),
+        rc = done(sl_core_admin_token_create(db, service ? 0 : user, service, value, sizeof(value), err,
+                                             sizeof(err)),
                   value, err);
         explicit_bzero(value, sizeof(value));
     }

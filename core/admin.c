@@ -26,7 +26,8 @@ int sl_core_admin_migrate(sl_store_sync_t *db, const char *public_user, const ch
         return -1;
     }
     if (!account_name_ok(public_user) || !account_name_ok(grantee_host)) {
-        snprintf(err, errlen, "SHARELINE_DB_PUBLIC_USER/_GRANTEE_HOST must be 1-80 of A-Z a-z 0-9 _ . - %% :");
+        snprintf(err, errlen,
+                 "SHARELINE_DB_PUBLIC_USER/_GRANTEE_HOST must be 1-80 of A-Z a-z 0-9 _ . - %% :");
         return -1;
     }
     /* SELECT on the public views is all the public account may do: even a bug in the public read
@@ -110,7 +111,8 @@ int sl_core_admin_token_create(sl_store_sync_t *db, uint64_t user, uint64_t serv
                     " SELECT ?, id, NULL, 'service' FROM tenants WHERE id = ?",
                     p, 2, NULL, none, err, errlen);
     } else {
-        sl_store_value_t p[] = {sl_store_blob(hash, 32), sl_store_int((int64_t)user), sl_store_int((int64_t)user)};
+        sl_store_value_t p[] = {sl_store_blob(hash, 32), sl_store_int((int64_t)user),
+                                sl_store_int((int64_t)user)};
         char none[64];
         snprintf(none, sizeof(none), "no user with id %llu", (unsigned long long)user);
         rc = insert(db,

@@ -53,8 +53,8 @@ size_t sl_cols_answered(const sl_col_t *cols, size_t ncols)
     return n;
 }
 
-void sl_pack_cols(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t first, const sl_col_t *cols,
-                  size_t ncols)
+void sl_pack_cols(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t first,
+                  const sl_col_t *cols, size_t ncols)
 {
     assert(first + ncols <= r->ncols); /* the table describes the SELECT beside it */
     for (size_t i = 0; i < ncols; i++) {
@@ -81,7 +81,8 @@ void sl_pack_cols(msgpack_packer *pk, const sl_store_result_t *r, size_t row, si
     }
 }
 
-void sl_pack_row(msgpack_packer *pk, const sl_store_result_t *r, size_t row, const sl_col_t *cols, size_t ncols)
+void sl_pack_row(msgpack_packer *pk, const sl_store_result_t *r, size_t row, const sl_col_t *cols,
+                 size_t ncols)
 {
     msgpack_pack_map(pk, sl_cols_answered(cols, ncols));
     sl_pack_cols(pk, r, row, 0, cols, ncols);

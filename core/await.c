@@ -53,8 +53,8 @@ sl_store_conn_t *sl_await_acquire(sl_store_t *s, sl_store_error_t *err)
     return w.conn;
 }
 
-sl_store_result_t *sl_await_exec(sl_store_conn_t *c, const char *sql, const sl_store_value_t *params, size_t n,
-                                 sl_store_error_t *err)
+sl_store_result_t *sl_await_exec(sl_store_conn_t *c, const char *sql, const sl_store_value_t *params,
+                                 size_t n, sl_store_error_t *err)
 {
     wait_store_t w = {.task = sl_task_current()};
     sl_store_exec(c, sql, params, n, on_query, &w);
@@ -142,7 +142,8 @@ void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
     wait_until(&w.done);
 }
 
-void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_reply_t *out)
+void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version,
+                             sl_proj_reply_t *out)
 {
     wait_proj_t w = {sl_task_current(), 0, out, NULL};
     sl_coh_invalidate(h, id, idlen, version, on_proj, &w);

@@ -30,8 +30,8 @@ typedef struct sl_core sl_core_t;
 
 typedef struct sl_core_config {
     const char *public_base_url; /* e.g. "http://127.0.0.1:8080" (share_url = base + "/share/" + id) */
-    size_t max_markdown;         /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
-    unsigned max_exchanges;      /* exchanges of one session, default 10000 */
+    size_t max_markdown;    /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
+    unsigned max_exchanges; /* exchanges of one session, default 10000 */
 } sl_core_config_t;
 
 typedef struct sl_core_stats {
@@ -75,7 +75,8 @@ void sl_core_get_stats(const sl_core_t *core, sl_core_stats_t *out);
 int sl_core_admin_migrate(sl_store_sync_t *db, const char *public_user, const char *grantee_host, char *err,
                           size_t errlen);
 /* A tenant (name: 1-200 bytes) -> its id. */
-int sl_core_admin_tenant_create(sl_store_sync_t *db, const char *name, uint64_t *id, char *err, size_t errlen);
+int sl_core_admin_tenant_create(sl_store_sync_t *db, const char *name, uint64_t *id, char *err,
+                                size_t errlen);
 /* A user of tenant (handle 1-64 bytes, name 1-200 bytes) -> its id. */
 int sl_core_admin_user_create(sl_store_sync_t *db, uint64_t tenant, const char *handle, const char *name,
                               uint64_t *id, char *err, size_t errlen);

@@ -40,7 +40,8 @@ void sl_owner_update_session_title(sl_op_t *op)
     if (sl_op_session_id(op, &id, &idlen) != 0 || sl_op_title(op, &title, &tlen) != 0)
         return;
     sl_locked_t s;
-    if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0 || sl_op_change_begin(op, &s, 0) != 0)
+    if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0 ||
+        sl_op_change_begin(op, &s, 0) != 0)
         return;
     sl_store_value_t p[] = {sl_store_text(title, tlen), sl_store_text(id, idlen)};
     if (sl_op_run(op, SQL_SET_SESSION_TITLE, p, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0)
@@ -53,16 +54,19 @@ void sl_owner_update_exchange_title(sl_op_t *op)
     const char *id, *title;
     size_t idlen, tlen;
     int64_t ex;
-    if (sl_op_session_id(op, &id, &idlen) != 0 || sl_op_exchange_id(op, &ex) != 0 || sl_op_title(op, &title, &tlen) != 0)
+    if (sl_op_session_id(op, &id, &idlen) != 0 || sl_op_exchange_id(op, &ex) != 0 ||
+        sl_op_title(op, &title, &tlen) != 0)
         return;
     sl_locked_t s;
-    if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0 || sl_op_change_begin(op, &s, 0) != 0)
+    if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0 ||
+        sl_op_change_begin(op, &s, 0) != 0)
         return;
     sl_store_value_t p[] = {tlen ? sl_store_text(title, tlen) : sl_store_null(), sl_store_text(id, idlen),
                             sl_store_int(ex)};
     /* affected_rows counts changed rows: a same-title update is 0 too, so check existence apart. */
     int found;
-    if (sl_op_run(op, SQL_SET_EXCHANGE_TITLE, p, 3, NULL) != 0 || exchange_live(op, id, idlen, ex, &found) != 0)
+    if (sl_op_run(op, SQL_SET_EXCHANGE_TITLE, p, 3, NULL) != 0 ||
+        exchange_live(op, id, idlen, ex, &found) != 0)
         return;
     if (!found) {
         sl_op_fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)ex);
@@ -75,10 +79,11 @@ void sl_owner_update_exchange_title(sl_op_t *op)
 
 /* ---- DeleteExchange, DeleteSession ---- */
 
-static const char SQL_DELETE_SESSION[] = "UPDATE sessions SET deleted_at = NOW(6), is_public = 0, title = '' WHERE id = ?";
-static const char SQL_WIPE_EXCHANGES[] =
-    "UPDATE exchanges SET deleted_at = COALESCE(deleted_at, NOW(6)), prompt = '', response = '', title = NULL,"
-    " default_title = '', updated_at = NOW(6) WHERE session_id = ?";
+static const char SQL_DELETE_SESSION[] =
+    "UPDATE sessions SET deleted_at = NOW(6), is_public = 0, title = '' WHERE id = ?";
+static const char SQL_WIPE_EXCHANGES[] = "UPDATE exchanges SET deleted_at = COALESCE(deleted_at, NOW(6)), "
+                                         "prompt = '', response = '', title = NULL,"
+                                         " default_title = '', updated_at = NOW(6) WHERE session_id = ?";
 static const char SQL_WIPE_UPLOAD[] = "DELETE FROM session_uploads WHERE session_id = ?";
 
 void sl_owner_delete_exchange(sl_op_t *op)
@@ -134,7 +139,8 @@ void sl_owner_delete_session(sl_op_t *op)
     /* Deleted means gone: the text of every exchange and the upload are wiped, not only flagged.
      * A public session's entry becomes a tombstone (the public views no longer show it). */
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
-    if (sl_op_run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
+    if (sl_op_run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 ||
+        sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_change_commit(op, &s) != 0)
         return;
     msgpack_pack_map(sl_op_pk(op), 0);

@@ -72,7 +72,8 @@ int sl_owner_register(sl_core_t *core, sl_rpc_server_t *srv)
     for (int i = 0; i < SL_M_OWNER_COUNT; i++) {
         core->methods[i].core = core;
         core->methods[i].id = (sl_rpc_method_id_t)i;
-        if (methods[i] == NULL || sl_rpc_register(srv, sl_rpc_method_name(i), on_owner_call, &core->methods[i]) != 0)
+        if (methods[i] == NULL ||
+            sl_rpc_register(srv, sl_rpc_method_name(i), on_owner_call, &core->methods[i]) != 0)
             return -1;
     }
     return 0;

@@ -120,8 +120,8 @@ enum { LOCK_OWNER, LOCK_VERSION, LOCK_PUBLIC, LOCK_SEQ, LOCK_DELETED, LOCK_DIRTY
 static const char SQL_LOCK[] = "SELECT owner_id, version, is_public, exchange_seq, deleted_at IS NOT NULL,"
                                " cache_dirty FROM sessions WHERE id = ? FOR UPDATE";
 
-void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public, int deleted,
-                       int dirty)
+void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public,
+                       int deleted, int dirty)
 {
     memset(s, 0, sizeof(*s));
     s->id = id;
@@ -169,7 +169,8 @@ int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int becomes_public)
      * entry a failed publish may have left behind (docs/invalidation.md, "Repair"). */
     s->cached = (s->exists && !s->deleted && s->is_public) || becomes_public || (s->exists && s->dirty);
     if (s->cached && sl_invalidate_begin(op->core, s->id, s->idlen, s->new_version) != 0) {
-        sl_op_fail(op, SL_RPC_UNAVAILABLE, "the share cache is unavailable; nothing was changed, retry later");
+        sl_op_fail(op, SL_RPC_UNAVAILABLE,
+                   "the share cache is unavailable; nothing was changed, retry later");
         return -1;
     }
     s->begun = 1;
@@ -204,8 +205,8 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
         return 0;
     /* Built inside the transaction: the public views show this transaction's own changes. */
     sl_store_error_t err;
-    if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen, &s->proj, &err) !=
-        0) {
+    if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen, &s->proj,
+                           &err) != 0) {
         sl_op_fail_store(op, &err);
         return -1;
     }
@@ -237,7 +238,8 @@ int sl_op_change_publish(sl_op_t *op, sl_locked_t *s)
 
 void sl_op_fail_unpublished(sl_op_t *op)
 {
-    sl_op_fail(op, SL_RPC_UNAVAILABLE, "the change was saved, but the share cache could not be updated; retry the call");
+    sl_op_fail(op, SL_RPC_UNAVAILABLE,
+               "the change was saved, but the share cache could not be updated; retry the call");
 }
 
 void sl_op_clean_pending(sl_op_t *op)
@@ -279,7 +281,8 @@ int sl_op_session_id(sl_op_t *op, const char **id, size_t *len)
         return -1;
     }
     if (!sl_rpc_id_valid(*id, *len)) {
-        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT,
+                   "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
         return -1;
     }
     return 0;
@@ -302,7 +305,8 @@ int sl_op_title(sl_op_t *op, const char **t, size_t *len)
     }
     for (size_t i = 0; i < *len; i++)
         if ((unsigned char)(*t)[i] < 0x20) {
-            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"title\" must not contain control characters or newlines");
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT,
+                       "field \"title\" must not contain control characters or newlines");
             return -1;
         }
     return 0;

@@ -18,19 +18,35 @@
 #include "core/internal/projection.h"
 #include "core/internal/render.h"
 
-#define SELECT_COLUMNS                                                                                          \
-    "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"            \
+#define SELECT_COLUMNS                                                                                       \
+    "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"           \
     " s.project_color, s.author_name, s.author_handle, e.id, e.title, e.prompt, e.response, e.created_at"
 
-static const char SQL_LOAD_PUBLIC[] = SELECT_COLUMNS
-    " FROM public_sessions s LEFT JOIN public_exchanges e ON e.session_id = s.id"
-    " WHERE s.id = ? ORDER BY e.position, e.id";
-static const char SQL_LOAD_VIEWER[] = SELECT_COLUMNS
-    " FROM viewer_sessions s LEFT JOIN viewer_exchanges e ON e.session_id = s.id"
-    " WHERE s.id = ? ORDER BY e.position, e.id";
+static const char SQL_LOAD_PUBLIC[] =
+    SELECT_COLUMNS " FROM public_sessions s LEFT JOIN public_exchanges e ON e.session_id = s.id"
+                   " WHERE s.id = ? ORDER BY e.position, e.id";
+static const char SQL_LOAD_VIEWER[] =
+    SELECT_COLUMNS " FROM viewer_sessions s LEFT JOIN viewer_exchanges e ON e.session_id = s.id"
+                   " WHERE s.id = ? ORDER BY e.position, e.id";
 
-enum { C_ID, C_VERSION, C_TITLE, C_CREATED, C_UPDATED, C_PNAME, C_PICON, C_PCOLOR, C_ANAME, C_AHANDLE,
-       C_EID, C_ETITLE, C_EPROMPT, C_ERESPONSE, C_ECREATED, C_COUNT };
+enum {
+    C_ID,
+    C_VERSION,
+    C_TITLE,
+    C_CREATED,
+    C_UPDATED,
+    C_PNAME,
+    C_PICON,
+    C_PCOLOR,
+    C_ANAME,
+    C_AHANDLE,
+    C_EID,
+    C_ETITLE,
+    C_EPROMPT,
+    C_ERESPONSE,
+    C_ECREATED,
+    C_COUNT
+};
 
 /* ---- a growable byte buffer ---- */
 
@@ -245,7 +261,8 @@ static const char PAGE_CSS[] =
     "--accent:#0969da}"
     "@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9198a1;--bg:#0d1117;--soft:#151b23;"
     "--line:#3d444d;--accent:#4493f8}}"
-    "*{box-sizing:border-box}body{font:16px/1.6 system-ui,-apple-system,'Segoe UI',sans-serif;color:var(--fg);"
+    "*{box-sizing:border-box}body{font:16px/1.6 system-ui,-apple-system,'Segoe "
+    "UI',sans-serif;color:var(--fg);"
     "background:var(--bg);margin:0}"
     ".wrap{max-width:56rem;margin:0 auto;padding:1.5rem 1rem 4rem}"
     "header h1{font-size:1.75rem;line-height:1.25;margin:.25rem 0 .5rem;overflow-wrap:anywhere}"
@@ -253,16 +270,20 @@ static const char PAGE_CSS[] =
     ".project{display:inline-flex;align-items:center;gap:.4rem;font-weight:600;color:var(--fg)}"
     ".icon{display:inline-grid;place-items:center;width:1.6rem;height:1.6rem;border-radius:.4rem;color:#fff;"
     "font-weight:700;font-size:.85rem}"
-    "nav{background:var(--soft);border:1px solid var(--line);border-radius:.5rem;padding:.5rem 1rem;margin:1.5rem 0}"
+    "nav{background:var(--soft);border:1px solid var(--line);border-radius:.5rem;padding:.5rem "
+    "1rem;margin:1.5rem 0}"
     "nav h2{font-size:1rem;margin:.5rem 0}nav ol{margin:.25rem 0;padding-left:2rem}"
     "nav a{color:var(--accent);text-decoration:none}nav a:hover{text-decoration:underline}"
     "article{border-top:1px solid var(--line);padding-top:1rem;margin-top:2rem;scroll-margin-top:1rem}"
     "article:target{outline:2px solid var(--accent);outline-offset:.5rem;border-radius:.25rem}"
     "article>h2{font-size:1.3rem;margin:.25rem 0;overflow-wrap:anywhere}article>h2 a{color:inherit;"
     "text-decoration:none}"
-    "h3{font-size:.8rem;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);margin:1.25rem 0 .25rem}"
-    ".prompt{background:var(--soft);border-left:3px solid var(--accent);padding:.25rem 1rem;border-radius:.25rem}"
-    "pre{background:var(--soft);border:1px solid var(--line);border-radius:.4rem;padding:.75rem;overflow-x:auto;"
+    "h3{font-size:.8rem;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);margin:1.25rem 0 "
+    ".25rem}"
+    ".prompt{background:var(--soft);border-left:3px solid var(--accent);padding:.25rem "
+    "1rem;border-radius:.25rem}"
+    "pre{background:var(--soft);border:1px solid "
+    "var(--line);border-radius:.4rem;padding:.75rem;overflow-x:auto;"
     "font-size:.85rem;line-height:1.45}"
     "code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}"
     ".table{overflow-x:auto}table{border-collapse:collapse;margin:.5rem 0}"
@@ -273,7 +294,8 @@ static const char PAGE_CSS[] =
     "blockquote{margin:.5rem 0;padding-left:1rem;border-left:3px solid var(--line);color:var(--muted)}"
     "img{max-width:100%}a{color:var(--accent)}.unsafe-link{text-decoration:underline dotted}"
     "footer{margin-top:3rem;color:var(--muted);font-size:.85rem}"
-    "@media (max-width:40rem){.wrap{padding:1rem .75rem 3rem}header h1{font-size:1.4rem}pre{font-size:.8rem}}";
+    "@media (max-width:40rem){.wrap{padding:1rem .75rem 3rem}header "
+    "h1{font-size:1.4rem}pre{font-size:.8rem}}";
 
 static void build_html(buf_t *b, const sl_store_result_t *r)
 {
@@ -292,7 +314,8 @@ static void build_html(buf_t *b, const sl_store_result_t *r)
     buf_html(b, title, tn);
     buf_str(b, "\"><meta property=\"og:description\" content=\"");
     buf_description(b, r);
-    buf_str(b, "\">\n<meta name=\"twitter:card\" content=\"summary\"><meta name=\"twitter:title\" content=\"");
+    buf_str(b,
+            "\">\n<meta name=\"twitter:card\" content=\"summary\"><meta name=\"twitter:title\" content=\"");
     buf_html(b, title, tn);
     buf_str(b, "\"><meta name=\"twitter:description\" content=\"");
     buf_description(b, r);
@@ -497,8 +520,8 @@ done:
     return rc;
 }
 
-int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view, const char *id,
-                       size_t idlen, sl_projection_t *out, sl_store_error_t *err)
+int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
+                       const char *id, size_t idlen, sl_projection_t *out, sl_store_error_t *err)
 {
     memset(out, 0, sizeof(*out));
     sl_store_value_t p[] = {sl_store_text(id, idlen)};

@@ -10,9 +10,12 @@ static const char SQL_LIST_PROJECTS[] =
     " (SELECT COUNT(*) FROM sessions s WHERE s.project_id = p.id AND s.deleted_at IS NULL), p.ext_id"
     " FROM projects p WHERE p.owner_id = ? ORDER BY p.name, p.id";
 static const sl_col_t PROJECT_COLS[] = {
-    [P_ID] = {"project_id", SL_COL_U64}, [P_NAME] = {"name", SL_COL_STR},
-    [P_ICON] = {"icon", SL_COL_STR},     [P_COLOR] = {"color", SL_COL_STR},
-    [P_SESSIONS] = {"session_count", SL_COL_U64}, [P_EXT] = {"ext_id", SL_COL_STR},
+    [P_ID] = {"project_id", SL_COL_U64},
+    [P_NAME] = {"name", SL_COL_STR},
+    [P_ICON] = {"icon", SL_COL_STR},
+    [P_COLOR] = {"color", SL_COL_STR},
+    [P_SESSIONS] = {"session_count", SL_COL_U64},
+    [P_EXT] = {"ext_id", SL_COL_STR},
 };
 
 void sl_owner_list_projects(sl_op_t *op)
@@ -35,11 +38,13 @@ void sl_owner_list_projects(sl_op_t *op)
 }
 
 static const char SQL_LOCK_PROJECT[] = "SELECT owner_id FROM projects WHERE id = ? FOR UPDATE";
-static const char SQL_UPDATE_PROJECT[] = "UPDATE projects SET name = COALESCE(?, name), icon = COALESCE(?, icon),"
-                                         " color = COALESCE(?, color), updated_at = NOW(6) WHERE id = ?";
+static const char SQL_UPDATE_PROJECT[] =
+    "UPDATE projects SET name = COALESCE(?, name), icon = COALESCE(?, icon),"
+    " color = COALESCE(?, color), updated_at = NOW(6) WHERE id = ?";
 enum { PS_ID, PS_VERSION, PS_PUBLIC, PS_DIRTY };
-static const char SQL_PROJECT_SESSIONS[] = "SELECT id, version, is_public, cache_dirty FROM sessions"
-                                           " WHERE project_id = ? AND deleted_at IS NULL ORDER BY id FOR UPDATE";
+static const char SQL_PROJECT_SESSIONS[] =
+    "SELECT id, version, is_public, cache_dirty FROM sessions"
+    " WHERE project_id = ? AND deleted_at IS NULL ORDER BY id FOR UPDATE";
 
 #define MAX_PROJECT_REPUBLISH 10000
 
@@ -80,7 +85,8 @@ void sl_owner_update_project(sl_op_t *op)
         n += sl_store_cell(ss, i, PS_PUBLIC)->i != 0 || sl_store_cell(ss, i, PS_DIRTY)->i != 0;
     if (n > MAX_PROJECT_REPUBLISH) {
         sl_store_result_free(ss);
-        sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "the project has more than %d public sessions", MAX_PROJECT_REPUBLISH);
+        sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "the project has more than %d public sessions",
+                   MAX_PROJECT_REPUBLISH);
         return;
     }
     sl_locked_t *ch = calloc(n ? n : 1, sizeof(*ch));
@@ -96,7 +102,8 @@ void sl_owner_update_project(sl_op_t *op)
         if (!pub && !dirty)
             continue;
         const sl_store_value_t *sid = sl_store_cell(ss, i, PS_ID);
-        sl_op_locked_init(&ch[k], sid->ptr, sid->len, (uint64_t)sl_store_cell(ss, i, PS_VERSION)->i, pub, 0, dirty);
+        sl_op_locked_init(&ch[k], sid->ptr, sid->len, (uint64_t)sl_store_cell(ss, i, PS_VERSION)->i, pub, 0,
+                          dirty);
         if (sl_op_change_begin(op, &ch[k++], 0) != 0)
             goto out;
     }

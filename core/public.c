@@ -15,9 +15,9 @@
 
 #include "core/internal/projection.h"
 
-#define LEASE_TTL_MS 10000
+#define LEASE_TTL_MS  10000
 #define LEASE_WAIT_MS 15
-#define LEASE_WAITS 10
+#define LEASE_WAITS   10
 
 /* The short answers (rpc.h): encoded once, at registration. */
 static char not_found[SL_RPC_SHARE_SMALL_MAX];
@@ -31,7 +31,7 @@ static void reply_not_found(sl_rpc_call_t *call)
 typedef struct get_share {
     sl_core_t *core;
     sl_rpc_call_t *call;
-    uint64_t have_version; /* the caller holds this version (0: none) */
+    uint64_t have_version;  /* the caller holds this version (0: none) */
     sl_coh_ticket_t ticket; /* taken before asking Redis (node memory) */
     size_t idlen;
     char id[65]; /* a copy: the request (and the call) is freed once answered, and the slow path
@@ -250,5 +250,6 @@ int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv)
 {
     sl_rpc_share_t nf = {.found = 0};
     not_found_len = sl_rpc_share_encode(not_found, sizeof(not_found), &nf);
-    return not_found_len == 0 ? -1 : sl_rpc_register(srv, sl_rpc_method_name(SL_M_GET_SHARE), get_share, core);
+    return not_found_len == 0 ? -1
+                              : sl_rpc_register(srv, sl_rpc_method_name(SL_M_GET_SHARE), get_share, core);
 }

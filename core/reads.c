@@ -14,7 +14,7 @@ static const char SQL_GET_SESSION[] =
     " FROM sessions s JOIN projects p ON p.id = s.project_id WHERE s.id = ? AND s.deleted_at IS NULL";
 /* answered after "title" and "custom_title" (derived), columns S_PUBLIC .. S_AGENT */
 static const sl_col_t SESSION_COLS[] = {
-    {"public", SL_COL_BOOL}, {"version", SL_COL_U64}, {"created_at", SL_COL_STR},
+    {"public", SL_COL_BOOL},    {"version", SL_COL_U64}, {"created_at", SL_COL_STR},
     {"updated_at", SL_COL_STR}, {"agent", SL_COL_STR},
 };
 
@@ -24,9 +24,12 @@ static const char SQL_GET_EXCHANGES[] =
     " DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%sZ') FROM exchanges"
     " WHERE session_id = ? AND deleted_at IS NULL ORDER BY position, id";
 static const sl_col_t EXCHANGE_COLS[] = {
-    [E_ID] = {"id", SL_COL_U64},          [E_TITLE] = {"title", SL_COL_STR},
-    [E_CUSTOM] = {"custom_title", SL_COL_STR}, [E_PROMPT] = {"prompt", SL_COL_STR},
-    [E_RESPONSE] = {"response", SL_COL_STR},  [E_HIDDEN] = {"hidden", SL_COL_BOOL},
+    [E_ID] = {"id", SL_COL_U64},
+    [E_TITLE] = {"title", SL_COL_STR},
+    [E_CUSTOM] = {"custom_title", SL_COL_STR},
+    [E_PROMPT] = {"prompt", SL_COL_STR},
+    [E_RESPONSE] = {"response", SL_COL_STR},
+    [E_HIDDEN] = {"hidden", SL_COL_BOOL},
     [E_CREATED] = {"created_at", SL_COL_STR},
 };
 
@@ -87,9 +90,9 @@ static const char SQL_EXPORT[] = "SELECT s.owner_id, u.markdown, u.raw_data, u.s
                                  " JOIN projects p ON p.id = s.project_id"
                                  " WHERE s.id = ? AND s.deleted_at IS NULL";
 static const sl_col_t EXPORT_COLS[] = {
-    [X_OWNER] = {NULL, SL_COL_SKIP},           [X_MARKDOWN] = {"markdown", SL_COL_STR},
-    [X_RAW] = {"raw_data", SL_COL_STR},        [X_SDATA] = {"session_data", SL_COL_STR},
-    [X_EXT] = {"project_ext_id", SL_COL_STR},  [X_UPDATED] = {"updated_at", SL_COL_STR},
+    [X_OWNER] = {NULL, SL_COL_SKIP},          [X_MARKDOWN] = {"markdown", SL_COL_STR},
+    [X_RAW] = {"raw_data", SL_COL_STR},       [X_SDATA] = {"session_data", SL_COL_STR},
+    [X_EXT] = {"project_ext_id", SL_COL_STR}, [X_UPDATED] = {"updated_at", SL_COL_STR},
     [X_TITLE] = {"title", SL_COL_STR},
 }; /* X_METADATA is answered apart: stored as the request's own msgpack map */
 
@@ -126,7 +129,8 @@ void sl_owner_export_session(sl_op_t *op)
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
-    if (meta->type == SL_STORE_TEXT && msgpack_unpack_next(&u, meta->ptr, meta->len, &off) == MSGPACK_UNPACK_SUCCESS)
+    if (meta->type == SL_STORE_TEXT &&
+        msgpack_unpack_next(&u, meta->ptr, meta->len, &off) == MSGPACK_UNPACK_SUCCESS)
         msgpack_pack_object(pk, u.data);
     else
         msgpack_pack_nil(pk);
@@ -139,17 +143,19 @@ void sl_owner_export_session(sl_op_t *op)
 /* ---- SessionSizes ---- */
 
 enum { Z_ID, Z_MARKDOWN, Z_SDATA };
-static const char SQL_SIZES[] = "SELECT s.id, LENGTH(u.markdown), LENGTH(u.session_data) FROM sessions s"
-                                " JOIN session_uploads u ON u.session_id = s.id JOIN projects p ON p.id = s.project_id"
-                                " WHERE p.owner_id = ? AND p.ext_id = ? AND s.owner_id = ? AND s.deleted_at IS NULL"
-                                " AND (? = '' OR s.id = ?) ORDER BY s.id";
+static const char SQL_SIZES[] =
+    "SELECT s.id, LENGTH(u.markdown), LENGTH(u.session_data) FROM sessions s"
+    " JOIN session_uploads u ON u.session_id = s.id JOIN projects p ON p.id = s.project_id"
+    " WHERE p.owner_id = ? AND p.ext_id = ? AND s.owner_id = ? AND s.deleted_at IS NULL"
+    " AND (? = '' OR s.id = ?) ORDER BY s.id";
 
 /* {"sessions": {"<id>": markdown bytes, "<id>:sessionData": bytes}} of one project's uploads. */
 void sl_owner_session_sizes(sl_op_t *op)
 {
     const char *ext = NULL, *id = NULL;
     size_t extlen = 0, idlen = 0;
-    if (sl_rpc_get_str(sl_op_req(op), "project_ext_id", 1, 200, &ext, &extlen, op->msg, sizeof(op->msg)) != 1 ||
+    if (sl_rpc_get_str(sl_op_req(op), "project_ext_id", 1, 200, &ext, &extlen, op->msg, sizeof(op->msg)) !=
+            1 ||
         sl_rpc_get_str(sl_op_req(op), "session_id", 0, 64, &id, &idlen, op->msg, sizeof(op->msg)) < 0) {
         sl_op_fail_field(op);
         return;

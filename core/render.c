@@ -14,7 +14,7 @@ typedef struct ctx {
     void *ud;
     int link_open[64]; /* per nesting level of A/IMG spans: 1 when we emitted <a> */
     int span_depth;
-    int inline_only;   /* summaries: no <p> */
+    int inline_only; /* summaries: no <p> */
 } ctx_t;
 
 static void put(ctx_t *c, const char *s, size_t n)
@@ -100,12 +100,13 @@ static int safe_url(const char *u, size_t n)
             continue;
         if (ch == ':') {
             scheme[k] = '\0';
-            return strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0 || strcmp(scheme, "mailto") == 0;
+            return strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0 ||
+                   strcmp(scheme, "mailto") == 0;
         }
         if (ch == '/' || ch == '?' || ch == '#')
             return 1; /* relative or in-page: no scheme */
         if (k + 1 >= sizeof(scheme))
-            return 0;  /* too long for any scheme we allow; cannot be relative either (':' later) */
+            return 0; /* too long for any scheme we allow; cannot be relative either (':' later) */
         scheme[k++] = (char)tolower(ch);
     }
     return 1; /* no ':' at all: a relative path */
@@ -510,7 +511,9 @@ static void render_block(ctx_t *c, block_t kind, const char *s, size_t n, int de
     /* s[0..n) is the whole block including its tags */
     const char *gt = memchr(s, '>', n);
     size_t open_len = gt ? (size_t)(gt - s) + 1 : n;
-    size_t close_len = kind == B_TOOL ? strlen("</tool-use>") : kind == B_THINK ? strlen("</think>") : strlen("</details>");
+    size_t close_len = kind == B_TOOL    ? strlen("</tool-use>")
+                       : kind == B_THINK ? strlen("</think>")
+                                         : strlen("</details>");
     if (open_len + close_len > n) { /* not a well-formed block after all: plain Markdown */
         md(c, s, n);
         return;
@@ -539,7 +542,9 @@ static void render_block(ctx_t *c, block_t kind, const char *s, size_t n, int de
             blen -= cut;
         }
     }
-    puts_(c, kind == B_TOOL ? "<details class=\"tool\"" : kind == B_THINK ? "<details class=\"think\"" : "<details");
+    puts_(c, kind == B_TOOL    ? "<details class=\"tool\""
+             : kind == B_THINK ? "<details class=\"think\""
+                               : "<details");
     if (type_len) {
         puts_(c, " data-tool-type=\"");
         esc(c, type, type_len);

@@ -21,8 +21,8 @@ static void repair_task(void *arg)
         sl_op_t op = {.core = core, .call = NULL};
         op.who.user_id = (uint64_t)sl_store_cell(r, i, DIRTY_OWNER)->i;
         sl_locked_t s;
-        if (sl_op_tx_begin(&op) == 0 && sl_op_lock_session(&op, id->ptr, id->len, 1, &s) == 0 && s.exists && s.dirty &&
-            sl_op_settle(&op, &s) == 0)
+        if (sl_op_tx_begin(&op) == 0 && sl_op_lock_session(&op, id->ptr, id->len, 1, &s) == 0 && s.exists &&
+            s.dirty && sl_op_settle(&op, &s) == 0)
             core->stats.cache_repairs++;
         sl_op_tx_end(&op);
         sl_op_clean_pending(&op);

@@ -7,28 +7,28 @@
 #include "core/internal/owner.h"
 
 #define LIST_DEFAULT_PAGE 50
-#define LIST_MAX_PAGE 200
+#define LIST_MAX_PAGE     200
 
 /* Columns: id, title, is_public, updated_at, project (4), updated_at micros, first exchange's
  * title, snippet (see the enum below). */
-#define LIST_SQL(SNIPPET_MATCH, EXCHANGE_MATCH)                                                                \
-    "SELECT s.id, s.title, s.is_public, DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ'),"                      \
-    " p.id, p.name, p.icon, p.color, CAST(UNIX_TIMESTAMP(s.updated_at) * 1000000 AS UNSIGNED),"                 \
-    " (SELECT COALESCE(e.title, e.default_title) FROM exchanges e WHERE e.session_id = s.id"                      \
-    "   AND e.deleted_at IS NULL ORDER BY e.position, e.id LIMIT 1),"                                             \
-    " (SELECT SUBSTRING(CONCAT(e.prompt, '\n', e.response),"                                                     \
-    "    GREATEST(1, LOCATE(?, CONCAT(e.prompt, '\n', e.response)) - 60), 200)"                                   \
-    "   FROM exchanges e WHERE ? <> '' AND e.session_id = s.id AND e.deleted_at IS NULL"                        \
-    "   AND " SNIPPET_MATCH " ORDER BY e.position LIMIT 1)"                                                     \
-    " FROM sessions s JOIN projects p ON p.id = s.project_id"                                                     \
-    " WHERE s.owner_id = ? AND s.deleted_at IS NULL"                                                              \
-    " AND (? = '' OR FIND_IN_SET(s.project_id, ?)) AND (? = '' OR p.ext_id = ?)"                                \
-    " AND (? IS NULL OR s.updated_at >= STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"                                    \
-    " AND (? IS NULL OR s.updated_at < STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"                                     \
-    " AND (? = '' OR s.title LIKE ? OR EXISTS (SELECT 1 FROM exchanges e WHERE e.session_id = s.id"               \
-    "   AND e.deleted_at IS NULL AND (COALESCE(e.title, e.default_title) LIKE ? OR " EXCHANGE_MATCH ")))"         \
-    " AND (? = 0 OR s.updated_at < FROM_UNIXTIME(? / 1000000)"                                                    \
-    "   OR (s.updated_at = FROM_UNIXTIME(? / 1000000) AND s.id < ?))"                                             \
+#define LIST_SQL(SNIPPET_MATCH, EXCHANGE_MATCH)                                                              \
+    "SELECT s.id, s.title, s.is_public, DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ'),"                    \
+    " p.id, p.name, p.icon, p.color, CAST(UNIX_TIMESTAMP(s.updated_at) * 1000000 AS UNSIGNED),"              \
+    " (SELECT COALESCE(e.title, e.default_title) FROM exchanges e WHERE e.session_id = s.id"                 \
+    "   AND e.deleted_at IS NULL ORDER BY e.position, e.id LIMIT 1),"                                        \
+    " (SELECT SUBSTRING(CONCAT(e.prompt, '\n', e.response),"                                                 \
+    "    GREATEST(1, LOCATE(?, CONCAT(e.prompt, '\n', e.response)) - 60), 200)"                              \
+    "   FROM exchanges e WHERE ? <> '' AND e.session_id = s.id AND e.deleted_at IS NULL"                     \
+    "   AND " SNIPPET_MATCH " ORDER BY e.position LIMIT 1)"                                                  \
+    " FROM sessions s JOIN projects p ON p.id = s.project_id"                                                \
+    " WHERE s.owner_id = ? AND s.deleted_at IS NULL"                                                         \
+    " AND (? = '' OR FIND_IN_SET(s.project_id, ?)) AND (? = '' OR p.ext_id = ?)"                             \
+    " AND (? IS NULL OR s.updated_at >= STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"                               \
+    " AND (? IS NULL OR s.updated_at < STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'))"                                \
+    " AND (? = '' OR s.title LIKE ? OR EXISTS (SELECT 1 FROM exchanges e WHERE e.session_id = s.id"          \
+    "   AND e.deleted_at IS NULL AND (COALESCE(e.title, e.default_title) LIKE ? OR " EXCHANGE_MATCH ")))"    \
+    " AND (? = 0 OR s.updated_at < FROM_UNIXTIME(? / 1000000)"                                               \
+    "   OR (s.updated_at = FROM_UNIXTIME(? / 1000000) AND s.id < ?))"                                        \
     " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
 
 /* Newest first by (updated_at, id): keyset pagination, stable under inserts; the page token is
@@ -38,11 +38,20 @@
  * without any word of 3+ characters (InnoDB's minimum token size) falls back to LIKE. */
 static const char SQL_LIST_FT[] = LIST_SQL("MATCH (e.prompt, e.response) AGAINST (? IN BOOLEAN MODE)",
                                            "MATCH (e.prompt, e.response) AGAINST (? IN BOOLEAN MODE)");
-static const char SQL_LIST_LIKE[] = LIST_SQL("(e.prompt LIKE ? OR e.response LIKE ?)",
-                                             "e.prompt LIKE ? OR e.response LIKE ?");
+static const char SQL_LIST_LIKE[] =
+    LIST_SQL("(e.prompt LIKE ? OR e.response LIKE ?)", "e.prompt LIKE ? OR e.response LIKE ?");
 static const char SQL_PROJECT_OWNER[] = "SELECT owner_id FROM projects WHERE id = ?";
 
-enum { L_ID, L_TITLE, L_PUBLIC, L_UPDATED, L_PROJECT, L_UPDATED_US = L_PROJECT + 4, L_FIRST_TITLE, L_SNIPPET };
+enum {
+    L_ID,
+    L_TITLE,
+    L_PUBLIC,
+    L_UPDATED,
+    L_PROJECT,
+    L_UPDATED_US = L_PROJECT + 4,
+    L_FIRST_TITLE,
+    L_SNIPPET
+};
 
 /* The filters of one ListSessions call, read and checked. */
 typedef struct list_req {
@@ -82,7 +91,8 @@ static int read_projects(sl_op_t *op, int64_t project, list_req_t *q)
     const msgpack_object *arr = sl_rpc_field(sl_op_req(op), "project_ids");
     if (arr) {
         if (arr->type != MSGPACK_OBJECT_ARRAY || arr->via.array.size > 50) {
-            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"project_ids\" must be an array of at most 50 project ids");
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT,
+                       "field \"project_ids\" must be an array of at most 50 project ids");
             return -1;
         }
         for (uint32_t i = 0; i < arr->via.array.size; i++) {
@@ -133,7 +143,8 @@ static int read_list_request(sl_op_t *op, list_req_t *q)
         sl_op_fail_field(op);
         return -1;
     }
-    if ((q->from && !sl_valid_timestamp(q->from, q->flen)) || (q->to && !sl_valid_timestamp(q->to, q->tlen))) {
+    if ((q->from && !sl_valid_timestamp(q->from, q->flen)) ||
+        (q->to && !sl_valid_timestamp(q->to, q->tlen))) {
         sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "fields \"from\" and \"to\" must be YYYY-MM-DDTHH:MM:SSZ");
         return -1;
     }
@@ -197,8 +208,9 @@ static void pack_rows(sl_op_t *op, const list_req_t *q, const sl_store_result_t 
     if (r->nrows > (size_t)q->page) {
         char tok[128];
         const sl_store_value_t *idv = sl_store_cell(r, rows - 1, L_ID);
-        int n = snprintf(tok, sizeof(tok), "%lld.%.*s", (long long)sl_store_cell(r, rows - 1, L_UPDATED_US)->i,
-                         (int)idv->len, (const char *)idv->ptr);
+        int n =
+            snprintf(tok, sizeof(tok), "%lld.%.*s", (long long)sl_store_cell(r, rows - 1, L_UPDATED_US)->i,
+                     (int)idv->len, (const char *)idv->ptr);
         sl_rpc_pack_strn(pk, tok, (size_t)n);
     } else {
         msgpack_pack_nil(pk);
@@ -223,7 +235,8 @@ void sl_owner_list_sessions(sl_op_t *op)
     sl_store_value_t ft = sl_store_text(phrase, f);
     sl_store_value_t fr = q.from ? sl_store_text(q.from, q.flen) : sl_store_null();
     sl_store_value_t t = q.to ? sl_store_text(q.to, q.tlen) : sl_store_null();
-    sl_store_value_t pl = sl_store_text(q.plist, q.plist_len), ex = sl_store_text(q.ext ? q.ext : "", q.extlen);
+    sl_store_value_t pl = sl_store_text(q.plist, q.plist_len),
+                     ex = sl_store_text(q.ext ? q.ext : "", q.extlen);
     sl_store_value_t after = sl_store_int(q.after_us);
     /* The markers of LIST_SQL in order: snippet (query, query, match), owner, projects, ext, from,
      * to, query (title, exchange title, match), page token, limit. */

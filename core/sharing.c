@@ -51,8 +51,9 @@ void sl_owner_set_visibility(sl_op_t *op)
 #define MAX_IDS_PER_CALL 10000
 
 enum { LIVE_ID, LIVE_HIDDEN };
-static const char SQL_LIVE_EXCHANGES[] = "SELECT id, hidden FROM exchanges WHERE session_id = ? AND deleted_at IS NULL"
-                                         " ORDER BY id";
+static const char SQL_LIVE_EXCHANGES[] =
+    "SELECT id, hidden FROM exchanges WHERE session_id = ? AND deleted_at IS NULL"
+    " ORDER BY id";
 static const char SQL_SET_HIDDEN[] = "UPDATE exchanges SET hidden = ?, updated_at = NOW(6)"
                                      " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 static const char SQL_HIDDEN_COUNT[] = "SELECT COUNT(*) FROM exchanges"
@@ -95,8 +96,8 @@ void sl_owner_set_exchanges_hidden(sl_op_t *op)
     const msgpack_object *ids = sl_rpc_field(sl_op_req(op), "exchange_ids");
     if (ids == NULL || ids->type != MSGPACK_OBJECT_ARRAY || ids->via.array.size == 0 ||
         ids->via.array.size > MAX_IDS_PER_CALL) {
-        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"exchange_ids\" must be an array of 1 to %d exchange ids",
-             MAX_IDS_PER_CALL);
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT,
+                   "field \"exchange_ids\" must be an array of 1 to %d exchange ids", MAX_IDS_PER_CALL);
         return;
     }
     size_t n = ids->via.array.size;
@@ -239,7 +240,8 @@ void sl_owner_preview_as_viewer(sl_op_t *op)
      * public endpoint serves (or would serve once shared), byte for byte. */
     sl_projection_t proj;
     sl_store_error_t err;
-    if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_VIEWER, id, idlen, &proj, &err) != 0) {
+    if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_VIEWER, id, idlen, &proj, &err) !=
+        0) {
         sl_op_fail_store(op, &err);
         return;
     }

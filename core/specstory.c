@@ -25,7 +25,7 @@
 #include "core/internal/specstory.h"
 
 #define TITLE_MAX 120
-#define UNTITLED "Untitled exchange"
+#define UNTITLED  "Untitled exchange"
 
 typedef struct line {
     const char *p;
@@ -442,7 +442,8 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
     }
     const char *nul = len ? memchr(md, '\0', len) : NULL;
     if (nul) {
-        set_err(err, errlen, "not a SpecStory history file: it contains a NUL byte at offset %zu", (size_t)(nul - md));
+        set_err(err, errlen, "not a SpecStory history file: it contains a NUL byte at offset %zu",
+                (size_t)(nul - md));
         return -1;
     }
     size_t bad = utf8_check((const unsigned char *)md, len);

@@ -16,22 +16,24 @@ static const char SQL_PROJECT_UPSERT[] =
     "INSERT INTO projects (tenant_id, owner_id, ext_id, name, icon, color) VALUES (?, ?, ?, ?, ?, ?)"
     " ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), name = VALUES(name),"
     " icon = IF(? = 1, VALUES(icon), icon), color = IF(? = 1, VALUES(color), color), updated_at = NOW(6)";
-static const char SQL_SESSION_INSERT[] =
-    "INSERT INTO sessions (id, tenant_id, owner_id, project_id, title, is_public, version, exchange_seq, agent)"
-    " VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?)";
+static const char SQL_SESSION_INSERT[] = "INSERT INTO sessions (id, tenant_id, owner_id, project_id, title, "
+                                         "is_public, version, exchange_seq, agent)"
+                                         " VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?)";
 static const char SQL_SESSION_UPDATE[] =
     "UPDATE sessions SET project_id = ?, title = COALESCE(?, title), exchange_seq = ?, agent = ?,"
     " is_public = IF(deleted_at IS NULL, is_public, 0), deleted_at = NULL WHERE id = ?";
 static const char SQL_EXCHANGES_OF[] = "SELECT id, prompt_sha256, deleted_at IS NOT NULL FROM exchanges"
                                        " WHERE session_id = ? ORDER BY position, id";
 static const char SQL_EXCHANGE_INSERT[] =
-    "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256, created_at)"
+    "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256, "
+    "created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
 static const char SQL_EXCHANGE_UPDATE[] =
     "UPDATE exchanges SET position = ?, default_title = ?, prompt = ?, response = ?, updated_at = NOW(6)"
     " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 static const char SQL_UPLOAD_UPSERT[] =
-    "INSERT INTO session_uploads (session_id, markdown, raw_data, session_data, metadata) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO session_uploads (session_id, markdown, raw_data, session_data, metadata) VALUES (?, ?, ?, "
+    "?, ?)"
     " ON DUPLICATE KEY UPDATE markdown = VALUES(markdown), raw_data = VALUES(raw_data),"
     " session_data = VALUES(session_data), metadata = VALUES(metadata), updated_at = NOW(6)";
 
@@ -56,8 +58,8 @@ static void new_session_id(char out[37])
     memcpy(b + 8, &c, 8);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant */
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 void sl_upload_etag(const char *md, size_t len, char out[40])
@@ -90,7 +92,8 @@ static int read_sync_request(sl_op_t *op, sync_req_t *q)
     if (rc < 0)
         goto bad;
     if (rc == 1 && !sl_rpc_id_valid(q->id, q->idlen)) {
-        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
+        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT,
+                   "field \"session_id\" must be 1-64 characters of A-Z a-z 0-9 - _");
         return -1;
     }
     if (sl_rpc_get_str(m, "title", 0, 500, &q->title, &q->title_len, msg, ml) < 0 ||
@@ -160,9 +163,12 @@ static int insert_session(sl_op_t *op, const sync_req_t *q, const sl_specstory_d
         if (tl > 500)
             tl = 500; /* titles from the importer are short; this only guards the column */
     }
-    sl_store_value_t p[] = {sl_store_text(q->id, q->idlen), sl_store_int((int64_t)op->who.tenant_id),
-                            sl_store_int((int64_t)op->who.user_id), sl_store_int(project_id),
-                            sl_store_text(t, tl), sl_store_text(agent, strlen(agent))};
+    sl_store_value_t p[] = {sl_store_text(q->id, q->idlen),
+                            sl_store_int((int64_t)op->who.tenant_id),
+                            sl_store_int((int64_t)op->who.user_id),
+                            sl_store_int(project_id),
+                            sl_store_text(t, tl),
+                            sl_store_text(agent, strlen(agent))};
     sl_store_error_t err;
     sl_store_result_t *r = sl_await_exec(op->conn, SQL_SESSION_INSERT, p, 6, &err);
     if (r == NULL) {
@@ -232,7 +238,13 @@ static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_s
                 return -1;
         } else {
             ++*seq;
-            sl_store_value_t p[] = {sid, sl_store_int(*seq), pos, ttl, prm, rsp, sl_store_blob(sha, 32),
+            sl_store_value_t p[] = {sid,
+                                    sl_store_int(*seq),
+                                    pos,
+                                    ttl,
+                                    prm,
+                                    rsp,
+                                    sl_store_blob(sha, 32),
                                     e->created_at ? sl_store_text(e->created_at, strlen(e->created_at))
                                                   : sl_store_null()};
             if (sl_op_run(op, SQL_EXCHANGE_INSERT, p, 8, NULL) != 0)
@@ -309,8 +321,9 @@ void sl_owner_sync_session(sl_op_t *op)
     uint32_t seq = s.seq;
     if (apply_exchanges(op, q.id, q.idlen, &doc, ex, nex, &seq) != 0)
         goto out;
-    sl_store_value_t p[] = {sl_store_int(project_id), q.title ? sl_store_text(q.title, q.title_len) : sl_store_null(),
-                            sl_store_int(seq), sl_store_text(agent, strlen(agent)), sl_store_text(q.id, q.idlen)};
+    sl_store_value_t p[] = {
+        sl_store_int(project_id), q.title ? sl_store_text(q.title, q.title_len) : sl_store_null(),
+        sl_store_int(seq), sl_store_text(agent, strlen(agent)), sl_store_text(q.id, q.idlen)};
     if (sl_op_run(op, SQL_SESSION_UPDATE, p, 5, NULL) != 0 || store_upload(op, &q) != 0 ||
         sl_op_change_commit(op, &s) != 0)
         goto out;
@@ -352,7 +365,7 @@ void sl_owner_append_exchanges(sl_op_t *op)
     if (arr == NULL || arr->type != MSGPACK_OBJECT_ARRAY || arr->via.array.size == 0 ||
         arr->via.array.size > MAX_APPEND_PER_CALL) {
         sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"exchanges\" must be an array of 1 to %d exchanges",
-             MAX_APPEND_PER_CALL);
+                   MAX_APPEND_PER_CALL);
         return;
     }
     size_t n = arr->via.array.size;
@@ -367,15 +380,18 @@ void sl_owner_append_exchanges(sl_op_t *op)
             sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s must be a map", where);
             return;
         }
-        if (sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) != 1 ||
-            sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) != 1 ||
+        if (sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) !=
+                1 ||
+            sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) !=
+                1 ||
             sl_rpc_get_str(e, "title", 0, 500, &s, &l, op->msg, sizeof(op->msg)) < 0) {
             sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s: %s", where, op->msg);
             return;
         }
         int has_ts = sl_rpc_get_str(e, "created_at", 0, 64, &s, &l, op->msg, sizeof(op->msg));
         if (has_ts < 0 || (has_ts == 1 && !sl_valid_timestamp(s, l))) {
-            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s: field \"created_at\" must be YYYY-MM-DDTHH:MM:SSZ", where);
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s: field \"created_at\" must be YYYY-MM-DDTHH:MM:SSZ",
+                       where);
             return;
         }
     }
@@ -393,7 +409,7 @@ void sl_owner_append_exchanges(sl_op_t *op)
     sl_store_result_free(r);
     if ((uint64_t)live + n > op->core->cfg.max_exchanges) {
         sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "a session holds at most %u exchanges; it has %lld",
-             op->core->cfg.max_exchanges, (long long)live);
+                   op->core->cfg.max_exchanges, (long long)live);
         return;
     }
     if (sl_op_change_begin(op, &s, 0) != 0)
@@ -409,7 +425,8 @@ void sl_owner_append_exchanges(sl_op_t *op)
         const char *prompt, *response, *title = NULL, *ts = NULL;
         size_t plen, rlen, tlen = 0, tslen = 0;
         sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &prompt, &plen, op->msg, sizeof(op->msg));
-        sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &response, &rlen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &response, &rlen, op->msg,
+                       sizeof(op->msg));
         sl_rpc_get_str(e, "title", 0, 500, &title, &tlen, op->msg, sizeof(op->msg));
         sl_rpc_get_str(e, "created_at", 0, 64, &ts, &tslen, op->msg, sizeof(op->msg));
         char *def = sl_specstory_title(prompt, plen);

@@ -68,7 +68,8 @@ static sl_task_t *task_alloc(void)
     if (t == NULL)
         return NULL;
     t->map_size = SL_TASK_STACK_SIZE + page_size();
-    t->map = mmap(NULL, t->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    t->map =
+        mmap(NULL, t->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (t->map == MAP_FAILED) {
         free(t);
         return NULL;

@@ -21,8 +21,8 @@
 
 /* The ETag suffix of each representation: "<etag>-<suffix>" (the variant a client cached). */
 static const char *const rep_suffix[SL_REP_COUNT] = {
-    [SL_REP_JSON] = "j", [SL_REP_JSON_GZ] = "jz", [SL_REP_HTML] = "h",
-    [SL_REP_HTML_GZ] = "hz", [SL_REP_MD] = "m", [SL_REP_MD_GZ] = "mz",
+    [SL_REP_JSON] = "j",     [SL_REP_JSON_GZ] = "jz", [SL_REP_HTML] = "h",
+    [SL_REP_HTML_GZ] = "hz", [SL_REP_MD] = "m",       [SL_REP_MD_GZ] = "mz",
 };
 
 size_t sl_rep_tag(const sl_rpc_share_t *s, sl_rpc_rep_t rep, char out[SL_REP_TAG_MAX])
@@ -52,8 +52,8 @@ struct sl_copy {
         char tag[SL_REP_TAG_MAX]; /* quoted: "<etag>-<suffix>" */
         size_t taglen;
     } rep[SL_REP_COUNT]; /* resolved once, when stored */
-    unsigned refs;      /* answers still being sent straight from body */
-    int detached;       /* removed from the copies: freed when refs drops to 0 */
+    unsigned refs;       /* answers still being sent straight from body */
+    int detached;        /* removed from the copies: freed when refs drops to 0 */
 };
 
 typedef struct sl_copies {

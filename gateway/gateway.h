@@ -24,7 +24,7 @@ typedef struct sl_gateway_config {
     unsigned port;        /* default 8080 */
     const char *tls_cert; /* PEM certificate chain; TLS is on when both cert and key are set */
     const char *tls_key;
-    size_t max_body;      /* request body limit answered with 413 + an error body (default: the rpc limit) */
+    size_t max_body; /* request body limit answered with 413 + an error body (default: the rpc limit) */
     size_t share_cache_bytes; /* copies of projections kept by the gateway, default 64 MiB */
     unsigned max_connections; /* open client connections; beyond, new ones are closed at once (16384) */
     unsigned send_timeout_ms; /* a client that reads nothing of what we send for this long is
@@ -45,6 +45,7 @@ void sl_gateway_close(sl_gateway_t *gw);
 /* Appends one metric in the Prometheus text format ("# HELP", "# TYPE", the value) to *buf
  * (malloc'd, grown with realloc; *len its length): for the process's metrics callback. type is
  * "counter" or "gauge". */
-void sl_gateway_metric(char **buf, size_t *len, const char *name, const char *type, const char *help, uint64_t value);
+void sl_gateway_metric(char **buf, size_t *len, const char *name, const char *type, const char *help,
+                       uint64_t value);
 
 #endif

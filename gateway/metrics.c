@@ -30,7 +30,8 @@ static void appendf(char **buf, size_t *len, const char *fmt, ...)
     *len += (size_t)n;
 }
 
-void sl_gateway_metric(char **buf, size_t *len, const char *name, const char *type, const char *help, uint64_t value)
+void sl_gateway_metric(char **buf, size_t *len, const char *name, const char *type, const char *help,
+                       uint64_t value)
 {
     appendf(buf, len, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
             (unsigned long long)value);
@@ -38,13 +39,15 @@ void sl_gateway_metric(char **buf, size_t *len, const char *name, const char *ty
 
 void sl_gw_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
 {
-    appendf(buf, len, "# HELP shareline_http_requests_total HTTP requests by route.\n"
-                      "# TYPE shareline_http_requests_total counter\n");
+    appendf(buf, len,
+            "# HELP shareline_http_requests_total HTTP requests by route.\n"
+            "# TYPE shareline_http_requests_total counter\n");
     for (int i = 0; i < SL_GW_ROUTES; i++)
         appendf(buf, len, "shareline_http_requests_total{route=\"%s\"} %llu\n", route_names[i],
                 (unsigned long long)gw->requests[i]);
-    appendf(buf, len, "# HELP shareline_http_responses_total HTTP responses by status class.\n"
-                      "# TYPE shareline_http_responses_total counter\n");
+    appendf(buf, len,
+            "# HELP shareline_http_responses_total HTTP responses by status class.\n"
+            "# TYPE shareline_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         appendf(buf, len, "shareline_http_responses_total{class=\"%dxx\"} %llu\n", c,
                 (unsigned long long)gw->status_class[c]);
@@ -57,11 +60,12 @@ void sl_gw_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
                       "Public answers served from the gateway's copy (version confirmed in Redis).", hits);
     sl_gateway_metric(buf, len, "shareline_share_copies_misses_total", "counter",
                       "Public answers that carried the whole projection.", misses);
-    sl_gateway_metric(buf, len, "shareline_share_copies_bytes", "gauge", "Bytes of projection copies held by the gateway.",
-                      bytes);
-    sl_gateway_metric(buf, len, "shareline_connections_open", "gauge", "Client connections open now.", gw->conns_open);
-    sl_gateway_metric(buf, len, "shareline_connections_accepted_total", "counter", "Client connections accepted.",
-                      gw->conns_accepted);
+    sl_gateway_metric(buf, len, "shareline_share_copies_bytes", "gauge",
+                      "Bytes of projection copies held by the gateway.", bytes);
+    sl_gateway_metric(buf, len, "shareline_connections_open", "gauge", "Client connections open now.",
+                      gw->conns_open);
+    sl_gateway_metric(buf, len, "shareline_connections_accepted_total", "counter",
+                      "Client connections accepted.", gw->conns_accepted);
     sl_gateway_metric(buf, len, "shareline_connections_refused_total", "counter",
                       "Connections closed at once: SHARELINE_MAX_CONNECTIONS reached.", gw->conns_refused);
 }

@@ -36,18 +36,21 @@ void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_
 {
     h2o_iovec_t ctype = sl_gw_header(req, H2O_TOKEN_CONTENT_TYPE);
     int json;
-    if (sl_gw_media_type_is(ctype, "application/msgpack") || sl_gw_media_type_is(ctype, "application/x-msgpack"))
+    if (sl_gw_media_type_is(ctype, "application/msgpack") ||
+        sl_gw_media_type_is(ctype, "application/x-msgpack"))
         json = 0;
     else if (sl_gw_media_type_is(ctype, "application/json"))
         json = 1;
     else {
-        sl_gw_send_error(gw, req, SL_RPC_INVALID_ARGUMENT, "Content-Type must be application/msgpack or application/json");
+        sl_gw_send_error(gw, req, SL_RPC_INVALID_ARGUMENT,
+                         "Content-Type must be application/msgpack or application/json");
         return;
     }
     size_t blen = req->entity.base ? req->entity.len : 0;
     if (blen > gw->cfg.max_body) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %zu bytes", blen, gw->cfg.max_body);
+        snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %zu bytes", blen,
+                 gw->cfg.max_body);
         sl_gw_send_error_as(gw, req, json, SL_RPC_PAYLOAD_TOO_LARGE, msg);
         return;
     }
@@ -66,8 +69,8 @@ void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     char msg[256];
-    if (sl_rpc_json_to_msgpack(req->entity.base ? req->entity.base : "", blen, sl_rpc_server_limits(gw->rpc), &sb, msg,
-                               sizeof(msg)) != 0) {
+    if (sl_rpc_json_to_msgpack(req->entity.base ? req->entity.base : "", blen, sl_rpc_server_limits(gw->rpc),
+                               &sb, msg, sizeof(msg)) != 0) {
         msgpack_sbuffer_destroy(&sb);
         sl_gw_pending_finish(pd);
         /* The parser's message quotes input: keep only what is safe to embed. */

@@ -73,7 +73,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             sl_gw_send_error(gw, req, SL_RPC_INVALID_ARGUMENT, "owner RPCs are called with POST");
         } else if (!sl_rpc_owner_path(rt.rest, rt.rest_len)) {
             /* Only the owner service is reachable from outside; internal methods are not. */
-            sl_gw_send_error(gw, req, SL_RPC_UNIMPLEMENTED, "unknown service (expected " SL_RPC_OWNER_SERVICE ")");
+            sl_gw_send_error(gw, req, SL_RPC_UNIMPLEMENTED,
+                             "unknown service (expected " SL_RPC_OWNER_SERVICE ")");
         } else {
             sl_gw_owner_rpc(gw, req, rt.rest, rt.rest_len);
         }
@@ -176,7 +177,7 @@ static int setup_tls(sl_gateway_t *gw, char *err, size_t errlen)
 }
 
 int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, const sl_gateway_config_t *cfg,
-                     char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
     signal(SIGPIPE, SIG_IGN);
     sl_gateway_t *gw = calloc(1, sizeof(*gw));
@@ -193,7 +194,8 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, c
         gw->cfg.port = 8080;
     if (gw->cfg.max_body == 0)
         gw->cfg.max_body = sl_rpc_server_limits(rpc)->max_body;
-    if (sl_copies_open(&gw->copies, gw->cfg.share_cache_bytes ? gw->cfg.share_cache_bytes : (64u << 20)) != 0) {
+    if (sl_copies_open(&gw->copies, gw->cfg.share_cache_bytes ? gw->cfg.share_cache_bytes : (64u << 20)) !=
+        0) {
         free(gw);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -213,7 +215,8 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, c
     gw->config.http2.idle_timeout = 10000;
     gw->config.handshake_timeout = 10000;
     gw->config.http2.max_concurrent_requests_per_connection = 100;
-    h2o_hostconf_t *host = h2o_config_register_host(&gw->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&gw->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     handler_t *h = (handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;

@@ -10,8 +10,9 @@
 #include "gateway/internal/gateway.h"
 
 /* The viewer page runs no script and loads nothing from elsewhere; inline CSS only. */
-static const char PAGE_CSP[] = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
-                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+static const char PAGE_CSP[] =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 static const char NOT_FOUND_HTML[] =
     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -58,7 +59,8 @@ static sl_rpc_rep_t rep_of(sl_route_kind_t route, int gzip, int markdown)
 
 /* Answers with one representation: from the copy e without copying it, or (e == NULL) from a
  * decoded answer that could not be kept, copied into the request. */
-static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_copy_t *e, const sl_rpc_share_t *s)
+static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_copy_t *e,
+                  const sl_rpc_share_t *s)
 {
     sl_rpc_rep_t rep = rep_of(pd->route, pd->gzip, pd->markdown);
     const char *body, *tag;
@@ -80,9 +82,9 @@ static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_c
     }
     if (pd->gzip)
         sl_gw_add_header(req, H2O_TOKEN_CONTENT_ENCODING, H2O_STRLIT("gzip"));
-    const char *ctype = pd->route == SL_ROUTE_SHARE_JSON
-                            ? (pd->markdown ? "text/markdown; charset=utf-8" : "application/json; charset=utf-8")
-                            : "text/html; charset=utf-8";
+    const char *ctype = pd->route == SL_ROUTE_SHARE_JSON ? (pd->markdown ? "text/markdown; charset=utf-8"
+                                                                         : "application/json; charset=utf-8")
+                                                         : "text/html; charset=utf-8";
     if (e == NULL || sl_gw_is_method(req, "HEAD")) {
         /* HEAD: h2o_send_inline() knows to send the headers only */
         sl_gw_send(gw, req, 200, ctype, body, len);

@@ -19,7 +19,7 @@
 
 #include "gateway/internal/gateway.h"
 
-#define MAX_BODY (50u << 20)      /* compressed request body */
+#define MAX_BODY     (50u << 20)  /* compressed request body */
 #define MAX_INFLATED (256u << 20) /* after gzip */
 
 typedef enum { K_PUT, K_SIZES, K_HEAD, K_GET, K_DELETE, K_PROJECTS, K_SESSIONS } kind_t;
@@ -80,7 +80,8 @@ static void send_envelope(sl_gateway_t *gw, h2o_req_t *req, int status, const ms
     size_t outlen = 0;
     sl_gw_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
     if (sl_rpc_msgpack_to_json(sb->data, sb->size, &out, &outlen) != 0) {
-        sl_gw_send(gw, req, 500, "application/json", H2O_STRLIT("{\"success\":false,\"error\":\"internal error\"}"));
+        sl_gw_send(gw, req, 500, "application/json",
+                   H2O_STRLIT("{\"success\":false,\"error\":\"internal error\"}"));
         return;
     }
     sl_gw_send(gw, req, status, "application/json; charset=utf-8", out, outlen);
@@ -140,8 +141,8 @@ static void pack_list(msgpack_packer *pk, const char *key, const msgpack_object 
 }
 
 /* {"sessionId", "projectId"} of the URL and the answer's fields renamed by `names`. */
-static void pack_session(msgpack_packer *pk, const compat_t *c, const msgpack_object *ans, const char *const *names,
-                         size_t n)
+static void pack_session(msgpack_packer *pk, const compat_t *c, const msgpack_object *ans,
+                         const char *const *names, size_t n)
 {
     begin_ok(pk, 2 + n);
     pack_kv_str(pk, "sessionId", c->session);
@@ -149,15 +150,16 @@ static void pack_session(msgpack_packer *pk, const compat_t *c, const msgpack_ob
     pack_renamed(pk, ans, names, n);
 }
 
-static const char *const PROJECT_NAMES[] = {"id", "ext_id", "projectId", "project_id", "name", "name",
-                                            "icon", "icon", "color", "color", "sessionCount", "session_count"};
-static const char *const SESSION_NAMES[] = {"sessionId", "session_id", "title", "title",
+static const char *const PROJECT_NAMES[] = {"id",    "ext_id", "projectId",    "project_id",
+                                            "name",  "name",   "icon",         "icon",
+                                            "color", "color",  "sessionCount", "session_count"};
+static const char *const SESSION_NAMES[] = {"sessionId", "session_id", "title",  "title",
                                             "updatedAt", "updated_at", "public", "public"};
-static const char *const PUT_NAMES[] = {"created", "created", "version", "version",
-                                        "etag", "etag", "exchangeCount", "exchange_count"};
-static const char *const GET_NAMES[] = {"title", "title", "markdown", "markdown", "rawData", "raw_data",
-                                        "sessionData", "session_data", "metadata", "metadata", "etag", "etag",
-                                        "updatedAt", "updated_at"};
+static const char *const PUT_NAMES[] = {"created", "created", "version",       "version",
+                                        "etag",    "etag",    "exchangeCount", "exchange_count"};
+static const char *const GET_NAMES[] = {"title",    "title",       "markdown",     "markdown",  "rawData",
+                                        "raw_data", "sessionData", "session_data", "metadata",  "metadata",
+                                        "etag",     "etag",        "updatedAt",    "updated_at"};
 #define PAIRS(names) (sizeof(names) / sizeof(*(names)) / 2)
 
 static uint64_t size_of(const msgpack_object *sizes, const char *key)
@@ -177,7 +179,8 @@ static void add_number_header(h2o_req_t *req, const char *name, uint64_t v)
 static h2o_iovec_t str_field(const msgpack_object *ans, const char *key)
 {
     const msgpack_object *v = sl_rpc_field(ans, key);
-    return v && v->type == MSGPACK_OBJECT_STR ? h2o_iovec_init(v->via.str.ptr, v->via.str.size) : h2o_iovec_init("", 0);
+    return v && v->type == MSGPACK_OBJECT_STR ? h2o_iovec_init(v->via.str.ptr, v->via.str.size)
+                                              : h2o_iovec_init("", 0);
 }
 
 /* Answers a successful call. Returns 0 when the envelope in pk is to be sent with *status. */
@@ -336,7 +339,8 @@ static int inflate_body(const char *in, size_t len, char **out, size_t *outlen, 
 
 static int is_name_key(const msgpack_object_kv *kv)
 {
-    return kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 4 && memcmp(kv->key.via.str.ptr, "name", 4) == 0;
+    return kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 4 &&
+           memcmp(kv->key.via.str.ptr, "name", 4) == 0;
 }
 
 /* The metadata kept with the upload: the client's own, plus the session's file name ("name"). */
@@ -404,13 +408,14 @@ static int build_put(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, msgpac
         name = sl_rpc_field(&doc, "name");
         if (name && name->type != MSGPACK_OBJECT_STR)
             name = NULL;
-        const char *why = sl_rpc_get_str(&doc, "markdown", 1, SIZE_MAX, &md, &mdlen, m, sizeof(m)) != 1
-                              ? "field \"markdown\" (a string) is required"
-                          : sl_rpc_get_str(&doc, "projectId", 0, SIZE_MAX, &bpid, &bpidlen, m, sizeof(m)) == 1 &&
-                                  (bpidlen != strlen(c->project) || memcmp(bpid, c->project, bpidlen) != 0)
-                              ? "field \"projectId\" differs from the URL's"
-                          : meta && meta->type != MSGPACK_OBJECT_MAP ? "field \"metadata\" must be an object"
-                                                                     : NULL;
+        const char *why =
+            sl_rpc_get_str(&doc, "markdown", 1, SIZE_MAX, &md, &mdlen, m, sizeof(m)) != 1
+                ? "field \"markdown\" (a string) is required"
+            : sl_rpc_get_str(&doc, "projectId", 0, SIZE_MAX, &bpid, &bpidlen, m, sizeof(m)) == 1 &&
+                    (bpidlen != strlen(c->project) || memcmp(bpid, c->project, bpidlen) != 0)
+                ? "field \"projectId\" differs from the URL's"
+            : meta && meta->type != MSGPACK_OBJECT_MAP ? "field \"metadata\" must be an object"
+                                                       : NULL;
         if (why) {
             snprintf(msg, msglen, "%s", why);
             rc = -1;
@@ -421,7 +426,8 @@ static int build_put(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, msgpac
         msgpack_sbuffer_destroy(&sb);
         return 400;
     }
-    if (sl_rpc_get_str(&doc, "projectName", 0, SIZE_MAX, &pname, &pnamelen, m, sizeof(m)) != 1 || pnamelen == 0) {
+    if (sl_rpc_get_str(&doc, "projectName", 0, SIZE_MAX, &pname, &pnamelen, m, sizeof(m)) != 1 ||
+        pnamelen == 0) {
         pname = c->project;
         pnamelen = strlen(c->project);
     }
@@ -491,7 +497,8 @@ void sl_gw_specstory(sl_gateway_t *gw, h2o_req_t *req, const char *path, size_t 
         send_error(gw, req, 500, "out of memory");
         return;
     }
-    sl_compat_kind_t kind = sl_route_compat(path, len, c->project, sizeof(c->project), c->session, sizeof(c->session));
+    sl_compat_kind_t kind =
+        sl_route_compat(path, len, c->project, sizeof(c->project), c->session, sizeof(c->session));
     int route = -1, path_known = kind != SL_COMPAT_NONE;
     for (size_t i = 0; path_known && i < sizeof(ROUTES) / sizeof(ROUTES[0]); i++)
         if (ROUTES[i].path == kind && sl_gw_is_method(req, ROUTES[i].http))

@@ -128,9 +128,13 @@ static int walk(walker_t *w, unsigned depth, int want_str)
     if (t >= 0xa0 && t <= 0xbf)
         return take_bytes(w, t & 0x1f, 1);
     switch (t) {
-    case 0xc0: case 0xc2: case 0xc3:
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
         return 0; /* nil, false, true */
-    case 0xc4: case 0xc5: case 0xc6: { /* bin 8/16/32 */
+    case 0xc4:
+    case 0xc5:
+    case 0xc6: { /* bin 8/16/32 */
         size_t n = (size_t)1 << (t - 0xc4);
         if (need(w, n) != 0)
             return -1;
@@ -138,7 +142,9 @@ static int walk(walker_t *w, unsigned depth, int want_str)
         w->p += n;
         return take_bytes(w, len, 0);
     }
-    case 0xd9: case 0xda: case 0xdb: { /* str 8/16/32 */
+    case 0xd9:
+    case 0xda:
+    case 0xdb: { /* str 8/16/32 */
         size_t n = (size_t)1 << (t - 0xd9);
         if (need(w, n) != 0)
             return -1;
@@ -146,17 +152,24 @@ static int walk(walker_t *w, unsigned depth, int want_str)
         w->p += n;
         return take_bytes(w, len, 1);
     }
-    case 0xca: case 0xcc: case 0xd0:
+    case 0xca:
+    case 0xcc:
+    case 0xd0:
         if (t == 0xca)
             return need(w, 4) ? -1 : (w->p += 4, 0);
         return need(w, 1) ? -1 : (w->p += 1, 0);
-    case 0xcb: case 0xcf: case 0xd3:
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
         return need(w, 8) ? -1 : (w->p += 8, 0);
-    case 0xcd: case 0xd1:
+    case 0xcd:
+    case 0xd1:
         return need(w, 2) ? -1 : (w->p += 2, 0);
-    case 0xce: case 0xd2:
+    case 0xce:
+    case 0xd2:
         return need(w, 4) ? -1 : (w->p += 4, 0);
-    case 0xdc: case 0xdd: { /* array 16/32 */
+    case 0xdc:
+    case 0xdd: { /* array 16/32 */
         size_t n = t == 0xdc ? 2 : 4;
         if (need(w, n) != 0)
             return -1;
@@ -164,7 +177,8 @@ static int walk(walker_t *w, unsigned depth, int want_str)
         w->p += n;
         return take_container(w, count, 0, depth);
     }
-    case 0xde: case 0xdf: { /* map 16/32 */
+    case 0xde:
+    case 0xdf: { /* map 16/32 */
         size_t n = t == 0xde ? 2 : 4;
         if (need(w, n) != 0)
             return -1;

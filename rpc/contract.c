@@ -53,8 +53,8 @@ int sl_rpc_owner_path(const char *name, size_t len)
 /* ---- representations ---- */
 
 static const char *const rep_keys[SL_REP_COUNT] = {
-    [SL_REP_JSON] = "json", [SL_REP_JSON_GZ] = "json_gz", [SL_REP_HTML] = "html",
-    [SL_REP_HTML_GZ] = "html_gz", [SL_REP_MD] = "md", [SL_REP_MD_GZ] = "md_gz",
+    [SL_REP_JSON] = "json",       [SL_REP_JSON_GZ] = "json_gz", [SL_REP_HTML] = "html",
+    [SL_REP_HTML_GZ] = "html_gz", [SL_REP_MD] = "md",           [SL_REP_MD_GZ] = "md_gz",
 };
 
 const char *sl_rpc_rep_key(sl_rpc_rep_t r)
@@ -104,10 +104,12 @@ size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t
     return b.overflow ? 0 : b.len;
 }
 
-int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen, uint64_t *have_version)
+int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen,
+                                uint64_t *have_version)
 {
     char msg[8];
-    if (sl_rpc_get_str(req, "session_id", 1, 64, id, idlen, msg, sizeof(msg)) != 1 || !sl_rpc_id_valid(*id, *idlen))
+    if (sl_rpc_get_str(req, "session_id", 1, 64, id, idlen, msg, sizeof(msg)) != 1 ||
+        !sl_rpc_id_valid(*id, *idlen))
         return -1;
     const msgpack_object *hv = sl_rpc_field(req, "have_version");
     *have_version = hv && hv->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? hv->via.u64 : 0;

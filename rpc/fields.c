@@ -10,7 +10,8 @@ int sl_rpc_id_valid(const char *id, size_t len)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_'))
             return 0;
     }
     return 1;
@@ -63,7 +64,8 @@ int sl_rpc_get_str(const msgpack_object *map, const char *key, int required, siz
     return 1;
 }
 
-int sl_rpc_get_bool(const msgpack_object *map, const char *key, int required, int *out, char *msg, size_t msglen)
+int sl_rpc_get_bool(const msgpack_object *map, const char *key, int required, int *out, char *msg,
+                    size_t msglen)
 {
     const msgpack_object *o = sl_rpc_field(map, key);
     if (o == NULL)

@@ -31,7 +31,8 @@ static int pack_json(conv_t *c, msgpack_packer *pk, json_t *v, unsigned depth)
         msgpack_pack_map(pk, json_object_size(v));
         const char *key;
         json_t *val;
-        json_object_foreach(v, key, val) {
+        json_object_foreach(v, key, val)
+        {
             sl_rpc_pack_str(pk, key);
             if (pack_json(c, pk, val, depth + 1) != 0)
                 return -1;
@@ -46,7 +47,8 @@ static int pack_json(conv_t *c, msgpack_packer *pk, json_t *v, unsigned depth)
         size_t i;
         json_t *val;
         msgpack_pack_array(pk, json_array_size(v));
-        json_array_foreach(v, i, val) {
+        json_array_foreach(v, i, val)
+        {
             if (pack_json(c, pk, val, depth + 1) != 0)
                 return -1;
         }

@@ -43,9 +43,9 @@ int sl_rpc_code_http_status(sl_rpc_code_t code);
 /* ---- decoding limits ---- */
 
 typedef struct sl_rpc_limits {
-    size_t max_body;       /* bytes of one request body (msgpack or JSON), default 32 MiB */
-    unsigned max_depth;    /* nesting of maps/arrays, default 32 */
-    size_t max_elements;   /* objects in one request (all levels), default 1,000,000 */
+    size_t max_body;     /* bytes of one request body (msgpack or JSON), default 32 MiB */
+    unsigned max_depth;  /* nesting of maps/arrays, default 32 */
+    size_t max_elements; /* objects in one request (all levels), default 1,000,000 */
 } sl_rpc_limits_t;
 
 void sl_rpc_limits_default(sl_rpc_limits_t *l);
@@ -54,7 +54,8 @@ void sl_rpc_limits_default(sl_rpc_limits_t *l);
  * object that fills the buffer (no trailing bytes), the top level is a map, nesting and element
  * counts within the limits, every declared length/count fits in the bytes that remain, every str
  * is valid UTF-8, map keys are strings, no ext types. Returns 0, or -1 with a human message. */
-int sl_rpc_check_msgpack(const void *buf, size_t len, const sl_rpc_limits_t *limits, char *err, size_t errlen);
+int sl_rpc_check_msgpack(const void *buf, size_t len, const sl_rpc_limits_t *limits, char *err,
+                         size_t errlen);
 
 /* Converts a JSON object (UTF-8) to the equivalent msgpack map, appended to `out`; checks the same
  * limits (depth, element count, body size). Integers stay integers, JSON strings become msgpack
@@ -70,7 +71,7 @@ int sl_rpc_msgpack_to_json(const void *buf, size_t len, char **out, size_t *outl
 
 /* Owner RPCs are reachable from outside as POST /rpc/<SL_RPC_OWNER_SERVICE>/<Method>; the public
  * service is internal (the gateway calls it for public GETs) and never reachable from outside. */
-#define SL_RPC_OWNER_SERVICE "shareline.v1.Sessions"
+#define SL_RPC_OWNER_SERVICE  "shareline.v1.Sessions"
 #define SL_RPC_PUBLIC_SERVICE "shareline.v1.Public"
 
 typedef enum sl_rpc_method_id {
@@ -136,17 +137,19 @@ typedef struct sl_rpc_share {
     int found;
     int unchanged; /* found, and the caller's have_version is current: no representations */
     uint64_t version;
-    sl_rpc_bytes_t etag;               /* without quotes or variant suffix */
-    sl_rpc_bytes_t rep[SL_REP_COUNT];  /* found and not unchanged */
+    sl_rpc_bytes_t etag;              /* without quotes or variant suffix */
+    sl_rpc_bytes_t rep[SL_REP_COUNT]; /* found and not unchanged */
 } sl_rpc_share_t;
 
 /* Room for any request and for the not-found and unchanged answers. */
 #define SL_RPC_SHARE_SMALL_MAX 128
 
 /* Encodes a request into buf[0..cap); returns its length, 0 when cap is too small. */
-size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, uint64_t have_version);
+size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen,
+                                   uint64_t have_version);
 /* Reads a request: 0, or -1 when "session_id" is missing or not a possible id (sl_rpc_id_valid). */
-int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen, uint64_t *have_version);
+int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen,
+                                uint64_t *have_version);
 
 /* Packs an answer (found: the whole projection; !found; unchanged: the short form). */
 void sl_rpc_share_pack(msgpack_packer *pk, const sl_rpc_share_t *s);
@@ -182,8 +185,8 @@ int sl_rpc_has_method(const sl_rpc_server_t *srv, const char *name, size_t len);
 /* Calls a method. `body` (msgpack) and `auth` (the bearer token, or NULL) are copied. The body is
  * checked with sl_rpc_check_msgpack() first. `cb` is called exactly once — possibly before
  * sl_rpc_call() returns (bad input, unknown method, or a handler that answers at once). */
-void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth, size_t auth_len,
-                 const void *body, size_t len, sl_rpc_reply_cb cb, void *data);
+void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
+                 size_t auth_len, const void *body, size_t len, sl_rpc_reply_cb cb, void *data);
 
 /* ---- inside a handler ---- */
 

@@ -42,7 +42,7 @@ typedef struct method {
 
 /* Answered calls are kept for reuse (with their zone's first chunk and small buffers), so that the
  * public read path, one small call per GET, does not go through malloc for each. */
-#define CALL_FREE_MAX 64
+#define CALL_FREE_MAX   64
 #define CALL_KEEP_BYTES 4096 /* buffers larger than this are released, not kept */
 
 struct sl_rpc_server {
@@ -239,18 +239,20 @@ static int reserve(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth, size_t auth_len,
-                 const void *body, size_t len, sl_rpc_reply_cb cb, void *data)
+void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
+                 size_t auth_len, const void *body, size_t len, sl_rpc_reply_cb cb, void *data)
 {
     char msg[256];
     const method_t *m = find(srv, method, method_len);
     if (m == NULL) {
-        snprintf(msg, sizeof(msg), "unknown method \"%.*s\"", (int)(method_len > 100 ? 100 : method_len), method);
+        snprintf(msg, sizeof(msg), "unknown method \"%.*s\"", (int)(method_len > 100 ? 100 : method_len),
+                 method);
         answer_error(cb, data, SL_RPC_UNIMPLEMENTED, msg);
         return;
     }
     if (len > srv->limits.max_body) {
-        snprintf(msg, sizeof(msg), "body of %zu bytes exceeds the limit of %zu bytes", len, srv->limits.max_body);
+        snprintf(msg, sizeof(msg), "body of %zu bytes exceeds the limit of %zu bytes", len,
+                 srv->limits.max_body);
         answer_error(cb, data, SL_RPC_PAYLOAD_TOO_LARGE, msg);
         return;
     }

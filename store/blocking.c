@@ -34,8 +34,8 @@ sl_store_sync_t *sl_store_sync_open(const sl_store_config_t *cfg, sl_store_error
         sl_store_sync_close(db);
         return NULL;
     }
-    if (mysql_real_connect(db->m, sl_store__host(&c), c.user, c.password, c.database, c.port, sl_store__socket(&c),
-                           0) == NULL) {
+    if (mysql_real_connect(db->m, sl_store__host(&c), c.user, c.password, c.database, c.port,
+                           sl_store__socket(&c), 0) == NULL) {
         sl_store__error(err, mysql_errno(db->m), mysql_error(db->m));
         if (err && err->code != SL_STORE_E_CONN)
             err->code = SL_STORE_E_CONN; /* access denied, unknown database: still cannot connect */
@@ -128,4 +128,3 @@ done:
     free(binds);
     return rc;
 }
-

@@ -200,14 +200,16 @@ static void run_op(sl_store_conn_t *c, int status)
         r = start ? mysql_stmt_execute_start(&c->iret, st) : mysql_stmt_execute_cont(&c->iret, st, status);
         break;
     case OP_STORE:
-        r = start ? mysql_stmt_store_result_start(&c->iret, st) : mysql_stmt_store_result_cont(&c->iret, st, status);
+        r = start ? mysql_stmt_store_result_start(&c->iret, st)
+                  : mysql_stmt_store_result_cont(&c->iret, st, status);
         break;
     case OP_QUERY_TEXT:
         r = start ? mysql_real_query_start(&c->iret, c->m, c->sql, (unsigned long)strlen(c->sql))
                   : mysql_real_query_cont(&c->iret, c->m, status);
         break;
     case OP_STORE_TEXT:
-        r = start ? mysql_store_result_start(&c->rret, c->m) : mysql_store_result_cont(&c->rret, c->m, status);
+        r = start ? mysql_store_result_start(&c->rret, c->m)
+                  : mysql_store_result_cont(&c->rret, c->m, status);
         break;
     case OP_ROLLBACK:
         r = start ? mysql_rollback_start(&c->bret, c->m) : mysql_rollback_cont(&c->bret, c->m, status);
@@ -255,8 +257,8 @@ static void connect_done(sl_store_conn_t *c)
     c->op = OP_NONE;
     if (c->mret == NULL || c->timed_out) {
         if (c->timed_out)
-            sl_store__errorf(&s->last_connect_error, SL_STORE_E_CONN, "cannot connect to MariaDB: timed out after %u ms",
-                             s->cfg.connect_timeout_ms);
+            sl_store__errorf(&s->last_connect_error, SL_STORE_E_CONN,
+                             "cannot connect to MariaDB: timed out after %u ms", s->cfg.connect_timeout_ms);
         else {
             sl_store__error(&s->last_connect_error, mysql_errno(c->m), mysql_error(c->m));
             s->last_connect_error.code = SL_STORE_E_CONN;
@@ -483,7 +485,8 @@ void sl_store_exec(sl_store_conn_t *c, const char *sql, const sl_store_value_t *
         if (nparams != 0) {
             c->entry = NULL;
             sl_store_error_t e2;
-            sl_store__errorf(&e2, SL_STORE_E_QUERY, "statement cannot be prepared, so it cannot take parameters");
+            sl_store__errorf(&e2, SL_STORE_E_QUERY,
+                             "statement cannot be prepared, so it cannot take parameters");
             finish(c, NULL, &e2);
         } else {
             sl_store__begin(c, OP_QUERY_TEXT);
@@ -523,4 +526,3 @@ fail:
     sl_store__defer_query(s, cb, data, NULL, &err);
     s->depth--;
 }
-

@@ -24,7 +24,8 @@ int sl_store__options(MYSQL *m, const sl_store_config_t *cfg, int nonblock)
     if (mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "utf8mb4") != 0 ||
         mysql_optionsv(m, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'") != 0 ||
         mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &packet) != 0 ||
-        mysql_optionsv(m, MYSQL_OPT_LOCAL_INFILE, &zero) != 0 || mysql_optionsv(m, MYSQL_OPT_RECONNECT, &off) != 0 ||
+        mysql_optionsv(m, MYSQL_OPT_LOCAL_INFILE, &zero) != 0 ||
+        mysql_optionsv(m, MYSQL_OPT_RECONNECT, &off) != 0 ||
         mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s) != 0)
         return -1;
     if (nonblock && mysql_optionsv(m, MYSQL_OPT_NONBLOCK, 0) != 0)
@@ -77,7 +78,8 @@ void sl_store__error(sl_store_error_t *err, unsigned server_errno, const char *m
         code = SL_STORE_E_CONN;
     err->code = code;
     err->server_errno = server_errno;
-    snprintf(err->message, sizeof(err->message), "%s", message && *message ? message : "unknown MariaDB error");
+    snprintf(err->message, sizeof(err->message), "%s",
+             message && *message ? message : "unknown MariaDB error");
 }
 
 int sl_store__bind(MYSQL_STMT *stmt, const sl_store_value_t *params, size_t nparams, MYSQL_BIND *binds,
@@ -345,4 +347,3 @@ sl_store_value_t *sl_store__copy_params(const sl_store_value_t *params, size_t n
     }
     return copy;
 }
-

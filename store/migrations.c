@@ -178,7 +178,8 @@ int sl_store_migrate(sl_store_sync_t *db, sl_store_error_t *err)
     /* Several nodes may start at once: one migrates, the others wait for it and find nothing to do. */
     if (sl_store_sync_exec(db, SQL_LOCK, NULL, 0, &r, err) != 0)
         return -1;
-    int locked = r->nrows == 1 && sl_store_cell(r, 0, 0)->type == SL_STORE_INT && sl_store_cell(r, 0, 0)->i == 1;
+    int locked =
+        r->nrows == 1 && sl_store_cell(r, 0, 0)->type == SL_STORE_INT && sl_store_cell(r, 0, 0)->i == 1;
     sl_store_result_free(r);
     if (!locked) {
         sl_store__errorf(err, SL_STORE_E_TIMEOUT, "another node held the migration lock for 60 s");
@@ -202,7 +203,8 @@ int sl_store_migrate(sl_store_sync_t *db, sl_store_error_t *err)
             if (sl_store_sync_exec(db, *step, NULL, 0, NULL, err) != 0) {
                 if (err) {
                     char msg[sizeof(err->message)];
-                    snprintf(msg, sizeof(msg), "migration %d (%.40s): %.180s", m->version, m->name, err->message);
+                    snprintf(msg, sizeof(msg), "migration %d (%.40s): %.180s", m->version, m->name,
+                             err->message);
                     memcpy(err->message, msg, sizeof(msg));
                 }
                 goto unlock;

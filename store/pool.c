@@ -12,7 +12,6 @@
 
 /* ---- deferred completions ---- */
 
-
 static void defer(sl_store_t *s, deferred_t *d)
 {
     d->next = NULL;
@@ -28,7 +27,7 @@ static void defer(sl_store_t *s, deferred_t *d)
 }
 
 void sl_store__defer_query(sl_store_t *s, sl_store_query_cb cb, void *data, sl_store_result_t *res,
-                        const sl_store_error_t *err)
+                           const sl_store_error_t *err)
 {
     deferred_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
@@ -103,7 +102,6 @@ void sl_store__fail_waiters(sl_store_t *s, const sl_store_error_t *err)
     uv_timer_stop(&s->acquire_timer);
 }
 
-
 static void on_acquire_timer(uv_timer_t *t);
 
 static void arm_acquire_timer(sl_store_t *s)
@@ -113,7 +111,8 @@ static void arm_acquire_timer(sl_store_t *s)
         return;
     }
     uint64_t now = uv_now(s->loop);
-    uv_timer_start(&s->acquire_timer, on_acquire_timer, s->whead->deadline > now ? s->whead->deadline - now : 0, 0);
+    uv_timer_start(&s->acquire_timer, on_acquire_timer,
+                   s->whead->deadline > now ? s->whead->deadline - now : 0, 0);
 }
 
 static void on_acquire_timer(uv_timer_t *t)
@@ -169,7 +168,8 @@ static void on_health_timer(uv_timer_t *t)
         c->iret = 0;
         c->bret = 0;
         c->last_used = now;
-        c->deadline = now + (s->cfg.query_timeout_ms < PING_TIMEOUT_MS ? s->cfg.query_timeout_ms : PING_TIMEOUT_MS);
+        c->deadline =
+            now + (s->cfg.query_timeout_ms < PING_TIMEOUT_MS ? s->cfg.query_timeout_ms : PING_TIMEOUT_MS);
         sl_store__begin(c, OP_PING);
     }
 }

@@ -47,8 +47,8 @@ struct sl_core {
 
 sl_store_conn_t *sl_await_acquire(sl_store_t *s, sl_store_error_t *err);
 /* Returns the result (caller frees) or NULL with err filled. */
-sl_store_result_t *sl_await_exec(sl_store_conn_t *c, const char *sql, const sl_store_value_t *params, size_t n,
-                                 sl_store_error_t *err);
+sl_store_result_t *sl_await_exec(sl_store_conn_t *c, const char *sql, const sl_store_value_t *params,
+                                 size_t n, sl_store_error_t *err);
 sl_store_result_t *sl_await_query(sl_store_t *s, const char *sql, const sl_store_value_t *params, size_t n,
                                   sl_store_error_t *err);
 
@@ -69,7 +69,8 @@ void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
                            const void *payload, size_t len, sl_proj_reply_t *out);
 void sl_await_sleep(uv_loop_t *loop, unsigned ms);
 /* sl_coh_invalidate, awaited; out->status SL_CACHE_OK when every node forgot id. */
-void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_reply_t *out);
+void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version,
+                             sl_proj_reply_t *out);
 
 /* ---- the caller ---- */
 

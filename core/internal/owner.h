@@ -98,8 +98,8 @@ typedef struct sl_locked {
  * not_found and returns -1. With allow_absent an unknown id is s->exists == 0. */
 int sl_op_lock_session(sl_op_t *op, const char *id, size_t idlen, int allow_absent, sl_locked_t *s);
 /* Fills s from a row already locked by the caller (id, version, is_public, deleted, cache_dirty). */
-void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public, int deleted,
-                       int dirty);
+void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public,
+                       int deleted, int dirty);
 /* Before the change's statements: the MARK when the session goes through Redis. On error answers
  * (unavailable: nothing was changed) and returns -1. */
 int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int becomes_public);
@@ -159,18 +159,19 @@ typedef struct sl_col {
 size_t sl_cols_answered(const sl_col_t *cols, size_t ncols);
 /* Packs the key/value pairs of row, cols[i] describing column first + i (no map header: the caller
  * counts sl_cols_answered()). */
-void sl_pack_cols(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t first, const sl_col_t *cols,
-                  size_t ncols);
+void sl_pack_cols(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t first,
+                  const sl_col_t *cols, size_t ncols);
 /* A map of the answered columns of row. */
-void sl_pack_row(msgpack_packer *pk, const sl_store_result_t *r, size_t row, const sl_col_t *cols, size_t ncols);
+void sl_pack_row(msgpack_packer *pk, const sl_store_result_t *r, size_t row, const sl_col_t *cols,
+                 size_t ncols);
 /* One cell as a string (nil when NULL or not text). */
 void sl_pack_cell_str(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t col);
 
 /* ---- the methods (one file per capability) ---- */
 
-void sl_owner_sync_session(sl_op_t *op);       /* sync.c */
-void sl_owner_append_exchanges(sl_op_t *op);   /* sync.c */
-void sl_owner_set_visibility(sl_op_t *op);     /* sharing.c */
+void sl_owner_sync_session(sl_op_t *op);     /* sync.c */
+void sl_owner_append_exchanges(sl_op_t *op); /* sync.c */
+void sl_owner_set_visibility(sl_op_t *op);   /* sharing.c */
 void sl_owner_set_exchanges_hidden(sl_op_t *op);
 void sl_owner_get_share_settings(sl_op_t *op);
 void sl_owner_preview_as_viewer(sl_op_t *op);
@@ -178,11 +179,11 @@ void sl_owner_update_session_title(sl_op_t *op); /* edits.c */
 void sl_owner_update_exchange_title(sl_op_t *op);
 void sl_owner_delete_exchange(sl_op_t *op);
 void sl_owner_delete_session(sl_op_t *op);
-void sl_owner_get_session(sl_op_t *op);        /* reads.c */
+void sl_owner_get_session(sl_op_t *op); /* reads.c */
 void sl_owner_export_session(sl_op_t *op);
 void sl_owner_session_sizes(sl_op_t *op);
-void sl_owner_list_sessions(sl_op_t *op);      /* search.c */
-void sl_owner_list_projects(sl_op_t *op);      /* projects.c */
+void sl_owner_list_sessions(sl_op_t *op); /* search.c */
+void sl_owner_list_projects(sl_op_t *op); /* projects.c */
 void sl_owner_update_project(sl_op_t *op);
 
 /* The ETag of an upload: the first 128 bits of the markdown's SHA-256, quoted. The same bytes

@@ -8,7 +8,7 @@
 
 /* A built projection: the payload stored in Redis (msgpack map, see core.h), malloc'd. */
 typedef struct sl_projection {
-    int found;        /* 0: the session is not visible (TOMB) */
+    int found; /* 0: the session is not visible (TOMB) */
     uint64_t version;
     char *payload;
     size_t len;
@@ -21,8 +21,8 @@ typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
 /* Reads the rows (one statement, so one consistent snapshot) and builds the projection. Runs inside
  * a task. conn may be NULL (then a connection of `store` is used for the one statement). Returns 0,
  * or -1 with err filled (store errors only). */
-int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view, const char *id,
-                       size_t idlen, sl_projection_t *out, sl_store_error_t *err);
+int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
+                       const char *id, size_t idlen, sl_projection_t *out, sl_store_error_t *err);
 void sl_projection_free(sl_projection_t *p);
 
 /* ---- invalidation (publish.c) ---- */

@@ -12,13 +12,13 @@
 #include <stddef.h>
 
 typedef struct sl_specstory_exchange {
-    char *title;       /* default title from the prompt's first non-empty line (<= 120 bytes, valid
+    char *title;  /* default title from the prompt's first non-empty line (<= 120 bytes, valid
                           UTF-8, never NULL; "Untitled exchange" when the prompt is empty) */
-    char *prompt;      /* NUL-terminated; prompt_len excludes the NUL */
+    char *prompt; /* NUL-terminated; prompt_len excludes the NUL */
     size_t prompt_len;
-    char *response;    /* NUL-terminated; response_len excludes the NUL */
+    char *response; /* NUL-terminated; response_len excludes the NUL */
     size_t response_len;
-    char *created_at;  /* "YYYY-MM-DDTHH:MM:SSZ" from the user turn's header, or NULL */
+    char *created_at; /* "YYYY-MM-DDTHH:MM:SSZ" from the user turn's header, or NULL */
 } sl_specstory_exchange_t;
 
 typedef struct sl_specstory_doc {

@@ -30,8 +30,8 @@ struct sl_gateway {
     uv_tcp_t listener;
     SSL_CTX *ssl;
     uint64_t requests[SL_GW_ROUTES];
-    uint64_t status_class[6]; /* index: status / 100 */
-    uint64_t aborted;         /* answers dropped because the client had gone */
+    uint64_t status_class[6];                           /* index: status / 100 */
+    uint64_t aborted;                                   /* answers dropped because the client had gone */
     uint64_t conns_open, conns_accepted, conns_refused; /* client connections */
     struct sl_copies *copies;                           /* copies of projections (copies.c) */
 };
@@ -42,7 +42,8 @@ void sl_gw_count_status(sl_gateway_t *gw, int status);
 void sl_gw_add_header(h2o_req_t *req, const h2o_token_t *token, const char *value, size_t len);
 void sl_gw_add_header_str(h2o_req_t *req, const char *name, const char *value);
 /* status, Content-Type (when ctype), Content-Length and the body (copied); HEAD sends no body. */
-void sl_gw_send(sl_gateway_t *gw, h2o_req_t *req, int status, const char *ctype, const char *body, size_t len);
+void sl_gw_send(sl_gateway_t *gw, h2o_req_t *req, int status, const char *ctype, const char *body,
+                size_t len);
 /* {"code": <name>, "message": msg} with the code's HTTP status. msg must be ours (no quotes or
  * control characters): it is embedded as is. */
 void sl_gw_send_error(sl_gateway_t *gw, h2o_req_t *req, sl_rpc_code_t code, const char *msg);
@@ -74,14 +75,14 @@ int sl_gw_is_method(h2o_req_t *req, const char *method);
  * The answer is then dropped. */
 typedef struct sl_pending {
     sl_gateway_t *gw;
-    h2o_req_t *req;            /* NULL once the request was disposed (client gone) */
-    struct sl_pending **slot;  /* lives in the request pool; cleared when we finish first */
+    h2o_req_t *req;           /* NULL once the request was disposed (client gone) */
+    struct sl_pending **slot; /* lives in the request pool; cleared when we finish first */
     sl_route_kind_t route;
-    int json;                  /* owner rpc: answer in JSON */
-    int gzip;                  /* public: the client accepts gzip */
-    int markdown;              /* public JSON route: the client asked for text/markdown */
-    uint64_t have_version;     /* public: the version of our copy sent to the core (0: none) */
-    void *ctx;                 /* the SpecStory API's call */
+    int json;              /* owner rpc: answer in JSON */
+    int gzip;              /* public: the client accepts gzip */
+    int markdown;          /* public JSON route: the client asked for text/markdown */
+    uint64_t have_version; /* public: the version of our copy sent to the core (0: none) */
+    void *ctx;             /* the SpecStory API's call */
     size_t idlen;
     char id[65];
 } sl_pending_t;

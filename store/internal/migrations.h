@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 typedef struct sl_store_migration {
-    int version;              /* strictly increasing, never reused */
+    int version; /* strictly increasing, never reused */
     const char *name;
     const char *const *steps; /* statements, NULL-terminated; each runs on its own */
 } sl_store_migration_t;

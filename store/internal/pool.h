@@ -8,10 +8,10 @@
 
 #include "store/internal/store.h"
 
-#define RECONNECT_MIN_MS 50
-#define RECONNECT_MAX_MS 2000
+#define RECONNECT_MIN_MS   50
+#define RECONNECT_MAX_MS   2000
 #define HEALTH_INTERVAL_MS 1000
-#define PING_TIMEOUT_MS 2000
+#define PING_TIMEOUT_MS    2000
 
 typedef enum cstate {
     C_DOWN,       /* not connected; the timer schedules the next attempt */
@@ -37,7 +37,7 @@ typedef enum op {
 typedef struct stmt_entry {
     const char *sql; /* cache key: the pointer (SQL text lives as long as the store) */
     MYSQL_STMT *stmt;
-    int text;        /* the server will not prepare it: run it with the text protocol */
+    int text; /* the server will not prepare it: run it with the text protocol */
 } stmt_entry_t;
 
 struct sl_store_conn {
@@ -47,8 +47,8 @@ struct sl_store_conn {
     uv_timer_t timer;
     cstate_t state;
     op_t op;
-    int broken;      /* a connection error happened: re-make before lending again */
-    int timed_out;   /* the current operation hit its deadline */
+    int broken;    /* a connection error happened: re-make before lending again */
+    int timed_out; /* the current operation hit its deadline */
     int ever_connected;
     int release_after; /* released while a statement was running */
     unsigned backoff_ms;

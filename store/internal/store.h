@@ -10,9 +10,9 @@
 #include "store/store.h"
 
 /* MariaDB error numbers we act on (mysqld_error.h / errmsg.h). */
-#define SL_ER_DUP_ENTRY 1062
+#define SL_ER_DUP_ENTRY         1062
 #define SL_ER_LOCK_WAIT_TIMEOUT 1205
-#define SL_ER_UNSUPPORTED_PS 1295
+#define SL_ER_UNSUPPORTED_PS    1295
 #define SL_ER_STATEMENT_TIMEOUT 1969
 
 /* Applies the options every connection uses: utf8mb4, UTC session time zone, a 256 MiB packet

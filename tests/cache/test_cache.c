@@ -72,8 +72,10 @@ static void on_proj(const sl_proj_reply_t *r, void *data)
 {
     outcome_t *o = data;
     o->called++;
-    if (!o->returned) o->sync_call = 1;
-    if (o->loop) o->at = uv_now(o->loop);
+    if (!o->returned)
+        o->sync_call = 1;
+    if (o->loop)
+        o->at = uv_now(o->loop);
     o->proj = *r;
     if (r->payload && r->len < sizeof(o->payload)) {
         memcpy(o->payload, r->payload, r->len);
@@ -87,8 +89,10 @@ static void on_gen(const sl_cache_reply_t *r, void *data)
 {
     outcome_t *o = data;
     o->called++;
-    if (!o->returned) o->sync_call = 1;
-    if (o->loop) o->at = uv_now(o->loop);
+    if (!o->returned)
+        o->sync_call = 1;
+    if (o->loop)
+        o->at = uv_now(o->loop);
     o->gen = *r;
     if (r->str && r->len < sizeof(o->str)) {
         memcpy(o->str, r->str, r->len);
@@ -517,7 +521,8 @@ static pid_t start_redis(unsigned port, const char *unix_path)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127); /* the parent is already gone */
+        if (getppid() != parent)
+            _exit(127); /* the parent is already gone */
         char p[16];
         snprintf(p, sizeof(p), "%u", port);
         int fd = open("/dev/null", O_WRONLY);
@@ -545,7 +550,8 @@ static pid_t start_redis(unsigned port, const char *unix_path)
 static void stop_redis(pid_t pid)
 {
     for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++)
-        if (servers[i] == pid) servers[i] = 0;
+        if (servers[i] == pid)
+            servers[i] = 0;
     kill(pid, SIGCONT);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -554,7 +560,8 @@ static void stop_redis(pid_t pid)
 static void stop_all_redis(void)
 {
     for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++)
-        if (servers[i] != 0) stop_redis(servers[i]);
+        if (servers[i] != 0)
+            stop_redis(servers[i]);
 }
 
 static int teardown_servers(void **state)

@@ -67,8 +67,8 @@ static void start_private(unsigned port)
         int devnull = open("/dev/null", 1);
         dup2(devnull, 1);
         dup2(devnull, 2);
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-               "no", (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", (char *)NULL);
         _exit(127);
     }
 }
@@ -312,9 +312,10 @@ static void test_silent_node_waited_out(void **state)
     assert_true(pump_until(&loop, 3000, coherent, a.coh));
     char key[128];
     snprintf(key, sizeof(key), "%snodes", prefix);
-    const char *script = "local t = redis.call('TIME') "
-                         "redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 700, "
-                         "'silentnode') return 'ok'";
+    const char *script =
+        "local t = redis.call('TIME') "
+        "redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 700, "
+        "'silentnode') return 'ok'";
     const char *argv[] = {"EVAL", script, "1", key};
     size_t lens[] = {4, strlen(script), 1, strlen(key)};
     gen_t g = {0};

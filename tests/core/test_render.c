@@ -48,15 +48,15 @@ static char *escape(const char *s, size_t n)
     return o.p;
 }
 
-#define assert_has(html, needle)                                                                                \
-    do {                                                                                                        \
-        if (strstr((html), (needle)) == NULL)                                                                   \
-            fail_msg("expected [%s] in [%s]", (needle), (html));                                                \
+#define assert_has(html, needle)                                                                             \
+    do {                                                                                                     \
+        if (strstr((html), (needle)) == NULL)                                                                \
+            fail_msg("expected [%s] in [%s]", (needle), (html));                                             \
     } while (0)
-#define assert_lacks(html, needle)                                                                              \
-    do {                                                                                                        \
-        if (strstr((html), (needle)) != NULL)                                                                   \
-            fail_msg("unexpected [%s] in [%s]", (needle), (html));                                              \
+#define assert_lacks(html, needle)                                                                           \
+    do {                                                                                                     \
+        if (strstr((html), (needle)) != NULL)                                                                \
+            fail_msg("unexpected [%s] in [%s]", (needle), (html));                                           \
     } while (0)
 
 static void test_escape_every_special_byte(void **state)
@@ -91,8 +91,13 @@ static void test_text_and_code_escaped(void **state)
 
 static void test_only_safe_link_schemes(void **state)
 {
-    const char *bad[] = {"javascript:alert(1)", "JaVaScRiPt:alert(1)", "java\tscript:alert(1)", " javascript:x",
-                         "data:text/html,<script>x</script>", "vbscript:x", "file:///etc/passwd"};
+    const char *bad[] = {"javascript:alert(1)",
+                         "JaVaScRiPt:alert(1)",
+                         "java\tscript:alert(1)",
+                         " javascript:x",
+                         "data:text/html,<script>x</script>",
+                         "vbscript:x",
+                         "file:///etc/passwd"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char md[200];
         snprintf(md, sizeof(md), "[click](%s)\n", bad[i]);
@@ -101,7 +106,11 @@ static void test_only_safe_link_schemes(void **state)
         assert_has(h, "click");
         free(h);
     }
-    const char *good[] = {"https://example.com/a?b=1&c=2", "http://x.y/", "mailto:a@b.c", "#exchange-2", "/docs/x",
+    const char *good[] = {"https://example.com/a?b=1&c=2",
+                          "http://x.y/",
+                          "mailto:a@b.c",
+                          "#exchange-2",
+                          "/docs/x",
                           "relative/path"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         char md[200];
@@ -133,10 +142,11 @@ static void test_images_are_never_loaded(void **state)
 
 static void test_tool_think_details_become_collapsed_details(void **state)
 {
-    char *h = render("before\n\n<tool-use data-tool-type=\"shell\" data-tool-name=\"Bash\"><details>\n"
-                     "<summary>Run <b>tests</b></summary>\n\n```\nmake test\n```\n</details></tool-use>\n\n"
-                     "<think><details><summary>Thinking</summary>\nhmm <script>x</script>\n</details></think>\n\n"
-                     "after\n");
+    char *h =
+        render("before\n\n<tool-use data-tool-type=\"shell\" data-tool-name=\"Bash\"><details>\n"
+               "<summary>Run <b>tests</b></summary>\n\n```\nmake test\n```\n</details></tool-use>\n\n"
+               "<think><details><summary>Thinking</summary>\nhmm <script>x</script>\n</details></think>\n\n"
+               "after\n");
     assert_has(h, "<details class=\"tool\"");
     assert_has(h, "<details class=\"think\"");
     assert_lacks(h, " open");
@@ -153,7 +163,8 @@ static void test_tool_think_details_become_collapsed_details(void **state)
 
 static void test_tool_name_attribute_is_escaped(void **state)
 {
-    char *h = render("<tool-use data-tool-type=\"x\" data-tool-name=\"a&quot;><script>x</script>\">body</tool-use>\n");
+    char *h = render(
+        "<tool-use data-tool-type=\"x\" data-tool-name=\"a&quot;><script>x</script>\">body</tool-use>\n");
     assert_lacks(h, "<script");
     free(h);
 }

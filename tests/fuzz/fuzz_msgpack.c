@@ -23,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msgpack_zone_init(&zone, 2048);
     msgpack_object obj;
     size_t off = 0;
-    if (msgpack_unpack((const char *)data, size, &off, &zone, &obj) != MSGPACK_UNPACK_SUCCESS || off != size ||
-        obj.type != MSGPACK_OBJECT_MAP)
+    if (msgpack_unpack((const char *)data, size, &off, &zone, &obj) != MSGPACK_UNPACK_SUCCESS ||
+        off != size || obj.type != MSGPACK_OBJECT_MAP)
         abort();
     /* the field readers on every key, with each type */
     for (uint32_t i = 0; i < obj.via.map.size; i++) {
@@ -41,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int b;
         int64_t v;
         char msg[128];
-        if (sl_rpc_get_str(&obj, key, 0, 1u << 20, &s, &slen, msg, sizeof(msg)) == 1 && !sl_rpc_utf8_valid(s, slen))
+        if (sl_rpc_get_str(&obj, key, 0, 1u << 20, &s, &slen, msg, sizeof(msg)) == 1 &&
+            !sl_rpc_utf8_valid(s, slen))
             abort();
         sl_rpc_get_bool(&obj, key, 1, &b, msg, sizeof(msg));
         sl_rpc_get_i64(&obj, key, 1, INT64_MIN, INT64_MAX, &v, msg, sizeof(msg));

@@ -14,7 +14,8 @@ static void check_segment(const char *s, int n, size_t cap)
 {
     if (n < 0)
         return;
-    if (n == 0 || (size_t)n >= cap || s[n] != '\0' || strlen(s) != (size_t)n || !sl_rpc_utf8_valid(s, (size_t)n))
+    if (n == 0 || (size_t)n >= cap || s[n] != '\0' || strlen(s) != (size_t)n ||
+        !sl_rpc_utf8_valid(s, (size_t)n))
         abort();
     for (int i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
@@ -39,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (r.kind == SL_ROUTE_COMPAT) {
         char project[201], session[65];
-        sl_compat_kind_t k = sl_route_compat(r.rest, r.rest_len, project, sizeof(project), session, sizeof(session));
+        sl_compat_kind_t k =
+            sl_route_compat(r.rest, r.rest_len, project, sizeof(project), session, sizeof(session));
         if (k == SL_COMPAT_SESSIONS || k == SL_COMPAT_SIZES || k == SL_COMPAT_SESSION)
             check_segment(project, (int)strlen(project), sizeof(project));
         if (k == SL_COMPAT_SESSION)

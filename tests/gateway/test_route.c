@@ -61,9 +61,9 @@ static void test_share_ids(void **state)
     assert_true(sl_route_share_id_valid(id, 64));
     assert_false(sl_route_share_id_valid(id, 65));
     assert_false(sl_route_share_id_valid("", 0));
-    static const char *const bad[] = {"..",      "../x",     "a/b",  "a%2fb", "%2e%2e", "a b", "a\\b",
-                                      "a.b",     "é",        "a?b",  "a#b",   "~root",  "a;b", "a:b",
-                                      "....//x", "..%5c..", "%00"};
+    static const char *const bad[] = {"..",   "../x", "a/b",     "a%2fb",   "%2e%2e", "a b",
+                                      "a\\b", "a.b",  "é",       "a?b",     "a#b",    "~root",
+                                      "a;b",  "a:b",  "....//x", "..%5c..", "%00"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_false(sl_route_share_id_valid(bad[i], strlen(bad[i])));
     assert_false(sl_route_share_id_valid("a\0b", 3));
@@ -90,11 +90,11 @@ static void test_segment(void **state)
     assert_string_equal(out, "a%");
     assert_int_equal(sl_route_segment("a%4", 3, out, sizeof(out)), 3);
     assert_int_equal(sl_route_segment("%zz", 3, out, sizeof(out)), 3);
-    assert_int_equal(sl_route_segment("%00", 3, out, sizeof(out)), -1);    /* NUL */
-    assert_int_equal(sl_route_segment("a%0a", 4, out, sizeof(out)), -1);   /* newline */
-    assert_int_equal(sl_route_segment("%7f", 3, out, sizeof(out)), -1);    /* DEL */
-    assert_int_equal(sl_route_segment("%c3%a9", 6, out, sizeof(out)), 2);  /* é */
-    assert_int_equal(sl_route_segment("%c3", 3, out, sizeof(out)), -1);    /* broken UTF-8 */
+    assert_int_equal(sl_route_segment("%00", 3, out, sizeof(out)), -1);   /* NUL */
+    assert_int_equal(sl_route_segment("a%0a", 4, out, sizeof(out)), -1);  /* newline */
+    assert_int_equal(sl_route_segment("%7f", 3, out, sizeof(out)), -1);   /* DEL */
+    assert_int_equal(sl_route_segment("%c3%a9", 6, out, sizeof(out)), 2); /* é */
+    assert_int_equal(sl_route_segment("%c3", 3, out, sizeof(out)), -1);   /* broken UTF-8 */
     assert_int_equal(sl_route_segment("%ff", 3, out, sizeof(out)), -1);
     assert_int_equal(sl_route_segment("", 0, out, sizeof(out)), -1);
     assert_int_equal(sl_route_segment("0123456789abcdef", 16, out, sizeof(out)), -1); /* too long */
@@ -119,8 +119,8 @@ static void test_compat(void **state)
     assert_int_equal(COMPAT("/proj"), SL_COMPAT_NONE);
     assert_int_equal(COMPAT("/proj/"), SL_COMPAT_NONE);
     assert_int_equal(COMPAT("/proj/other"), SL_COMPAT_NONE);
-    assert_int_equal(COMPAT("//sessions"), SL_COMPAT_NONE);          /* empty project */
-    assert_int_equal(COMPAT("/%00/sessions"), SL_COMPAT_NONE);       /* NUL */
+    assert_int_equal(COMPAT("//sessions"), SL_COMPAT_NONE);    /* empty project */
+    assert_int_equal(COMPAT("/%00/sessions"), SL_COMPAT_NONE); /* NUL */
     assert_int_equal(COMPAT("/p/sessions/%00"), SL_COMPAT_NONE);
     assert_int_equal(COMPAT("/p/sessionsX"), SL_COMPAT_NONE);
     assert_int_equal(COMPAT("x/sessions"), SL_COMPAT_NONE);

@@ -86,7 +86,8 @@ static void raise_nofile(unsigned need)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < need + 64) {
-        fprintf(stderr, "hostile: the fd limit is %lu, %u are needed\n", (unsigned long)rl.rlim_cur, need + 64);
+        fprintf(stderr, "hostile: the fd limit is %lu, %u are needed\n", (unsigned long)rl.rlim_cur,
+                need + 64);
         exit(1);
     }
 }
@@ -126,8 +127,8 @@ static size_t hpack_int(uint8_t *b, uint8_t first, int nbits, size_t v)
 static size_t get_block(uint8_t *b, const char *path)
 {
     size_t k = 0, n = strlen(path);
-    b[k++] = 0x82; /* :method GET */
-    b[k++] = 0x86; /* :scheme http */
+    b[k++] = 0x82;                     /* :method GET */
+    b[k++] = 0x86;                     /* :scheme http */
     k += hpack_int(b + k, 0x00, 4, 4); /* literal without indexing, name :path */
     k += hpack_int(b + k, 0x00, 7, n);
     memcpy(b + k, path, n);
@@ -190,11 +191,11 @@ static int h2_drain(int fd, double secs, int consume, h2stats_t *st)
                     uint32_t sid = (uint32_t)(buf[off + 5] & 0x7f) << 24 | (uint32_t)buf[off + 6] << 16 |
                                    (uint32_t)buf[off + 7] << 8 | buf[off + 8];
                     size_t k = frame_head(w, 4, 8, 0, 0);
-                    w[k++] = (uint8_t)(len >> 24), w[k++] = (uint8_t)(len >> 16), w[k++] = (uint8_t)(len >> 8),
-                    w[k++] = (uint8_t)len;
+                    w[k++] = (uint8_t)(len >> 24), w[k++] = (uint8_t)(len >> 16),
+                    w[k++] = (uint8_t)(len >> 8), w[k++] = (uint8_t)len;
                     k += frame_head(w + k, 4, 8, 0, sid);
-                    w[k++] = (uint8_t)(len >> 24), w[k++] = (uint8_t)(len >> 16), w[k++] = (uint8_t)(len >> 8),
-                    w[k++] = (uint8_t)len;
+                    w[k++] = (uint8_t)(len >> 24), w[k++] = (uint8_t)(len >> 16),
+                    w[k++] = (uint8_t)(len >> 8), w[k++] = (uint8_t)len;
                     send_all(fd, w, k);
                 }
             }
@@ -205,7 +206,8 @@ static int h2_drain(int fd, double secs, int consume, h2stats_t *st)
             if (type == 7) {
                 st->goaway++;
                 if (len >= 8)
-                    st->goaway_error = (uint32_t)pl[4] << 24 | (uint32_t)pl[5] << 16 | (uint32_t)pl[6] << 8 | pl[7];
+                    st->goaway_error =
+                        (uint32_t)pl[4] << 24 | (uint32_t)pl[5] << 16 | (uint32_t)pl[6] << 8 | pl[7];
             }
             if (type == 4 && !(flags & 1) && consume) {
                 uint8_t a[9];
@@ -222,10 +224,11 @@ static int h2_drain(int fd, double secs, int consume, h2stats_t *st)
 
 static void print_h2(const char *what, const h2stats_t *st, int closed, double secs)
 {
-    printf("%s: %u HEADERS, %zu DATA bytes, %u RST_STREAM, %u PING acks, %u GOAWAY (error %u); connection %s; "
-           "%.2f s\n",
-           what, st->headers, st->data, st->rst, st->pings, st->goaway, st->goaway_error,
-           closed ? "closed by the server" : "still open", secs);
+    printf(
+        "%s: %u HEADERS, %zu DATA bytes, %u RST_STREAM, %u PING acks, %u GOAWAY (error %u); connection %s; "
+        "%.2f s\n",
+        what, st->headers, st->data, st->rst, st->pings, st->goaway, st->goaway_error,
+        closed ? "closed by the server" : "still open", secs);
 }
 
 /* ---- modes ---- */
@@ -267,7 +270,11 @@ static int mode_idle(unsigned n, double secs, int h2)
 static int mode_slowloris(unsigned n, double secs)
 {
     raise_nofile(n);
-    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char req[] =
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     int *fds = calloc(n, sizeof(*fds));
     double *closed_at = calloc(n, sizeof(*closed_at));
     size_t sent = 0;
@@ -302,7 +309,8 @@ static int mode_slowloris(unsigned n, double secs)
             if (closed_at[i] > last)
                 last = closed_at[i];
         }
-    printf("slowloris: %u connections, %zu header bytes each sent one every 200 ms; %u closed by the server, the "
+    printf("slowloris: %u connections, %zu header bytes each sent one every 200 ms; %u closed by the server, "
+           "the "
            "last after %.1f s; %u still open after %.1f s\n",
            n, sent < sizeof(req) - 1 ? sent : sizeof(req) - 1, closed, last, n - closed, now() - t0);
     for (unsigned i = 0; i < n; i++)
@@ -332,8 +340,9 @@ static int mode_bigheader1(void)
     if (r > 0)
         resp[r] = 0;
     resp[strcspn(resp, "\r\n")] = 0;
-    printf("bigheader1: 1 MiB header %s; answer: %s; %.2f s\n", sent ? "sent" : "cut off by the server (closed)",
-           r > 0 ? resp : "none (connection closed)", now() - t0);
+    printf("bigheader1: 1 MiB header %s; answer: %s; %.2f s\n",
+           sent ? "sent" : "cut off by the server (closed)", r > 0 ? resp : "none (connection closed)",
+           now() - t0);
     free(big);
     close(fd);
     return 0;
@@ -437,8 +446,8 @@ static int mode_pingflood(unsigned n)
     h2stats_t st = {0};
     int closed = h2_drain(fd, 2, 0, &st);
     char what[128];
-    snprintf(what, sizeof(what), "pingflood: %u of %u PINGs sent in %.2f s without reading%s", sent, n, t1 - t0,
-             ok ? "" : " (then the server stopped reading)");
+    snprintf(what, sizeof(what), "pingflood: %u of %u PINGs sent in %.2f s without reading%s", sent, n,
+             t1 - t0, ok ? "" : " (then the server stopped reading)");
     print_h2(what, &st, closed, now() - t0);
     close(fd);
     return 0;
@@ -470,8 +479,9 @@ static int mode_noread(const char *path, unsigned n, double secs)
             closed += closed_by_server(fds[i]);
             close(fds[i]);
         }
-    printf("noread: %u connections x 50 pipelined GETs of %s, never read; %u closed by the server after %.0f s\n", ok,
-           path, closed, secs);
+    printf("noread: %u connections x 50 pipelined GETs of %s, never read; %u closed by the server after %.0f "
+           "s\n",
+           ok, path, closed, secs);
     free(fds);
     return 0;
 }

@@ -185,8 +185,8 @@ static void *reader_main(void *arg)
 /* ---- owner ---- */
 
 static sl_client_t *owner;
-static uint64_t unacked;     /* owner calls that failed under faults (not acknowledged) */
-static int last_retried;     /* the last owner call needed more than one attempt */
+static uint64_t unacked;      /* owner calls that failed under faults (not acknowledged) */
+static int last_retried;      /* the last owner call needed more than one attempt */
 static uint64_t last_version; /* the version the last owner call produced */
 
 /* Returns 0 (200), -1 (failed), 1 (fault mode: 404 after a failed attempt, which must then have
@@ -571,7 +571,9 @@ static uint64_t check_ledger(const canary_t *can, int ncan, uint64_t *checked)
         if (!present || !text_ok || !hidden_ok) {
             lost++;
             fprintf(stderr, "LOST: ledger canary %d (exchange %llu): %s\n", i, (unsigned long long)can[i].id,
-                    !present ? "missing" : !text_ok ? "wrong text" : "wrong hidden flag");
+                    !present   ? "missing"
+                    : !text_ok ? "wrong text"
+                               : "wrong hidden flag");
         }
     }
     sl_client_answer_free(&a);
@@ -592,7 +594,8 @@ static uint64_t check_final_get(const canary_t *can, int ncan, uint64_t *checked
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
     long status = 0;
     uint64_t bad = 0;
-    if (curl_easy_perform(c) != CURLE_OK || (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status), status != 200)) {
+    if (curl_easy_perform(c) != CURLE_OK ||
+        (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status), status != 200)) {
         fprintf(stderr, "race_check: the final public GET failed (HTTP %ld)\n", status);
         bad = 1;
     }
@@ -808,7 +811,8 @@ int main(int argc, char **argv)
             fresh_checks++;
             if (v < must) {
                 violations++;
-                fprintf(stderr, "VIOLATION: GET started after version %llu returned, answered at older %llu\n",
+                fprintf(stderr,
+                        "VIOLATION: GET started after version %llu returned, answered at older %llu\n",
                         (unsigned long long)must, v);
             }
             for (size_t w = 0; w < npriv; w++)
@@ -829,26 +833,28 @@ int main(int argc, char **argv)
                     canary_checks++;
                 if (seen && !vis) {
                     violations++;
-                    fprintf(stderr, "VIOLATION: canary %d shown at version %llu, where it is removed\n", c, v);
+                    fprintf(stderr, "VIOLATION: canary %d shown at version %llu, where it is removed\n", c,
+                            v);
                 }
             }
         }
         free(readers[k].obs);
     }
-    printf("race_check: %d cycles, %llu owner calls in %.1f s (%.0f/s), %zu revocations; %llu GETs over HTTP/2 "
-           "(%llu 200, %llu 404, %llu errors); %llu freshness checks, %llu canary-absence checks, "
-           "%llu 200s racing a re-share; %llu violations\n",
-           i, (unsigned long long)calls, secs, (double)calls / secs, npriv, (unsigned long long)gets,
-           (unsigned long long)ok200, (unsigned long long)n404, (unsigned long long)errors,
-           (unsigned long long)fresh_checks, (unsigned long long)canary_checks, (unsigned long long)private_checks,
-           (unsigned long long)violations);
+    printf(
+        "race_check: %d cycles, %llu owner calls in %.1f s (%.0f/s), %zu revocations; %llu GETs over HTTP/2 "
+        "(%llu 200, %llu 404, %llu errors); %llu freshness checks, %llu canary-absence checks, "
+        "%llu 200s racing a re-share; %llu violations\n",
+        i, (unsigned long long)calls, secs, (double)calls / secs, npriv, (unsigned long long)gets,
+        (unsigned long long)ok200, (unsigned long long)n404, (unsigned long long)errors,
+        (unsigned long long)fresh_checks, (unsigned long long)canary_checks,
+        (unsigned long long)private_checks, (unsigned long long)violations);
     int fault_bad = 0;
     if (fault_cmd) {
         pthread_join(probe_th, NULL);
         ledger_lost = check_ledger(can, ncan, &ledger_checked);
         final_bad = check_final_get(can, ncan, &final_checked);
-        printf("faults: %d injected; %llu owner attempts not acknowledged (retried), %d ghost appends\n", nwindows,
-               (unsigned long long)unacked, ghosts);
+        printf("faults: %d injected; %llu owner attempts not acknowledged (retried), %d ghost appends\n",
+               nwindows, (unsigned long long)unacked, ghosts);
         for (int w = 0; w < nwindows; w++) {
             uint64_t p200 = 0, p503 = 0, pn = 0, back = 0, s200 = 0, sn = 0;
             for (size_t k = 0; k < nprobes; k++) {
@@ -862,13 +868,16 @@ int main(int argc, char **argv)
                 if (!back && probes[k].t > windows[w].to && probes[k].status == 200)
                     back = probes[k].t;
             }
-            printf("  %-26s %.1f s: edited session %llu GETs inside, %llu x 200, %llu x 404, %llu failed; /readyz %llu x 200, %llu x 503 of %llu; "
+            printf("  %-26s %.1f s: edited session %llu GETs inside, %llu x 200, %llu x 404, %llu failed; "
+                   "/readyz %llu x 200, %llu x 503 of %llu; "
                    "ready again %.1f s after the restart began; steady session %llu x 200 of %llu\n",
-                   windows[w].what, (double)(windows[w].to - windows[w].from) / 1e9, (unsigned long long)in_window[w],
-                   (unsigned long long)ok_in_window[w], (unsigned long long)nf_in_window[w],
-                   (unsigned long long)(in_window[w] - ok_in_window[w] - nf_in_window[w]), (unsigned long long)p200, (unsigned long long)p503,
-                   (unsigned long long)pn, back ? (double)(back - windows[w].to) / 1e9 : -1.0,
-                   (unsigned long long)s200, (unsigned long long)sn);
+                   windows[w].what, (double)(windows[w].to - windows[w].from) / 1e9,
+                   (unsigned long long)in_window[w], (unsigned long long)ok_in_window[w],
+                   (unsigned long long)nf_in_window[w],
+                   (unsigned long long)(in_window[w] - ok_in_window[w] - nf_in_window[w]),
+                   (unsigned long long)p200, (unsigned long long)p503, (unsigned long long)pn,
+                   back ? (double)(back - windows[w].to) / 1e9 : -1.0, (unsigned long long)s200,
+                   (unsigned long long)sn);
             if (sn && s200 != sn) {
                 fault_bad = 1;
                 fprintf(stderr, "FAULT CHECK: the untouched public session was not always served (%s)\n",
@@ -884,7 +893,8 @@ int main(int argc, char **argv)
             }
             if (windows[w].db_down && (p503 == 0 || back == 0 || back - windows[w].to > 20000000000ull)) {
                 fault_bad = 1;
-                fprintf(stderr, "FAULT CHECK: /readyz did not follow MariaDB (%llu x 503 while down, %s after)\n",
+                fprintf(stderr,
+                        "FAULT CHECK: /readyz did not follow MariaDB (%llu x 503 while down, %s after)\n",
                         (unsigned long long)p503, back ? "200" : "never 200");
             }
         }
@@ -898,12 +908,14 @@ int main(int argc, char **argv)
         }
         if (late_errors) {
             fault_bad = 1;
-            fprintf(stderr, "FAULT CHECK: %llu GETs failed after recovery\n", (unsigned long long)late_errors);
+            fprintf(stderr, "FAULT CHECK: %llu GETs failed after recovery\n",
+                    (unsigned long long)late_errors);
         }
         printf("end state: %llu acknowledged ledger exchanges checked with GetSession, %llu lost or wrong; "
                "final public GET: %llu canaries checked, %llu wrong; %llu GETs failed after recovery\n",
                (unsigned long long)ledger_checked, (unsigned long long)ledger_lost,
-               (unsigned long long)final_checked, (unsigned long long)final_bad, (unsigned long long)late_errors);
+               (unsigned long long)final_checked, (unsigned long long)final_bad,
+               (unsigned long long)late_errors);
     }
     sl_client_close(owner);
     free(can);

@@ -9,6 +9,9 @@
 
 #include "rpc/rpc.h"
 
+/* msgpack byte literals are laid out by message structure, one message a line: */
+/* clang-format off */
+
 static int check(const char *buf, size_t len)
 {
     char err[256];
@@ -158,14 +161,21 @@ static void test_codes(void **state)
     }
 }
 
+/* clang-format on */
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_map),         cmocka_unit_test(test_rejects_non_map_and_trailing),
-        cmocka_unit_test(test_rejects_lying_counts), cmocka_unit_test(test_rejects_bad_types),
-        cmocka_unit_test(test_depth_and_elements), cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_json_to_msgpack),   cmocka_unit_test(test_json_rejects),
-        cmocka_unit_test(test_bin_to_json_base64), cmocka_unit_test(test_codes),
+        cmocka_unit_test(test_valid_map),
+        cmocka_unit_test(test_rejects_non_map_and_trailing),
+        cmocka_unit_test(test_rejects_lying_counts),
+        cmocka_unit_test(test_rejects_bad_types),
+        cmocka_unit_test(test_depth_and_elements),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_json_to_msgpack),
+        cmocka_unit_test(test_json_rejects),
+        cmocka_unit_test(test_bin_to_json_base64),
+        cmocka_unit_test(test_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

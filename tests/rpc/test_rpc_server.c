@@ -10,6 +10,9 @@
 
 #include "rpc/rpc.h"
 
+/* msgpack byte literals are laid out by message structure, one message a line: */
+/* clang-format off */
+
 typedef struct answer {
     int calls;
     sl_rpc_code_t code;
@@ -214,6 +217,8 @@ static void test_fields(void **state)
     assert_int_equal(sl_rpc_get_str(&o, "b", 1, 10, &s, &len, msg, sizeof(msg)), -1);
     msgpack_zone_destroy(&z);
 }
+
+/* clang-format on */
 
 int main(void)
 {

@@ -63,8 +63,8 @@ static void run_until(uv_loop_t *loop, const int *flag)
         uv_run(loop, UV_RUN_ONCE);
 }
 
-static sl_store_result_t *query(sl_store_t *s, uv_loop_t *loop, const char *sql, const sl_store_value_t *p, size_t n,
-                                sl_store_error_t *err)
+static sl_store_result_t *query(sl_store_t *s, uv_loop_t *loop, const char *sql, const sl_store_value_t *p,
+                                size_t n, sl_store_error_t *err)
 {
     outcome_t o = {0};
     sl_store_query(s, sql, p, n, on_query, &o);
@@ -77,8 +77,8 @@ static sl_store_result_t *query(sl_store_t *s, uv_loop_t *loop, const char *sql,
     return o.res;
 }
 
-static sl_store_result_t *exec(sl_store_conn_t *c, uv_loop_t *loop, const char *sql, const sl_store_value_t *p,
-                               size_t n, sl_store_error_t *err)
+static sl_store_result_t *exec(sl_store_conn_t *c, uv_loop_t *loop, const char *sql,
+                               const sl_store_value_t *p, size_t n, sl_store_error_t *err)
 {
     outcome_t o = {0};
     sl_store_exec(c, sql, p, n, on_query, &o);
@@ -138,12 +138,14 @@ static void test_migrate_idempotent(void **state)
     assert_int_equal(sl_store_migrate(db, &err), 0);
     assert_int_equal(sl_store_migrate(db, &err), 0);
     sl_store_result_t *r;
-    assert_int_equal(sl_store_sync_exec(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations", NULL, 0, &r, &err), 0);
+    assert_int_equal(
+        sl_store_sync_exec(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations", NULL, 0, &r, &err), 0);
     assert_int_equal(sl_store_cell(r, 0, 0)->i, (int64_t)sl_store_migrations_count);
     assert_int_equal(sl_store_cell(r, 0, 1)->i, sl_store_migrations[sl_store_migrations_count - 1].version);
     sl_store_result_free(r);
     /* the tables of the data model exist */
-    const char *tables[] = {"tenants", "users", "tokens", "projects", "sessions", "session_uploads", "exchanges"};
+    const char *tables[] = {"tenants",  "users",           "tokens",   "projects",
+                            "sessions", "session_uploads", "exchanges"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         sl_store_value_t p[] = {sl_store_text(tables[i], strlen(tables[i]))};
         assert_int_equal(sl_store_sync_exec(db,
@@ -188,8 +190,8 @@ static void test_round_trip(void **state)
     /* bytes with NUL, quotes and SQL-looking text round-trip as data; empty string is not NULL */
     static const char body[] = "a\0b'\"; DROP TABLE store_test; --\xff";
     const char *name = "h\xc3\xa9llo \xf0\x9f\x98\x80 ' OR 1=1 --";
-    sl_store_value_t p[] = {sl_store_int(1), sl_store_text(name, strlen(name)), sl_store_blob(body, sizeof(body)),
-                            sl_store_text("2026-01-02 03:04:05.5", 21)};
+    sl_store_value_t p[] = {sl_store_int(1), sl_store_text(name, strlen(name)),
+                            sl_store_blob(body, sizeof(body)), sl_store_text("2026-01-02 03:04:05.5", 21)};
     sl_store_result_t *r = query(s, &loop, SQL_INSERT, p, 4, &err);
     assert_non_null(r);
     assert_int_equal(r->affected_rows, 1);
