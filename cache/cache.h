@@ -111,6 +111,10 @@ void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t ve
                         sl_proj_cb cb, void *data);
 void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
                            const void *payload, size_t len, sl_proj_cb cb, void *data);
+/* unmark: removes the entry only when it is exactly the MARK of version (an owner change that failed
+ * before its commit, undone while it still holds the session's row lock); stored = 1 when removed. */
+void sl_cache_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb,
+                          void *data);
 
 /* ---- plain commands (health checks, tests, bench) ---- */
 
@@ -159,10 +163,13 @@ void sl_cache_command(sl_cache_t *c, int argc, const char **argv, const size_t *
 typedef struct sl_coh sl_coh_t;
 
 typedef struct sl_coh_config {
-    unsigned lease_ms;  /* default 1500 */
-    unsigned renew_ms;  /* default 250 */
-    unsigned margin_ms; /* default 300: how much earlier than Redis' expiry a node stops trusting */
-    size_t max_entries; /* default 262144; the table is emptied when full */
+    unsigned lease_ms;   /* default 1500 */
+    unsigned renew_ms;   /* default 250 */
+    unsigned margin_ms;  /* default 300: how much earlier than Redis' expiry a node stops trusting */
+    size_t max_entries;  /* sessions remembered, default 262144; when full the oldest is evicted */
+    size_t max_negative; /* ids remembered as never shared (TOMB of version 0, learnt from reads),
+                            default 65536, evicted among themselves: unknown ids never push out real
+                            entries */
 } sl_coh_config_t;
 
 typedef struct sl_coh_stats {
@@ -195,7 +202,8 @@ typedef struct sl_coh_ticket {
 sl_coh_ticket_t sl_coh_ticket(sl_coh_t *h);
 
 /* A reply to a command sent after `t` said Redis holds kind (PUBLIC or TOMB; anything else is
- * ignored) of version for id. Remembered unless something may have changed since the ticket. */
+ * ignored) of version for id. Remembered unless something may have changed since the ticket.
+ * TOMB of version 0 is a negative answer (the store shows no public session of that id). */
 void sl_coh_learn(sl_coh_t *h, sl_coh_ticket_t t, const char *id, size_t idlen, sl_proj_kind_t kind,
                   uint64_t version);
 

@@ -37,6 +37,8 @@ static const char LUA_INV[] =
 
 typedef struct entry {
     struct entry *next;
+    struct entry *qprev, *qnext; /* its queue, oldest first (eviction order) */
+    int neg;                     /* a negative answer: TOMB of version 0 (never an owner's write) */
     uint64_t hash;
     uint64_t version;
     sl_proj_kind_t kind;
@@ -87,6 +89,10 @@ struct sl_coh {
     /* memory */
     entry_t **buckets;
     size_t entries;
+    /* Two eviction queues, oldest first: [0] real entries, [1] negative answers (ids that were
+     * never shared, learnt from reads): a flood of unknown ids evicts only other negatives. */
+    entry_t *qhead[2], *qtail[2];
+    size_t qcount[2];
     struct {
         uint64_t seq, hash;
     } ring[RING];
@@ -140,6 +146,10 @@ static void clear_table(sl_coh_t *h)
         h->buckets[b] = NULL;
     }
     h->entries = 0;
+    for (int q = 0; q < 2; q++) {
+        h->qhead[q] = h->qtail[q] = NULL;
+        h->qcount[q] = 0;
+    }
 }
 
 static entry_t **find_slot(sl_coh_t *h, uint64_t hash, const char *id, size_t n)
@@ -150,17 +160,52 @@ static entry_t **find_slot(sl_coh_t *h, uint64_t hash, const char *id, size_t n)
     return pp;
 }
 
+static void q_unlink(sl_coh_t *h, entry_t *e)
+{
+    int q = e->neg;
+    if (e->qprev)
+        e->qprev->qnext = e->qnext;
+    else
+        h->qhead[q] = e->qnext;
+    if (e->qnext)
+        e->qnext->qprev = e->qprev;
+    else
+        h->qtail[q] = e->qprev;
+    e->qprev = e->qnext = NULL;
+    h->qcount[q]--;
+}
+
+static void q_push(sl_coh_t *h, entry_t *e)
+{
+    int q = e->neg;
+    e->qnext = NULL;
+    e->qprev = h->qtail[q];
+    if (h->qtail[q])
+        h->qtail[q]->qnext = e;
+    else
+        h->qhead[q] = e;
+    h->qtail[q] = e;
+    h->qcount[q]++;
+}
+
+/* Removes e from the table and its queue, and frees it. */
+static void drop_entry(sl_coh_t *h, entry_t *e)
+{
+    entry_t **pp = find_slot(h, e->hash, e->id, e->idlen);
+    if (*pp == e)
+        *pp = e->next;
+    q_unlink(h, e);
+    free(e);
+    h->entries--;
+}
+
 /* Forgets id and records the invalidation (so that replies already on their way are refused). */
 static void forget(sl_coh_t *h, const char *id, size_t n)
 {
     uint64_t hash = hash_id(id, n);
-    entry_t **pp = find_slot(h, hash, id, n);
-    if (*pp) {
-        entry_t *e = *pp;
-        *pp = e->next;
-        free(e);
-        h->entries--;
-    }
+    entry_t *e = *find_slot(h, hash, id, n);
+    if (e)
+        drop_entry(h, e);
     h->inv_seq++;
     h->ring[h->inv_seq % RING].seq = h->inv_seq;
     h->ring[h->inv_seq % RING].hash = hash;
@@ -219,22 +264,32 @@ void sl_coh_learn(sl_coh_t *h, sl_coh_ticket_t t, const char *id, size_t idlen, 
         h->stats.refused++;
         return;
     }
-    entry_t **pp = find_slot(h, hash, id, idlen);
-    if (*pp == NULL) {
-        if (h->entries >= h->cfg.max_entries)
-            clear_table(h), pp = find_slot(h, hash, id, idlen);
-        entry_t *e = malloc(sizeof(*e) + idlen);
+    int neg = kind == SL_PROJ_TOMB && version == 0;
+    entry_t *e = *find_slot(h, hash, id, idlen);
+    if (e != NULL && e->neg != neg) {
+        drop_entry(h, e); /* moves to the other queue */
+        e = NULL;
+    }
+    if (e == NULL) {
+        /* Full: the oldest entry of the same queue goes (evicted, never the whole table). */
+        size_t cap = neg ? h->cfg.max_negative : h->cfg.max_entries;
+        while (h->qcount[neg] >= cap && h->qhead[neg])
+            drop_entry(h, h->qhead[neg]);
+        e = malloc(sizeof(*e) + idlen);
         if (e == NULL)
             return;
-        e->next = NULL;
         e->hash = hash;
         e->idlen = idlen;
+        e->neg = neg;
         memcpy(e->id, id, idlen);
+        entry_t **pp = find_slot(h, hash, id, idlen);
+        e->next = *pp;
         *pp = e;
+        q_push(h, e);
         h->entries++;
     }
-    (*pp)->kind = kind;
-    (*pp)->version = version;
+    e->kind = kind;
+    e->version = version;
     h->stats.learned++;
 }
 
@@ -669,6 +724,8 @@ int sl_coh_open(sl_coh_t **out, uv_loop_t *loop, sl_cache_t *data, const sl_cach
         h->cfg.margin_ms = 300;
     if (!h->cfg.max_entries)
         h->cfg.max_entries = 262144;
+    if (!h->cfg.max_negative)
+        h->cfg.max_negative = 65536;
     if (h->cfg.margin_ms >= h->cfg.lease_ms || h->cfg.renew_ms * 2 > h->cfg.lease_ms - h->cfg.margin_ms) {
         free(h);
         return -EINVAL;

@@ -43,6 +43,11 @@ static const char LUA_MARK[] =
               "then return 0 end "
               "redis.call('SET', KEYS[1], 'M' .. ARGV[1], 'PX', ARGV[2]) return 1";
 
+/* ARGV: 1 = version. Removes exactly the MARK of that version (a change that was not made). */
+static const char LUA_UNMARK[] =
+    "if redis.call('GET', KEYS[1]) == 'M' .. ARGV[1] then redis.call('DEL', KEYS[1]) "
+    "return 1 end return 0";
+
 /* ARGV: 1 = version, 2 = new value, 3 = TTL seconds (0 = none) */
 static const char LUA_PUBLISH[] =
     LUA_PARSE "if ver and kind == 'M' and gt(ver, ARGV[1]) then return 0 end "
@@ -271,6 +276,23 @@ void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
     size_t lens[] = {4, sizeof(LUA_PUBLISH) - 1, 1, klen, (size_t)verlen, vlen, (size_t)tlen};
     sl_cache__send(k, 7, argv, lens);
     free(val);
+    if (key != kb)
+        free(key);
+}
+
+void sl_cache_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb,
+                          void *data)
+{
+    cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
+    k->pcb = cb;
+    k->data = data;
+    char kb[256], ver[24];
+    size_t klen;
+    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
+    int vlen = snprintf(ver, sizeof(ver), "%" PRIu64, version);
+    const char *argv[] = {"EVAL", LUA_UNMARK, "1", key, ver};
+    size_t lens[] = {4, sizeof(LUA_UNMARK) - 1, 1, klen, (size_t)vlen};
+    sl_cache__send(k, 5, argv, lens);
     if (key != kb)
         free(key);
 }

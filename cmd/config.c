@@ -113,11 +113,19 @@ int sl_config_load(sl_config_t *cfg)
     if (get_uint("SHARELINE_PORT", 8080, 65535, &v) != 0)
         return -1;
     cfg->port = (unsigned)v;
-    char url[300];
-    snprintf(url, sizeof(url), "http://%s:%u", cfg->listen_host, cfg->port);
-    cfg->public_url = strdup(get("SHARELINE_PUBLIC_URL", url));
     cfg->tls_cert = dup_or_null(get("SHARELINE_TLS_CERT", NULL));
     cfg->tls_key = dup_or_null(get("SHARELINE_TLS_KEY", NULL));
+    /* The default share URL follows what is served: https when a certificate is set. */
+    int tls = cfg->tls_cert && *cfg->tls_cert && cfg->tls_key && *cfg->tls_key;
+    char url[300];
+    snprintf(url, sizeof(url), "%s://%s:%u", tls ? "https" : "http", cfg->listen_host, cfg->port);
+    cfg->public_url = strdup(get("SHARELINE_PUBLIC_URL", url));
+    if (strlen(cfg->public_url) > SL_CORE_MAX_BASE_URL) {
+        fprintf(stderr, "shareline: configuration SHARELINE_PUBLIC_URL must be at most %d bytes\n",
+                SL_CORE_MAX_BASE_URL);
+        return -1;
+    }
+    cfg->metrics_token = dup_or_null(get("SHARELINE_METRICS_TOKEN", NULL));
     if (get_uint("SHARELINE_MAX_BODY", 32u << 20, 1ull << 30, &v) != 0)
         return -1;
     cfg->max_body = (size_t)v;

@@ -3,6 +3,7 @@
 #define SL_CMD_CONFIG_H
 
 #include "cache/cache.h"
+#include "core/core.h"
 #include "store/store.h"
 
 typedef struct sl_config {
@@ -19,6 +20,7 @@ typedef struct sl_config {
     unsigned node_lease_ms;   /* SHARELINE_NODE_LEASE_MS: default 1500 */
     unsigned max_connections; /* SHARELINE_MAX_CONNECTIONS: default 16384 */
     unsigned send_timeout_ms; /* SHARELINE_SEND_TIMEOUT_MS: default 30000 */
+    char *metrics_token;      /* SHARELINE_METRICS_TOKEN: when set, /metrics needs "Bearer <it>" */
 } sl_config_t;
 
 /* Loads defaults, then the file (SHARELINE_CONFIG, else ./var/shareline.env when it exists), then

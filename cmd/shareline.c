@@ -7,6 +7,7 @@
  *   shareline admin tenant create NAME                         -> tenant id
  *   shareline admin user create --tenant ID --handle H --name N -> user id
  *   shareline admin token create --user ID                     -> the token (shown once)
+ *   shareline admin token revoke TOKEN_OR_HASH                 (the token stops working at once)
  *
  * This file only wires the modules together (store, cache, core, rpc, gateway); metrics.c says
  * which of their counters /metrics exports.
@@ -31,6 +32,7 @@ static void usage(FILE *f)
                "       shareline admin user create --tenant ID --handle HANDLE --name \"Display Name\"\n"
                "       shareline admin token create --user ID\n"
                "       shareline admin token create --service-tenant ID\n"
+               "       shareline admin token revoke TOKEN_OR_HASH\n"
                "Configuration: var/shareline.env (or $SHARELINE_CONFIG) and SHARELINE_* environment "
                "variables; see README.md.\n");
 }
@@ -83,12 +85,13 @@ static int admin(int argc, char **argv)
     int is_tenant = argc >= 3 && strcmp(argv[0], "tenant") == 0 && strcmp(argv[1], "create") == 0;
     int is_user = argc >= 2 && strcmp(argv[0], "user") == 0 && strcmp(argv[1], "create") == 0;
     int is_token = argc >= 2 && strcmp(argv[0], "token") == 0 && strcmp(argv[1], "create") == 0;
+    int is_revoke = argc >= 3 && strcmp(argv[0], "token") == 0 && strcmp(argv[1], "revoke") == 0;
     int is_migrate = argc >= 1 && strcmp(argv[0], "migrate") == 0;
     uint64_t user = is_token ? opt_id(argc, argv, "--user") : 0;
     uint64_t service = is_token ? opt_id(argc, argv, "--service-tenant") : 0;
     uint64_t tenant = is_user ? opt_id(argc, argv, "--tenant") : 0;
     const char *handle = opt(argc, argv, "--handle"), *name = opt(argc, argv, "--name");
-    if (!is_tenant && !is_user && !is_token && !is_migrate) {
+    if (!is_tenant && !is_user && !is_token && !is_migrate && !is_revoke) {
         usage(stderr);
         return 2;
     }
@@ -114,6 +117,8 @@ static int admin(int argc, char **argv)
         rc = sl_core_admin_tenant_create(db, argv[2], &id, err, sizeof(err));
         snprintf(value, sizeof(value), "%llu", (unsigned long long)id);
         rc = done(rc, value, err);
+    } else if (is_revoke) {
+        rc = done(sl_core_admin_token_revoke(db, argv[2], err, sizeof(err)), NULL, err);
     } else if (is_user) {
         rc = sl_core_admin_user_create(db, tenant, handle, name, &id, err, sizeof(err));
         snprintf(value, sizeof(value), "%llu", (unsigned long long)id);
@@ -194,8 +199,8 @@ static int serve(void)
     sl_rpc_limits_t limits;
     sl_rpc_limits_default(&limits);
     /* The gateway enforces SHARELINE_MAX_BODY on RPC bodies itself; calls it makes internally (a
-     * decompressed SpecStory upload) may be bigger, up to 256 MiB. */
-    limits.max_body = cfg.max_body > (256u << 20) ? cfg.max_body : (256u << 20);
+     * decompressed SpecStory upload, at most 64 MiB of JSON) may be a little bigger. */
+    limits.max_body = cfg.max_body > (65u << 20) ? cfg.max_body : (65u << 20);
     if (sl_rpc_server_open(&app.rpc, &limits) != 0 ||
         sl_core_open(&app.core, app.loop, app.owner, app.public_, app.cache, app.coh, &core_cfg) != 0 ||
         sl_core_register(app.core, app.rpc) != 0) {
@@ -211,6 +216,7 @@ static int serve(void)
         .max_body = cfg.max_body,
         .max_connections = cfg.max_connections,
         .send_timeout_ms = cfg.send_timeout_ms,
+        .metrics_token = cfg.metrics_token,
         .ready = sl_app_ready,
         .metrics = sl_app_metrics,
         .data = &app,

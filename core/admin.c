@@ -124,3 +124,36 @@ int sl_core_admin_token_create(sl_store_sync_t *db, uint64_t user, uint64_t serv
         explicit_bzero(token, tokcap);
     return rc;
 }
+
+int sl_core_admin_token_revoke(sl_store_sync_t *db, const char *token_or_hash, char *err, size_t errlen)
+{
+    unsigned char hash[32];
+    size_t n = strlen(token_or_hash);
+    int is_hex = n == 64 && strspn(token_or_hash, "0123456789abcdefABCDEF") == 64;
+    if (is_hex) {
+        for (int i = 0; i < 32; i++) {
+            unsigned v;
+            sscanf(token_or_hash + 2 * i, "%2x", &v);
+            hash[i] = (unsigned char)v;
+        }
+    } else if (n > 0 && n <= 256) {
+        sl_token_hash(token_or_hash, n, hash);
+    } else {
+        snprintf(err, errlen, "give the token, or the 64 hex digits of its SHA-256");
+        return -1;
+    }
+    sl_store_value_t p[] = {sl_store_blob(hash, 32)};
+    sl_store_error_t e;
+    sl_store_result_t *r;
+    if (sl_store_sync_exec(
+            db, "UPDATE tokens SET revoked_at = NOW(6) WHERE token_hash = ? AND revoked_at IS NULL", p, 1, &r,
+            &e) != 0) {
+        snprintf(err, errlen, "%s", e.message);
+        return -1;
+    }
+    int rc = r->affected_rows == 1 ? 0 : -1;
+    sl_store_result_free(r);
+    if (rc != 0)
+        snprintf(err, errlen, "no such token, or it was revoked already");
+    return rc;
+}

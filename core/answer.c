@@ -31,9 +31,11 @@ void sl_pack_kv_bool(msgpack_packer *pk, const char *k, int v)
 
 void sl_op_pack_share_url(sl_op_t *op, const char *id, size_t idlen)
 {
-    char url[1200];
+    /* base_url is at most SL_CORE_MAX_BASE_URL bytes (sl_core_open refuses longer ones), so this fits */
+    char url[SL_CORE_MAX_BASE_URL + 80];
     int n = snprintf(url, sizeof(url), "%s/share/%.*s", op->core->base_url, (int)idlen, id);
-    sl_pack_kv_str(sl_op_pk(op), "share_url", url, (size_t)n);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(url) ? (size_t)n : sizeof(url) - 1;
+    sl_pack_kv_str(sl_op_pk(op), "share_url", url, len);
 }
 
 void sl_pack_cell_str(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t col)

@@ -63,7 +63,7 @@ int sl_token_new(char *out, size_t outlen)
     return 0;
 }
 
-int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
+int sl_auth_token(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
 {
     size_t len;
     const char *token = sl_rpc_auth(call, &len);
@@ -97,9 +97,15 @@ int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
     if (!out->service)
         out->user_id = (uint64_t)sl_store_cell(r, 0, T_USER)->i;
     sl_store_result_free(r);
+    return 0;
+}
+
+int sl_auth_as_user(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
+{
     if (!out->service)
         return 0;
-
+    sl_store_error_t err;
+    sl_store_result_t *r;
     /* A service token acts for one user of its own tenant, named by the request's "as_user" (a
      * user id). A user of another tenant is answered exactly like a missing one. */
     const msgpack_object *as = sl_rpc_field(sl_rpc_request(call), "as_user");

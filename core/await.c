@@ -134,6 +134,13 @@ void sl_await_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t ve
     wait_until(&w.done);
 }
 
+void sl_await_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_cache_proj_unmark(c, id, idlen, version, on_proj, &w);
+    wait_until(&w.done);
+}
+
 void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
                            const void *payload, size_t len, sl_proj_reply_t *out)
 {
@@ -173,5 +180,39 @@ void sl_await_sleep(uv_loop_t *loop, unsigned ms)
     uv_timer_init(loop, &w.timer);
     w.timer.data = &w;
     uv_timer_start(&w.timer, on_timer, ms, 0);
+    wait_until(&w.done);
+}
+
+/* ---- work off the loop ---- */
+
+typedef struct wait_work {
+    uv_work_t req;
+    sl_task_t *task;
+    int done;
+    void (*fn)(void *);
+    void *arg;
+} wait_work_t;
+
+static void on_work(uv_work_t *req)
+{
+    wait_work_t *w = req->data;
+    w->fn(w->arg);
+}
+
+static void on_work_done(uv_work_t *req, int status)
+{
+    (void)status; /* never cancelled: uv_cancel is not used */
+    wait_work_t *w = req->data;
+    finish(&w->done, w->task);
+}
+
+void sl_await_work(uv_loop_t *loop, void (*fn)(void *), void *arg)
+{
+    wait_work_t w = {.task = sl_task_current(), .fn = fn, .arg = arg};
+    w.req.data = &w;
+    if (uv_queue_work(loop, &w.req, on_work, on_work_done) != 0) {
+        fn(arg); /* cannot queue: do it here rather than not at all */
+        return;
+    }
     wait_until(&w.done);
 }

@@ -34,6 +34,10 @@ int sl_core_open(sl_core_t **out, uv_loop_t *loop, sl_store_t *owner, sl_store_t
     size_t n = strlen(base);
     while (n > 0 && base[n - 1] == '/')
         n--;
+    if (n > SL_CORE_MAX_BASE_URL) {
+        free(core);
+        return -1;
+    }
     core->base_url = strndup(base, n);
     if (core->base_url == NULL) {
         free(core);

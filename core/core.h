@@ -28,8 +28,12 @@
 
 typedef struct sl_core sl_core_t;
 
+/* The longest public base URL (SHARELINE_PUBLIC_URL). */
+#define SL_CORE_MAX_BASE_URL 1000
+
 typedef struct sl_core_config {
-    const char *public_base_url; /* e.g. "http://127.0.0.1:8080" (share_url = base + "/share/" + id) */
+    const char *public_base_url; /* e.g. "http://127.0.0.1:8080" (share_url = base + "/share/" + id);
+                                    at most SL_CORE_MAX_BASE_URL bytes */
     size_t max_markdown;    /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
     unsigned max_exchanges; /* exchanges of one session, default 10000 */
 } sl_core_config_t;
@@ -84,5 +88,9 @@ int sl_core_admin_user_create(sl_store_sync_t *db, uint64_t tenant, const char *
  * into token (>= 64 bytes). Only its SHA-256 is stored: the token is shown once. */
 int sl_core_admin_token_create(sl_store_sync_t *db, uint64_t user, uint64_t service_tenant, char *token,
                                size_t tokcap, char *err, size_t errlen);
+
+/* Revokes a token, given as the token itself or as the hex SHA-256 stored for it: every request
+ * with it is refused from now on (tokens are looked up on every call). */
+int sl_core_admin_token_revoke(sl_store_sync_t *db, const char *token_or_hash, char *err, size_t errlen);
 
 #endif

@@ -58,21 +58,20 @@ void sl_owner_update_exchange_title(sl_op_t *op)
         sl_op_title(op, &title, &tlen) != 0)
         return;
     sl_locked_t s;
-    if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0 ||
-        sl_op_change_begin(op, &s, 0) != 0)
-        return;
-    sl_store_value_t p[] = {tlen ? sl_store_text(title, tlen) : sl_store_null(), sl_store_text(id, idlen),
-                            sl_store_int(ex)};
-    /* affected_rows counts changed rows: a same-title update is 0 too, so check existence apart. */
     int found;
-    if (sl_op_run(op, SQL_SET_EXCHANGE_TITLE, p, 3, NULL) != 0 ||
+    /* The exchange is checked under the row lock before anything touches Redis: a call that fails on
+     * its arguments leaves no MARK behind. */
+    if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0 ||
         exchange_live(op, id, idlen, ex, &found) != 0)
         return;
     if (!found) {
         sl_op_fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)ex);
-        return; /* rolled back by tx_end; the MARK only makes readers bypass the cache until it expires */
+        return;
     }
-    if (sl_op_change_commit(op, &s) != 0)
+    sl_store_value_t p[] = {tlen ? sl_store_text(title, tlen) : sl_store_null(), sl_store_text(id, idlen),
+                            sl_store_int(ex)};
+    if (sl_op_change_begin(op, &s, 0) != 0 || sl_op_run(op, SQL_SET_EXCHANGE_TITLE, p, 3, NULL) != 0 ||
+        sl_op_change_commit(op, &s) != 0)
         return;
     sl_op_reply_version(op, s.new_version);
 }

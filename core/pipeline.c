@@ -102,16 +102,24 @@ int sl_op_tx_commit(sl_op_t *op)
 {
     if (sl_op_run(op, SQL_COMMIT, NULL, 0, NULL) != 0)
         return -1;
+    op->marked = 0; /* committed: its publish replaces the MARK */
     sl_op_tx_end(op);
     return 0;
 }
 
 void sl_op_tx_end(sl_op_t *op)
 {
-    if (op->conn) {
-        sl_store_release(op->conn);
-        op->conn = NULL;
+    if (op->conn == NULL)
+        return;
+    if (op->marked) {
+        /* A change that failed after its MARK (a cap, a store error): still holding the row lock,
+         * take the MARK away, so that readers do not bypass the cache for its whole TTL. */
+        sl_proj_reply_t r;
+        sl_await_proj_unmark(op->core->cache, op->marked_id, op->marked_idlen, op->marked_version, &r);
+        op->marked = 0;
     }
+    sl_store_release(op->conn);
+    op->conn = NULL;
 }
 
 /* ---- the change pipeline ---- */
@@ -173,6 +181,13 @@ int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int becomes_public)
                    "the share cache is unavailable; nothing was changed, retry later");
         return -1;
     }
+    /* One MARK is remembered for undoing (a change of several sessions leaves the others to expire). */
+    if (s->cached && !op->marked && s->idlen < sizeof(op->marked_id)) {
+        op->marked = 1;
+        op->marked_version = s->new_version;
+        op->marked_idlen = s->idlen;
+        memcpy(op->marked_id, s->id, s->idlen);
+    }
     s->begun = 1;
     return 0;
 }
@@ -181,7 +196,8 @@ static const char SQL_BUMP[] = "UPDATE sessions SET version = ?, updated_at = NO
 /* A change that will be published: cache_dirty stays 1 until the publish is known to be done. */
 static const char SQL_BUMP_DIRTY[] = "UPDATE sessions SET version = ?, updated_at = NOW(6), cache_dirty = 1"
                                      " WHERE id = ?";
-static const char SQL_CLEAN[] = "UPDATE sessions SET cache_dirty = 0 WHERE id = ? AND version = ?";
+static const char SQL_CLEAN[] = "UPDATE sessions SET cache_dirty = 0, cache_repair_attempts = 0,"
+                                " cache_repair_after = NULL WHERE id = ? AND version = ?";
 
 /* After a publish that succeeded: the session's Redis entry is its truth at `version`. Outside the
  * transaction (it is committed); when this fails the repair republishes later, which is harmless. */
@@ -205,8 +221,15 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
         return 0;
     /* Built inside the transaction: the public views show this transaction's own changes. */
     sl_store_error_t err;
-    if (sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen, &s->proj,
-                           &err) != 0) {
+    int rc = sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen,
+                                &s->proj, &err);
+    if (rc == -2 && op->call == NULL) {
+        /* the repair of a session over the cap: its public page goes (fail closed), no retry loop */
+        s->proj.found = 0;
+    } else if (rc == -2) {
+        sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "%s", err.message);
+        return -1;
+    } else if (rc != 0) {
         sl_op_fail_store(op, &err);
         return -1;
     }
@@ -325,13 +348,37 @@ int sl_ext_matches(const sl_store_value_t *v, const char *ext, size_t len)
     return v->type == SL_STORE_TEXT && v->len == len && memcmp(v->ptr, ext, len) == 0;
 }
 
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
 int sl_valid_timestamp(const char *s, size_t n)
 {
     static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (n != 20)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
             return 0;
-    return 1;
+    /* a real instant that MariaDB's DATETIME holds: 2026-02-30 or 25:00 would fail in SQL (a 500) */
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1000 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+        return 0;
+    return digits(s + 11, 2) <= 23 && digits(s + 14, 2) <= 59 && digits(s + 17, 2) <= 59;
+}
+
+size_t sl_utf8_prefix(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    size_t k = max;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+        k--; /* s[k] would continue a character: cut before the character it belongs to */
+    return k;
 }

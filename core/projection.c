@@ -520,6 +520,29 @@ done:
     return rc;
 }
 
+/* Sessions whose rows hold more than this are built off the loop. */
+#define INLINE_BUILD (64u << 10)
+
+typedef struct build {
+    const sl_store_result_t *r;
+    sl_projection_t *out;
+    int rc;
+} build_t;
+
+static void build(void *arg)
+{
+    build_t *b = arg;
+    b->rc = pack_projection(b->r, b->out);
+}
+
+static size_t result_bytes(const sl_store_result_t *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nrows * r->ncols; i++)
+        n += r->cells[i].len;
+    return n;
+}
+
 int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
                        const char *id, size_t idlen, sl_projection_t *out, sl_store_error_t *err)
 {
@@ -533,7 +556,27 @@ int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn
     if (r->nrows > 0 && r->ncols == C_COUNT) {
         out->found = 1;
         out->version = (uint64_t)sl_store_cell(r, 0, C_VERSION)->i;
-        if (pack_projection(r, out) != 0) {
+        /* Rendering and compressing a large session would stall the loop: it goes to the thread
+         * pool (pack_projection touches only r and out). Every representation holds the text at
+         * least once, so text over a third of the cap cannot fit: refused before any work. */
+        size_t text = result_bytes(r);
+        build_t b = {r, out, 0};
+        if (text <= SL_MAX_PUBLIC_BYTES / 3) {
+            if (text > INLINE_BUILD)
+                sl_await_work(core->loop, build, &b);
+            else
+                build(&b);
+        }
+        if (text > SL_MAX_PUBLIC_BYTES / 3 || (b.rc == 0 && out->len > SL_MAX_PUBLIC_BYTES)) {
+            sl_projection_free(out);
+            err->code = SL_STORE_E_QUERY;
+            err->server_errno = 0;
+            snprintf(err->message, sizeof(err->message),
+                     "the public page of this session would exceed %u MiB (its visible exchanges hold %zu "
+                     "bytes of text); hide or delete exchanges, or split the session",
+                     SL_MAX_PUBLIC_BYTES >> 20, text);
+            rc = -2;
+        } else if (b.rc != 0) {
             err->code = SL_STORE_E_QUERY;
             err->server_errno = 0;
             snprintf(err->message, sizeof(err->message), "out of memory building the projection");

@@ -3,8 +3,10 @@
  *
  * Hot path: one Redis GET; a PUBLIC entry is answered with its payload as is, a TOMB with
  * {"found": false}; no task, no copy beyond the reply. Anything else goes to the slow path (a task):
- *   ABSENT  take a lease, read MariaDB through the public account, fill the entry if the lease is
- *           still ours (so a reader can never overwrite what an owner wrote meanwhile);
+ *   ABSENT  read MariaDB through the public account and answer; an id with no public session
+ *           stops there (no Redis key: remembered by the node, bounded); else take a lease, read
+ *           again and fill the entry if the lease is still ours (so a reader can never overwrite
+ *           what an owner wrote meanwhile);
  *   LEASE   another reader is rebuilding: wait a little and look again (one rebuild per miss);
  *   MARK    an owner change is in flight: read MariaDB, do not fill;
  *   Redis down or slow: read MariaDB, do not fill.
@@ -46,38 +48,78 @@ static void reply_projection(sl_rpc_call_t *call, const sl_projection_t *p)
         reply_not_found(call);
 }
 
+/* Reads the session from MariaDB through the public account. 0, or -1 when the store failed (the
+ * call is then answered unless it already was). */
+static int read_store(get_share_t *g, sl_projection_t *p, int answered)
+{
+    sl_store_error_t err;
+    g->core->stats.public_store_reads++;
+    int rc = sl_projection_load(g->core, g->core->public_, NULL, SL_VIEW_PUBLIC, g->id, g->idlen, p, &err);
+    if (rc == -2) {
+        memset(p, 0, sizeof(*p)); /* over the cap (an owner change refuses that): not shown, fail closed */
+        return 0;
+    }
+    if (rc == 0)
+        return 0;
+    if (!answered)
+        sl_fail_store(g->call, &err);
+    return -1;
+}
+
 static void slow_path(void *arg)
 {
     get_share_t *g = arg;
     sl_core_t *core = g->core;
-    int may_fill = 1;
+    int may_fill = 1, answered = 0, probed = 0;
     uint64_t token = 0;
+    sl_projection_t p;
     for (int attempt = 0; attempt <= LEASE_WAITS; attempt++) {
         sl_proj_result_t pr;
+        if (core->coh)
+            g->ticket = sl_coh_ticket(core->coh);
         sl_await_proj_get(core->cache, g->id, g->idlen, &pr);
         if (pr.r.status != SL_CACHE_OK) {
             may_fill = 0;
             break;
         }
-        if (pr.r.kind == SL_PROJ_PUBLIC) {
-            core->stats.public_cache_hits++;
-            sl_rpc_reply_raw(g->call, pr.payload, pr.r.len);
+        if (pr.r.kind == SL_PROJ_PUBLIC || pr.r.kind == SL_PROJ_TOMB) {
+            if (!answered) {
+                core->stats.public_cache_hits++;
+                if (pr.r.kind == SL_PROJ_PUBLIC)
+                    sl_rpc_reply_raw(g->call, pr.payload, pr.r.len);
+                else
+                    reply_not_found(g->call);
+            }
             free(pr.payload);
             free(g);
             return;
         }
         free(pr.payload);
-        if (pr.r.kind == SL_PROJ_TOMB) {
-            core->stats.public_cache_hits++;
-            reply_not_found(g->call);
-            free(g);
-            return;
-        }
         if (pr.r.kind == SL_PROJ_MARK) {
             may_fill = 0;
             break;
         }
         if (pr.r.kind == SL_PROJ_ABSENT) {
+            if (!probed) {
+                /* Before anything is written to Redis: is there a public session at all? An id that
+                 * was never shared costs no Redis key (a flood of random ids cannot evict real
+                 * projections); the node remembers it, bounded, until an owner change of that id. */
+                probed = 1;
+                if (read_store(g, &p, 0) != 0) {
+                    free(g);
+                    return;
+                }
+                reply_projection(g->call, &p);
+                answered = 1;
+                if (!p.found) {
+                    if (core->coh)
+                        sl_coh_learn(core->coh, g->ticket, g->id, g->idlen, SL_PROJ_TOMB, 0);
+                    sl_projection_free(&p);
+                    free(g);
+                    return;
+                }
+                sl_projection_free(&p);
+            }
             sl_proj_reply_t lr;
             token = sl_random_u64() | 1;
             sl_await_proj_lease(core->cache, g->id, g->idlen, token, LEASE_TTL_MS, &lr);
@@ -96,16 +138,18 @@ static void slow_path(void *arg)
         }
         sl_await_sleep(core->loop, LEASE_WAIT_MS);
     }
-
-    sl_projection_t p;
-    sl_store_error_t err;
-    core->stats.public_store_reads++;
-    if (sl_projection_load(core, core->public_, NULL, SL_VIEW_PUBLIC, g->id, g->idlen, &p, &err) != 0) {
-        sl_fail_store(g->call, &err);
+    if (answered && !(may_fill && token != 0)) {
         free(g);
         return;
     }
-    reply_projection(g->call, &p);
+    /* Read after the lease was taken: an owner's MARK or publish since then voids the lease, so
+     * this fill can never put back what an owner removed. */
+    if (read_store(g, &p, answered) != 0) {
+        free(g);
+        return;
+    }
+    if (!answered)
+        reply_projection(g->call, &p);
     if (may_fill && token != 0) {
         /* p.version is 0 for a session that is not visible; a tombstone of version 0 is refused
          * by any later owner write, which always carries a greater version. */

@@ -1,6 +1,7 @@
 /* Markdown -> safe HTML for the viewer page. The rules are in render.h. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <md4c.h>
@@ -8,6 +9,11 @@
 #include "core/internal/render.h"
 
 #define MAX_BLOCK_DEPTH 8
+/* Quotes and lists nest to at most this depth on the page: deeper containers keep their text but
+ * lose their tags, so 1 MB of ">" cannot become 27 MB of <blockquote> (output <= 16x input). */
+#define MAX_NEST 16
+/* More '[' than this in one piece of Markdown are shown as typed (see md()). */
+#define MAX_BRACKETS 4096
 
 typedef struct ctx {
     sl_render_out out;
@@ -15,7 +21,14 @@ typedef struct ctx {
     int link_open[64]; /* per nesting level of A/IMG spans: 1 when we emitted <a> */
     int span_depth;
     int inline_only; /* summaries: no <p> */
+    int nest;        /* open quote/list containers, counted beyond MAX_NEST too */
 } ctx_t;
+
+/* Whether a quote or list container (or an item of one) at the current depth gets its tags. */
+static int shown(const ctx_t *c)
+{
+    return c->nest <= MAX_NEST;
+}
 
 static void put(ctx_t *c, const char *s, size_t n)
 {
@@ -128,13 +141,20 @@ static int enter_block(MD_BLOCKTYPE type, void *detail, void *ud)
     case MD_BLOCK_DOC:
         break;
     case MD_BLOCK_QUOTE:
-        puts_(c, "<blockquote>");
+        c->nest++;
+        if (shown(c))
+            puts_(c, "<blockquote>");
         break;
     case MD_BLOCK_UL:
-        puts_(c, "<ul>");
+        c->nest++;
+        if (shown(c))
+            puts_(c, "<ul>");
         break;
     case MD_BLOCK_OL: {
         const MD_BLOCK_OL_DETAIL *d = detail;
+        c->nest++;
+        if (!shown(c))
+            break;
         if (d->start != 1) {
             snprintf(tmp, sizeof(tmp), "<ol start=\"%u\">", d->start);
             puts_(c, tmp);
@@ -145,7 +165,8 @@ static int enter_block(MD_BLOCKTYPE type, void *detail, void *ud)
     }
     case MD_BLOCK_LI: {
         const MD_BLOCK_LI_DETAIL *d = detail;
-        puts_(c, "<li>");
+        if (shown(c))
+            puts_(c, "<li>");
         if (d->is_task)
             puts_(c, d->task_mark == ' ' ? "\xE2\x98\x90 " : "\xE2\x98\x91 ");
         break;
@@ -217,16 +238,23 @@ static int leave_block(MD_BLOCKTYPE type, void *detail, void *ud)
     case MD_BLOCK_HTML:
         break;
     case MD_BLOCK_QUOTE:
-        puts_(c, "</blockquote>");
+        if (shown(c))
+            puts_(c, "</blockquote>");
+        c->nest--;
         break;
     case MD_BLOCK_UL:
-        puts_(c, "</ul>");
+        if (shown(c))
+            puts_(c, "</ul>");
+        c->nest--;
         break;
     case MD_BLOCK_OL:
-        puts_(c, "</ol>");
+        if (shown(c))
+            puts_(c, "</ol>");
+        c->nest--;
         break;
     case MD_BLOCK_LI:
-        puts_(c, "</li>");
+        if (shown(c))
+            puts_(c, "</li>");
         break;
     case MD_BLOCK_HR:
         break;
@@ -393,6 +421,24 @@ static void md(ctx_t *c, const char *s, size_t n)
     p.leave_span = leave_span;
     p.text = text;
     c->span_depth = 0;
+    /* md4c's link resolution grows faster than the text with the number of '[' (1 MB of them:
+     * 32x the time of 64 KB). Past MAX_BRACKETS in one piece, each '[' is escaped ("\[": shown
+     * as typed, no link): real text never has that many, and the work stays linear. */
+    size_t brackets = 0;
+    for (size_t i = 0; i < n; i++)
+        brackets += s[i] == '[';
+    char *esc_copy = brackets > MAX_BRACKETS ? malloc(n + brackets) : NULL;
+    if (esc_copy) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == '[')
+                esc_copy[k++] = '\\';
+            esc_copy[k++] = s[i];
+        }
+        md_parse(esc_copy, (MD_SIZE)k, &p, c);
+        free(esc_copy);
+        return;
+    }
     md_parse(s, (MD_SIZE)n, &p, c);
 }
 
@@ -443,21 +489,82 @@ static const char *find_lit(const char *s, size_t n, size_t from, const char *li
     return NULL;
 }
 
-/* End of the block opened at `open` (the index just after its closing tag), or 0 if unclosed.
- * Nested blocks of the same tag are counted. */
-static size_t block_end(const char *s, size_t n, size_t open, const char *otag, const char *ctag)
+/*
+ * Where each block ends, found in one pass over the text (not one scan to the end per opener: that
+ * made n unclosed openers cost n passes over the text). Openers and closers of each tag are matched
+ * like brackets, nested blocks of the same tag counted; an opener without its closer is no block.
+ */
+typedef struct bounds {
+    size_t *open;  /* positions of openers (any "<tag>" or "<tag "), in order */
+    size_t *close; /* for each opener: the index just after its matching closer, or 0 */
+    size_t n, cap;
+} bounds_t;
+
+static const char *const OPEN_TAG[] = {
+    [B_TOOL] = "<tool-use", [B_THINK] = "<think", [B_DETAILS] = "<details"};
+static const char *const CLOSE_TAG[] = {
+    [B_TOOL] = "</tool-use>", [B_THINK] = "</think>", [B_DETAILS] = "</details>"};
+
+static int bounds_push(bounds_t *b, size_t at)
 {
-    int depth = 0;
-    size_t ol = strlen(otag), cl = strlen(ctag);
-    for (size_t i = open; i < n; i++) {
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        size_t *o = realloc(b->open, cap * sizeof(*o)), *c = o ? realloc(b->close, cap * sizeof(*c)) : NULL;
+        if (o)
+            b->open = o;
+        if (c == NULL)
+            return -1;
+        b->close = c;
+        b->cap = cap;
+    }
+    b->open[b->n] = at;
+    b->close[b->n++] = 0;
+    return 0;
+}
+
+/* Fills b[kind] for s[0..n). Returns 0, or -1 when out of memory (then no block is recognised). */
+static int find_bounds(const char *s, size_t n, bounds_t b[4])
+{
+    size_t *stack[4] = {0};
+    size_t depth[4] = {0}, cap[4] = {0};
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         if (s[i] != '<')
             continue;
-        if (i + ol <= n && memcmp(s + i, otag, ol) == 0 && (s[i + ol] == '>' || s[i + ol] == ' '))
-            depth++;
-        else if (i + cl <= n && memcmp(s + i, ctag, cl) == 0 && --depth == 0)
-            return i + cl;
+        for (int k = B_TOOL; k <= B_DETAILS; k++) {
+            size_t ol = strlen(OPEN_TAG[k]), cl = strlen(CLOSE_TAG[k]);
+            if (i + ol < n && memcmp(s + i, OPEN_TAG[k], ol) == 0 && (s[i + ol] == '>' || s[i + ol] == ' ')) {
+                if (bounds_push(&b[k], i) != 0) {
+                    rc = -1;
+                    break;
+                }
+                if (depth[k] == cap[k]) {
+                    size_t c2 = cap[k] ? cap[k] * 2 : 16;
+                    size_t *st = realloc(stack[k], c2 * sizeof(*st));
+                    if (st == NULL) {
+                        rc = -1;
+                        break;
+                    }
+                    stack[k] = st;
+                    cap[k] = c2;
+                }
+                stack[k][depth[k]++] = b[k].n - 1;
+            } else if (i + cl <= n && memcmp(s + i, CLOSE_TAG[k], cl) == 0 && depth[k] > 0) {
+                b[k].close[stack[k][--depth[k]]] = i + cl;
+            }
+        }
     }
-    return 0;
+    for (int k = 0; k < 4; k++)
+        free(stack[k]);
+    return rc;
+}
+
+/* The end of the block that opens at `at` (0: unclosed). *cursor walks b's openers forward. */
+static size_t bounds_end(const bounds_t *b, size_t *cursor, size_t at)
+{
+    while (*cursor < b->n && b->open[*cursor] < at)
+        (*cursor)++;
+    return *cursor < b->n && b->open[*cursor] == at ? b->close[*cursor] : 0;
 }
 
 /* The value of attribute name="..." within tag[0..n). */
@@ -571,17 +678,15 @@ static void render_block(ctx_t *c, block_t kind, const char *s, size_t n, int de
 
 static void render_blocks(ctx_t *c, const char *s, size_t n, int depth)
 {
+    bounds_t b[4];
+    memset(b, 0, sizeof(b));
+    size_t cursor[4] = {0};
+    int have = depth < MAX_BLOCK_DEPTH && find_bounds(s, n, b) == 0;
     size_t pos = 0;
     while (pos < n) {
         block_t kind = B_NONE;
-        size_t at = depth < MAX_BLOCK_DEPTH ? next_opener(s, n, pos, &kind) : n;
-        size_t end = 0;
-        if (kind == B_TOOL)
-            end = block_end(s, n, at, "<tool-use", "</tool-use>");
-        else if (kind == B_THINK)
-            end = block_end(s, n, at, "<think", "</think>");
-        else if (kind == B_DETAILS)
-            end = block_end(s, n, at, "<details", "</details>");
+        size_t at = have ? next_opener(s, n, pos, &kind) : n;
+        size_t end = kind == B_NONE ? 0 : bounds_end(&b[kind], &cursor[kind], at);
         if (kind != B_NONE && end == 0) {
             /* Unclosed: not a block; look for the next opener after this line. */
             size_t nl = at;
@@ -589,7 +694,6 @@ static void render_blocks(ctx_t *c, const char *s, size_t n, int depth)
                 nl++;
             block_t k2;
             size_t at2 = next_opener(s, n, nl, &k2);
-            (void)k2;
             md(c, s + pos, at2 - pos);
             pos = at2;
             continue;
@@ -600,6 +704,10 @@ static void render_blocks(ctx_t *c, const char *s, size_t n, int depth)
             break;
         render_block(c, kind, s + at, end - at, depth);
         pos = end;
+    }
+    for (int k = 0; k < 4; k++) {
+        free(b[k].open);
+        free(b[k].close);
     }
 }
 

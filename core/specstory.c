@@ -32,6 +32,13 @@ typedef struct line {
     size_t n; /* without "\n" and a trailing "\r" */
 } line_t;
 
+/* Where each line is, compactly: 8 bytes a line (inputs are < 4 GiB), and 1 byte for its kind. */
+typedef struct lpos {
+    uint32_t off, n;
+} lpos_t;
+
+#define LINE(i) ((line_t){md + pos[(i)].off, pos[(i)].n})
+
 typedef enum kind {
     K_TEXT,
     K_USER,      /* non-sidechain user turn: starts an exchange */
@@ -392,11 +399,12 @@ static int is_message_id(const line_t *l)
 
 /* Appends lines [a, b) to out, dropping separators before headers (kinds[] says which) and
  * trimming blank lines at both ends. sep: put a blank line before this part if out is non-empty. */
-static void append_body(buf_t *out, const line_t *lines, const kind_t *kinds, size_t a, size_t b)
+static void append_body(buf_t *out, const char *md, const lpos_t *pos, const unsigned char *kinds, size_t a,
+                        size_t b)
 {
-    while (a < b && (kinds[a] == K_DROP || is_blank(&lines[a])))
+    while (a < b && (kinds[a] == K_DROP || is_blank(&LINE(a))))
         a++;
-    while (b > a && (kinds[b - 1] == K_DROP || is_blank(&lines[b - 1])))
+    while (b > a && (kinds[b - 1] == K_DROP || is_blank(&LINE(b - 1))))
         b--;
     if (a >= b)
         return;
@@ -405,7 +413,7 @@ static void append_body(buf_t *out, const line_t *lines, const kind_t *kinds, si
     for (size_t i = a; i < b; i++) {
         if (kinds[i] == K_DROP)
             continue;
-        buf_add(out, lines[i].p, lines[i].n);
+        buf_add(out, md + pos[i].off, pos[i].n);
         if (i + 1 < b)
             buf_add(out, "\n", 1);
     }
@@ -435,6 +443,12 @@ void sl_specstory_free(sl_specstory_doc_t *doc)
 
 int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char *err, size_t errlen)
 {
+    return sl_specstory_parse_max(md, len, 0, doc, err, errlen);
+}
+
+int sl_specstory_parse_max(const char *md, size_t len, size_t max_exchanges, sl_specstory_doc_t *doc,
+                           char *err, size_t errlen)
+{
     memset(doc, 0, sizeof(*doc));
     if (md == NULL && len > 0) {
         set_err(err, errlen, "no input");
@@ -460,10 +474,14 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
     size_t nlines = 1;
     for (size_t i = 0; i < len; i++)
         nlines += md[i] == '\n';
-    line_t *lines = calloc(nlines, sizeof(*lines));
-    kind_t *kinds = calloc(nlines, sizeof(*kinds));
-    if (lines == NULL || kinds == NULL) {
-        free(lines);
+    if (len > UINT32_MAX) {
+        set_err(err, errlen, "the file is larger than 4 GiB");
+        return -1;
+    }
+    lpos_t *pos = calloc(nlines, sizeof(*pos));
+    unsigned char *kinds = calloc(nlines, sizeof(*kinds));
+    if (pos == NULL || kinds == NULL) {
+        free(pos);
         free(kinds);
         set_err(err, errlen, "out of memory");
         return -1;
@@ -477,7 +495,7 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
         if (n && md[i + n - 1] == '\r')
             n--;
         if (!(e == len && n == 0 && nl > 0)) /* no empty line after a final "\n" */
-            lines[nl++] = (line_t){md + i, n};
+            pos[nl++] = (lpos_t){(uint32_t)i, (uint32_t)n};
         i = e + 1;
     }
 
@@ -487,7 +505,7 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
     for (size_t i = 0; i < nl; i++) {
         const char *inner;
         size_t innerlen;
-        kind_t k = header_kind(&lines[i], &inner, &innerlen);
+        kind_t k = header_kind(&LINE(i), &inner, &innerlen);
         if (k != K_TEXT) {
             if (in_preamble)
                 first_turn = i;
@@ -496,18 +514,18 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
             users += k == K_USER;
             continue;
         }
-        if (in_preamble && preamble_meta(&lines[i], doc, &marker)) {
+        if (in_preamble && preamble_meta(&LINE(i), doc, &marker)) {
             kinds[i] = K_META;
             continue;
         }
-        kinds[i] = is_message_id(&lines[i]) ? K_DROP : K_TEXT;
+        kinds[i] = is_message_id(&LINE(i)) ? K_DROP : K_TEXT;
     }
     /* "---" right before a header (or the end) is a separator, not content */
     for (size_t i = 0; i < nl; i++) {
-        if (kinds[i] != K_TEXT || !is_rule(&lines[i]))
+        if (kinds[i] != K_TEXT || !is_rule(&LINE(i)))
             continue;
         size_t j = i + 1;
-        while (j < nl && (is_blank(&lines[j]) || kinds[j] == K_DROP))
+        while (j < nl && (is_blank(&LINE(j)) || kinds[j] == K_DROP))
             j++;
         if (j == nl || (kinds[j] != K_TEXT && kinds[j] != K_META))
             kinds[i] = K_DROP;
@@ -516,7 +534,7 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
     if (doc->created_at == NULL && doc->title)
         doc->created_at = find_timestamp(doc->title, strlen(doc->title));
     if (!marker && first_turn == nl) {
-        free(lines);
+        free(pos);
         free(kinds);
         sl_specstory_free(doc);
         set_err(err, errlen,
@@ -541,11 +559,20 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
         size_t j = i;
         while (j < first_user && (kinds[j] == K_TEXT || kinds[j] == K_DROP))
             j++;
-        append_body(&lead, lines, kinds, i, j);
+        append_body(&lead, md, pos, kinds, i, j);
         i = j;
     }
 
     size_t count = users + (lead.n > 0 ? 1 : 0);
+    if (max_exchanges && count > max_exchanges) {
+        /* checked before any exchange is built: a run of headers costs its line table only */
+        free(lead.p);
+        free(pos);
+        free(kinds);
+        sl_specstory_free(doc);
+        set_err(err, errlen, "the session has %zu exchanges; the limit is %zu", count, max_exchanges);
+        return -2;
+    }
     doc->exchanges = count ? calloc(count, sizeof(*doc->exchanges)) : NULL;
     int oom = count && doc->exchanges == NULL;
     size_t x = 0;
@@ -565,14 +592,14 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
         doc->count = x;
         const char *inner;
         size_t innerlen;
-        header_kind(&lines[i], &inner, &innerlen);
+        header_kind(&LINE(i), &inner, &innerlen);
         e->created_at = inner ? find_timestamp(inner, innerlen) : NULL;
         /* prompt: up to the next header of any kind */
         size_t j = i + 1;
         while (j < nl && (kinds[j] == K_TEXT || kinds[j] == K_DROP || kinds[j] == K_META))
             j++;
         buf_t pb = {0};
-        append_body(&pb, lines, kinds, i + 1, j);
+        append_body(&pb, md, pos, kinds, i + 1, j);
         e->prompt = buf_take(&pb, &e->prompt_len);
         /* response: every turn after it up to the next non-sidechain user turn */
         buf_t rb = {0};
@@ -581,7 +608,7 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
             size_t m = k + 1;
             while (m < nl && (kinds[m] == K_TEXT || kinds[m] == K_DROP || kinds[m] == K_META))
                 m++;
-            append_body(&rb, lines, kinds, k + 1, m);
+            append_body(&rb, md, pos, kinds, k + 1, m);
             k = m;
         }
         e->response = buf_take(&rb, &e->response_len);
@@ -589,7 +616,7 @@ int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char
         oom = e->prompt == NULL || e->response == NULL || e->title == NULL;
         i = k - 1;
     }
-    free(lines);
+    free(pos);
     free(kinds);
     if (oom) {
         sl_specstory_free(doc);

@@ -151,7 +151,7 @@ static int64_t upsert_project(sl_op_t *op, const sync_req_t *q)
 
 /* A new session row (private, version 0). */
 static int insert_session(sl_op_t *op, const sync_req_t *q, const sl_specstory_doc_t *doc, int64_t project_id,
-                          const char *agent)
+                          const char *agent, size_t agent_len)
 {
     const char *t = q->title;
     size_t tl = q->title_len;
@@ -159,16 +159,14 @@ static int insert_session(sl_op_t *op, const sync_req_t *q, const sl_specstory_d
         /* '' = no title of its own: viewers see the first visible exchange's title (see
          * projection.c), never that of a hidden one. */
         t = (doc->title && !looks_like_timestamp(doc->title)) ? doc->title : "";
-        tl = strlen(t);
-        if (tl > 500)
-            tl = 500; /* titles from the importer are short; this only guards the column */
+        tl = sl_utf8_prefix(t, strlen(t), 500); /* the column holds 500; cut on a character boundary */
     }
     sl_store_value_t p[] = {sl_store_text(q->id, q->idlen),
                             sl_store_int((int64_t)op->who.tenant_id),
                             sl_store_int((int64_t)op->who.user_id),
                             sl_store_int(project_id),
                             sl_store_text(t, tl),
-                            sl_store_text(agent, strlen(agent))};
+                            sl_store_text(agent, agent_len)};
     sl_store_error_t err;
     sl_store_result_t *r = sl_await_exec(op->conn, SQL_SESSION_INSERT, p, 6, &err);
     if (r == NULL) {
@@ -277,6 +275,23 @@ static int store_upload(sl_op_t *op, const sync_req_t *q)
     return rc;
 }
 
+/* Files larger than this are imported on the thread pool. */
+#define INLINE_PARSE (64u << 10)
+
+typedef struct parse {
+    const char *md;
+    size_t len, max;
+    sl_specstory_doc_t *doc;
+    char *err;
+    int rc;
+} parse_t;
+
+static void parse(void *arg)
+{
+    parse_t *p = arg;
+    p->rc = sl_specstory_parse_max(p->md, p->len, p->max, p->doc, p->err, 256);
+}
+
 void sl_owner_sync_session(sl_op_t *op)
 {
     sl_core_t *core = op->core;
@@ -285,16 +300,26 @@ void sl_owner_sync_session(sl_op_t *op)
         return;
     sl_specstory_doc_t doc;
     char perr[256];
-    if (sl_specstory_parse(q.markdown, q.md_len, &doc, perr, sizeof(perr)) != 0) {
-        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"markdown\": %s", perr);
+    parse_t pj = {q.markdown, q.md_len, core->cfg.max_exchanges, &doc, perr, 0};
+    if (q.md_len > INLINE_PARSE)
+        sl_await_work(core->loop, parse, &pj); /* importing a large file would stall the loop */
+    else
+        parse(&pj);
+    int prc = pj.rc;
+    if (prc != 0) {
+        if (prc == -2)
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s", perr); /* too many exchanges */
+        else
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "field \"markdown\": %s", perr);
         return;
     }
-    if (doc.count > core->cfg.max_exchanges) {
-        sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "the session has %zu exchanges; the limit is %u", doc.count,
-                   core->cfg.max_exchanges);
-        sl_specstory_free(&doc);
-        return;
-    }
+    for (size_t i = 0; i < doc.count; i++)
+        if (doc.exchanges[i].prompt_len > SL_MAX_PROMPT) {
+            sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "exchange %zu's prompt is %zu bytes; the limit is %u",
+                       i + 1, doc.exchanges[i].prompt_len, SL_MAX_PROMPT);
+            sl_specstory_free(&doc);
+            return;
+        }
     char gen_id[37];
     if (q.id == NULL) {
         new_session_id(gen_id);
@@ -302,6 +327,7 @@ void sl_owner_sync_session(sl_op_t *op)
         q.idlen = strlen(gen_id);
     }
     const char *agent = doc.agent ? doc.agent : "";
+    size_t agent_len = sl_utf8_prefix(agent, strlen(agent), SL_MAX_AGENT); /* a label: cut to the column */
     existing_t *ex = NULL;
     size_t nex = 0;
     sl_locked_t s;
@@ -310,7 +336,7 @@ void sl_owner_sync_session(sl_op_t *op)
         sl_op_lock_session(op, q.id, q.idlen, 1, &s) != 0)
         goto out;
     int created = !s.exists;
-    if (created && insert_session(op, &q, &doc, project_id, agent) != 0)
+    if (created && insert_session(op, &q, &doc, project_id, agent, agent_len) != 0)
         goto out;
     /* Existing exchanges, to keep the owner's edits on those still in the upload. A deleted
      * session that is synced again starts over: its old exchanges stay removed. */
@@ -321,9 +347,9 @@ void sl_owner_sync_session(sl_op_t *op)
     uint32_t seq = s.seq;
     if (apply_exchanges(op, q.id, q.idlen, &doc, ex, nex, &seq) != 0)
         goto out;
-    sl_store_value_t p[] = {
-        sl_store_int(project_id), q.title ? sl_store_text(q.title, q.title_len) : sl_store_null(),
-        sl_store_int(seq), sl_store_text(agent, strlen(agent)), sl_store_text(q.id, q.idlen)};
+    sl_store_value_t p[] = {sl_store_int(project_id),
+                            q.title ? sl_store_text(q.title, q.title_len) : sl_store_null(),
+                            sl_store_int(seq), sl_store_text(agent, agent_len), sl_store_text(q.id, q.idlen)};
     if (sl_op_run(op, SQL_SESSION_UPDATE, p, 5, NULL) != 0 || store_upload(op, &q) != 0 ||
         sl_op_change_commit(op, &s) != 0)
         goto out;
@@ -380,8 +406,7 @@ void sl_owner_append_exchanges(sl_op_t *op)
             sl_op_fail(op, SL_RPC_INVALID_ARGUMENT, "%s must be a map", where);
             return;
         }
-        if (sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) !=
-                1 ||
+        if (sl_rpc_get_str(e, "prompt", 1, SL_MAX_PROMPT, &s, &l, op->msg, sizeof(op->msg)) != 1 ||
             sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &s, &l, op->msg, sizeof(op->msg)) !=
                 1 ||
             sl_rpc_get_str(e, "title", 0, 500, &s, &l, op->msg, sizeof(op->msg)) < 0) {
@@ -424,7 +449,7 @@ void sl_owner_append_exchanges(sl_op_t *op)
         const msgpack_object *e = &arr->via.array.ptr[i];
         const char *prompt, *response, *title = NULL, *ts = NULL;
         size_t plen, rlen, tlen = 0, tslen = 0;
-        sl_rpc_get_str(e, "prompt", 1, op->core->cfg.max_markdown, &prompt, &plen, op->msg, sizeof(op->msg));
+        sl_rpc_get_str(e, "prompt", 1, SL_MAX_PROMPT, &prompt, &plen, op->msg, sizeof(op->msg));
         sl_rpc_get_str(e, "response", 1, op->core->cfg.max_markdown, &response, &rlen, op->msg,
                        sizeof(op->msg));
         sl_rpc_get_str(e, "title", 0, 500, &title, &tlen, op->msg, sizeof(op->msg));

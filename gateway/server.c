@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -31,6 +32,15 @@ static void send_text(sl_gateway_t *gw, h2o_req_t *req, int status, const char *
 
 static void send_metrics(sl_gateway_t *gw, h2o_req_t *req)
 {
+    if (gw->cfg.metrics_token && *gw->cfg.metrics_token) {
+        size_t n = 0, want = strlen(gw->cfg.metrics_token);
+        const char *tok = sl_gw_bearer(req, &n);
+        if (tok == NULL || n != want || CRYPTO_memcmp(tok, gw->cfg.metrics_token, n) != 0) {
+            sl_gw_add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, H2O_STRLIT("Bearer"));
+            send_text(gw, req, 401, "metrics need Authorization: Bearer <SHARELINE_METRICS_TOKEN>\n");
+            return;
+        }
+    }
     char *buf = NULL;
     size_t blen = 0;
     if (gw->cfg.metrics)
@@ -64,6 +74,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     case SL_ROUTE_SHARE_HTML:
         if (sl_gw_is_method(req, "GET") || sl_gw_is_method(req, "HEAD"))
             sl_gw_share(gw, req, rt.kind, rt.rest, rt.rest_len);
+        else if (rt.kind == SL_ROUTE_SHARE_HTML)
+            sl_gw_share_error(gw, req, rt.kind, 405, "GET, HEAD");
         else
             send_not_allowed(gw, req, "GET, HEAD");
         return 0;
@@ -194,6 +206,8 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, c
         gw->cfg.port = 8080;
     if (gw->cfg.max_body == 0)
         gw->cfg.max_body = sl_rpc_server_limits(rpc)->max_body;
+    gw->upload_limits = *sl_rpc_server_limits(rpc);
+    gw->upload_limits.max_body = SL_GW_MAX_UPLOAD;
     if (sl_copies_open(&gw->copies, gw->cfg.share_cache_bytes ? gw->cfg.share_cache_bytes : (64u << 20)) !=
         0) {
         free(gw);

@@ -23,6 +23,43 @@ static const char NOT_FOUND_HTML[] =
     "<p>The session may never have existed, or its owner made it private or deleted it.</p>"
     "</body></html>\n";
 
+static const char ERROR_HTML_HEAD[] =
+    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    "<meta name=\"robots\" content=\"noindex\"><title>Shareline</title>"
+    "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;"
+    "color:#222}</style></head><body><h1>";
+
+static void common_headers(h2o_req_t *req, sl_route_kind_t route);
+
+void sl_gw_share_error(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, int status, const char *allow)
+{
+    const char *what = status == 405   ? "This address only answers GET and HEAD"
+                       : status == 503 ? "Temporarily unavailable: please try again in a moment"
+                                       : "Something went wrong on our side";
+    if (allow)
+        sl_gw_add_header(req, H2O_TOKEN_ALLOW, allow, strlen(allow));
+    if (route != SL_ROUTE_SHARE_HTML) {
+        common_headers(req, route);
+        sl_gw_send_error(gw, req,
+                         status == 405   ? SL_RPC_INVALID_ARGUMENT
+                         : status == 503 ? SL_RPC_UNAVAILABLE
+                                         : SL_RPC_INTERNAL,
+                         status == 405   ? "method not allowed"
+                         : status == 503 ? "temporarily unavailable, retry later"
+                                         : "internal error");
+        return;
+    }
+    common_headers(req, route);
+    size_t n = strlen(ERROR_HTML_HEAD) + strlen(what) + 32;
+    char *page = h2o_mem_alloc_pool(&req->pool, n);
+    int k = snprintf(page, n, "%s%s</h1></body></html>\n", ERROR_HTML_HEAD, what);
+    sl_gw_send(gw, req, status, "text/html; charset=utf-8", page,
+               k < 0           ? 0
+               : (size_t)k < n ? (size_t)k
+                               : n - 1);
+}
+
 static void common_headers(h2o_req_t *req, sl_route_kind_t route)
 {
     /* A shared cache must revalidate every time: a revoked link must not outlive the revocation. */
@@ -125,14 +162,8 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     }
     sl_pending_t d = *pd;
     h2o_req_t *req = sl_gw_pending_finish(pd);
-    if (code != SL_RPC_OK) {
-        int unavailable = code == SL_RPC_UNAVAILABLE;
-        sl_gw_send_error(gw, req, unavailable ? code : SL_RPC_INTERNAL,
-                         unavailable ? "temporarily unavailable, retry later" : "internal error");
-        return;
-    }
-    if (!ok) {
-        sl_gw_send_error(gw, req, SL_RPC_INTERNAL, "internal error");
+    if (code != SL_RPC_OK || !ok) {
+        sl_gw_share_error(gw, req, d.route, code == SL_RPC_UNAVAILABLE ? 503 : 500, NULL);
         return;
     }
     sl_copies_count(gw->copies, 0);
@@ -160,7 +191,7 @@ void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const 
     }
     sl_pending_t *pd = sl_gw_pending_new(gw, req, route);
     if (pd == NULL) {
-        sl_gw_send_error(gw, req, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        sl_gw_share_error(gw, req, route, 503, NULL);
         return;
     }
     pd->gzip = sl_gw_accepts_gzip(req);

@@ -19,8 +19,8 @@
 
 #include "gateway/internal/gateway.h"
 
-#define MAX_BODY     (50u << 20)  /* compressed request body */
-#define MAX_INFLATED (256u << 20) /* after gzip */
+#define MAX_BODY     (50u << 20)      /* compressed request body */
+#define MAX_INFLATED SL_GW_MAX_UPLOAD /* after gzip */
 
 typedef enum { K_PUT, K_SIZES, K_HEAD, K_GET, K_DELETE, K_PROJECTS, K_SESSIONS } kind_t;
 
@@ -45,6 +45,9 @@ static const struct {
 
 typedef struct compat {
     kind_t kind;
+    int gzip;                      /* PUT: Content-Encoding: gzip */
+    sl_pending_t *pd;              /* PUT: the request, until its body was taken */
+    const sl_rpc_limits_t *limits; /* PUT: the JSON mapping's limits */
     char project[201];
     char session[65];
 } compat_t;
@@ -294,7 +297,7 @@ static int inflate_body(const char *in, size_t len, char **out, size_t *outlen, 
         snprintf(msg, msglen, "cannot decompress the body");
         return 400;
     }
-    size_t cap = len * 4 + 4096, n = 0;
+    size_t cap = len < (MAX_INFLATED - 4096) / 4 ? len * 4 + 4096 : MAX_INFLATED, n = 0;
     char *buf = malloc(cap);
     zs.next_in = (Bytef *)in;
     zs.avail_in = (uInt)len;
@@ -363,33 +366,42 @@ static void pack_metadata(msgpack_packer *pk, const msgpack_object *meta, const 
     }
 }
 
-/* The PUT's body (gzip or identity JSON) as a SyncSession request. Returns 0, or an HTTP status
- * with msg filled. */
-static int build_put(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, msgpack_packer *pk, char *msg,
-                     size_t msglen)
+/* The PUT's body, copied out of the request once the core checked the token. */
+static sl_rpc_code_t take_put(void *data, msgpack_sbuffer *raw, char *msg, size_t msglen)
 {
-    size_t blen = req->entity.base ? req->entity.len : 0;
-    if (blen > MAX_BODY) {
-        snprintf(msg, msglen, "request body of %zu bytes exceeds the limit of %u MiB (compressed)", blen,
-                 MAX_BODY >> 20);
-        return 413;
+    compat_t *c = data;
+    h2o_req_t *req = c->pd->req;
+    if (req == NULL) {
+        snprintf(msg, msglen, "the client went away");
+        return SL_RPC_UNAVAILABLE;
     }
-    const char *json = req->entity.base ? req->entity.base : "";
+    if (req->entity.base && req->entity.len)
+        msgpack_sbuffer_write(raw, req->entity.base, req->entity.len);
+    return SL_RPC_OK;
+}
+
+/* The PUT's body (gzip or identity JSON) as a SyncSession request; runs off the loop for large
+ * bodies (rpc.h: it touches only c and its arguments). */
+static sl_rpc_code_t make_put(void *data, const char *body, size_t blen, msgpack_sbuffer *out, char *msg,
+                              size_t msglen)
+{
+    compat_t *c = data;
+    msgpack_packer packer, *pk = &packer;
+    msgpack_packer_init(pk, out, msgpack_sbuffer_write);
+    const char *json = body;
     size_t jlen = blen;
     char *inflated = NULL;
-    h2o_iovec_t ce = sl_gw_header(req, H2O_TOKEN_CONTENT_ENCODING);
-    if (ce.base && h2o_contains_token(ce.base, ce.len, H2O_STRLIT("gzip"), ',')) {
-        int st = inflate_body(json, blen, &inflated, &jlen, msg, msglen);
+    if (c->gzip) {
+        int st = inflate_body(body, blen, &inflated, &jlen, msg, msglen);
         if (st)
-            return st;
+            return st == 413   ? SL_RPC_PAYLOAD_TOO_LARGE
+                   : st == 400 ? SL_RPC_INVALID_ARGUMENT
+                               : SL_RPC_RESOURCE_EXHAUSTED;
         json = inflated;
-    } else if (ce.base && !h2o_memis(ce.base, ce.len, H2O_STRLIT("identity"))) {
-        snprintf(msg, msglen, "Content-Encoding must be gzip or identity");
-        return 415;
     }
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    int rc = sl_rpc_json_to_msgpack(json, jlen, sl_rpc_server_limits(gw->rpc), &sb, msg, msglen);
+    int rc = sl_rpc_json_to_msgpack(json, jlen, c->limits, &sb, msg, msglen);
     free(inflated);
     msgpack_zone zone;
     msgpack_object doc;
@@ -424,7 +436,7 @@ static int build_put(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, msgpac
     if (rc != 0) {
         msgpack_zone_destroy(&zone);
         msgpack_sbuffer_destroy(&sb);
-        return 400;
+        return SL_RPC_INVALID_ARGUMENT;
     }
     if (sl_rpc_get_str(&doc, "projectName", 0, SIZE_MAX, &pname, &pnamelen, m, sizeof(m)) != 1 ||
         pnamelen == 0) {
@@ -462,6 +474,26 @@ static int build_put(sl_gateway_t *gw, h2o_req_t *req, const compat_t *c, msgpac
     }
     msgpack_zone_destroy(&zone);
     msgpack_sbuffer_destroy(&sb);
+    return SL_RPC_OK;
+}
+
+static const sl_rpc_body_src_t PUT_BODY = {take_put, make_put};
+
+/* What the PUT's headers alone can refuse, before the token is checked: 0, or an HTTP status. */
+static int check_put_headers(h2o_req_t *req, compat_t *c, char *msg, size_t msglen)
+{
+    size_t blen = req->entity.base ? req->entity.len : 0;
+    if (blen > MAX_BODY) {
+        snprintf(msg, msglen, "request body of %zu bytes exceeds the limit of %u MiB (compressed)", blen,
+                 MAX_BODY >> 20);
+        return 413;
+    }
+    h2o_iovec_t ce = sl_gw_header(req, H2O_TOKEN_CONTENT_ENCODING);
+    c->gzip = ce.base && h2o_contains_token(ce.base, ce.len, H2O_STRLIT("gzip"), ',');
+    if (ce.base && !c->gzip && !h2o_memis(ce.base, ce.len, H2O_STRLIT("identity"))) {
+        snprintf(msg, msglen, "Content-Encoding must be gzip or identity");
+        return 415;
+    }
     return 0;
 }
 
@@ -514,19 +546,10 @@ void sl_gw_specstory(sl_gateway_t *gw, h2o_req_t *req, const char *path, size_t 
         return;
     }
     c->kind = ROUTES[route].kind;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     char msg[256];
-    int status = 0;
-    if (c->kind == K_PUT)
-        status = build_put(gw, req, c, &pk, msg, sizeof(msg));
-    else
-        build_simple(c, &pk);
+    int status = c->kind == K_PUT ? check_put_headers(req, c, msg, sizeof(msg)) : 0;
     sl_pending_t *pd = status ? NULL : sl_gw_pending_new(gw, req, SL_ROUTE_COMPAT);
     if (status || pd == NULL) {
-        msgpack_sbuffer_destroy(&sb);
         free(c);
         send_error(gw, req, status ? status : 500, status ? msg : "out of memory");
         return;
@@ -535,6 +558,18 @@ void sl_gw_specstory(sl_gateway_t *gw, h2o_req_t *req, const char *path, size_t 
     size_t auth_len = 0;
     const char *auth = sl_gw_bearer(req, &auth_len);
     const char *method = sl_rpc_method_name(ROUTES[route].method);
+    if (c->kind == K_PUT) {
+        /* Nothing of the body is read before the core has checked the token. */
+        c->pd = pd;
+        c->limits = &gw->upload_limits;
+        sl_rpc_call_deferred(gw->rpc, method, strlen(method), auth, auth_len, &PUT_BODY, c, on_reply, pd);
+        return;
+    }
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    build_simple(c, &pk);
     sl_rpc_call(gw->rpc, method, strlen(method), auth, auth_len, sb.data, sb.size, on_reply, pd);
     msgpack_sbuffer_destroy(&sb);
 }

@@ -188,6 +188,37 @@ int sl_rpc_has_method(const sl_rpc_server_t *srv, const char *name, size_t len);
 void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
                  size_t auth_len, const void *body, size_t len, sl_rpc_reply_cb cb, void *data);
 
+/* ---- bodies loaded after the caller is checked ----
+ *
+ * A transport (the gateway) that must not parse or inflate anything before the caller is known
+ * calls with a body source instead of a body: the method checks the credential first, then loads
+ * the body in three steps, the middle one fit to run off the loop (a thread pool):
+ *   sl_rpc_load_take    on the loop: src->take copies the raw bytes out of the transport;
+ *   sl_rpc_load_make    any thread: src->make turns them into the msgpack request (may be NULL:
+ *                       the raw bytes are the request), which is then checked and unpacked;
+ *   sl_rpc_load_finish  on the loop: the request is ready, or the call was answered with the error.
+ * For a call made with a body (sl_rpc_call) the three are no-ops. src and src_data must outlive the
+ * call (until its reply callback ran); make must not touch the transport. */
+typedef struct sl_rpc_body_src {
+    /* Appends the raw body to raw; SL_RPC_OK, or an error code with a message for the caller. */
+    sl_rpc_code_t (*take)(void *data, msgpack_sbuffer *raw, char *msg, size_t msglen);
+    /* Writes the msgpack request made from raw[0..len) to out; SL_RPC_OK, or an error code and message. */
+    sl_rpc_code_t (*make)(void *data, const char *raw, size_t len, msgpack_sbuffer *out, char *msg,
+                          size_t msglen);
+} sl_rpc_body_src_t;
+
+void sl_rpc_call_deferred(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
+                          size_t auth_len, const sl_rpc_body_src_t *src, void *src_data, sl_rpc_reply_cb cb,
+                          void *data);
+/* 0, or -1 when the call was answered with an error (and freed). */
+int sl_rpc_load_take(sl_rpc_call_t *call);
+/* The raw body's size after take (to decide whether make is worth a thread). */
+size_t sl_rpc_load_size(const sl_rpc_call_t *call);
+/* Touches only the call and src: safe on another thread while the loop goes on. */
+void sl_rpc_load_make(sl_rpc_call_t *call);
+/* 0 (sl_rpc_request() is the request), or -1 when the call was answered with the error. */
+int sl_rpc_load_finish(sl_rpc_call_t *call);
+
 /* ---- inside a handler ---- */
 
 const msgpack_object *sl_rpc_request(const sl_rpc_call_t *call); /* the request map */

@@ -69,6 +69,14 @@ struct sl_rpc_call {
     msgpack_packer pk;
     sl_rpc_reply_cb cb;
     void *cb_data;
+    /* a deferred body (sl_rpc_call_deferred): produced after the method checked the caller */
+    const sl_rpc_body_src_t *src;
+    void *src_data;
+    msgpack_sbuffer raw;  /* what src->take kept */
+    msgpack_sbuffer made; /* what src->make produced (the request, before the check) */
+    size_t body_len;
+    sl_rpc_code_t load_code; /* the outcome of sl_rpc_load_make */
+    char load_msg[256];
 };
 
 static void call_destroy(sl_rpc_call_t *call);
@@ -156,8 +164,19 @@ static void answer_error(sl_rpc_reply_cb cb, void *data, sl_rpc_code_t code, con
     msgpack_sbuffer_destroy(&sb);
 }
 
+static void drop_deferred(sl_rpc_call_t *call)
+{
+    call->src = NULL;
+    call->src_data = NULL;
+    msgpack_sbuffer_destroy(&call->raw);
+    msgpack_sbuffer_init(&call->raw);
+    msgpack_sbuffer_destroy(&call->made);
+    msgpack_sbuffer_init(&call->made);
+}
+
 static void call_destroy(sl_rpc_call_t *call)
 {
+    drop_deferred(call);
     msgpack_zone_destroy(&call->zone);
     msgpack_sbuffer_destroy(&call->reply);
     free(call->body);
@@ -176,6 +195,7 @@ static void call_free(sl_rpc_call_t *call)
         call_destroy(call);
         return;
     }
+    drop_deferred(call);
     msgpack_zone_clear(&call->zone);
     if (call->reply.alloc > CALL_KEEP_BYTES) {
         msgpack_sbuffer_destroy(&call->reply);
@@ -214,6 +234,8 @@ static sl_rpc_call_t *call_get(sl_rpc_server_t *srv)
         return NULL;
     call->srv = srv;
     msgpack_sbuffer_init(&call->reply);
+    msgpack_sbuffer_init(&call->raw);
+    msgpack_sbuffer_init(&call->made);
     if (!msgpack_zone_init(&call->zone, 2048)) {
         free(call);
         return NULL;
@@ -239,8 +261,10 @@ static int reserve(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
-                 size_t auth_len, const void *body, size_t len, sl_rpc_reply_cb cb, void *data)
+/* A call object for method m with the caller's credential; answers and returns NULL on failure. */
+static sl_rpc_call_t *call_start(sl_rpc_server_t *srv, const char *method, size_t method_len,
+                                 const char *auth, size_t auth_len, sl_rpc_reply_cb cb, void *data,
+                                 const method_t **mp)
 {
     char msg[256];
     const method_t *m = find(srv, method, method_len);
@@ -248,8 +272,54 @@ void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, co
         snprintf(msg, sizeof(msg), "unknown method \"%.*s\"", (int)(method_len > 100 ? 100 : method_len),
                  method);
         answer_error(cb, data, SL_RPC_UNIMPLEMENTED, msg);
-        return;
+        return NULL;
     }
+    sl_rpc_call_t *call = call_get(srv);
+    if (call == NULL || (auth != NULL && reserve(&call->auth, &call->auth_cap, auth_len + 1) != 0)) {
+        if (call)
+            call_destroy(call);
+        answer_error(cb, data, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    if (auth != NULL) {
+        memcpy(call->auth, auth, auth_len);
+        call->auth[auth_len] = '\0';
+        call->auth_len = auth_len;
+        call->has_auth = 1;
+    }
+    call->method = m;
+    call->cb = cb;
+    call->cb_data = data;
+    call->request.type = MSGPACK_OBJECT_NIL; /* until a body is loaded */
+    msgpack_packer_init(&call->pk, &call->reply, msgpack_sbuffer_write);
+    *mp = m;
+    return call;
+}
+
+/* Checks body[0..len) (owned by the call) and unpacks it as the request: SL_RPC_OK, or an error with msg. */
+static sl_rpc_code_t load_body(sl_rpc_call_t *call, const char *body, size_t len, char *msg, size_t msglen)
+{
+    const sl_rpc_limits_t *lim = &call->srv->limits;
+    if (len > lim->max_body) {
+        snprintf(msg, msglen, "body of %zu bytes exceeds the limit of %zu bytes", len, lim->max_body);
+        return SL_RPC_PAYLOAD_TOO_LARGE;
+    }
+    if (sl_rpc_check_msgpack(body, len, lim, msg, msglen) != 0)
+        return SL_RPC_INVALID_ARGUMENT;
+    size_t off = 0;
+    /* Checked above, so this cannot over-allocate; a failure here is our bug. */
+    if (msgpack_unpack(body, len, &off, &call->zone, &call->request) != MSGPACK_UNPACK_SUCCESS) {
+        snprintf(msg, msglen, "request could not be unpacked");
+        return SL_RPC_INTERNAL;
+    }
+    call->body_len = len;
+    return SL_RPC_OK;
+}
+
+void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
+                 size_t auth_len, const void *body, size_t len, sl_rpc_reply_cb cb, void *data)
+{
+    char msg[256];
     if (len > srv->limits.max_body) {
         snprintf(msg, sizeof(msg), "body of %zu bytes exceeds the limit of %zu bytes", len,
                  srv->limits.max_body);
@@ -260,34 +330,84 @@ void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, co
         answer_error(cb, data, SL_RPC_INVALID_ARGUMENT, msg);
         return;
     }
-    sl_rpc_call_t *call = call_get(srv);
-    if (call == NULL || reserve(&call->body, &call->body_cap, len) != 0 ||
-        (auth != NULL && reserve(&call->auth, &call->auth_cap, auth_len + 1) != 0)) {
-        if (call)
-            call_destroy(call);
+    const method_t *m;
+    sl_rpc_call_t *call = call_start(srv, method, method_len, auth, auth_len, cb, data, &m);
+    if (call == NULL)
+        return;
+    if (reserve(&call->body, &call->body_cap, len) != 0) {
+        call_free(call);
         answer_error(cb, data, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     if (len > 0)
         memcpy(call->body, body, len);
-    if (auth != NULL) {
-        memcpy(call->auth, auth, auth_len);
-        call->auth[auth_len] = '\0';
-        call->auth_len = auth_len;
-        call->has_auth = 1;
-    }
-    call->method = m;
-    call->cb = cb;
-    call->cb_data = data;
-    msgpack_packer_init(&call->pk, &call->reply, msgpack_sbuffer_write);
-    size_t off = 0;
-    /* Checked above, so this cannot over-allocate; a failure here is our bug. */
-    if (msgpack_unpack(call->body, len, &off, &call->zone, &call->request) != MSGPACK_UNPACK_SUCCESS) {
+    sl_rpc_code_t code = load_body(call, call->body, len, msg, sizeof(msg));
+    if (code != SL_RPC_OK) {
         call_free(call);
-        answer_error(cb, data, SL_RPC_INTERNAL, "request could not be unpacked");
+        answer_error(cb, data, code, msg);
         return;
     }
     m->handler(call, m->data);
+}
+
+void sl_rpc_call_deferred(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
+                          size_t auth_len, const sl_rpc_body_src_t *src, void *src_data, sl_rpc_reply_cb cb,
+                          void *data)
+{
+    const method_t *m;
+    sl_rpc_call_t *call = call_start(srv, method, method_len, auth, auth_len, cb, data, &m);
+    if (call == NULL)
+        return;
+    call->src = src;
+    call->src_data = src_data;
+    m->handler(call, m->data);
+}
+
+int sl_rpc_load_take(sl_rpc_call_t *call)
+{
+    if (call->src == NULL)
+        return 0;
+    char msg[256] = "";
+    sl_rpc_code_t code = call->src->take(call->src_data, &call->raw, msg, sizeof(msg));
+    if (code != SL_RPC_OK) {
+        sl_rpc_fail(call, code, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+size_t sl_rpc_load_size(const sl_rpc_call_t *call)
+{
+    return call->src ? call->raw.size : call->body_len;
+}
+
+void sl_rpc_load_make(sl_rpc_call_t *call)
+{
+    call->load_code = SL_RPC_OK;
+    call->load_msg[0] = '\0';
+    if (call->src == NULL)
+        return;
+    const msgpack_sbuffer *body = &call->raw;
+    if (call->src->make) {
+        call->load_code =
+            call->src->make(call->src_data, call->raw.data ? call->raw.data : "", call->raw.size, &call->made,
+                            call->load_msg, sizeof(call->load_msg));
+        body = &call->made;
+    }
+    if (call->load_code == SL_RPC_OK)
+        call->load_code =
+            load_body(call, body->data ? body->data : "", body->size, call->load_msg, sizeof(call->load_msg));
+}
+
+int sl_rpc_load_finish(sl_rpc_call_t *call)
+{
+    if (call->src == NULL)
+        return 0;
+    if (call->load_code != SL_RPC_OK) {
+        sl_rpc_fail(call, call->load_code, "%s", call->load_msg);
+        return -1;
+    }
+    return 0;
 }
 
 const msgpack_object *sl_rpc_request(const sl_rpc_call_t *call)

@@ -8,6 +8,12 @@ root=$(pwd)
 var="$root/var"
 port=${SHARELINE_PORT:-8080}
 mkdir -p "$var"
+# With a certificate (SHARELINE_TLS_CERT and _KEY in the environment) the server speaks TLS, and the
+# share URLs it prints and answers say https.
+scheme=http; h2=--http2-prior-knowledge
+if [ -n "${SHARELINE_TLS_CERT:-}" ] && [ -n "${SHARELINE_TLS_KEY:-}" ]; then
+    scheme=https; h2="--http2 --insecure"
+fi
 
 scripts/services.sh start "$var/services" "${SHARELINE_REDIS_PORT:-16379}" "${SHARELINE_DB_PORT:-13306}"
 
@@ -17,7 +23,7 @@ scripts/services.sh start "$var/services" "${SHARELINE_REDIS_PORT:-16379}" "${SH
     grep -v '^SHARELINE_DB_SOCKET=' "$var/services/services.env"
     echo "SHARELINE_LISTEN_HOST=127.0.0.1"
     echo "SHARELINE_PORT=$port"
-    echo "SHARELINE_PUBLIC_URL=http://127.0.0.1:$port"
+    echo "SHARELINE_PUBLIC_URL=$scheme://127.0.0.1:$port"
 } >"$var/shareline.env"
 
 build/shareline admin migrate
@@ -33,14 +39,14 @@ server=$!
 echo $server >"$var/shareline.pid"
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -f "$var/shareline.pid"; exit 0' INT TERM
 for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    curl -fsS --insecure "$scheme://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     kill -0 $server 2>/dev/null || { echo "make run: the server exited; see the messages above" >&2; exit 1; }
     sleep 0.1
 done
 
-url="http://127.0.0.1:$port"
+url="$scheme://127.0.0.1:$port"
 rpc() { # method json-body
-    curl -sS --http2-prior-knowledge -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    curl -sS $h2 -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
         --data-binary @- "$url/rpc/shareline.v1.Sessions/$1"
 }
 
@@ -48,7 +54,7 @@ rpc() { # method json-body
 token=""
 if [ -f "$var/demo.env" ]; then
     token=$(sed -n 's/^SHARELINE_TOKEN=//p' "$var/demo.env")
-    code=$(echo '{"session_id":"shareline-demo"}' | curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge \
+    code=$(echo '{"session_id":"shareline-demo"}' | curl -s -o /dev/null -w '%{http_code}' $h2 \
         -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --data-binary @- \
         "$url/rpc/shareline.v1.Sessions/GetShareSettings")
     [ "$code" = 200 ] || token=""
@@ -64,13 +70,16 @@ jq -n --rawfile md tests/fixtures/demo-session.md \
       markdown: $md}' | rpc SyncSession >/dev/null
 echo '{"session_id":"shareline-demo","public":true}' | rpc SetVisibility >/dev/null
 
+# the owner token is a credential: readable by this user only
+(umask 077 && : >"$var/demo.env")
+chmod 600 "$var/demo.env"
 cat >"$var/demo.env" <<ENV
 SHARELINE_URL=$url/api/v1/share/shareline-demo
 SHARELINE_TOKEN=$token
 SHARELINE_SESSION=shareline-demo
 ENV
 echo
-echo "Shareline is serving on $url (HTTP/1.1 and HTTP/2 cleartext). Ctrl-C stops it."
+echo "Shareline is serving on $url (HTTP/1.1 and HTTP/2). Ctrl-C stops it."
 echo "  demo owner token:  $token"
 echo "  public share page: $url/share/shareline-demo"
 echo "  public JSON:       $url/api/v1/share/shareline-demo"

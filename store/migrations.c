@@ -152,10 +152,19 @@ static const char *const m3_steps[] = {
     NULL,
 };
 
+/* The repair's backoff: a session whose republish keeps failing is tried again after 2, 4, 8 ...
+ * seconds (at most 10 minutes), never in a tight loop. */
+static const char *const m4_steps[] = {
+    "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS cache_repair_attempts INT NOT NULL DEFAULT 0",
+    "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS cache_repair_after DATETIME(6) NULL",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
     {3, "cache repair flag on sessions", m3_steps},
+    {4, "cache repair backoff", m4_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

@@ -67,7 +67,13 @@ void sl_await_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t ve
                         sl_proj_reply_t *out);
 void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
                            const void *payload, size_t len, sl_proj_reply_t *out);
+void sl_await_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version,
+                          sl_proj_reply_t *out);
 void sl_await_sleep(uv_loop_t *loop, unsigned ms);
+/* Runs fn(arg) on libuv's thread pool and waits for it: CPU-heavy work (importing, rendering,
+ * compressing, decoding a large body) that must not stall the loop. fn must touch nothing the loop
+ * may touch meanwhile. */
+void sl_await_work(uv_loop_t *loop, void (*fn)(void *), void *arg);
 /* sl_coh_invalidate, awaited; out->status SL_CACHE_OK when every node forgot id. */
 void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version,
                              sl_proj_reply_t *out);
@@ -81,9 +87,12 @@ typedef struct sl_principal {
     int service;      /* authenticated by a tenant's service token */
 } sl_principal_t;
 
-/* Inside a task: resolves the call's bearer token. Returns 0, or answers the call (401/503) and
- * returns -1. */
-int sl_auth_principal(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out);
+/* Inside a task: resolves the call's bearer token, before its body is read. Returns 0, or answers
+ * the call (401/503) and returns -1. */
+int sl_auth_token(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out);
+/* After the body is loaded: a service token names the user it acts for ("as_user", of its own
+ * tenant). Returns 0, or answers the call and returns -1. */
+int sl_auth_as_user(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out);
 
 /* Maps a store error to an rpc answer (unavailable / internal). */
 void sl_fail_store(sl_rpc_call_t *call, const sl_store_error_t *err);

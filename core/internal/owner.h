@@ -37,6 +37,11 @@ struct sl_op {
     sl_store_conn_t *conn; /* held while a transaction is open */
     int answered;
     char msg[256]; /* the field readers' message */
+    /* a change MARKed in Redis and not committed yet: undone if its transaction is rolled back */
+    int marked;
+    uint64_t marked_version;
+    size_t marked_idlen;
+    char marked_id[65];
     /* cache_dirty to clear once the call is answered (its own commit costs a log flush) */
     int clean_pending;
     uint64_t clean_version;
@@ -131,8 +136,16 @@ int sl_op_title(sl_op_t *op, const char **t, size_t *len);
 int sl_op_project_ext(sl_op_t *op, const char **ext, size_t *len);
 /* 1 when the cell holds exactly ext[0..len). */
 int sl_ext_matches(const sl_store_value_t *v, const char *ext, size_t len);
-/* 1 when s[0..n) is "YYYY-MM-DDTHH:MM:SSZ". */
+/* 1 when s[0..n) is "YYYY-MM-DDTHH:MM:SSZ" and a real date and time (years 1000-9999). */
 int sl_valid_timestamp(const char *s, size_t n);
+/* The length of the longest prefix of valid UTF-8 s[0..n) that is at most max bytes and ends on a
+ * character boundary (for text cut to fit a column). */
+size_t sl_utf8_prefix(const char *s, size_t n, size_t max);
+
+/* Column limits that requests must meet before any SQL runs (a longer value would fail in MariaDB,
+ * answered 500): exchanges.prompt is a MEDIUMTEXT, sessions.agent a VARCHAR(100). */
+#define SL_MAX_PROMPT (16u * 1024 * 1024 - 1)
+#define SL_MAX_AGENT  100
 
 /* ---- answers ---- */
 

@@ -18,9 +18,14 @@ typedef struct sl_projection {
  * transaction) or the viewer views (preview: the same filtering minus "is public"). */
 typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
 
-/* Reads the rows (one statement, so one consistent snapshot) and builds the projection. Runs inside
- * a task. conn may be NULL (then a connection of `store` is used for the one statement). Returns 0,
- * or -1 with err filled (store errors only). */
+/* The largest projection (all its representations, as stored in Redis and kept by the gateway,
+ * whose copies hold up to a quarter of their 64 MiB). */
+#define SL_MAX_PUBLIC_BYTES (16u << 20)
+
+/* Reads the rows (one statement, so one consistent snapshot) and builds the projection, off the
+ * loop when large. Runs inside a task. conn may be NULL (then a connection of `store` is used for
+ * the one statement). Returns 0; -1 with err filled (store errors, out of memory); or -2 when the
+ * projection would exceed SL_MAX_PUBLIC_BYTES (err->message says so; nothing is built). */
 int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
                        const char *id, size_t idlen, sl_projection_t *out, sl_store_error_t *err);
 void sl_projection_free(sl_projection_t *p);

@@ -1,6 +1,6 @@
 /*
  * Internal to core/: the SpecStory Markdown importer. Turns a history file (every format described
- * in shared/fixtures/specstory/README.md, and variants) into exchanges.
+ * in docs/specstory.md and tests/fixtures/specstory/, and variants) into exchanges.
  *
  * An exchange is one non-sidechain user turn (the prompt) plus everything after it up to the next
  * non-sidechain user turn (the response: agent turns, tool uses, sidechain turns), as Markdown.
@@ -33,6 +33,12 @@ typedef struct sl_specstory_doc {
 /* Parses md[0..len). Returns 0 and fills doc (free with sl_specstory_free), or -1 with a human
  * message in err when the input is not a SpecStory history file at all (or is not valid UTF-8). */
 int sl_specstory_parse(const char *md, size_t len, sl_specstory_doc_t *doc, char *err, size_t errlen);
+
+/* The same, refusing (-2, with a message) a file of more than max_exchanges exchanges before any is
+ * built (0: no limit). Work is linear in len; memory is at most 9 bytes per line of the input
+ * (its line table) plus the exchanges' text, which is never longer than the input. */
+int sl_specstory_parse_max(const char *md, size_t len, size_t max_exchanges, sl_specstory_doc_t *doc,
+                           char *err, size_t errlen);
 
 void sl_specstory_free(sl_specstory_doc_t *doc);
 

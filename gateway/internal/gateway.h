@@ -15,6 +15,9 @@
 #include "gateway/gateway.h"
 #include "gateway/internal/route.h"
 
+/* A SpecStory upload after gzip: the limit of one uploaded markdown (core's max_markdown). */
+#define SL_GW_MAX_UPLOAD (64u << 20)
+
 /* The per-route counters, in the order of sl_route_kind_t. */
 #define SL_GW_ROUTES (SL_ROUTE_OTHER + 1)
 
@@ -34,6 +37,7 @@ struct sl_gateway {
     uint64_t aborted;                                   /* answers dropped because the client had gone */
     uint64_t conns_open, conns_accepted, conns_refused; /* client connections */
     struct sl_copies *copies;                           /* copies of projections (copies.c) */
+    sl_rpc_limits_t upload_limits; /* the JSON mapping's limits for a SpecStory upload (after gzip) */
 };
 
 /* ---- answering (http.c) ---- */
@@ -95,6 +99,10 @@ h2o_req_t *sl_gw_pending_finish(sl_pending_t *pd);
 
 /* share.c: GET/HEAD of /api/v1/share/{id} and /share/{id}. */
 void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const char *id, size_t idlen);
+/* share.c: an error on a share path: the HTML page for /share/{id} (405 with allow = the methods
+ * allowed, 503, 500), the {"code","message"} JSON for /api/v1/share/{id}. */
+void sl_gw_share_error(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, int status,
+                       const char *allow);
 /* owner_rpc.c: POST /rpc/<service>/<method>. */
 void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_t mlen);
 /* specstory.c: /api/v1/projects[...] (path after "/api/v1/projects"). */
