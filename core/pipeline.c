@@ -217,7 +217,7 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
     sl_store_value_t p[] = {sl_store_int((int64_t)s->new_version), sl_store_text(s->id, s->idlen)};
     if (sl_op_run(op, s->cached ? SQL_BUMP_DIRTY : SQL_BUMP, p, 2, NULL) != 0)
         return -1;
-    if (!s->cached)
+    if (!s->cached || s->late)
         return 0;
     /* Built inside the transaction: the public views show this transaction's own changes. */
     sl_store_error_t err;
@@ -244,6 +244,20 @@ int sl_op_change_publish(sl_op_t *op, sl_locked_t *s)
     assert(op->conn == NULL); /* committed: a publish never precedes its COMMIT */
     if (!s->cached)
         return 0;
+    if (s->late) {
+        /* Built now, after the commit, from what the public views show (this change, or a later
+         * one whose own publish carries a greater version and wins): one projection in memory at a
+         * time, however many sessions the change touched. */
+        sl_store_error_t err;
+        int rc = sl_projection_load(op->core, op->core->owner, NULL, SL_VIEW_PUBLIC, s->id, s->idlen,
+                                    &s->proj, &err);
+        if (rc == -1)
+            return -1; /* cache_dirty stays 1: the repair publishes */
+        if (rc == -2 || !s->proj.found)
+            s->proj.found = 0; /* over the cap (fail closed), or no longer public */
+        if (!s->proj.found || s->proj.version < s->new_version)
+            s->proj.version = s->new_version;
+    }
     int rc = sl_invalidate_finish(op->core, s->id, s->idlen, &s->proj);
     sl_projection_free(&s->proj);
     if (rc != 0)

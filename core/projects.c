@@ -104,6 +104,7 @@ void sl_owner_update_project(sl_op_t *op)
         const sl_store_value_t *sid = sl_store_cell(ss, i, PS_ID);
         sl_op_locked_init(&ch[k], sid->ptr, sid->len, (uint64_t)sl_store_cell(ss, i, PS_VERSION)->i, pub, 0,
                           dirty);
+        ch[k].late = 1; /* up to 10,000 sessions: their projections are built one by one after the commit */
         if (sl_op_change_begin(op, &ch[k++], 0) != 0)
             goto out;
     }

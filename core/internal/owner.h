@@ -13,7 +13,8 @@
  *
  * A change of several sessions in one transaction (UpdateProject) calls sl_op_change_begin() for
  * each, then sl_op_change_prepare() for each, sl_op_tx_commit() once and sl_op_change_publish()
- * for each: the same steps, in the same order, for every session.
+ * for each: the same steps, in the same order, for every session; with `late` set the projection
+ * is built in the publish step, so that memory holds one at a time.
  *
  * Private sessions never touch Redis: nothing of theirs can be served, so there is nothing to
  * invalidate, and owners can keep working on them while Redis is down.
@@ -96,6 +97,8 @@ typedef struct sl_locked {
     uint64_t new_version; /* set by sl_op_change_begin: version + 1 */
     int cached;           /* the change must go through Redis */
     int begun;            /* sl_op_change_begin succeeded */
+    int late;             /* build the projection in sl_op_change_publish, after the commit (a change of
+                             many sessions: one projection in memory at a time) */
     sl_projection_t proj; /* built by sl_op_change_prepare when cached */
 } sl_locked_t;
 
