@@ -6,8 +6,8 @@
 static const char SQL_EXCHANGE_LIVE[] = "SELECT COUNT(*) FROM exchanges"
                                         " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 static const char SQL_EXCHANGE_REMOVE[] =
-    "UPDATE exchanges SET deleted_at = NOW(6), prompt = '', response = '', title = NULL, updated_at = NOW(6)"
-    " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+    "UPDATE exchanges SET deleted_at = NOW(6), prompt = '', response = '', title = NULL, removed_by_sync = 0,"
+    " updated_at = NOW(6) WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 
 /* *found = 1 when the session has exchange ex and it is not deleted. Answers on error. */
 static int exchange_live(sl_op_t *op, const char *id, size_t idlen, int64_t ex, int *found)
@@ -81,9 +81,10 @@ void sl_owner_update_exchange_title(sl_op_t *op)
 static const char SQL_DELETE_SESSION[] =
     "UPDATE sessions SET deleted_at = NOW(6), is_public = 0, title = '' WHERE id = ?";
 static const char SQL_WIPE_EXCHANGES[] = "UPDATE exchanges SET deleted_at = COALESCE(deleted_at, NOW(6)), "
-                                         "prompt = '', response = '', title = NULL,"
+                                         "prompt = '', response = '', title = NULL, removed_by_sync = 0,"
                                          " default_title = '', updated_at = NOW(6) WHERE session_id = ?";
 static const char SQL_WIPE_UPLOAD[] = "DELETE FROM session_uploads WHERE session_id = ?";
+static const char SQL_WIPE_HISTORY[] = "DELETE FROM session_upload_history WHERE session_id = ?";
 
 void sl_owner_delete_exchange(sl_op_t *op)
 {
@@ -140,7 +141,8 @@ void sl_owner_delete_session(sl_op_t *op)
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
     if (sl_op_run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
-        sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_change_commit(op, &s) != 0)
+        sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
+        sl_op_change_commit(op, &s) != 0)
         return;
     msgpack_pack_map(sl_op_pk(op), 0);
     sl_op_reply(op);

@@ -81,7 +81,7 @@ void sl_owner_get_session(sl_op_t *op)
     sl_op_reply(op);
 }
 
-/* ---- ExportSession ---- */
+/* ---- ExportSession ("upload": 0 the current upload, 1..5 the ones a sync replaced, newest first) ---- */
 
 enum { X_OWNER, X_MARKDOWN, X_RAW, X_SDATA, X_EXT, X_UPDATED, X_TITLE, X_METADATA };
 static const char SQL_EXPORT[] = "SELECT s.owner_id, u.markdown, u.raw_data, u.session_data, p.ext_id,"
@@ -89,6 +89,13 @@ static const char SQL_EXPORT[] = "SELECT s.owner_id, u.markdown, u.raw_data, u.s
                                  " FROM sessions s JOIN session_uploads u ON u.session_id = s.id"
                                  " JOIN projects p ON p.id = s.project_id"
                                  " WHERE s.id = ? AND s.deleted_at IS NULL";
+/* the same columns from an earlier upload: "upload" = n is the nth before the current one */
+static const char SQL_EXPORT_EARLIER[] =
+    "SELECT s.owner_id, u.markdown, u.raw_data, u.session_data, p.ext_id,"
+    " DATE_FORMAT(u.uploaded_at, '%Y-%m-%dT%H:%i:%sZ'), s.title, u.metadata"
+    " FROM sessions s JOIN session_upload_history u ON u.session_id = s.id"
+    " JOIN projects p ON p.id = s.project_id"
+    " WHERE s.id = ? AND s.deleted_at IS NULL ORDER BY u.seq DESC LIMIT 1 OFFSET ?";
 static const sl_col_t EXPORT_COLS[] = {
     [X_OWNER] = {NULL, SL_COL_SKIP},          [X_MARKDOWN] = {"markdown", SL_COL_STR},
     [X_RAW] = {"raw_data", SL_COL_STR},       [X_SDATA] = {"session_data", SL_COL_STR},
@@ -100,11 +107,18 @@ void sl_owner_export_session(sl_op_t *op)
 {
     const char *id, *ext = NULL;
     size_t idlen, extlen = 0;
+    int64_t upload = 0;
     if (sl_op_session_id(op, &id, &idlen) != 0 || sl_op_project_ext(op, &ext, &extlen) < 0)
         return;
-    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    if (sl_rpc_get_i64(sl_op_req(op), "upload", 0, 0, SL_UPLOADS_KEPT, &upload, op->msg, sizeof(op->msg)) <
+        0) {
+        sl_op_fail_field(op);
+        return;
+    }
+    sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(upload - 1)};
     sl_store_error_t err;
-    sl_store_result_t *r = sl_await_query(op->core->owner, SQL_EXPORT, p, 1, &err);
+    sl_store_result_t *r =
+        sl_await_query(op->core->owner, upload ? SQL_EXPORT_EARLIER : SQL_EXPORT, p, upload ? 2 : 1, &err);
     if (r == NULL) {
         sl_op_fail_store(op, &err);
         return;

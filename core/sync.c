@@ -2,12 +2,14 @@
  * How sessions arrive: SyncSession (a SpecStory upload, authoritative for the whole session) and
  * AppendExchanges (exchanges added one call at a time, e.g. by an agent as it works).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/sha.h>
 
 #include "core/internal/owner.h"
+#include "core/internal/resync.h"
 #include "core/internal/specstory.h"
 
 /* ---- SyncSession ---- */
@@ -22,27 +24,42 @@ static const char SQL_SESSION_INSERT[] = "INSERT INTO sessions (id, tenant_id, o
 static const char SQL_SESSION_UPDATE[] =
     "UPDATE sessions SET project_id = ?, title = COALESCE(?, title), exchange_seq = ?, agent = ?,"
     " is_public = IF(deleted_at IS NULL, is_public, 0), deleted_at = NULL WHERE id = ?";
-static const char SQL_EXCHANGES_OF[] = "SELECT id, prompt_sha256, deleted_at IS NOT NULL FROM exchanges"
-                                       " WHERE session_id = ? ORDER BY position, id";
+enum { EX_ID, EX_POSITION, EX_PSHA, EX_RSHA, EX_DELETED, EX_BY_SYNC, EX_HIDDEN, EX_CREATED };
+static const char SQL_EXCHANGES_OF[] =
+    "SELECT id, position, prompt_sha256, response_sha256, deleted_at IS NOT NULL AND removed_by_sync = 0,"
+    " removed_by_sync, hidden, DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%sZ') FROM exchanges"
+    " WHERE session_id = ? ORDER BY position, id";
+static const char SQL_HIDDEN_OF[] =
+    "SELECT id, position, prompt_sha256, response_sha256, 0, 0, hidden, '' FROM exchanges"
+    " WHERE session_id = ? AND hidden = 1";
 static const char SQL_EXCHANGE_INSERT[] =
-    "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256, "
-    "created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+    "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256,"
+    " response_sha256, hidden, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+/* a stored exchange the upload has (again): its new text, its place, back if a sync had removed it */
 static const char SQL_EXCHANGE_UPDATE[] =
-    "UPDATE exchanges SET position = ?, default_title = ?, prompt = ?, response = ?, updated_at = NOW(6)"
+    "UPDATE exchanges SET position = ?, default_title = ?, prompt = ?, response = ?, response_sha256 = ?,"
+    " hidden = ?, deleted_at = NULL, removed_by_sync = 0, updated_at = NOW(6)"
+    " WHERE session_id = ? AND id = ? AND (deleted_at IS NULL OR removed_by_sync = 1)";
+/* a stored exchange the upload lacks: out of every view, its text kept for a later upload */
+static const char SQL_EXCHANGE_SYNC_REMOVE[] =
+    "UPDATE exchanges SET deleted_at = NOW(6), removed_by_sync = 1, updated_at = NOW(6)"
     " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+/* the upload being replaced, kept (its markdown differs): the last SL_UPLOADS_KEPT stay */
+static const char SQL_UPLOAD_ARCHIVE[] =
+    "INSERT INTO session_upload_history (session_id, seq, markdown, raw_data, session_data, metadata, "
+    "uploaded_at)"
+    " SELECT u.session_id, COALESCE((SELECT MAX(h.seq) FROM session_upload_history h"
+    "   WHERE h.session_id = u.session_id), 0) + 1, u.markdown, u.raw_data, u.session_data, u.metadata,"
+    "  u.updated_at FROM session_uploads u WHERE u.session_id = ? AND SHA2(u.markdown, 256) <> ?";
+static const char SQL_UPLOAD_PRUNE[] =
+    "DELETE FROM session_upload_history WHERE session_id = ? AND seq + ? <= (SELECT m FROM"
+    " (SELECT MAX(seq) AS m FROM session_upload_history WHERE session_id = ?) t)";
 static const char SQL_UPLOAD_UPSERT[] =
     "INSERT INTO session_uploads (session_id, markdown, raw_data, session_data, metadata) VALUES (?, ?, ?, "
     "?, ?)"
     " ON DUPLICATE KEY UPDATE markdown = VALUES(markdown), raw_data = VALUES(raw_data),"
     " session_data = VALUES(session_data), metadata = VALUES(metadata), updated_at = NOW(6)";
-
-typedef struct existing {
-    int64_t id;
-    unsigned char sha[32];
-    int deleted;
-    int matched;
-} existing_t;
 
 /* "2026-08-03 21:15:02Z"-style headings are timestamps, not titles. */
 static int looks_like_timestamp(const char *s)
@@ -180,60 +197,98 @@ static int insert_session(sl_op_t *op, const sync_req_t *q, const sl_specstory_d
     return 0;
 }
 
-/* The stored exchanges of a session, in order. *out is malloc'd (free it). */
-static int load_existing(sl_op_t *op, const char *id, size_t idlen, existing_t **out, size_t *n)
+/* The stored exchanges of a session (SQL_EXCHANGES_OF), or its hidden ones (SQL_HIDDEN_OF), as the
+ * re-sync sees them. *out is malloc'd (free it). */
+static int load_stored(sl_op_t *op, const char *sql, const char *id, size_t idlen, sl_stored_t **out,
+                       size_t *n)
 {
-    enum { EX_ID, EX_SHA, EX_DELETED };
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
     sl_store_result_t *r;
-    if (sl_op_run(op, SQL_EXCHANGES_OF, p, 1, &r) != 0)
+    if (sl_op_run(op, sql, p, 1, &r) != 0)
         return -1;
-    existing_t *ex = calloc(r->nrows ? r->nrows : 1, sizeof(*ex));
-    if (ex == NULL) {
+    sl_stored_t *st = calloc(r->nrows ? r->nrows : 1, sizeof(*st));
+    if (st == NULL) {
         sl_store_result_free(r);
         sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < r->nrows; i++) {
-        ex[i].id = sl_store_cell(r, i, EX_ID)->i;
-        const sl_store_value_t *h = sl_store_cell(r, i, EX_SHA);
+        st[i].id = sl_store_cell(r, i, EX_ID)->i;
+        st[i].position = (uint32_t)sl_store_cell(r, i, EX_POSITION)->i;
+        const sl_store_value_t *h = sl_store_cell(r, i, EX_PSHA), *rh = sl_store_cell(r, i, EX_RSHA);
         if (h->len == 32)
-            memcpy(ex[i].sha, h->ptr, 32);
-        ex[i].deleted = sl_store_cell(r, i, EX_DELETED)->i != 0;
+            memcpy(st[i].psha, h->ptr, 32);
+        st[i].has_rsha = rh->len == 32;
+        if (st[i].has_rsha)
+            memcpy(st[i].rsha, rh->ptr, 32);
+        st[i].deleted = sl_store_cell(r, i, EX_DELETED)->i != 0;
+        st[i].by_sync = sl_store_cell(r, i, EX_BY_SYNC)->i != 0;
+        st[i].hidden = sl_store_cell(r, i, EX_HIDDEN)->i != 0;
+        const sl_store_value_t *c = sl_store_cell(r, i, EX_CREATED);
+        if (c->type == SL_STORE_TEXT && c->len == 20)
+            memcpy(st[i].created, c->ptr, 20);
     }
     *n = r->nrows;
-    *out = ex;
+    *out = st;
     sl_store_result_free(r);
     return 0;
 }
 
-/* Matches the upload's exchanges to the stored ones in order, by the hash of their prompt: a match
- * keeps its id, hidden flag and custom title and gets the new text; the rest are appended (ids from
- * *seq on); stored exchanges left unmatched are removed. */
-static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_specstory_doc_t *doc,
-                           existing_t *ex, size_t nex, uint32_t *seq)
+static size_t trimmed_len(const char *s, size_t n)
 {
-    size_t cursor = 0;
+    size_t a = 0;
+    while (a < n && isspace((unsigned char)s[a]))
+        a++;
+    while (n > a && isspace((unsigned char)s[n - 1]))
+        n--;
+    return n - a;
+}
+
+static void uploaded(sl_uploaded_t *u, const char *prompt, size_t plen, const char *response, size_t rlen,
+                     const char *created)
+{
+    SHA256((const unsigned char *)prompt, plen, u->psha);
+    SHA256((const unsigned char *)response, rlen, u->rsha);
+    u->prompt_len = trimmed_len(prompt, plen);
+    u->created = created;
+}
+
+/* Which stored exchange each uploaded one is and which arrive hidden (resync.c), then the writes:
+ * matches keep their id and custom title and get the new text, the rest are appended (ids from
+ * *seq on), stored exchanges the upload lacks are removed with their text kept. */
+static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_specstory_doc_t *doc,
+                           const sl_stored_t *st, size_t nst, uint32_t *seq)
+{
+    sl_uploaded_t *up = calloc(doc->count ? doc->count : 1, sizeof(*up));
+    sl_resync_step_t *steps = calloc(doc->count ? doc->count : 1, sizeof(*steps));
+    unsigned char *removed = calloc(nst ? nst : 1, 1);
+    int rc = -1;
+    if (up == NULL || steps == NULL || removed == NULL) {
+        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < doc->count; i++) {
+        const sl_specstory_exchange_t *e = &doc->exchanges[i];
+        uploaded(&up[i], e->prompt, e->prompt_len, e->response, e->response_len, e->created_at);
+    }
+    if (sl_resync_plan(st, nst, up, doc->count, steps, removed) != 0) {
+        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
     sl_store_value_t sid = sl_store_text(id, idlen);
     for (size_t i = 0; i < doc->count; i++) {
         const sl_specstory_exchange_t *e = &doc->exchanges[i];
-        unsigned char sha[32];
-        SHA256((const unsigned char *)e->prompt, e->prompt_len, sha);
-        size_t k = cursor;
-        while (k < nex && (ex[k].matched || memcmp(ex[k].sha, sha, 32) != 0))
-            k++;
+        if (steps[i].skip)
+            continue; /* the owner deleted it: it stays deleted */
         sl_store_value_t pos = sl_store_int((int64_t)i + 1);
         sl_store_value_t ttl = sl_store_text(e->title, strlen(e->title));
         sl_store_value_t prm = sl_store_text(e->prompt, e->prompt_len);
         sl_store_value_t rsp = sl_store_text(e->response, e->response_len);
-        if (k < nex) {
-            ex[k].matched = 1;
-            cursor = k + 1;
-            if (ex[k].deleted)
-                continue; /* the owner deleted it: it stays deleted */
-            sl_store_value_t p[] = {pos, ttl, prm, rsp, sid, sl_store_int(ex[k].id)};
-            if (sl_op_run(op, SQL_EXCHANGE_UPDATE, p, 6, NULL) != 0)
-                return -1;
+        sl_store_value_t rsha = sl_store_blob(up[i].rsha, 32), hid = sl_store_int(steps[i].hidden);
+        if (steps[i].row >= 0) {
+            sl_store_value_t p[] = {pos, ttl, prm, rsp, rsha, hid, sid, sl_store_int(st[steps[i].row].id)};
+            if (sl_op_run(op, SQL_EXCHANGE_UPDATE, p, 8, NULL) != 0)
+                goto out;
         } else {
             ++*seq;
             sl_store_value_t p[] = {sid,
@@ -242,23 +297,45 @@ static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_s
                                     ttl,
                                     prm,
                                     rsp,
-                                    sl_store_blob(sha, 32),
+                                    sl_store_blob(up[i].psha, 32),
+                                    rsha,
+                                    hid,
                                     e->created_at ? sl_store_text(e->created_at, strlen(e->created_at))
                                                   : sl_store_null()};
-            if (sl_op_run(op, SQL_EXCHANGE_INSERT, p, 8, NULL) != 0)
-                return -1;
+            if (sl_op_run(op, SQL_EXCHANGE_INSERT, p, 10, NULL) != 0)
+                goto out;
         }
     }
-    /* Stored exchanges that are no longer in the upload are removed (text wiped, id kept unused). */
-    for (size_t k = 0; k < nex; k++)
-        if (!ex[k].matched && !ex[k].deleted && sl_op_remove_exchange(op, id, idlen, ex[k].id) != 0)
-            return -1;
-    return 0;
+    for (size_t k = 0; k < nst; k++) {
+        if (!removed[k])
+            continue;
+        sl_store_value_t p[] = {sid, sl_store_int(st[k].id)};
+        if (sl_op_run(op, SQL_EXCHANGE_SYNC_REMOVE, p, 2, NULL) != 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    free(up);
+    free(steps);
+    free(removed);
+    return rc;
 }
 
-/* The upload itself, byte-exact (ExportSession gives it back). */
+/* The upload itself, byte-exact (ExportSession gives it back); the one it replaces is kept when it
+ * differs, the last SL_UPLOADS_KEPT of them: a sync never destroys the only copy of anything. */
 static int store_upload(sl_op_t *op, const sync_req_t *q)
 {
+    unsigned char sha[32];
+    char hex[65];
+    SHA256((const unsigned char *)q->markdown, q->md_len, sha);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+    sl_store_value_t a[] = {sl_store_text(q->id, q->idlen), sl_store_text(hex, 64)};
+    sl_store_value_t d[] = {sl_store_text(q->id, q->idlen), sl_store_int(SL_UPLOADS_KEPT),
+                            sl_store_text(q->id, q->idlen)};
+    if (sl_op_run(op, SQL_UPLOAD_ARCHIVE, a, 2, NULL) != 0 ||
+        sl_op_run(op, SQL_UPLOAD_PRUNE, d, 3, NULL) != 0)
+        return -1;
     msgpack_sbuffer meta;
     msgpack_sbuffer_init(&meta);
     if (q->metadata) { /* kept as the request's own msgpack map */
@@ -328,7 +405,7 @@ void sl_owner_sync_session(sl_op_t *op)
     }
     const char *agent = doc.agent ? doc.agent : "";
     size_t agent_len = sl_utf8_prefix(agent, strlen(agent), SL_MAX_AGENT); /* a label: cut to the column */
-    existing_t *ex = NULL;
+    sl_stored_t *ex = NULL;
     size_t nex = 0;
     sl_locked_t s;
     int64_t project_id;
@@ -340,7 +417,7 @@ void sl_owner_sync_session(sl_op_t *op)
         goto out;
     /* Existing exchanges, to keep the owner's edits on those still in the upload. A deleted
      * session that is synced again starts over: its old exchanges stay removed. */
-    if (!created && !s.deleted && load_existing(op, q.id, q.idlen, &ex, &nex) != 0)
+    if (!created && !s.deleted && load_stored(op, SQL_EXCHANGES_OF, q.id, q.idlen, &ex, &nex) != 0)
         goto out;
     if (sl_op_change_begin(op, &s, 0) != 0)
         goto out;
@@ -378,7 +455,44 @@ static const char SQL_MAX_POSITION[] = "SELECT COALESCE(MAX(position), 0), COUNT
                                        " WHERE session_id = ? AND deleted_at IS NULL";
 static const char SQL_APPEND_INSERT[] =
     "INSERT INTO exchanges (session_id, id, position, title, default_title, prompt, response, prompt_sha256,"
-    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+    " response_sha256, hidden, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
+
+/* Appended exchanges whose text the owner hid elsewhere in the session arrive hidden, as on a
+ * re-sync (resync.c): hidden[i] for each of the n exchanges of arr. Answers on error. */
+static int appended_hidden(sl_op_t *op, const char *id, size_t idlen, const msgpack_object *arr, size_t n,
+                           int *hidden)
+{
+    sl_stored_t *st = NULL;
+    size_t nst = 0;
+    if (load_stored(op, SQL_HIDDEN_OF, id, idlen, &st, &nst) != 0)
+        return -1;
+    sl_uploaded_t *up = calloc(n, sizeof(*up));
+    sl_resync_step_t *steps = calloc(n, sizeof(*steps));
+    unsigned char *removed = calloc(nst ? nst : 1, 1);
+    int rc = -1;
+    if (up && steps && removed) {
+        for (size_t i = 0; i < n; i++) {
+            const char *pr, *rs;
+            size_t pl, rl;
+            sl_rpc_get_str(&arr->via.array.ptr[i], "prompt", 1, SL_MAX_PROMPT, &pr, &pl, op->msg,
+                           sizeof(op->msg));
+            sl_rpc_get_str(&arr->via.array.ptr[i], "response", 1, op->core->cfg.max_markdown, &rs, &rl,
+                           op->msg, sizeof(op->msg));
+            uploaded(&up[i], pr, pl, rs, rl, NULL);
+        }
+        rc = sl_resync_plan(st, nst, up, n, steps, removed);
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            hidden[i] = steps[i].hidden;
+    }
+    if (rc != 0)
+        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    free(st);
+    free(up);
+    free(steps);
+    free(removed);
+    return rc;
+}
 static const char SQL_SET_SEQ[] = "UPDATE sessions SET exchange_seq = ? WHERE id = ?";
 
 void sl_owner_append_exchanges(sl_op_t *op)
@@ -437,12 +551,18 @@ void sl_owner_append_exchanges(sl_op_t *op)
                    op->core->cfg.max_exchanges, (long long)live);
         return;
     }
-    if (sl_op_change_begin(op, &s, 0) != 0)
-        return;
     uint32_t seq = s.seq;
     uint32_t *ids = malloc(n * sizeof(*ids));
-    if (ids == NULL) {
+    int *hidden = malloc(n * sizeof(*hidden));
+    if (ids == NULL || hidden == NULL) {
+        free(ids);
+        free(hidden);
         sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    if (appended_hidden(op, id, idlen, arr, n, hidden) != 0 || sl_op_change_begin(op, &s, 0) != 0) {
+        free(ids);
+        free(hidden);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -458,10 +578,12 @@ void sl_owner_append_exchanges(sl_op_t *op)
         if (def == NULL) {
             sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
             free(ids);
+            free(hidden);
             return;
         }
-        unsigned char sha[32];
+        unsigned char sha[32], rsha[32];
         SHA256((const unsigned char *)prompt, plen, sha);
+        SHA256((const unsigned char *)response, rlen, rsha);
         ids[i] = ++seq;
         sl_store_value_t p[] = {sl_store_text(id, idlen),
                                 sl_store_int(seq),
@@ -471,14 +593,18 @@ void sl_owner_append_exchanges(sl_op_t *op)
                                 sl_store_text(prompt, plen),
                                 sl_store_text(response, rlen),
                                 sl_store_blob(sha, 32),
+                                sl_store_blob(rsha, 32),
+                                sl_store_int(hidden[i]),
                                 ts ? sl_store_text(ts, tslen) : sl_store_null()};
-        int rc = sl_op_run(op, SQL_APPEND_INSERT, p, 9, NULL);
+        int rc = sl_op_run(op, SQL_APPEND_INSERT, p, 11, NULL);
         free(def);
         if (rc != 0) {
             free(ids);
+            free(hidden);
             return;
         }
     }
+    free(hidden);
     sl_store_value_t q[] = {sl_store_int(seq), sl_store_text(id, idlen)};
     if (sl_op_run(op, SQL_SET_SEQ, q, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0) {
         free(ids);

@@ -160,11 +160,34 @@ static const char *const m4_steps[] = {
     NULL,
 };
 
+/* Re-sync keeps hides with their text (docs/specstory.md "Re-sync"): each exchange's response hash;
+ * exchanges a sync removed keep their text (deleted_at set, removed_by_sync = 1) and come back when
+ * uploaded again; the uploads a sync replaced are kept, the last 5 (session_upload_history). */
+static const char *const m5_steps[] = {
+    "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS response_sha256 BINARY(32) NULL",
+    "UPDATE exchanges SET response_sha256 = UNHEX(SHA2(response, 256))"
+    " WHERE response_sha256 IS NULL AND deleted_at IS NULL",
+    "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS removed_by_sync TINYINT(1) NOT NULL DEFAULT 0",
+    "CREATE TABLE IF NOT EXISTS session_upload_history ("
+    " session_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " seq INT UNSIGNED NOT NULL,"
+    " markdown LONGBLOB NOT NULL,"
+    " raw_data LONGBLOB NULL,"
+    " session_data LONGBLOB NULL,"
+    " metadata LONGBLOB NULL,"
+    " uploaded_at DATETIME(6) NOT NULL,"
+    " PRIMARY KEY (session_id, seq),"
+    " CONSTRAINT upload_history_session FOREIGN KEY (session_id) REFERENCES sessions (id)"
+    ") ENGINE=InnoDB",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
     {3, "cache repair flag on sessions", m3_steps},
     {4, "cache repair backoff", m4_steps},
+    {5, "re-sync identity and upload history", m5_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

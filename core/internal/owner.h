@@ -150,6 +150,9 @@ size_t sl_utf8_prefix(const char *s, size_t n, size_t max);
 #define SL_MAX_PROMPT (16u * 1024 * 1024 - 1)
 #define SL_MAX_AGENT  100
 
+/* Uploads kept besides the current one (ExportSession "upload": 1 = the one before, ...). */
+#define SL_UPLOADS_KEPT 5
+
 /* ---- answers ---- */
 
 void sl_pack_kv_str(msgpack_packer *pk, const char *k, const char *v, size_t n);

@@ -53,6 +53,10 @@ finish() {
         not_ok "server log has sanitizer reports"
         cat "$WORK/server.log"
     fi
+    if [ "$FAILED" -gt 0 ] && [ -s "$WORK/server.log" ]; then
+        echo "---- last lines of the server log ----"
+        tail -n 40 "$WORK/server.log"
+    fi
     echo
     echo "$PASSED passed, $FAILED failed"
     rm -rf "$WORK"
