@@ -5,7 +5,9 @@
  *   1. the same prompt and the same response (the same text: nothing can move to other text);
  *   2. the same prompt and the same user-turn timestamp (the same turn, its response grown or
  *      re-generated);
- *   3. the same prompt at the same position (older formats without timestamps);
+ *   3. the same response and the same user-turn timestamp (the same turn, its prompt re-exported
+ *      with a small change);
+ *   4. the same prompt at the same position (older formats without timestamps);
  * else it is new. Whatever it matched, a hide follows the text: an uploaded exchange whose response
  * equals the response of any exchange the owner hid, or whose prompt (unless it is short) equals the
  * prompt of one, arrives hidden. Matching uses hash tables: linear in the number of exchanges.
@@ -90,6 +92,13 @@ static int eq_turn(const sl_stored_t *s, const sl_uploaded_t *u, size_t pos)
            strcmp(s->created, u->created) == 0;
 }
 
+static int eq_rturn(const sl_stored_t *s, const sl_uploaded_t *u, size_t pos)
+{
+    (void)pos;
+    return u->created && s->created[0] && s->has_rsha && memcmp(s->rsha, u->rsha, 32) == 0 &&
+           strcmp(s->created, u->created) == 0;
+}
+
 static int eq_place(const sl_stored_t *s, const sl_uploaded_t *u, size_t pos)
 {
     return s->position == pos && memcmp(s->psha, u->psha, 32) == 0;
@@ -110,15 +119,16 @@ static int eq_hidden_prompt(const sl_stored_t *s, const sl_uploaded_t *u, size_t
 int sl_resync_plan(const sl_stored_t *st, size_t n, const sl_uploaded_t *up, size_t nup,
                    sl_resync_step_t *steps, unsigned char *removed)
 {
-    mmap_t text, turn, place, hresp, hprompt;
+    mmap_t text, turn, rturn, place, hresp, hprompt;
     unsigned char *taken = calloc(n ? n : 1, 1), *none = calloc(n ? n : 1, 1);
     int rc = -1;
     memset(&text, 0, sizeof(text));
     memset(&turn, 0, sizeof(turn));
+    memset(&rturn, 0, sizeof(rturn));
     memset(&place, 0, sizeof(place));
     memset(&hresp, 0, sizeof(hresp));
     memset(&hprompt, 0, sizeof(hprompt));
-    if (taken == NULL || none == NULL || mm_init(&text, n) || mm_init(&turn, n) || mm_init(&place, n) ||
+    if (taken == NULL || none == NULL || mm_init(&text, n) || mm_init(&turn, n) || mm_init(&rturn, n) || mm_init(&place, n) ||
         mm_init(&hresp, n) || mm_init(&hprompt, n))
         goto out;
     for (size_t j = n; j-- > 0;) {
@@ -127,6 +137,8 @@ int sl_resync_plan(const sl_stored_t *st, size_t n, const sl_uploaded_t *up, siz
             mm_add(&text, key2(s->psha, 32, s->rsha, 32), (long)j);
         if (s->created[0])
             mm_add(&turn, key2(s->psha, 32, s->created, strlen(s->created)), (long)j);
+        if (s->created[0] && s->has_rsha)
+            mm_add(&rturn, key2(s->rsha, 32, s->created, strlen(s->created)), (long)j);
         mm_add(&place, key2(s->psha, 32, &s->position, sizeof(s->position)), (long)j);
         if (s->hidden && s->has_rsha)
             mm_add(&hresp, key2(s->rsha, 32, "", 0), (long)j);
@@ -139,6 +151,8 @@ int sl_resync_plan(const sl_stored_t *st, size_t n, const sl_uploaded_t *up, siz
         long k = mm_find(&text, key2(u->psha, 32, u->rsha, 32), st, taken, eq_text, u, pos);
         if (k < 0 && u->created)
             k = mm_find(&turn, key2(u->psha, 32, u->created, strlen(u->created)), st, taken, eq_turn, u, pos);
+        if (k < 0 && u->created)
+            k = mm_find(&rturn, key2(u->rsha, 32, u->created, strlen(u->created)), st, taken, eq_rturn, u, pos);
         if (k < 0)
             k = mm_find(&place, key2(u->psha, 32, &pos, sizeof(pos)), st, taken, eq_place, u, pos);
         steps[i].row = k;
@@ -158,6 +172,7 @@ int sl_resync_plan(const sl_stored_t *st, size_t n, const sl_uploaded_t *up, siz
 out:
     mm_free(&text);
     mm_free(&turn);
+    mm_free(&rturn);
     mm_free(&place);
     mm_free(&hresp);
     mm_free(&hprompt);

@@ -72,6 +72,26 @@ static void test_changed_prompt_keeps_a_hidden_response_hidden(void **state)
     assert_int_equal(steps[0].hidden, 1); /* ...that arrives hidden */
 }
 
+static void test_changed_prompt_in_the_same_turn_is_the_same_exchange(void **state)
+{
+    /* a re-export fixed the prompt's whitespace; the turn's timestamp and response are unchanged */
+    sl_stored_t st[] = {stored(1, 1, "intro", "i", 0), stored(2, 2, LONG_PROMPT, "the secret answer", 1)};
+    strcpy(st[1].created, "2026-02-01T11:01:00Z");
+    sl_uploaded_t up[] = {uploaded("intro", "i"), uploaded(LONG_PROMPT "  ", "the secret answer")};
+    up[1].created = "2026-02-01T11:01:00Z";
+    sl_resync_step_t steps[2];
+    unsigned char removed[2];
+    assert_int_equal(sl_resync_plan(st, 2, up, 2, steps, removed), 0);
+    assert_int_equal(steps[1].row, 1); /* the same row: its id, title and hide stay */
+    assert_int_equal(steps[1].hidden, 1);
+    assert_int_equal(removed[0] + removed[1], 0);
+    /* another turn time: not the same exchange, but the hide still follows the response */
+    up[1].created = "2026-02-01T11:30:00Z";
+    assert_int_equal(sl_resync_plan(st, 2, up, 2, steps, removed), 0);
+    assert_int_equal(steps[1].row, -1);
+    assert_int_equal(steps[1].hidden, 1);
+}
+
 static void test_regenerated_response_keeps_a_hidden_prompt_hidden(void **state)
 {
     sl_stored_t st[] = {stored(1, 1, LONG_PROMPT, "first answer", 1), stored(2, 2, "next", "n", 0)};
@@ -178,6 +198,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_prompt_keeps_the_hide_on_its_text),
         cmocka_unit_test(test_changed_prompt_keeps_a_hidden_response_hidden),
+        cmocka_unit_test(test_changed_prompt_in_the_same_turn_is_the_same_exchange),
         cmocka_unit_test(test_regenerated_response_keeps_a_hidden_prompt_hidden),
         cmocka_unit_test(test_short_prompts_do_not_spread_a_hide),
         cmocka_unit_test(test_partial_then_full_upload),
