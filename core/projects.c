@@ -1,6 +1,7 @@
 /* Projects: ListProjects and UpdateProject (whose name, icon and colour every public page of the
  * project shows, so a change republishes each of its public sessions). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/internal/owner.h"
 
@@ -48,9 +49,76 @@ static const char SQL_PROJECT_SESSIONS[] =
 
 #define MAX_PROJECT_REPUBLISH 10000
 
-/* The project's name, icon and colour are part of every public document of its sessions, so each
- * session that goes through the cache (public, or dirty after a failed publish) is a change of its
- * own through the pipeline (MARK, bump, rebuild, publish), all in one transaction. */
+/* Each session that goes through the cache (public, or dirty after a failed publish) is a change of
+ * its own through the pipeline (MARK, bump, publish), all in the caller's transaction; with `late`
+ * its projection is built after the commit, so memory holds one at a time. */
+int sl_fanout_begin(sl_op_t *op, int64_t project_id, const char *skip_id, size_t skip_len, sl_fanout_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    sl_store_value_t p[] = {sl_store_int(project_id)};
+    if (sl_op_run(op, SQL_PROJECT_SESSIONS, p, 1, &f->rows) != 0)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < f->rows->nrows; i++) {
+        const sl_store_value_t *sid = sl_store_cell(f->rows, i, PS_ID);
+        int skip = skip_id && sid->len == skip_len && memcmp(sid->ptr, skip_id, skip_len) == 0;
+        n += !skip &&
+             (sl_store_cell(f->rows, i, PS_PUBLIC)->i != 0 || sl_store_cell(f->rows, i, PS_DIRTY)->i != 0);
+    }
+    if (n > MAX_PROJECT_REPUBLISH) {
+        sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "the project has more than %d public sessions",
+                   MAX_PROJECT_REPUBLISH);
+        return -1;
+    }
+    f->ch = calloc(n ? n : 1, sizeof(*f->ch));
+    if (f->ch == NULL) {
+        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    /* The rows are locked (FOR UPDATE above): each change begins before anything changes. */
+    for (size_t i = 0; i < f->rows->nrows; i++) {
+        const sl_store_value_t *sid = sl_store_cell(f->rows, i, PS_ID);
+        int pub = sl_store_cell(f->rows, i, PS_PUBLIC)->i != 0,
+            dirty = sl_store_cell(f->rows, i, PS_DIRTY)->i != 0;
+        if ((!pub && !dirty) || (skip_id && sid->len == skip_len && memcmp(sid->ptr, skip_id, skip_len) == 0))
+            continue;
+        sl_locked_t *c = &f->ch[f->n++];
+        sl_op_locked_init(c, sid->ptr, sid->len, (uint64_t)sl_store_cell(f->rows, i, PS_VERSION)->i, pub, 0,
+                          dirty);
+        c->late = 1;
+        if (sl_op_change_begin(op, c, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int sl_fanout_prepare(sl_op_t *op, sl_fanout_t *f)
+{
+    for (size_t k = 0; k < f->n; k++)
+        if (sl_op_change_prepare(op, &f->ch[k]) != 0)
+            return -1;
+    return 0;
+}
+
+size_t sl_fanout_publish(sl_op_t *op, sl_fanout_t *f)
+{
+    size_t unpublished = 0;
+    for (size_t k = 0; k < f->n; k++)
+        unpublished += sl_op_change_publish(op, &f->ch[k]) != 0;
+    return unpublished;
+}
+
+void sl_fanout_free(sl_fanout_t *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        sl_projection_free(&f->ch[i].proj);
+    free(f->ch);
+    sl_store_result_free(f->rows);
+    memset(f, 0, sizeof(*f));
+}
+
+/* The project's name, icon and colour are part of every public document of its sessions: each
+ * public one is republished (sl_fanout_*) before the call answers. */
 void sl_owner_update_project(sl_op_t *op)
 {
     const msgpack_object *m = sl_op_req(op);
@@ -69,7 +137,9 @@ void sl_owner_update_project(sl_op_t *op)
         return;
     }
     sl_store_value_t p[] = {sl_store_int(pid)};
-    sl_store_result_t *r = NULL, *ss = NULL;
+    sl_store_result_t *r = NULL;
+    sl_fanout_t f;
+    memset(&f, 0, sizeof(f));
     if (sl_op_tx_begin(op) != 0 || sl_op_run(op, SQL_LOCK_PROJECT, p, 1, &r) != 0)
         return;
     int mine = r->nrows == 1 && (uint64_t)sl_store_cell(r, 0, 0)->i == op->who.user_id;
@@ -78,50 +148,15 @@ void sl_owner_update_project(sl_op_t *op)
         sl_op_fail(op, SL_RPC_NOT_FOUND, "project not found");
         return;
     }
-    if (sl_op_run(op, SQL_PROJECT_SESSIONS, p, 1, &ss) != 0)
-        return;
-    size_t n = 0;
-    for (size_t i = 0; i < ss->nrows; i++)
-        n += sl_store_cell(ss, i, PS_PUBLIC)->i != 0 || sl_store_cell(ss, i, PS_DIRTY)->i != 0;
-    if (n > MAX_PROJECT_REPUBLISH) {
-        sl_store_result_free(ss);
-        sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "the project has more than %d public sessions",
-                   MAX_PROJECT_REPUBLISH);
-        return;
-    }
-    sl_locked_t *ch = calloc(n ? n : 1, sizeof(*ch));
-    if (ch == NULL) {
-        sl_store_result_free(ss);
-        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    /* The rows are locked (FOR UPDATE above): each is a change of its own, begun before anything changes. */
-    size_t k = 0;
-    for (size_t i = 0; i < ss->nrows; i++) {
-        int pub = sl_store_cell(ss, i, PS_PUBLIC)->i != 0, dirty = sl_store_cell(ss, i, PS_DIRTY)->i != 0;
-        if (!pub && !dirty)
-            continue;
-        const sl_store_value_t *sid = sl_store_cell(ss, i, PS_ID);
-        sl_op_locked_init(&ch[k], sid->ptr, sid->len, (uint64_t)sl_store_cell(ss, i, PS_VERSION)->i, pub, 0,
-                          dirty);
-        ch[k].late = 1; /* up to 10,000 sessions: their projections are built one by one after the commit */
-        if (sl_op_change_begin(op, &ch[k++], 0) != 0)
-            goto out;
-    }
+    if (sl_fanout_begin(op, pid, NULL, 0, &f) != 0)
+        goto out;
     sl_store_value_t u[] = {name ? sl_store_text(name, nlen) : sl_store_null(),
                             icon ? sl_store_text(icon, ilen) : sl_store_null(),
                             color ? sl_store_text(color, clen) : sl_store_null(), sl_store_int(pid)};
-    if (sl_op_run(op, SQL_UPDATE_PROJECT, u, 4, NULL) != 0)
+    if (sl_op_run(op, SQL_UPDATE_PROJECT, u, 4, NULL) != 0 || sl_fanout_prepare(op, &f) != 0 ||
+        sl_op_tx_commit(op) != 0)
         goto out;
-    for (k = 0; k < n; k++)
-        if (sl_op_change_prepare(op, &ch[k]) != 0)
-            goto out;
-    if (sl_op_tx_commit(op) != 0)
-        goto out;
-    int unpublished = 0;
-    for (k = 0; k < n; k++)
-        unpublished += sl_op_change_publish(op, &ch[k]) != 0;
-    if (unpublished) {
+    if (sl_fanout_publish(op, &f) != 0) {
         sl_op_fail_unpublished(op);
         goto out;
     }
@@ -129,8 +164,5 @@ void sl_owner_update_project(sl_op_t *op)
     sl_pack_kv_u64(sl_op_pk(op), "project_id", (uint64_t)pid);
     sl_op_reply(op);
 out:
-    for (size_t i = 0; i < n; i++)
-        sl_projection_free(&ch[i].proj);
-    free(ch);
-    sl_store_result_free(ss);
+    sl_fanout_free(&f);
 }

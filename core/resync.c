@@ -128,8 +128,8 @@ int sl_resync_plan(const sl_stored_t *st, size_t n, const sl_uploaded_t *up, siz
     memset(&place, 0, sizeof(place));
     memset(&hresp, 0, sizeof(hresp));
     memset(&hprompt, 0, sizeof(hprompt));
-    if (taken == NULL || none == NULL || mm_init(&text, n) || mm_init(&turn, n) || mm_init(&rturn, n) || mm_init(&place, n) ||
-        mm_init(&hresp, n) || mm_init(&hprompt, n))
+    if (taken == NULL || none == NULL || mm_init(&text, n) || mm_init(&turn, n) || mm_init(&rturn, n) ||
+        mm_init(&place, n) || mm_init(&hresp, n) || mm_init(&hprompt, n))
         goto out;
     for (size_t j = n; j-- > 0;) {
         const sl_stored_t *s = &st[j];
@@ -152,7 +152,8 @@ int sl_resync_plan(const sl_stored_t *st, size_t n, const sl_uploaded_t *up, siz
         if (k < 0 && u->created)
             k = mm_find(&turn, key2(u->psha, 32, u->created, strlen(u->created)), st, taken, eq_turn, u, pos);
         if (k < 0 && u->created)
-            k = mm_find(&rturn, key2(u->rsha, 32, u->created, strlen(u->created)), st, taken, eq_rturn, u, pos);
+            k = mm_find(&rturn, key2(u->rsha, 32, u->created, strlen(u->created)), st, taken, eq_rturn, u,
+                        pos);
         if (k < 0)
             k = mm_find(&place, key2(u->psha, 32, &pos, sizeof(pos)), st, taken, eq_place, u, pos);
         steps[i].row = k;

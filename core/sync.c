@@ -147,9 +147,24 @@ bad:
     return -1;
 }
 
-/* The project: found by (owner, client id), created on first use. Returns its id, or -1 (answered). */
-static int64_t upsert_project(sl_op_t *op, const sync_req_t *q)
+enum { PN_NAME, PN_ICON, PN_COLOR };
+static const char SQL_PROJECT_NOW[] =
+    "SELECT name, icon, color FROM projects WHERE owner_id = ? AND ext_id = ? FOR UPDATE";
+
+/* The project: found by (owner, client id), created on first use. Returns its id, or -1 (answered).
+ * *renamed is set when an existing project's name, icon or colour changes: every public page of the
+ * project shows them, so the caller republishes the project's other public sessions. */
+static int64_t upsert_project(sl_op_t *op, const sync_req_t *q, int *renamed)
 {
+    sl_store_value_t k[] = {sl_store_int((int64_t)op->who.user_id), sl_store_text(q->pid, q->pid_len)};
+    sl_store_result_t *now;
+    if (sl_op_run(op, SQL_PROJECT_NOW, k, 2, &now) != 0)
+        return -1;
+    *renamed = now->nrows == 1 &&
+               (!sl_ext_matches(sl_store_cell(now, 0, PN_NAME), q->pname, q->pname_len) ||
+                (q->picon && !sl_ext_matches(sl_store_cell(now, 0, PN_ICON), q->picon, q->picon_len)) ||
+                (q->pcolor && !sl_ext_matches(sl_store_cell(now, 0, PN_COLOR), q->pcolor, q->pcolor_len)));
+    sl_store_result_free(now);
     sl_store_value_t p[] = {sl_store_int((int64_t)op->who.tenant_id),
                             sl_store_int((int64_t)op->who.user_id),
                             sl_store_text(q->pid, q->pid_len),
@@ -408,8 +423,12 @@ void sl_owner_sync_session(sl_op_t *op)
     sl_stored_t *ex = NULL;
     size_t nex = 0;
     sl_locked_t s;
+    sl_fanout_t others;
+    memset(&s, 0, sizeof(s));
+    memset(&others, 0, sizeof(others));
     int64_t project_id;
-    if (sl_op_tx_begin(op) != 0 || (project_id = upsert_project(op, &q)) < 0 ||
+    int renamed = 0;
+    if (sl_op_tx_begin(op) != 0 || (project_id = upsert_project(op, &q, &renamed)) < 0 ||
         sl_op_lock_session(op, q.id, q.idlen, 1, &s) != 0)
         goto out;
     int created = !s.exists;
@@ -419,7 +438,8 @@ void sl_owner_sync_session(sl_op_t *op)
      * session that is synced again starts over: its old exchanges stay removed. */
     if (!created && !s.deleted && load_stored(op, SQL_EXCHANGES_OF, q.id, q.idlen, &ex, &nex) != 0)
         goto out;
-    if (sl_op_change_begin(op, &s, 0) != 0)
+    if (sl_op_change_begin(op, &s, 0) != 0 ||
+        (renamed && sl_fanout_begin(op, project_id, q.id, q.idlen, &others) != 0))
         goto out;
     uint32_t seq = s.seq;
     if (apply_exchanges(op, q.id, q.idlen, &doc, ex, nex, &seq) != 0)
@@ -427,9 +447,20 @@ void sl_owner_sync_session(sl_op_t *op)
     sl_store_value_t p[] = {sl_store_int(project_id),
                             q.title ? sl_store_text(q.title, q.title_len) : sl_store_null(),
                             sl_store_int(seq), sl_store_text(agent, agent_len), sl_store_text(q.id, q.idlen)};
-    if (sl_op_run(op, SQL_SESSION_UPDATE, p, 5, NULL) != 0 || store_upload(op, &q) != 0 ||
-        sl_op_change_commit(op, &s) != 0)
+    if (sl_op_run(op, SQL_SESSION_UPDATE, p, 5, NULL) != 0 || store_upload(op, &q) != 0)
         goto out;
+    if (others.n == 0 && sl_op_change_commit(op, &s) != 0)
+        goto out;
+    if (others.n > 0) { /* a renamed project: its other public pages change in the same transaction */
+        if (sl_op_change_prepare(op, &s) != 0 || sl_fanout_prepare(op, &others) != 0 ||
+            sl_op_tx_commit(op) != 0)
+            goto out;
+        int unpublished = sl_op_change_publish(op, &s) != 0;
+        if (sl_fanout_publish(op, &others) != 0 || unpublished) {
+            sl_op_fail_unpublished(op);
+            goto out;
+        }
+    }
 
     char etag[40];
     sl_upload_etag(q.markdown, q.md_len, etag);
@@ -442,6 +473,8 @@ void sl_owner_sync_session(sl_op_t *op)
     sl_pack_kv_u64(pk, "exchange_count", doc.count);
     sl_op_reply(op);
 out:
+    sl_projection_free(&s.proj);
+    sl_fanout_free(&others);
     free(ex);
     sl_specstory_free(&doc);
 }

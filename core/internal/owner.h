@@ -129,6 +129,27 @@ void sl_mark_clean(sl_core_t *core, const char *id, size_t idlen, uint64_t versi
 /* Clears what the op left pending (called after the answer). */
 void sl_op_clean_pending(sl_op_t *op);
 
+/* ---- a project change: every public page of the project shows its name, icon and colour ---- */
+
+/* The sessions of one project that a change of the project republishes (projects.c). */
+typedef struct sl_fanout {
+    sl_locked_t *ch;
+    size_t n;
+    sl_store_result_t *rows;
+} sl_fanout_t;
+
+/* Inside the transaction, with the project row locked: locks the project's sessions and begins a
+ * change (MARK, late build) of each that goes through the cache (public, or dirty), except the
+ * session skip_id (the caller's own change). On error answers and returns -1; f is freed by
+ * sl_fanout_free either way. */
+int sl_fanout_begin(sl_op_t *op, int64_t project_id, const char *skip_id, size_t skip_len, sl_fanout_t *f);
+/* After the project's statements, still inside the transaction: bumps each session's version. */
+int sl_fanout_prepare(sl_op_t *op, sl_fanout_t *f);
+/* After the COMMIT: builds and publishes each, one at a time. Returns how many could not be
+ * published (cache_dirty stays 1 for those; the repair publishes them). */
+size_t sl_fanout_publish(sl_op_t *op, sl_fanout_t *f);
+void sl_fanout_free(sl_fanout_t *f);
+
 /* ---- request fields (each answers invalid_argument and returns -1 when wrong) ---- */
 
 int sl_op_session_id(sl_op_t *op, const char **id, size_t *len);
