@@ -148,6 +148,9 @@ static void deliver_now(cmd_t *k, sl_cache_status_t status, const char *error, c
             pr.len = 0;
         } else if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
             pr.stored = (int)r->integer; /* every write script answers 1 (stored) or 0 (refused) */
+        } else if (r->type == REDIS_REPLY_STRING &&
+                   sl_cache__parse_refusal(&pr, r->str, (size_t)r->len) == 0) {
+            pr.stored = 0; /* refused, with what holds the key: kind and version */
         } else {
             pr.status = SL_CACHE_E_REPLY;
             pr.error = "unexpected reply to a projection write";
@@ -270,6 +273,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     c->connected = 1;
     c->backoff_ms = 0;
     c->stats.connects++;
+    sl_cache__trust_connected(c);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -357,6 +361,8 @@ void sl_cache__send(cmd_t *k, int argc, const char **argv, const size_t *argvlen
         sl_cache__fail(k, SL_CACHE_E_CLOSED, "cache client closed");
     } else if (!c->connected || c->ac == NULL) {
         sl_cache__fail(k, SL_CACHE_E_DOWN, "not connected to Redis");
+    } else if (k->kind != K_GENERIC && !c->trusted) {
+        sl_cache__fail(k, SL_CACHE_E_DOWN, "Redis is not trusted yet (checking that it holds our entries)");
     } else if (redisAsyncCommandArgv(c->ac, on_reply, k, argc, argv, argvlen) != REDIS_OK) {
         /* the context is being torn down (hiredis refuses new commands then) */
         sl_cache__fail(k, SL_CACHE_E_DOWN, "Redis connection is closing");
@@ -419,6 +425,11 @@ static int check_config(const sl_cache_config_t *cfg)
     return 0;
 }
 
+static void on_trust_timer(uv_timer_t *t)
+{
+    sl_cache__trust_check(t->data);
+}
+
 int sl_cache_open(sl_cache_t **out, uv_loop_t *loop, const sl_cache_config_t *cfg)
 {
     if (out == NULL)
@@ -471,6 +482,12 @@ int sl_cache_open(sl_cache_t **out, uv_loop_t *loop, const sl_cache_config_t *cf
     c->cmd_timer.data = c;
     uv_idle_init(loop, &c->idle);
     c->idle.data = c;
+    if (c->cfg.trust_check_ms == 0)
+        c->cfg.trust_check_ms = 1000;
+    uv_timer_init(loop, &c->trust_timer);
+    c->trust_timer.data = c;
+    uv_timer_start(&c->trust_timer, on_trust_timer, c->cfg.trust_check_ms, c->cfg.trust_check_ms);
+    uv_unref((uv_handle_t *)&c->trust_timer); /* it never keeps a loop alive on its own */
     start_connect(c);
     *out = c;
     return 0;
@@ -478,7 +495,7 @@ int sl_cache_open(sl_cache_t **out, uv_loop_t *loop, const sl_cache_config_t *cf
 
 int sl_cache_connected(const sl_cache_t *c)
 {
-    return c != NULL && c->connected && !c->closing;
+    return sl_cache_trusted(c);
 }
 
 void sl_cache_get_stats(const sl_cache_t *c, sl_cache_stats_t *out)
@@ -503,7 +520,8 @@ static void maybe_free(sl_cache_t *c)
 {
     if (c->pending_closes || c->dhead || c->idle_active || c->in_hiredis_cmds > 0 || c->ac)
         return;
-    c->pending_closes = 3;
+    c->pending_closes = 4;
+    uv_close((uv_handle_t *)&c->trust_timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->conn_timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->cmd_timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->idle, on_handle_closed);
@@ -517,6 +535,7 @@ void sl_cache_close(sl_cache_t *c)
     c->connected = 0;
     uv_timer_stop(&c->conn_timer);
     uv_timer_stop(&c->cmd_timer);
+    uv_timer_stop(&c->trust_timer);
     /* The idle run is what frees the client; started before anything below can call back into
      * us, so maybe_free() cannot close the idle handle under our feet. */
     start_idle(c);

@@ -8,7 +8,9 @@
  *   LEASE   "L<token>"                 a reader is rebuilding this entry (short TTL)
  *   MARK    "M<version>"               an owner change up to <version> is in flight: readers must
  *                                      read the store and may not fill (TTL)
- *   PUBLIC  "P<version>\n<payload>"    the projection of <version>; payload is opaque here
+ *   PUBLIC  "P<version> <tag>\n<payload>"  the projection of <version>; payload is opaque here;
+ *                                      <tag> (16 hex digits) names its content (the caller's
+ *                                      choice, e.g. a hash of its ETag): one version, one content
  *   TOMB    "T<version>"               not public at <version> (private, revoked, deleted)
  *
  * The write rules (each one Lua script, so atomic in Redis) are the invalidation protocol of
@@ -44,6 +46,7 @@ typedef struct sl_cache_config {
     const char *key_prefix;      /* default "sl:"; copied */
     unsigned public_ttl_s;       /* TTL of PUBLIC entries, default 86400; 0 = none */
     unsigned tomb_ttl_s;         /* TTL of TOMB entries, default 3600 */
+    unsigned trust_check_ms;     /* how often the Redis' identity is checked (trust.c), default 1000 */
 } sl_cache_config_t;
 
 typedef enum sl_cache_status {
@@ -60,6 +63,8 @@ typedef struct sl_cache_stats {
     uint64_t timeouts; /* of which timeouts */
     uint64_t connects; /* successful (re)connects */
     uint64_t disconnects;
+    uint64_t trust_lost;    /* times a trusted Redis turned out to be another (or emptied) one */
+    uint64_t trust_flushes; /* times this client emptied the projection entries before trusting */
 } sl_cache_stats_t;
 
 /* Opens a cache client on `loop` and starts connecting in the background (it keeps reconnecting
@@ -71,8 +76,21 @@ int sl_cache_open(sl_cache_t **out, uv_loop_t *loop, const sl_cache_config_t *cf
  * the connection and the libuv handles, then frees the client. Safe to call from a callback. */
 void sl_cache_close(sl_cache_t *c);
 
-/* 1 when the connection is up (connected and not known to be broken). */
+/* 1 when the connection is up (connected and not known to be broken) and the Redis it reaches is
+ * trusted (below): projection commands can run. */
 int sl_cache_connected(const sl_cache_t *c);
+
+/* ---- trust (trust.c) ----
+ *
+ * Entries are trusted only in the Redis that they were written to since it started: the key
+ * "<prefix>trusted" holds that Redis' run_id. After every connect, and every trust_check_ms, the
+ * client compares it with INFO's run_id; when they differ (a restart, an RDB snapshot, a failover
+ * to a replica, a FLUSHALL, or an operator deleting the key), projection commands fail with
+ * SL_CACHE_E_DOWN until the client has deleted every "<prefix>p:*" entry and written the marker.
+ * sl_cache_trust_generation() changes each time trust is lost or regained (the node memory forgets
+ * everything then). */
+int sl_cache_trusted(const sl_cache_t *c);
+uint64_t sl_cache_trust_generation(const sl_cache_t *c);
 
 void sl_cache_get_stats(const sl_cache_t *c, sl_cache_stats_t *out);
 
@@ -91,26 +109,29 @@ typedef struct sl_proj_reply {
     const char *error;   /* human text when status != OK (static or valid during the callback) */
     sl_proj_kind_t kind; /* get: what the key holds */
     uint64_t version;    /* get: version of MARK/PUBLIC/TOMB; token of LEASE */
+    uint64_t tag;        /* get: the content tag of PUBLIC (0 for other kinds, or an entry without) */
     const void *payload; /* get: PUBLIC payload; valid only during the callback */
     size_t len;
-    int stored; /* lease/fill/mark/publish: 1 when the write took effect, 0 if refused */
+    int stored; /* lease/fill/mark/publish: 1 when the write took effect, 0 if refused; a refused
+                   mark or publish also sets kind and version to what holds the key */
 } sl_proj_reply_t;
 
 typedef void (*sl_proj_cb)(const sl_proj_reply_t *reply, void *data);
 
 void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data);
-/* Like get, but reads only the first 32 bytes (GETRANGE): kind and version, never the payload. For
- * callers that hold a copy of a version and only need to know whether it is still the current one. */
+/* Like get, but reads only the first 48 bytes (GETRANGE): kind, version and tag, never the payload.
+ * For callers that hold a copy and only need to know whether it is still the current one. */
 void sl_cache_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data);
 void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
                          sl_proj_cb cb, void *data);
-/* kind is SL_PROJ_PUBLIC (payload used) or SL_PROJ_TOMB (payload ignored). */
+/* kind is SL_PROJ_PUBLIC (payload and tag used) or SL_PROJ_TOMB (payload and tag ignored). */
 void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, const void *payload, size_t len, sl_proj_cb cb, void *data);
+                        uint64_t version, uint64_t tag, const void *payload, size_t len, sl_proj_cb cb,
+                        void *data);
 void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
                         sl_proj_cb cb, void *data);
 void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           const void *payload, size_t len, sl_proj_cb cb, void *data);
+                           uint64_t tag, const void *payload, size_t len, sl_proj_cb cb, void *data);
 /* unmark: removes the entry only when it is exactly the MARK of version (an owner change that failed
  * before its commit, undone while it still holds the session's row lock); stored = 1 when removed. */
 void sl_cache_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb,
@@ -191,9 +212,10 @@ void sl_coh_close(sl_coh_t *h);
 /* 1 when the node may currently trust its memory. */
 int sl_coh_coherent(sl_coh_t *h);
 
-/* 1 and *kind (SL_PROJ_PUBLIC or SL_PROJ_TOMB), *version when the node knows what Redis holds for
- * id; 0 when it must ask. */
-int sl_coh_lookup(sl_coh_t *h, const char *id, size_t idlen, sl_proj_kind_t *kind, uint64_t *version);
+/* 1 and *kind (SL_PROJ_PUBLIC or SL_PROJ_TOMB), *version and *tag when the node knows what Redis
+ * holds for id; 0 when it must ask. */
+int sl_coh_lookup(sl_coh_t *h, const char *id, size_t idlen, sl_proj_kind_t *kind, uint64_t *version,
+                  uint64_t *tag);
 
 /* Take before sending the Redis command whose reply you will pass to sl_coh_learn(). */
 typedef struct sl_coh_ticket {
@@ -202,10 +224,10 @@ typedef struct sl_coh_ticket {
 sl_coh_ticket_t sl_coh_ticket(sl_coh_t *h);
 
 /* A reply to a command sent after `t` said Redis holds kind (PUBLIC or TOMB; anything else is
- * ignored) of version for id. Remembered unless something may have changed since the ticket.
- * TOMB of version 0 is a negative answer (the store shows no public session of that id). */
+ * ignored) of version (and content tag) for id. Remembered unless something may have changed since
+ * the ticket. TOMB of version 0 is a negative answer (the store shows no public session of that id). */
 void sl_coh_learn(sl_coh_t *h, sl_coh_ticket_t t, const char *id, size_t idlen, sl_proj_kind_t kind,
-                  uint64_t version);
+                  uint64_t version, uint64_t tag);
 
 /* Forgets id here, tells every node, and calls cb when every node that could trust its memory has
  * forgotten it (reply->status SL_CACHE_OK), or with an error status when the invalidation could not

@@ -10,12 +10,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "cache/cache.h"
+#include "cache/internal/coh.h"
 #include "cache/internal/uv_redis.h"
-
-#define BUCKETS        65536
-#define RING           8192
-#define MAX_WAIT_NODES 256
 
 /* KEYS: nodes, own channel; ARGV: node id, lease ms, sync token. Registers the lease (scored with
  * its expiry in Redis time), drops expired members, then publishes the sync message that makes the
@@ -35,263 +31,9 @@ static const char LUA_INV[] =
     "local out = {} for i = 1, #n, 2 do out[#out + 1] = n[i] .. ' ' .. (tonumber(n[i + 1]) - now) end "
     "return table.concat(out, ' ')";
 
-typedef struct entry {
-    struct entry *next;
-    struct entry *qprev, *qnext; /* its queue, oldest first (eviction order) */
-    int neg;                     /* a negative answer: TOMB of version 0 (never an owner's write) */
-    uint64_t hash;
-    uint64_t version;
-    sl_proj_kind_t kind;
-    size_t idlen;
-    char id[];
-} entry_t;
-
-typedef struct waitnode {
-    char id[24];
-    uint64_t deadline_ns;
-} waitnode_t;
-
-typedef struct inv {
-    struct inv *next, *prev;
-    sl_coh_t *h;
-    uint64_t seq;
-    sl_proj_cb cb;
-    void *data;
-    int replied;   /* the script answered: `nodes` is the set to wait for */
-    int done;      /* cb ran (or the inv was abandoned at close) */
-    int in_flight; /* the script command is still pending in sl_cache */
-    waitnode_t *nodes;
-    size_t n;
-    char (*early)[24]; /* acks that arrived before the script's answer */
-    size_t nearly;
-} inv_t;
-
-struct sl_coh {
-    uv_loop_t *loop;
-    sl_cache_t *data;
-    sl_coh_config_t cfg;
-    char *host, *unix_path;
-    unsigned port;
-    char node[24];
-    char *prefix, *nodes_key, *inv_chan, *own_chan;
-    /* subscription */
-    redisAsyncContext *sub;
-    int sub_confirmed; /* SUBSCRIBE confirmations received (2 = both channels) */
-    unsigned sub_backoff_ms;
-    uint64_t last_sync_ns;
-    uv_timer_t sub_timer;   /* reconnect delay */
-    uv_timer_t renew_timer; /* renewals */
-    uv_timer_t wait_timer;  /* deadlines of invalidations waiting for acks */
-    /* trust */
-    uint64_t lease_until_ns;
-    uint64_t epoch;
-    int was_coherent;
-    /* memory */
-    entry_t **buckets;
-    size_t entries;
-    /* Two eviction queues, oldest first: [0] real entries, [1] negative answers (ids that were
-     * never shared, learnt from reads): a flood of unknown ids evicts only other negatives. */
-    entry_t *qhead[2], *qtail[2];
-    size_t qcount[2];
-    struct {
-        uint64_t seq, hash;
-    } ring[RING];
-    uint64_t inv_seq;
-    /* my invalidations */
-    inv_t *ihead;
-    uint64_t next_seq;
-    sl_coh_stats_t stats;
-    uv_timer_t fail_timer; /* invalidations that could not even start */
-    struct {
-        sl_proj_cb cb;
-        void *data;
-    } fails[16];
-    size_t nfails;
-    int closing;
-    int open_handles;
-    int refs; /* sl_cache commands in flight that point at us */
-};
-
 static void maybe_free(sl_coh_t *h);
 static void start_sub(sl_coh_t *h);
 static void on_sub_timer(uv_timer_t *t);
-
-static uint64_t now_ns(void)
-{
-    return uv_hrtime();
-}
-
-static uint64_t hash_id(const char *id, size_t n)
-{
-    uint64_t x = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        x ^= (unsigned char)id[i];
-        x *= 1099511628211ull;
-    }
-    return x;
-}
-
-/* ---- memory ---- */
-
-static void clear_table(sl_coh_t *h)
-{
-    for (size_t b = 0; b < BUCKETS && h->entries; b++) {
-        entry_t *e = h->buckets[b];
-        while (e) {
-            entry_t *n = e->next;
-            free(e);
-            h->entries--;
-            e = n;
-        }
-        h->buckets[b] = NULL;
-    }
-    h->entries = 0;
-    for (int q = 0; q < 2; q++) {
-        h->qhead[q] = h->qtail[q] = NULL;
-        h->qcount[q] = 0;
-    }
-}
-
-static entry_t **find_slot(sl_coh_t *h, uint64_t hash, const char *id, size_t n)
-{
-    entry_t **pp = &h->buckets[hash & (BUCKETS - 1)];
-    while (*pp && !((*pp)->hash == hash && (*pp)->idlen == n && memcmp((*pp)->id, id, n) == 0))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static void q_unlink(sl_coh_t *h, entry_t *e)
-{
-    int q = e->neg;
-    if (e->qprev)
-        e->qprev->qnext = e->qnext;
-    else
-        h->qhead[q] = e->qnext;
-    if (e->qnext)
-        e->qnext->qprev = e->qprev;
-    else
-        h->qtail[q] = e->qprev;
-    e->qprev = e->qnext = NULL;
-    h->qcount[q]--;
-}
-
-static void q_push(sl_coh_t *h, entry_t *e)
-{
-    int q = e->neg;
-    e->qnext = NULL;
-    e->qprev = h->qtail[q];
-    if (h->qtail[q])
-        h->qtail[q]->qnext = e;
-    else
-        h->qhead[q] = e;
-    h->qtail[q] = e;
-    h->qcount[q]++;
-}
-
-/* Removes e from the table and its queue, and frees it. */
-static void drop_entry(sl_coh_t *h, entry_t *e)
-{
-    entry_t **pp = find_slot(h, e->hash, e->id, e->idlen);
-    if (*pp == e)
-        *pp = e->next;
-    q_unlink(h, e);
-    free(e);
-    h->entries--;
-}
-
-/* Forgets id and records the invalidation (so that replies already on their way are refused). */
-static void forget(sl_coh_t *h, const char *id, size_t n)
-{
-    uint64_t hash = hash_id(id, n);
-    entry_t *e = *find_slot(h, hash, id, n);
-    if (e)
-        drop_entry(h, e);
-    h->inv_seq++;
-    h->ring[h->inv_seq % RING].seq = h->inv_seq;
-    h->ring[h->inv_seq % RING].hash = hash;
-}
-
-static void lose(sl_coh_t *h)
-{
-    h->lease_until_ns = 0;
-    if (h->was_coherent) {
-        h->was_coherent = 0;
-        h->stats.coherence_lost++;
-    }
-    h->epoch++;
-    clear_table(h);
-}
-
-int sl_coh_coherent(sl_coh_t *h)
-{
-    int ok = !h->closing && h->sub != NULL && h->sub_confirmed >= 2 && now_ns() < h->lease_until_ns;
-    if (!ok && h->was_coherent)
-        lose(h);
-    return ok;
-}
-
-int sl_coh_lookup(sl_coh_t *h, const char *id, size_t idlen, sl_proj_kind_t *kind, uint64_t *version)
-{
-    h->stats.lookups++;
-    if (!sl_coh_coherent(h) || h->entries == 0)
-        return 0;
-    entry_t *e = *find_slot(h, hash_id(id, idlen), id, idlen);
-    if (e == NULL)
-        return 0;
-    h->stats.known++;
-    *kind = e->kind;
-    *version = e->version;
-    return 1;
-}
-
-sl_coh_ticket_t sl_coh_ticket(sl_coh_t *h)
-{
-    sl_coh_ticket_t t = {sl_coh_coherent(h) ? h->epoch : 0, h->inv_seq};
-    return t;
-}
-
-void sl_coh_learn(sl_coh_t *h, sl_coh_ticket_t t, const char *id, size_t idlen, sl_proj_kind_t kind,
-                  uint64_t version)
-{
-    if (kind != SL_PROJ_PUBLIC && kind != SL_PROJ_TOMB)
-        return;
-    uint64_t hash = hash_id(id, idlen);
-    int ok = t.epoch != 0 && sl_coh_coherent(h) && t.epoch == h->epoch && h->inv_seq - t.seq < RING;
-    for (uint64_t s = t.seq + 1; ok && s <= h->inv_seq; s++)
-        if (h->ring[s % RING].hash == hash)
-            ok = 0;
-    if (!ok) {
-        h->stats.refused++;
-        return;
-    }
-    int neg = kind == SL_PROJ_TOMB && version == 0;
-    entry_t *e = *find_slot(h, hash, id, idlen);
-    if (e != NULL && e->neg != neg) {
-        drop_entry(h, e); /* moves to the other queue */
-        e = NULL;
-    }
-    if (e == NULL) {
-        /* Full: the oldest entry of the same queue goes (evicted, never the whole table). */
-        size_t cap = neg ? h->cfg.max_negative : h->cfg.max_entries;
-        while (h->qcount[neg] >= cap && h->qhead[neg])
-            drop_entry(h, h->qhead[neg]);
-        e = malloc(sizeof(*e) + idlen);
-        if (e == NULL)
-            return;
-        e->hash = hash;
-        e->idlen = idlen;
-        e->neg = neg;
-        memcpy(e->id, id, idlen);
-        entry_t **pp = find_slot(h, hash, id, idlen);
-        e->next = *pp;
-        *pp = e;
-        q_push(h, e);
-        h->entries++;
-    }
-    e->kind = kind;
-    e->version = version;
-    h->stats.learned++;
-}
 
 /* ---- my invalidations ---- */
 
@@ -353,7 +95,7 @@ static int inv_check(inv_t *v, uint64_t now)
 static void on_wait_timer(uv_timer_t *t)
 {
     sl_coh_t *h = t->data;
-    uint64_t now = now_ns();
+    uint64_t now = sl_coh__now_ns();
     inv_t *v = h->ihead;
     while (v) {
         inv_t *next = v->next;
@@ -375,7 +117,7 @@ static void arm_wait_timer(sl_coh_t *h)
         uv_timer_stop(&h->wait_timer);
         return;
     }
-    uint64_t now = now_ns();
+    uint64_t now = sl_coh__now_ns();
     uint64_t ms = first > now ? (first - now) / 1000000 + 1 : 0;
     uv_timer_start(&h->wait_timer, on_wait_timer, ms, 0);
 }
@@ -432,7 +174,7 @@ static void on_inv_reply(const sl_cache_reply_t *r, void *data)
         return;
     }
     /* "node remaining node remaining ..." */
-    uint64_t now = now_ns();
+    uint64_t now = sl_coh__now_ns();
     const char *s = r->str, *end = r->str + r->len;
     while (s < end) {
         const char *sp = memchr(s, ' ', (size_t)(end - s));
@@ -486,7 +228,7 @@ static void on_fail_timer(uv_timer_t *t)
 
 void sl_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb, void *data)
 {
-    forget(h, id, idlen);
+    sl_coh__forget(h, id, idlen);
     inv_t *v = calloc(1, sizeof(*v));
     char msg[160];
     if (v == NULL || idlen > 64) {
@@ -535,18 +277,18 @@ static void on_renew_timer(uv_timer_t *t)
         return;
     if (h->sub != NULL && h->sub_confirmed >= 2) {
         /* a subscription that delivers nothing (a half-open connection) is replaced */
-        if (h->last_sync_ns && now_ns() - h->last_sync_ns > 10ull * h->cfg.lease_ms * 1000000u) {
+        if (h->last_sync_ns && sl_coh__now_ns() - h->last_sync_ns > 10ull * h->cfg.lease_ms * 1000000u) {
             redisAsyncContext *ac = h->sub;
             h->sub = NULL;
             h->sub_confirmed = 0;
-            lose(h);
+            sl_coh__lose(h);
             ac->data = NULL;
             redisAsyncFree(ac);
             uv_timer_start(&h->sub_timer, on_sub_timer, 0, 0);
             return;
         }
         char token[32], lease[16];
-        int tl = snprintf(token, sizeof(token), "%" PRIu64, now_ns());
+        int tl = snprintf(token, sizeof(token), "%" PRIu64, sl_coh__now_ns());
         int ll = snprintf(lease, sizeof(lease), "%u", h->cfg.lease_ms);
         const char *argv[] = {"EVAL", LUA_RENEW, "2", h->nodes_key, h->own_chan, h->node, lease, token};
         size_t argvlen[] = {4,
@@ -580,7 +322,7 @@ static void on_message(sl_coh_t *h, const char *chan, size_t clen, const char *m
         h->stats.invalidations_received++;
         if (strcmp(writer, h->node) == 0)
             return; /* mine: forgotten before it was sent */
-        forget(h, id, strlen(id));
+        sl_coh__forget(h, id, strlen(id));
         char ch[128], ack[64];
         int cl = snprintf(ch, sizeof(ch), "%sc:%s", h->prefix, writer);
         int al = snprintf(ack, sizeof(ack), "A %" PRIu64 " %s", seq, h->node);
@@ -593,7 +335,7 @@ static void on_message(sl_coh_t *h, const char *chan, size_t clen, const char *m
     if (buf[0] == 'S' && buf[1] == ' ') {
         uint64_t sent = strtoull(buf + 2, NULL, 10);
         uint64_t until = sent + ((uint64_t)h->cfg.lease_ms - h->cfg.margin_ms) * 1000000u;
-        h->last_sync_ns = now_ns();
+        h->last_sync_ns = sl_coh__now_ns();
         if (until > h->lease_until_ns)
             h->lease_until_ns = until;
         if (sl_coh_coherent(h))
@@ -670,7 +412,7 @@ static void on_sub_disconnect(const redisAsyncContext *ac, int status)
         return;
     h->sub = NULL;
     h->sub_confirmed = 0;
-    lose(h);
+    sl_coh__lose(h);
     schedule_sub(h);
 }
 
@@ -776,7 +518,7 @@ static void maybe_free(sl_coh_t *h)
 {
     if (!h->closing || h->open_handles > 0 || h->refs > 0)
         return;
-    clear_table(h);
+    sl_coh__clear_table(h);
     free(h->buckets);
     free(h->host);
     free(h->unix_path);
@@ -810,7 +552,7 @@ void sl_coh_close(sl_coh_t *h)
         ac->data = NULL;
         redisAsyncFree(ac);
     }
-    lose(h);
+    sl_coh__lose(h);
     uv_close((uv_handle_t *)&h->sub_timer, on_closed);
     uv_close((uv_handle_t *)&h->renew_timer, on_closed);
     uv_close((uv_handle_t *)&h->wait_timer, on_closed);

@@ -21,7 +21,8 @@
     "if cur then "                                                                                           \
     "  kind = string.sub(cur, 1, 1) "                                                                        \
     "  if kind == 'P' then local nl = string.find(cur, '\\n', 2, true) "                                     \
-    "    if nl then ver = string.sub(cur, 2, nl - 1) end "                                                   \
+    "    if nl then local h = string.sub(cur, 2, nl - 1) "                                                   \
+    "      ver = string.match(h, '^(%d+) %x+$') or h end "                                                   \
     "  elseif kind == 'M' or kind == 'T' then ver = string.sub(cur, 2) end "                                 \
     "  if ver and not string.match(ver, '^%d+$') then ver = nil end "                                        \
     "end "
@@ -37,10 +38,12 @@ static const char LUA_FILL[] =
     "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
     "else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
 
-/* ARGV: 1 = version, 2 = TTL ms. A MARK of an equal or lower version and a LEASE are overwritten. */
+/* ARGV: 1 = version, 2 = TTL ms. A MARK of an equal or lower version and a LEASE are overwritten.
+ * Refused, it answers what holds the key ("P<v>", "T<v>" or "M<v>"): the caller learns how far
+ * ahead Redis is (a restored database is behind the cache) and moves past it. */
 static const char LUA_MARK[] =
     LUA_PARSE "if ver and (kind == 'P' or kind == 'T' or kind == 'M') and gt(ver, ARGV[1]) "
-              "then return 0 end "
+              "then return kind .. ver end "
               "redis.call('SET', KEYS[1], 'M' .. ARGV[1], 'PX', ARGV[2]) return 1";
 
 /* ARGV: 1 = version. Removes exactly the MARK of that version (a change that was not made). */
@@ -48,11 +51,12 @@ static const char LUA_UNMARK[] =
     "if redis.call('GET', KEYS[1]) == 'M' .. ARGV[1] then redis.call('DEL', KEYS[1]) "
     "return 1 end return 0";
 
-/* ARGV: 1 = version, 2 = new value, 3 = TTL seconds (0 = none) */
+/* ARGV: 1 = version, 2 = new value, 3 = TTL seconds (0 = none). Refused, it answers what holds the
+ * key, as LUA_MARK does. */
 static const char LUA_PUBLISH[] =
-    LUA_PARSE "if ver and kind == 'M' and gt(ver, ARGV[1]) then return 0 end "
+    LUA_PARSE "if ver and kind == 'M' and gt(ver, ARGV[1]) then return kind .. ver end "
               "if ver and (kind == 'P' or kind == 'T') and not gt(ARGV[1], ver) "
-              "then return 0 end "
+              "then return kind .. ver end "
               "if tonumber(ARGV[3]) > 0 then "
               "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
               "else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
@@ -69,6 +73,40 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
         if (v > (UINT64_MAX - d) / 10)
             return -1;
         v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int sl_cache__parse_refusal(sl_proj_reply_t *pr, const char *s, size_t len)
+{
+    if (len < 2 || parse_u64(s + 1, len - 1, &pr->version) != 0)
+        return -1;
+    switch (s[0]) {
+    case 'P':
+        pr->kind = SL_PROJ_PUBLIC;
+        return 0;
+    case 'T':
+        pr->kind = SL_PROJ_TOMB;
+        return 0;
+    case 'M':
+        pr->kind = SL_PROJ_MARK;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static int parse_hex64(const char *s, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 16)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        int d = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v << 4 | (uint64_t)d;
     }
     *out = v;
     return 0;
@@ -109,6 +147,13 @@ void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r)
         vend = (size_t)(nl - s);
         pr->payload = nl + 1;
         pr->len = len - vend - 1;
+        /* "P<version> <16 hex digits>\n": the content tag (an entry without one has tag 0) */
+        const char *sp = memchr(s, ' ', vend);
+        if (sp != NULL) {
+            if (parse_hex64(sp + 1, (size_t)(nl - sp - 1), &pr->tag) != 0)
+                goto bad;
+            vend = (size_t)(sp - s);
+        }
         break;
     }
     default:
@@ -154,8 +199,9 @@ static void send_get(sl_cache_t *c, ckind_t kind, const char *id, size_t idlen, 
         size_t lens[] = {3, klen};
         sl_cache__send(k, 2, argv, lens);
     } else {
-        /* "P<20 digits>\n" fits in 23 bytes: only the head crosses the wire, however big the entry. */
-        const char *argv[] = {"GETRANGE", key, "0", "31"};
+        /* "P<20 digits> <16 hex>\n" fits in 39 bytes: only the head crosses the wire, however big the
+         * entry. */
+        const char *argv[] = {"GETRANGE", key, "0", "47"};
         size_t lens[] = {8, klen, 1, 2};
         sl_cache__send(k, 4, argv, lens);
     }
@@ -191,11 +237,14 @@ void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t t
         free(key);
 }
 
-/* "P<version>\n<payload>" or "T<version>" */
-static char *make_value(sl_proj_kind_t kind, uint64_t version, const void *payload, size_t len, size_t *out)
+/* "P<version> <tag>\n<payload>" or "T<version>" */
+static char *make_value(sl_proj_kind_t kind, uint64_t version, uint64_t tag, const void *payload, size_t len,
+                        size_t *out)
 {
-    char head[32];
-    int hlen = snprintf(head, sizeof(head), kind == SL_PROJ_PUBLIC ? "P%" PRIu64 "\n" : "T%" PRIu64, version);
+    char head[48];
+    int hlen = kind == SL_PROJ_PUBLIC
+                   ? snprintf(head, sizeof(head), "P%" PRIu64 " %016" PRIx64 "\n", version, tag)
+                   : snprintf(head, sizeof(head), "T%" PRIu64, version);
     size_t n = (size_t)hlen + (kind == SL_PROJ_PUBLIC ? len : 0);
     char *v = malloc(n);
     if (v == NULL)
@@ -217,7 +266,8 @@ static int bad_kind(cmd_t *k, sl_proj_kind_t kind)
 }
 
 void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, const void *payload, size_t len, sl_proj_cb cb, void *data)
+                        uint64_t version, uint64_t tag, const void *payload, size_t len, sl_proj_cb cb,
+                        void *data)
 {
     cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
     k->pcb = cb;
@@ -227,7 +277,7 @@ void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t to
     char kb[256], lease[32], ttl[24];
     size_t klen, vlen;
     char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    char *val = make_value(kind, version, payload, len, &vlen);
+    char *val = make_value(kind, version, tag, payload, len, &vlen);
     int llen = snprintf(lease, sizeof(lease), "L%" PRIu64, token);
     int tlen =
         snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);
@@ -258,7 +308,7 @@ void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t ve
 }
 
 void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           const void *payload, size_t len, sl_proj_cb cb, void *data)
+                           uint64_t tag, const void *payload, size_t len, sl_proj_cb cb, void *data)
 {
     cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
     k->pcb = cb;
@@ -268,7 +318,7 @@ void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
     char kb[256], ver[24], ttl[24];
     size_t klen, vlen;
     char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    char *val = make_value(kind, version, payload, len, &vlen);
+    char *val = make_value(kind, version, tag, payload, len, &vlen);
     int verlen = snprintf(ver, sizeof(ver), "%" PRIu64, version);
     int tlen =
         snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);

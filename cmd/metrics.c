@@ -35,11 +35,22 @@ void sl_app_metrics(void *data, char **buf, size_t *len)
     COUNTER("shareline_publishes_total", "Projections published by owner changes.", c.publishes);
     COUNTER("shareline_cache_repairs_total", "Sessions published again by the repair after a failed publish.",
             c.cache_repairs);
+    COUNTER("shareline_cache_versions_behind_total",
+            "Owner writes that found Redis holding a version MariaDB never reached (a restore or failover); "
+            "the session's version was moved past it.",
+            c.versions_behind);
     COUNTER("shareline_cache_commands_total", "Redis commands sent.", k.commands);
     COUNTER("shareline_cache_errors_total", "Redis commands that failed.", k.errors);
     COUNTER("shareline_cache_timeouts_total", "Redis commands that timed out.", k.timeouts);
     COUNTER("shareline_cache_connects_total", "Redis (re)connections.", k.connects);
-    GAUGE("shareline_cache_up", "1 when connected to Redis.", sl_cache_connected(app->cache));
+    COUNTER("shareline_cache_trust_lost_total",
+            "Times the Redis reached turned out to be another one, or emptied (restart, snapshot, failover).",
+            k.trust_lost);
+    COUNTER("shareline_cache_trust_flushes_total",
+            "Times this node emptied the projection entries of an untrusted Redis before using it.",
+            k.trust_flushes);
+    GAUGE("shareline_cache_up", "1 when connected to a Redis this node trusts.",
+          sl_cache_connected(app->cache));
     COUNTER("shareline_store_owner_statements_total", "Statements on the owner account.", o.statements);
     COUNTER("shareline_store_public_statements_total", "Statements on the public account.", p.statements);
     COUNTER("shareline_store_errors_total", "Failed statements.", o.errors + p.errors);

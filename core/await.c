@@ -110,6 +110,13 @@ void sl_await_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_resu
     wait_until(&w.done);
 }
 
+void sl_await_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_cache_proj_head(c, id, idlen, on_proj, &w);
+    wait_until(&w.done);
+}
+
 void sl_await_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
                          sl_proj_reply_t *out)
 {
@@ -119,10 +126,10 @@ void sl_await_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t t
 }
 
 void sl_await_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, const void *payload, size_t len, sl_proj_reply_t *out)
+                        uint64_t version, uint64_t tag, const void *payload, size_t len, sl_proj_reply_t *out)
 {
     wait_proj_t w = {sl_task_current(), 0, out, NULL};
-    sl_cache_proj_fill(c, id, idlen, token, kind, version, payload, len, on_proj, &w);
+    sl_cache_proj_fill(c, id, idlen, token, kind, version, tag, payload, len, on_proj, &w);
     wait_until(&w.done);
 }
 
@@ -142,10 +149,10 @@ void sl_await_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t 
 }
 
 void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           const void *payload, size_t len, sl_proj_reply_t *out)
+                           uint64_t tag, const void *payload, size_t len, sl_proj_reply_t *out)
 {
     wait_proj_t w = {sl_task_current(), 0, out, NULL};
-    sl_cache_proj_publish(c, id, idlen, kind, version, payload, len, on_proj, &w);
+    sl_cache_proj_publish(c, id, idlen, kind, version, tag, payload, len, on_proj, &w);
     wait_until(&w.done);
 }
 

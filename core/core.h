@@ -50,6 +50,7 @@ typedef struct sl_core_stats {
     uint64_t publishes;            /* projections/tombstones written by owner changes */
     uint64_t public_memory_hits;   /* answered from the node's memory, without asking Redis */
     uint64_t cache_repairs;        /* sessions republished by the repair after a failed publish */
+    uint64_t versions_behind;      /* owner writes that found Redis ahead of MariaDB (moved past it) */
 } sl_core_stats_t;
 
 /* owner: the pool for the owner path (full access); public: the pool of the account that can read

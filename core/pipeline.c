@@ -169,14 +169,51 @@ int sl_op_lock_session(sl_op_t *op, const char *id, size_t idlen, int allow_abse
     return 0;
 }
 
-int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int becomes_public)
+/* A session private in MariaDB never needs Redis, unless Redis is ahead of MariaDB (a database
+ * restored from a backup taken before the session was shared): then Redis may still serve it. One
+ * head read tells; when Redis cannot be asked, the change is marked cache_dirty, so that the repair
+ * settles the entry once Redis is back. */
+static void check_private(sl_op_t *op, sl_locked_t *s)
+{
+    sl_proj_reply_t h;
+    sl_await_proj_head(op->core->cache, s->id, s->idlen, &h);
+    if (h.status != SL_CACHE_OK)
+        s->unsure = 1;
+    else if (h.kind == SL_PROJ_PUBLIC || h.kind == SL_PROJ_MARK)
+        s->cached = 1;
+}
+
+#define AHEAD_TRIES 3
+
+int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int through_cache)
 {
     assert(op->conn != NULL && !s->begun); /* under the row lock, once per change */
     s->new_version = s->version + 1;
     /* A dirty session goes through Redis whatever its state: that publish is what replaces an
      * entry a failed publish may have left behind (docs/invalidation.md, "Repair"). */
-    s->cached = (s->exists && !s->deleted && s->is_public) || becomes_public || (s->exists && s->dirty);
-    if (s->cached && sl_invalidate_begin(op->core, s->id, s->idlen, s->new_version) != 0) {
+    int shown = (s->exists && !s->deleted && s->is_public) || through_cache;
+    s->cached = shown || (s->exists && s->dirty);
+    if (!s->cached && s->exists)
+        check_private(op, s);
+    for (int i = 0; s->cached; i++) {
+        uint64_t ahead = 0;
+        int rc = sl_invalidate_begin(op->core, s->id, s->idlen, s->new_version, &ahead);
+        if (rc == 0)
+            break;
+        if (rc == -1 && !shown) {
+            /* private, and dirty or once seen in Redis: while Redis is down nothing of it is served
+             * from there; the change goes on, cache_dirty stays and the repair settles it later */
+            s->cached = 0;
+            s->unsure = 1;
+            break;
+        }
+        if (rc == 1 && i + 1 < AHEAD_TRIES && ahead >= s->new_version && ahead < UINT64_MAX - 1) {
+            /* Versions only move forward against the cache: this change takes the version after
+             * the one Redis holds, so that its publish replaces what a restore left behind. */
+            s->version = ahead;
+            s->new_version = ahead + 1;
+            continue;
+        }
         sl_op_fail(op, SL_RPC_UNAVAILABLE,
                    "the share cache is unavailable; nothing was changed, retry later");
         return -1;
@@ -215,7 +252,7 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
     assert(s->begun && s->new_version == s->version + 1);
     assert(op->conn != NULL);
     sl_store_value_t p[] = {sl_store_int((int64_t)s->new_version), sl_store_text(s->id, s->idlen)};
-    if (sl_op_run(op, s->cached ? SQL_BUMP_DIRTY : SQL_BUMP, p, 2, NULL) != 0)
+    if (sl_op_run(op, s->cached || s->unsure ? SQL_BUMP_DIRTY : SQL_BUMP, p, 2, NULL) != 0)
         return -1;
     if (!s->cached || s->late)
         return 0;

@@ -508,6 +508,7 @@ static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     sl_rpc_share_pack(&pk, &share);
     out->payload = sb.data; /* ownership moves to the projection */
+    out->tag = sl_rpc_etag_tag(etag, (size_t)k);
     out->len = sb.size;
     rc = 0;
 done:

@@ -1,12 +1,15 @@
 /*
  * The public read path: GetShare of the public service (rpc.h).
  *
- * Hot path: one Redis GET; a PUBLIC entry is answered with its payload as is, a TOMB with
- * {"found": false}; no task, no copy beyond the reply. Anything else goes to the slow path (a task):
+ * Hot path: one Redis GET; a PUBLIC entry is answered with its payload as is; no task, no copy
+ * beyond the reply. Anything else goes to the slow path (a task):
  *   ABSENT  read MariaDB through the public account and answer; an id with no public session
  *           stops there (no Redis key: remembered by the node, bounded); else take a lease, read
  *           again and fill the entry if the lease is still ours (so a reader can never overwrite
  *           what an owner wrote meanwhile);
+ *   TOMB    the same first read (not filled: the key is taken): one 404 for unknown, private,
+ *           revoked and deleted ids, in status, body and cost — each asks MariaDB once per node
+ *           (then the node remembers the answer), each is 503 while MariaDB is down;
  *   LEASE   another reader is rebuilding: wait a little and look again (one rebuild per miss);
  *   MARK    an owner change is in flight: read MariaDB, do not fill;
  *   Redis down or slow: read MariaDB, do not fill.
@@ -33,7 +36,8 @@ static void reply_not_found(sl_rpc_call_t *call)
 typedef struct get_share {
     sl_core_t *core;
     sl_rpc_call_t *call;
-    uint64_t have_version;  /* the caller holds this version (0: none) */
+    uint64_t have_version;  /* the caller holds this version (0: none) ... */
+    uint64_t have_tag;      /* ... with this content tag */
     sl_coh_ticket_t ticket; /* taken before asking Redis (node memory) */
     size_t idlen;
     char id[65]; /* a copy: the request (and the call) is freed once answered, and the slow path
@@ -82,19 +86,27 @@ static void slow_path(void *arg)
             may_fill = 0;
             break;
         }
-        if (pr.r.kind == SL_PROJ_PUBLIC || pr.r.kind == SL_PROJ_TOMB) {
+        if (pr.r.kind == SL_PROJ_PUBLIC) {
             if (!answered) {
                 core->stats.public_cache_hits++;
-                if (pr.r.kind == SL_PROJ_PUBLIC)
-                    sl_rpc_reply_raw(g->call, pr.payload, pr.r.len);
-                else
-                    reply_not_found(g->call);
+                sl_rpc_reply_raw(g->call, pr.payload, pr.r.len);
             }
             free(pr.payload);
             free(g);
             return;
         }
         free(pr.payload);
+        if (pr.r.kind == SL_PROJ_TOMB) {
+            /* Asked of MariaDB like an id never shared, so that the two cannot be told apart. */
+            if (!answered && read_store(g, &p, 0) == 0) {
+                reply_projection(g->call, &p);
+                if (!p.found && core->coh)
+                    sl_coh_learn(core->coh, g->ticket, g->id, g->idlen, SL_PROJ_TOMB, 0, 0);
+                sl_projection_free(&p);
+            }
+            free(g);
+            return;
+        }
         if (pr.r.kind == SL_PROJ_MARK) {
             may_fill = 0;
             break;
@@ -113,7 +125,7 @@ static void slow_path(void *arg)
                 answered = 1;
                 if (!p.found) {
                     if (core->coh)
-                        sl_coh_learn(core->coh, g->ticket, g->id, g->idlen, SL_PROJ_TOMB, 0);
+                        sl_coh_learn(core->coh, g->ticket, g->id, g->idlen, SL_PROJ_TOMB, 0, 0);
                     sl_projection_free(&p);
                     free(g);
                     return;
@@ -157,7 +169,7 @@ static void slow_path(void *arg)
             sl_await_sleep(core->loop, core->hooks.fill_delay_ms); /* the stale write-back test */
         sl_proj_reply_t fr;
         sl_await_proj_fill(core->cache, g->id, g->idlen, token, p.found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB,
-                           p.version, p.payload, p.len, &fr);
+                           p.version, p.tag, p.payload, p.len, &fr);
         if (fr.status == SL_CACHE_OK && fr.stored)
             core->stats.public_fills++;
         else if (fr.status == SL_CACHE_OK)
@@ -167,11 +179,12 @@ static void slow_path(void *arg)
     free(g);
 }
 
-/* A Redis answer, remembered by the node when nothing changed since the ticket was taken. */
+/* A Redis answer, remembered by the node when nothing changed since the ticket was taken. A TOMB is
+ * not: what the node remembers as 404 it learnt from MariaDB, as for ids never shared. */
 static void learn(get_share_t *g, const sl_proj_reply_t *r)
 {
-    if (g->core->coh && r->status == SL_CACHE_OK)
-        sl_coh_learn(g->core->coh, g->ticket, g->id, g->idlen, r->kind, r->version);
+    if (g->core->coh && r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC)
+        sl_coh_learn(g->core->coh, g->ticket, g->id, g->idlen, r->kind, r->version, r->tag);
 }
 
 static void on_hot_get(const sl_proj_reply_t *r, void *data)
@@ -185,20 +198,16 @@ static void on_hot_get(const sl_proj_reply_t *r, void *data)
         free(g);
         return;
     }
-    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_TOMB) {
-        core->stats.public_cache_hits++;
-        reply_not_found(g->call);
-        free(g);
-        return;
-    }
     if (sl_task_spawn(slow_path, g) != 0) {
         sl_rpc_fail(g->call, SL_RPC_RESOURCE_EXHAUSTED, "server overloaded");
         free(g);
     }
 }
 
-/* The caller (a gateway) already holds version have_version: when Redis still holds PUBLIC of
- * exactly that version, answer {"found":true,"unchanged":true,"version":V} instead of the payload.
+/* The caller (a gateway) already holds version have_version with content tag have_tag: when Redis
+ * still holds PUBLIC of exactly that version and content, answer {"found":true,"unchanged":true,
+ * "version":V} instead of the payload. The tag makes it impossible to confirm bytes the caller
+ * never got (a version number reused after a database restore names other content).
  * Redis is asked at every request, as on the full path: what is served is never older than what
  * the full path would serve. */
 static void reply_unchanged(get_share_t *g)
@@ -214,20 +223,16 @@ static void on_head(const sl_proj_reply_t *r, void *data)
     get_share_t *g = data;
     sl_core_t *core = g->core;
     learn(g, r);
-    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && r->version == g->have_version) {
+    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && r->version == g->have_version &&
+        r->tag == g->have_tag) {
         core->stats.public_cache_hits++;
         core->stats.public_unchanged++;
         reply_unchanged(g);
         free(g);
         return;
     }
-    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_TOMB) {
-        core->stats.public_cache_hits++;
-        reply_not_found(g->call);
-        free(g);
-        return;
-    }
-    /* another version, a mark, a lease, absent, or Redis trouble: the full path decides */
+    /* another version or content, a tombstone, a mark, a lease, absent, or Redis trouble: the full
+     * path decides */
     if (core->coh)
         g->ticket = sl_coh_ticket(core->coh);
     sl_cache_proj_get(core->cache, g->id, g->idlen, on_hot_get, g);
@@ -238,9 +243,9 @@ static void get_share(sl_rpc_call_t *call, void *data)
     sl_core_t *core = data;
     const char *id;
     size_t idlen;
-    uint64_t have_version;
+    uint64_t have_version, have_tag;
     core->stats.public_requests++;
-    if (sl_rpc_share_request_decode(sl_rpc_request(call), &id, &idlen, &have_version) != 0) {
+    if (sl_rpc_share_request_decode(sl_rpc_request(call), &id, &idlen, &have_version, &have_tag) != 0) {
         /* Not a possible id: the same answer as an unknown one. */
         reply_not_found(call);
         return;
@@ -257,11 +262,12 @@ static void get_share(sl_rpc_call_t *call, void *data)
     memcpy(g->id, id, idlen);
     g->id[idlen] = '\0';
     g->have_version = have_version;
+    g->have_tag = have_tag;
     if (core->coh) {
         /* The node's memory: exact as long as the node is coherent (cache/cache.h, "node memory"). */
         sl_proj_kind_t kind;
-        uint64_t version;
-        if (sl_coh_lookup(core->coh, g->id, idlen, &kind, &version)) {
+        uint64_t version, tag;
+        if (sl_coh_lookup(core->coh, g->id, idlen, &kind, &version, &tag)) {
             if (kind == SL_PROJ_TOMB) {
                 core->stats.public_memory_hits++;
                 core->stats.public_cache_hits++;
@@ -269,7 +275,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
                 free(g);
                 return;
             }
-            if (g->have_version && version == g->have_version) {
+            if (g->have_version && version == g->have_version && tag == g->have_tag) {
                 core->stats.public_memory_hits++;
                 core->stats.public_cache_hits++;
                 core->stats.public_unchanged++;

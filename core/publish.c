@@ -9,6 +9,7 @@
  * nothing changed, the call fails `unavailable`. After COMMIT it publishes the new projection (or a
  * tombstone) of the new version, which replaces the MARK; older writes are refused by version.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/internal/projection.h"
@@ -19,19 +20,47 @@
 static const unsigned RETRY_MS[] = {0, 20, 50, 100, 200, 400, 800, 1500};
 #define RETRIES (sizeof(RETRY_MS) / sizeof(RETRY_MS[0]))
 
-int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t version)
+int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t version, uint64_t *ahead)
 {
     sl_proj_reply_t r;
     sl_await_proj_mark(core->cache, id, idlen, version, MARK_TTL_MS, &r);
-    /* stored == 0 means an entry of a greater version is there: readers are no less protected. */
     if (r.status != SL_CACHE_OK)
         return -1;
+    if (!r.stored) {
+        /* Redis holds a greater version than this change's: it is ahead of MariaDB (a database
+         * restored from a backup, a failover that lost commits). The caller moves past it. */
+        core->stats.versions_behind++;
+        *ahead = r.version;
+        return 1;
+    }
     /* No node may answer from its memory from now on (they will ask Redis and see the MARK). */
     if (core->coh) {
         sl_await_coh_invalidate(core->coh, id, idlen, version, &r);
         if (r.status != SL_CACHE_OK)
             return -1;
     }
+    return 0;
+}
+
+static const char SQL_VERSION_NOW[] = "SELECT version FROM sessions WHERE id = ?";
+
+/* A publish of `version` was refused because Redis holds `held` (PUBLIC or TOMB, >= version): fine
+ * when MariaDB has moved on as far (a later change of the session published first), a failure when
+ * Redis is ahead of MariaDB: the session stays cache_dirty and the repair moves its version past. */
+static int refused_publish_ok(sl_core_t *core, const char *id, size_t idlen, uint64_t version, uint64_t held)
+{
+    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_error_t err;
+    sl_store_result_t *r = sl_await_query(core->owner, SQL_VERSION_NOW, p, 1, &err);
+    uint64_t now = r && r->nrows == 1 ? (uint64_t)sl_store_cell(r, 0, 0)->i : 0;
+    sl_store_result_free(r);
+    if (r != NULL && now >= held)
+        return 1;
+    core->stats.versions_behind++;
+    fprintf(
+        stderr,
+        "shareline: publish of %.*s v%llu refused: Redis holds v%llu, MariaDB v%llu; left to the repair\n",
+        (int)idlen, id, (unsigned long long)version, (unsigned long long)held, (unsigned long long)now);
     return 0;
 }
 
@@ -62,8 +91,12 @@ int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl
             sl_await_sleep(core->loop, RETRY_MS[i]);
         sl_proj_reply_t r;
         sl_await_proj_publish(core->cache, id, idlen, p->found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB, p->version,
-                              p->payload, p->len, &r);
+                              p->tag, p->payload, p->len, &r);
+        if (r.status == SL_CACHE_OK && !r.stored && r.kind != SL_PROJ_MARK)
+            return refused_publish_ok(core, id, idlen, p->version, r.version) ? 0 : -1;
         if (r.status == SL_CACHE_OK) {
+            /* stored, or refused by the MARK of a later change (which publishes, or is undone and
+             * leaves the key to readers that rebuild from MariaDB) */
             core->stats.publishes++;
             return core->coh ? forget_everywhere(core, id, idlen, p->version) : 0;
         }

@@ -36,7 +36,7 @@ static void repair_task(void *arg)
         op.who.user_id = (uint64_t)sl_store_cell(r, i, DIRTY_OWNER)->i;
         sl_locked_t s;
         int ok = sl_op_tx_begin(&op) == 0 && sl_op_lock_session(&op, id->ptr, id->len, 1, &s) == 0 &&
-                 (!s.exists || !s.dirty || sl_op_settle(&op, &s) == 0);
+                 (!s.exists || !s.dirty || sl_op_settle(&op, &s) == 0) && !s.unsure; /* unsure: Redis down */
         if (ok && s.exists && s.dirty)
             core->stats.cache_repairs++;
         sl_op_tx_end(&op);

@@ -26,8 +26,10 @@ void sl_owner_set_visibility(sl_op_t *op)
     if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0)
         return;
     uint64_t version = s.version;
-    if (s.is_public != want) {
-        if (sl_op_change_begin(op, &s, want) != 0)
+    if (s.is_public != want || !want) {
+        /* A revoke always goes through the cache, even when MariaDB already says private: Redis may
+         * be ahead of MariaDB (a restore) and still hold the page; the tombstone replaces it. */
+        if (sl_op_change_begin(op, &s, 1) != 0)
             return;
         sl_store_value_t p[] = {sl_store_int(want), sl_store_text(id, idlen)};
         if (sl_op_run(op, SQL_SET_PUBLIC, p, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0)

@@ -3,9 +3,9 @@
  *
  * A public GET used to move the whole projection (JSON, HTML, Markdown and their gzip) from Redis
  * through the core on every request. The gateway keeps the last projection it served for each
- * session, decoded once (rpc.h: the GetShare answer), and sends the core its version
- * ("have_version"); the core answers "unchanged" when Redis (or the node's memory) holds exactly
- * that version. So every request is still confirmed — a revoke or hide that returned is seen by the
+ * session, decoded once (rpc.h: the GetShare answer), and sends the core its version and content
+ * tag ("have_version", "have_tag"); the core answers "unchanged" when Redis (or the node's memory)
+ * holds exactly that version with that content. So every request is still confirmed — a revoke or hide that returned is seen by the
  * next request on every node — but only a few bytes cross. Bounded by bytes, LRU.
  *
  * Answers are sent straight from a copy (no copy into h2o's request pool): a copy being sent is
@@ -48,6 +48,7 @@ struct sl_copy {
     char *body; /* the GetShare answer as the core sent it */
     size_t len;
     sl_rpc_share_t share; /* decoded from body (points into it) */
+    uint64_t tag;         /* sl_rpc_etag_tag of its etag */
     struct {
         char tag[SL_REP_TAG_MAX]; /* quoted: "<etag>-<suffix>" */
         size_t taglen;
@@ -92,6 +93,11 @@ sl_copy_t *sl_copies_find(sl_copies_t *c, const char *id, size_t n)
 uint64_t sl_copy_version(const sl_copy_t *e)
 {
     return e->share.version;
+}
+
+uint64_t sl_copy_tag(const sl_copy_t *e)
+{
+    return e->tag;
 }
 
 static void lru_unlink(sl_copies_t *c, sl_copy_t *e)
@@ -168,6 +174,7 @@ sl_copy_t *sl_copies_put(sl_copies_t *c, const char *id, size_t n, const void *b
     }
     for (int r = 0; r < SL_REP_COUNT; r++)
         e->rep[r].taglen = sl_rep_tag(&e->share, r, e->rep[r].tag);
+    e->tag = sl_rpc_etag_tag(e->share.etag.ptr, e->share.etag.len);
     memcpy(e->id, id, n);
     e->idlen = n;
     size_t b = bucket(id, n);

@@ -148,9 +148,10 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     int ok = code == SL_RPC_OK && sl_rpc_share_decode(body, len, &s) == 0;
     if (ok && s.found && s.unchanged) {
         sl_copy_t *e = sl_copies_find(gw->copies, pd->id, pd->idlen);
-        if (e == NULL || sl_copy_version(e) != s.version) {
-            /* our copy went away meanwhile: ask again for the whole projection */
+        if (e == NULL || sl_copy_version(e) != s.version || sl_copy_tag(e) != pd->have_tag) {
+            /* our copy went away (or was replaced) meanwhile: ask again for the whole projection */
             pd->have_version = 0;
+            pd->have_tag = 0;
             ask(gw, pd);
             return;
         }
@@ -178,7 +179,8 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
 static void ask(sl_gateway_t *gw, sl_pending_t *pd)
 {
     char buf[SL_RPC_SHARE_SMALL_MAX];
-    size_t n = sl_rpc_share_request_encode(buf, sizeof(buf), pd->id, pd->idlen, pd->have_version);
+    size_t n =
+        sl_rpc_share_request_encode(buf, sizeof(buf), pd->id, pd->idlen, pd->have_version, pd->have_tag);
     const char *m = sl_rpc_method_name(SL_M_GET_SHARE);
     sl_rpc_call(gw->rpc, m, strlen(m), NULL, 0, buf, n, on_share_reply, pd);
 }
@@ -200,5 +202,6 @@ void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const 
     pd->idlen = idlen;
     sl_copy_t *e = sl_copies_find(gw->copies, id, idlen);
     pd->have_version = e ? sl_copy_version(e) : 0;
+    pd->have_tag = e ? sl_copy_tag(e) : 0;
     ask(gw, pd);
 }

@@ -87,32 +87,49 @@ static void pack_key(msgpack_packer *pk, const char *key)
     sl_rpc_pack_str(pk, key);
 }
 
-/* ---- GetShare request: {"session_id": id[, "have_version": V]} ---- */
+/* ---- GetShare request: {"session_id": id[, "have_version": V, "have_tag": T]} ---- */
 
-size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, uint64_t have_version)
+uint64_t sl_rpc_etag_tag(const char *etag, size_t len)
+{
+    uint64_t x = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        x ^= (unsigned char)etag[i];
+        x *= 1099511628211ull;
+    }
+    return x ? x : 1;
+}
+
+size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, uint64_t have_version,
+                                   uint64_t have_tag)
 {
     fixbuf_t b = {buf, 0, cap, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, fixbuf_write);
-    msgpack_pack_map(&pk, have_version ? 2 : 1);
+    int have = have_version && have_tag;
+    msgpack_pack_map(&pk, have ? 3 : 1);
     pack_key(&pk, "session_id");
     sl_rpc_pack_strn(&pk, id, idlen);
-    if (have_version) {
+    if (have) {
         pack_key(&pk, "have_version");
         msgpack_pack_uint64(&pk, have_version);
+        pack_key(&pk, "have_tag");
+        msgpack_pack_uint64(&pk, have_tag);
     }
     return b.overflow ? 0 : b.len;
 }
 
 int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen,
-                                uint64_t *have_version)
+                                uint64_t *have_version, uint64_t *have_tag)
 {
     char msg[8];
     if (sl_rpc_get_str(req, "session_id", 1, 64, id, idlen, msg, sizeof(msg)) != 1 ||
         !sl_rpc_id_valid(*id, *idlen))
         return -1;
-    const msgpack_object *hv = sl_rpc_field(req, "have_version");
+    const msgpack_object *hv = sl_rpc_field(req, "have_version"), *ht = sl_rpc_field(req, "have_tag");
     *have_version = hv && hv->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? hv->via.u64 : 0;
+    *have_tag = ht && ht->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? ht->via.u64 : 0;
+    if (*have_tag == 0)
+        *have_version = 0; /* a copy is "unchanged" only for the very content it holds */
     return 0;
 }
 

@@ -105,8 +105,9 @@ int sl_rpc_owner_path(const char *name, size_t len);
 
 /* ---- the contract: the public read, shareline.v1.Public/GetShare ----
  *
- * Request {"session_id": id, "have_version"?: V}: V is the version of the projection the caller
- * already holds (0 or absent: none). Answer, one of:
+ * Request {"session_id": id, "have_version"?: V, "have_tag"?: T}: the version and content tag
+ * (sl_rpc_etag_tag of its etag) of the projection the caller already holds (absent: none). Answer,
+ * one of:
  *   {"found": false}                                    unknown, private, revoked, deleted
  *   {"found": true, "unchanged": true, "version": V}    the caller's copy is current
  *   {"found": true, "version": V, "etag": "<tag>", "json": bin, "json_gz": bin, "html": bin,
@@ -144,12 +145,19 @@ typedef struct sl_rpc_share {
 /* Room for any request and for the not-found and unchanged answers. */
 #define SL_RPC_SHARE_SMALL_MAX 128
 
-/* Encodes a request into buf[0..cap); returns its length, 0 when cap is too small. */
-size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen,
-                                   uint64_t have_version);
-/* Reads a request: 0, or -1 when "session_id" is missing or not a possible id (sl_rpc_id_valid). */
+/* The content tag of a projection: a 64-bit hash (never 0) of its etag, which names its version and
+ * its content. Redis, the node memory and the gateway's copies keep it next to the version, and
+ * "unchanged" is answered only when both match: a version number alone could name other bytes after
+ * a restore. */
+uint64_t sl_rpc_etag_tag(const char *etag, size_t len);
+/* Encodes a request into buf[0..cap); returns its length, 0 when cap is too small. have_version and
+ * have_tag are sent only together (0: no copy). */
+size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, uint64_t have_version,
+                                   uint64_t have_tag);
+/* Reads a request: 0, or -1 when "session_id" is missing or not a possible id (sl_rpc_id_valid).
+ * A request without a tag has no copy (*have_version = 0). */
 int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen,
-                                uint64_t *have_version);
+                                uint64_t *have_version, uint64_t *have_tag);
 
 /* Packs an answer (found: the whole projection; !found; unchanged: the short form). */
 void sl_rpc_share_pack(msgpack_packer *pk, const sl_rpc_share_t *s);

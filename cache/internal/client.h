@@ -50,6 +50,13 @@ struct sl_cache {
     int pending_closes;
     int in_hiredis_cmds; /* commands hiredis still holds (the client lives until it lets go) */
     sl_cache_stats_t stats;
+    /* trust (trust.c): projection commands run only while `trusted` */
+    int trusted;
+    int trust_checking;
+    unsigned trust_seq; /* bumped per connection: a check of an older one is dropped */
+    uint64_t trust_gen; /* bumped whenever trust is lost or regained */
+    char run_id[48];    /* of the Redis this connection reaches, once known */
+    uv_timer_t trust_timer;
 };
 
 /* A new command of this kind (aborts when out of memory: the exactly-once promise needs it). */
@@ -58,7 +65,14 @@ cmd_t *sl_cache__cmd_new(sl_cache_t *c, ckind_t kind);
 void sl_cache__send(cmd_t *k, int argc, const char **argv, const size_t *argvlen);
 /* Fails k with status and error (delivered from the loop). */
 void sl_cache__fail(cmd_t *k, sl_cache_status_t status, const char *error);
+/* Trust (trust.c): a check now (no-op while one runs or when not connected), and what a new
+ * connection does (nothing trusted until checked). */
+void sl_cache__trust_check(sl_cache_t *c);
+void sl_cache__trust_connected(sl_cache_t *c);
 /* Parses a projection value (or, for HEAD, its first bytes) into pr (proj.c). */
 void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r);
+/* A refused mark or publish answers "P<v>", "T<v>" or "M<v>": what holds the key. 0, or -1 when s is
+ * not that. */
+int sl_cache__parse_refusal(sl_proj_reply_t *pr, const char *s, size_t len);
 
 #endif

@@ -59,14 +59,17 @@ typedef struct sl_proj_result {
 } sl_proj_result_t;
 
 void sl_await_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_result_t *out);
+/* kind and version only (the payload is not read) */
+void sl_await_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_reply_t *out);
 void sl_await_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
                          sl_proj_reply_t *out);
 void sl_await_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, const void *payload, size_t len, sl_proj_reply_t *out);
+                        uint64_t version, uint64_t tag, const void *payload, size_t len,
+                        sl_proj_reply_t *out);
 void sl_await_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
                         sl_proj_reply_t *out);
 void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           const void *payload, size_t len, sl_proj_reply_t *out);
+                           uint64_t tag, const void *payload, size_t len, sl_proj_reply_t *out);
 void sl_await_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version,
                           sl_proj_reply_t *out);
 void sl_await_sleep(uv_loop_t *loop, unsigned ms);

@@ -96,6 +96,8 @@ typedef struct sl_locked {
     int dirty;            /* cache_dirty: a publish of this session may have failed */
     uint64_t new_version; /* set by sl_op_change_begin: version + 1 */
     int cached;           /* the change must go through Redis */
+    int unsure;           /* private, and Redis could not be asked whether it still holds an entry:
+                             cache_dirty is set so that the repair settles it */
     int begun;            /* sl_op_change_begin succeeded */
     int late;             /* build the projection in sl_op_change_publish, after the commit (a change of
                              many sessions: one projection in memory at a time) */
@@ -108,13 +110,16 @@ int sl_op_lock_session(sl_op_t *op, const char *id, size_t idlen, int allow_abse
 /* Fills s from a row already locked by the caller (id, version, is_public, deleted, cache_dirty). */
 void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public,
                        int deleted, int dirty);
-/* Before the change's statements: the MARK when the session goes through Redis. On error answers
- * (unavailable: nothing was changed) and returns -1. */
-int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int becomes_public);
+/* Before the change's statements: the MARK when the session goes through Redis (it is public or
+ * dirty, through_cache is set — it becomes public, or is revoked — or Redis still holds an entry of
+ * it). When Redis holds a greater version (it is ahead of MariaDB after a restore) the change takes
+ * the version after it. On error answers (unavailable: nothing was changed) and returns -1. */
+int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int through_cache);
 /* The change's end: prepare, COMMIT, publish. On error answers and returns -1. */
 int sl_op_change_commit(sl_op_t *op, sl_locked_t *s);
-/* Inside the transaction, after the change's statements: bump the version (cache_dirty = 1 when
- * cached) and build the new projection from the transaction's own view. On error answers. */
+/* Inside the transaction, after the change's statements: set the version to s->new_version
+ * (cache_dirty = 1 when cached) and build the new projection from the transaction's own view. On
+ * error answers. */
 int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s);
 /* After sl_op_tx_commit: publishes s->proj and frees it. Does not answer; returns 0, or -1 when
  * Redis could not be updated (cache_dirty stays 1 and the repair publishes later). */

@@ -10,6 +10,7 @@
 typedef struct sl_projection {
     int found; /* 0: the session is not visible (TOMB) */
     uint64_t version;
+    uint64_t tag; /* sl_rpc_etag_tag of its etag (found only) */
     char *payload;
     size_t len;
 } sl_projection_t;
@@ -33,11 +34,14 @@ void sl_projection_free(sl_projection_t *p);
 /* ---- invalidation (publish.c) ---- */
 
 /* Inside an owner transaction that is about to change what viewers may see of session `id`, whose
- * new version will be `version`: writes the MARK. Returns 0, or -1 when Redis did not take it (the
- * caller must roll back and answer `unavailable`). */
-int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t version);
-/* After COMMIT: publishes the new projection (or tombstone), retrying for a bounded time. Returns 0,
- * or -1 if Redis could not be updated (the MARK stays; readers keep reading MariaDB). */
+ * new version will be `version`: writes the MARK. Returns 0; 1 when Redis holds a greater version
+ * (*ahead: Redis is ahead of MariaDB; the caller moves its version past it and tries again); -1
+ * when Redis could not be asked (the caller must roll back and answer `unavailable`). */
+int sl_invalidate_begin(sl_core_t *core, const char *id, size_t idlen, uint64_t version, uint64_t *ahead);
+/* After COMMIT: publishes the new projection (or tombstone), retrying for a bounded time. Returns 0
+ * (also when a later change of the session published first), or -1 if Redis could not be updated
+ * or holds a version MariaDB never reached (the MARK stays; readers keep reading MariaDB; the
+ * session stays cache_dirty for the repair). */
 int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl_projection_t *p);
 
 #endif

@@ -86,6 +86,7 @@ typedef struct sl_pending {
     int gzip;              /* public: the client accepts gzip */
     int markdown;          /* public JSON route: the client asked for text/markdown */
     uint64_t have_version; /* public: the version of our copy sent to the core (0: none) */
+    uint64_t have_tag;     /* public: its content tag */
     void *ctx;             /* the SpecStory API's call */
     size_t idlen;
     char id[65];
@@ -123,8 +124,9 @@ int sl_copies_open(struct sl_copies **out, size_t max_bytes);
 void sl_copies_close(struct sl_copies *c);
 /* The copy of id, or NULL. */
 sl_copy_t *sl_copies_find(struct sl_copies *c, const char *id, size_t idlen);
-/* The version of a copy (0 while unknown). */
+/* The version of a copy (0 while unknown), and its content tag (sl_rpc_etag_tag of its etag). */
 uint64_t sl_copy_version(const sl_copy_t *e);
+uint64_t sl_copy_tag(const sl_copy_t *e);
 /* Marks e as just used (a hit). */
 void sl_copies_touch(struct sl_copies *c, sl_copy_t *e);
 /* Stores a copy of a GetShare answer for id (replacing any older one) when it is a complete

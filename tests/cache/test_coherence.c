@@ -170,8 +170,8 @@ static void on_inv(const sl_proj_reply_t *r, void *data)
     o->at_ns = uv_hrtime();
     if (o->other) {
         sl_proj_kind_t k;
-        uint64_t v;
-        o->other_knew = sl_coh_lookup(o->other->coh, o->id, strlen(o->id), &k, &v);
+        uint64_t v, tg;
+        o->other_knew = sl_coh_lookup(o->other->coh, o->id, strlen(o->id), &k, &v, &tg);
     }
 }
 
@@ -192,8 +192,8 @@ static void invalidate(uv_loop_t *loop, node_t *n, const char *id, uint64_t vers
 static int knows(node_t *n, const char *id, sl_proj_kind_t *k, uint64_t *v)
 {
     sl_proj_kind_t kk;
-    uint64_t vv;
-    return sl_coh_lookup(n->coh, id, strlen(id), k ? k : &kk, v ? v : &vv);
+    uint64_t vv, tt;
+    return sl_coh_lookup(n->coh, id, strlen(id), k ? k : &kk, v ? v : &vv, &tt);
 }
 
 /* A node answers from memory only after its lease is confirmed; an invalidation by another node
@@ -211,14 +211,14 @@ static void test_invalidate_reaches_other_node(void **state)
     assert_true(pump_until(&loop, 3000, coherent, b.coh));
 
     sl_coh_ticket_t t = sl_coh_ticket(b.coh);
-    sl_coh_learn(b.coh, t, "s1", 2, SL_PROJ_PUBLIC, 5);
+    sl_coh_learn(b.coh, t, "s1", 2, SL_PROJ_PUBLIC, 5, 0x5a);
     sl_proj_kind_t k;
     uint64_t v;
     assert_true(knows(&b, "s1", &k, &v));
     assert_int_equal(k, SL_PROJ_PUBLIC);
     assert_int_equal(v, 5);
     /* MARK, LEASE and ABSENT answers are never remembered */
-    sl_coh_learn(b.coh, sl_coh_ticket(b.coh), "s2", 2, SL_PROJ_MARK, 9);
+    sl_coh_learn(b.coh, sl_coh_ticket(b.coh), "s2", 2, SL_PROJ_MARK, 9, 0x5a);
     assert_false(knows(&b, "s2", NULL, NULL));
 
     inv_outcome_t o = {.other = &b, .id = "s1"};
@@ -231,7 +231,7 @@ static void test_invalidate_reaches_other_node(void **state)
     assert_int_equal(sa.lease_waits, 0);
 
     /* and the other way round, with a tombstone */
-    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s3", 2, SL_PROJ_TOMB, 3);
+    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s3", 2, SL_PROJ_TOMB, 3, 0x5a);
     assert_true(knows(&a, "s3", &k, NULL));
     assert_int_equal(k, SL_PROJ_TOMB);
     inv_outcome_t o2 = {.other = &a, .id = "s3"};
@@ -260,19 +260,19 @@ static void test_stale_answer_refused(void **state)
     inv_outcome_t o = {0};
     invalidate(&loop, &a, "s9", 2, &o);
     assert_int_equal(o.status, SL_CACHE_OK);
-    sl_coh_learn(b.coh, before, "s9", 2, SL_PROJ_PUBLIC, 1); /* the reply to a command sent before */
+    sl_coh_learn(b.coh, before, "s9", 2, SL_PROJ_PUBLIC, 1, 0x5a); /* the reply to a command sent before */
     assert_false(knows(&b, "s9", NULL, NULL));
     /* other ids are not affected by s9's invalidation */
-    sl_coh_learn(b.coh, before, "s10", 3, SL_PROJ_PUBLIC, 1);
+    sl_coh_learn(b.coh, before, "s10", 3, SL_PROJ_PUBLIC, 1, 0x5a);
     assert_true(knows(&b, "s10", NULL, NULL));
     /* a ticket taken after the invalidation is fine */
-    sl_coh_learn(b.coh, sl_coh_ticket(b.coh), "s9", 2, SL_PROJ_PUBLIC, 2);
+    sl_coh_learn(b.coh, sl_coh_ticket(b.coh), "s9", 2, SL_PROJ_PUBLIC, 2, 0x5a);
     assert_true(knows(&b, "s9", NULL, NULL));
     /* the writer's own ticket is refused too (it forgets before publishing) */
     sl_coh_ticket_t ta = sl_coh_ticket(a.coh);
     inv_outcome_t o2 = {0};
     invalidate(&loop, &a, "s11", 2, &o2);
-    sl_coh_learn(a.coh, ta, "s11", 3, SL_PROJ_PUBLIC, 1);
+    sl_coh_learn(a.coh, ta, "s11", 3, SL_PROJ_PUBLIC, 1, 0x5a);
     assert_false(knows(&a, "s11", NULL, NULL));
     sl_coh_stats_t sb;
     sl_coh_get_stats(b.coh, &sb);
@@ -353,7 +353,7 @@ static void test_no_redis(void **state)
     node_open(&a, &loop, free_port());
     pump(&loop, 300);
     assert_false(sl_coh_coherent(a.coh));
-    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s1", 2, SL_PROJ_PUBLIC, 1);
+    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s1", 2, SL_PROJ_PUBLIC, 1, 0x5a);
     assert_false(knows(&a, "s1", NULL, NULL));
     inv_outcome_t o = {0};
     invalidate(&loop, &a, "s1", 2, &o);
@@ -374,7 +374,7 @@ static void test_frozen_and_killed_redis(void **state)
     node_t a;
     node_open(&a, &loop, port);
     assert_true(pump_until(&loop, 5000, coherent, a.coh));
-    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s1", 2, SL_PROJ_PUBLIC, 1);
+    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s1", 2, SL_PROJ_PUBLIC, 1, 0x5a);
     assert_true(knows(&a, "s1", NULL, NULL));
 
     kill(private_pid, SIGSTOP);
@@ -387,7 +387,7 @@ static void test_frozen_and_killed_redis(void **state)
     assert_true(pump_until(&loop, 5000, coherent, a.coh));
     assert_false(knows(&a, "s1", NULL, NULL)); /* memory was dropped */
 
-    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s2", 2, SL_PROJ_PUBLIC, 1);
+    sl_coh_learn(a.coh, sl_coh_ticket(a.coh), "s2", 2, SL_PROJ_PUBLIC, 1, 0x5a);
     assert_true(knows(&a, "s2", NULL, NULL));
     kill(private_pid, SIGKILL);
     waitpid(private_pid, NULL, 0);
