@@ -39,6 +39,25 @@ static void stop_io(sl_store_conn_t *c)
     uv_timer_stop(&c->timer);
 }
 
+/* The library closes its socket itself when it meets a connection error (end of stream, our own
+ * shutdown at a deadline, a failed connect) and may open another while connecting. A poll left on
+ * the closed number must go at once: once the number is reused (an accepted client, a new Redis or
+ * MariaDB connection), closing the stale poll would remove the newcomer's epoll registration with
+ * it, and libuv then never reports that descriptor again or aborts when it next changes it. Called
+ * right after every library call that may do I/O, before anything else can open a descriptor. */
+static void follow_socket(sl_store_conn_t *c)
+{
+    if (c->poll == NULL)
+        return;
+    uv_os_fd_t fd;
+    int now = c->m ? (int)mysql_get_socket(c->m) : -1;
+    if (uv_fileno((uv_handle_t *)c->poll, &fd) != 0 || (int)fd != now) {
+        uv_poll_stop(c->poll);
+        uv_close((uv_handle_t *)c->poll, on_poll_closed);
+        c->poll = NULL;
+    }
+}
+
 static void free_stmts(sl_store_conn_t *c)
 {
     /* After mysql_close() the statements are detached from the connection: closing them does no I/O. */
@@ -220,6 +239,7 @@ static void run_op(sl_store_conn_t *c, int status)
     case OP_NONE:
         return;
     }
+    follow_socket(c);
     if (r != 0)
         wait_for(c, r);
     else
@@ -349,7 +369,8 @@ static void collect_and_finish(sl_store_conn_t *c)
 
 static void remove_entry(sl_store_conn_t *c, stmt_entry_t *e)
 {
-    mysql_stmt_close(e->stmt);
+    mysql_stmt_close(e->stmt); /* may write COM_STMT_CLOSE and meet a dead peer */
+    follow_socket(c);
     size_t i = (size_t)(e - c->stmts);
     c->stmts[i] = c->stmts[--c->nstmts];
 }
@@ -369,6 +390,7 @@ static void op_done(sl_store_conn_t *c)
             if (e == SL_ER_UNSUPPORTED_PS && c->nparams == 0 && !c->timed_out) {
                 /* Keep the entry, without a statement, as "use the text protocol". */
                 mysql_stmt_close(c->entry->stmt);
+                follow_socket(c);
                 c->entry->stmt = NULL;
                 c->entry->text = 1;
                 sl_store__begin(c, OP_QUERY_TEXT);

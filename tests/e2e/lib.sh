@@ -28,7 +28,8 @@ start_server() {
         return 1
     fi
     # Leak checking is for the unit tests: a server stopped by a signal still holds live connections.
-    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >"$WORK/server.log" 2>&1 &
+    # SL_TEST_SERVER_WRAP runs the server under a debugger, e.g. a script that runs gdb -batch -ex run -ex bt --args "$@"
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ${SL_TEST_SERVER_WRAP:-} "$BIN" serve >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 200); do
         kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -135,3 +136,14 @@ get() {
 }
 header() { grep -i "^$1:" "$WORK/get.headers" | head -1 | sed 's/^[^:]*: *//' | tr -d '\r'; }
 metric() { curl -sS "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# wait_coherent BASE_URL -> 0 once that node may answer from its memory (its coherence subscription
+# is up), 1 after 20 s; a slow (sanitizer) build subscribes well after /healthz answers
+wait_coherent() {
+    local v
+    for _ in $(seq 1 400); do
+        v=$(curl -sS "$1/metrics" 2>/dev/null | awk '$1 == "shareline_node_coherent" { print $2 }')
+        [ "$v" = 1 ] && return 0
+        sleep 0.05
+    done
+    return 1
+}

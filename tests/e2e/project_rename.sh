@@ -8,6 +8,7 @@ B_URL="http://127.0.0.1:$B_PORT"
 B_PID=""
 stop_b() { [ -n "$B_PID" ] && { kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; }; B_PID=""; }
 before_finish() { stop_b; }
+wait_both_coherent() { wait_coherent "$URL" && wait_coherent "$B_URL"; }
 start_b() {
     SHARELINE_PORT=$B_PORT ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >>"$WORK/server-b.log" 2>&1 &
     B_PID=$!
@@ -18,6 +19,7 @@ start_b() {
 setup_server renamer
 start_b || { not_ok "node B starts"; exit 1; }
 ok "node B starts"
+check "both nodes may answer from their memory" wait_both_coherent
 
 P="rn-$$"
 S1="rn-$$-1"; S2="rn-$$-2"; S3="rn-$$-3"

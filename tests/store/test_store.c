@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -357,6 +359,73 @@ static void test_query_timeout_then_recovers(void **state)
     uv_loop_close(&loop);
 }
 
+/* The library closes its socket itself when a statement fails on the connection (here: our own
+ * deadline shut it down). Descriptors opened meanwhile get that number back; the connection's
+ * poll, closed later when the connection is dropped, must not take their epoll registration with
+ * it (libuv then never reports them again, or aborts when it next modifies them). */
+#define NPAIRS 16
+static int ready_pairs;
+static void on_pair_readable(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    ready_pairs++;
+    uv_poll_stop(h);
+}
+
+static void test_dropped_connection_leaves_reused_fds_alone(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_store_config_t cfg = base_config();
+    cfg.pool_size = 1;
+    cfg.query_timeout_ms = 300;
+    sl_store_t *s;
+    sl_store_error_t err;
+    assert_int_equal(sl_store_open(&s, &loop, &cfg, &err), 0);
+    wait_ready(s, &loop);
+    sl_store_conn_t *c = acquire(s, &loop, &err);
+    assert_non_null(c);
+    assert_null(exec(c, &loop, SQL_SLEEP, NULL, 0, &err));
+    assert_int_equal(err.code, SL_STORE_E_TIMEOUT);
+    /* the connection's socket is closed, the connection not yet dropped: new descriptors take the
+     * lowest free numbers, among them the one the connection had */
+    int fds[NPAIRS][2];
+    uv_poll_t polls[NPAIRS];
+    ready_pairs = 0;
+    for (int i = 0; i < NPAIRS; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds[i]), 0);
+        assert_int_equal(uv_poll_init(&loop, &polls[i], fds[i][0]), 0);
+        assert_int_equal(uv_poll_start(&polls[i], UV_READABLE, on_pair_readable), 0);
+    }
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_NOWAIT); /* the polls are registered with epoll */
+    sl_store_release(c);              /* broken: dropped, its poll closed */
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < NPAIRS; i++)
+        assert_int_equal(write(fds[i][1], "x", 1), 1);
+    uint64_t t0 = uv_now(&loop);
+    while (ready_pairs < NPAIRS && uv_now(&loop) - t0 < 2000) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_update_time(&loop);
+    }
+    assert_int_equal(ready_pairs, NPAIRS); /* every descriptor is still watched */
+    for (int i = 0; i < NPAIRS; i++)
+        uv_close((uv_handle_t *)&polls[i], NULL);
+    /* and the store recovers */
+    sl_store_result_t *r = query(s, &loop, "SELECT 42", NULL, 0, &err);
+    assert_non_null(r);
+    sl_store_result_free(r);
+    close_store(s, &loop);
+    for (int i = 0; i < NPAIRS; i++) {
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+    uv_loop_close(&loop);
+}
+
 static void test_refused_fails_fast(void **state)
 {
     (void)state;
@@ -416,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_release_rolls_back),
         cmocka_unit_test(test_acquire_timeout_and_fifo),
         cmocka_unit_test(test_query_timeout_then_recovers),
+        cmocka_unit_test(test_dropped_connection_leaves_reused_fds_alone),
         cmocka_unit_test(test_refused_fails_fast),
         cmocka_unit_test(test_close_with_pending),
     };
