@@ -137,15 +137,10 @@ static void deliver_now(cmd_t *k, sl_cache_status_t status, const char *error, c
     sl_proj_reply_t pr = {.status = status, .error = error};
     if (status == SL_CACHE_OK) {
         if (k->kind == K_GET) {
-            sl_cache__parse_proj(&pr, r);
+            sl_cache__parse_proj(&pr, r, 0);
         } else if (k->kind == K_HEAD) {
-            /* GETRANGE answers "" for an absent key; the payload is cut, so never reported */
-            if (r->type == REDIS_REPLY_STRING && r->len == 0)
-                pr.kind = SL_PROJ_ABSENT;
-            else
-                sl_cache__parse_proj(&pr, r);
-            pr.payload = NULL;
-            pr.len = 0;
+            /* GETRANGE answers "" for an absent key; the rest is cut, so never reported */
+            sl_cache__parse_proj(&pr, r, 1);
         } else if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
             pr.stored = (int)r->integer; /* every write script answers 1 (stored) or 0 (refused) */
         } else if (r->type == REDIS_REPLY_STRING &&

@@ -8,9 +8,12 @@
  *   LEASE   "L<token>"                 a reader is rebuilding this entry (short TTL)
  *   MARK    "M<version>"               an owner change up to <version> is in flight: readers must
  *                                      read the store and may not fill (TTL)
- *   PUBLIC  "P<version> <tag>\n<payload>"  the projection of <version>; payload is opaque here;
- *                                      <tag> (16 hex digits) names its content (the caller's
- *                                      choice, e.g. a hash of its ETag): one version, one content
+ *   PUBLIC  "P<version> <tag> <n> <len 1> .. <len n> <meta>\n<part 1>..<part n>"
+ *                                      the projection of <version>: up to SL_PROJ_PARTS opaque parts
+ *                                      (e.g. one per stored representation) and a short opaque meta
+ *                                      text; <tag> (16 hex digits) names its content (the caller's
+ *                                      choice, e.g. a hash of its ETag): one version, one content.
+ *                                      A get reads the head line and ONE part, never the others.
  *   TOMB    "T<version>"               not public at <version> (private, revoked, deleted)
  *
  * The write rules (each one Lua script, so atomic in Redis) are the invalidation protocol of
@@ -83,7 +86,7 @@ int sl_cache_connected(const sl_cache_t *c);
 /* ---- trust (trust.c) ----
  *
  * Entries are trusted only in the Redis that they were written to since it started: the key
- * "<prefix>trusted" holds that Redis' run_id. After every connect, and every trust_check_ms, the
+ * "<prefix>trusted:2" (2: the entry format) holds that Redis' run_id. After every connect, and every trust_check_ms, the
  * client compares it with INFO's run_id; when they differ (a restart, an RDB snapshot, a failover
  * to a replica, a FLUSHALL, or an operator deleting the key), projection commands fail with
  * SL_CACHE_E_DOWN until the client has deleted every "<prefix>p:*" entry and written the marker.
@@ -104,34 +107,50 @@ typedef enum sl_proj_kind {
     SL_PROJ_TOMB,
 } sl_proj_kind_t;
 
+/* The content of a PUBLIC entry (fill, publish). */
+#define SL_PROJ_PARTS    4
+#define SL_PROJ_META_MAX 200
+typedef struct sl_proj_content {
+    const char *meta; /* opaque text without '\n', at most SL_PROJ_META_MAX bytes */
+    size_t meta_len;
+    size_t nparts; /* 1..SL_PROJ_PARTS */
+    const void *part[SL_PROJ_PARTS];
+    size_t len[SL_PROJ_PARTS];
+} sl_proj_content_t;
+
 typedef struct sl_proj_reply {
     sl_cache_status_t status;
     const char *error;   /* human text when status != OK (static or valid during the callback) */
     sl_proj_kind_t kind; /* get: what the key holds */
     uint64_t version;    /* get: version of MARK/PUBLIC/TOMB; token of LEASE */
-    uint64_t tag;        /* get: the content tag of PUBLIC (0 for other kinds, or an entry without) */
-    const void *payload; /* get: PUBLIC payload; valid only during the callback */
+    uint64_t tag;        /* get: the content tag of PUBLIC (0 for other kinds) */
+    const void *payload; /* get: the requested part of PUBLIC; valid only during the callback */
     size_t len;
+    const char *meta; /* get: the meta text of PUBLIC; valid only during the callback */
+    size_t meta_len;
     int stored; /* lease/fill/mark/publish: 1 when the write took effect, 0 if refused; a refused
                    mark or publish also sets kind and version to what holds the key */
 } sl_proj_reply_t;
 
 typedef void (*sl_proj_cb)(const sl_proj_reply_t *reply, void *data);
 
-void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data);
+/* Reads what the key holds and, for PUBLIC, part `part` (0-based) of it: one round trip, one
+ * atomic read (a Lua script), whatever the size of the other parts. A PUBLIC entry without that
+ * part answers status SL_CACHE_E_REPLY. */
+void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, unsigned part, sl_proj_cb cb, void *data);
 /* Like get, but reads only the first 48 bytes (GETRANGE): kind, version and tag, never the payload.
  * For callers that hold a copy and only need to know whether it is still the current one. */
 void sl_cache_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data);
 void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
                          sl_proj_cb cb, void *data);
-/* kind is SL_PROJ_PUBLIC (payload and tag used) or SL_PROJ_TOMB (payload and tag ignored). */
+/* kind is SL_PROJ_PUBLIC (content and tag used) or SL_PROJ_TOMB (content and tag ignored). */
 void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, uint64_t tag, const void *payload, size_t len, sl_proj_cb cb,
+                        uint64_t version, uint64_t tag, const sl_proj_content_t *content, sl_proj_cb cb,
                         void *data);
 void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
                         sl_proj_cb cb, void *data);
 void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           uint64_t tag, const void *payload, size_t len, sl_proj_cb cb, void *data);
+                           uint64_t tag, const sl_proj_content_t *content, sl_proj_cb cb, void *data);
 /* unmark: removes the entry only when it is exactly the MARK of version (an owner change that failed
  * before its commit, undone while it still holds the session's row lock); stored = 1 when removed. */
 void sl_cache_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb,

@@ -1,7 +1,8 @@
 /*
  * The projection entries of cache/ (cache.h): one key per session, "<prefix>p:<id>", holding a
- * LEASE, MARK, PUBLIC or TOMB value, read with GET (or GETRANGE for the head only) and written
- * only by the Lua scripts below, each atomic in Redis: the write rules of docs/invalidation.md.
+ * LEASE, MARK, PUBLIC or TOMB value, read with LUA_READ (the head and one part) or GETRANGE (the
+ * head only) and written only by the Lua scripts below, each atomic in Redis: the write rules of
+ * docs/invalidation.md.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,16 +17,32 @@
  * that is not all digits (someone else's value) is treated as no version: the write wins. */
 #define LUA_PARSE                                                                                            \
     "local function gt(a, b) if #a ~= #b then return #a > #b end return a > b end "                          \
-    "local cur = redis.call('GET', KEYS[1]) "                                                                \
+    "local cur = redis.call('GETRANGE', KEYS[1], 0, 63) "                                                    \
     "local kind, ver = nil, nil "                                                                            \
-    "if cur then "                                                                                           \
+    "if cur ~= '' then "                                                                                     \
     "  kind = string.sub(cur, 1, 1) "                                                                        \
-    "  if kind == 'P' then local nl = string.find(cur, '\\n', 2, true) "                                     \
-    "    if nl then local h = string.sub(cur, 2, nl - 1) "                                                   \
-    "      ver = string.match(h, '^(%d+) %x+$') or h end "                                                   \
+    "  if kind == 'P' then ver = string.match(cur, '^P(%d+)[ \\n]') "                                        \
     "  elseif kind == 'M' or kind == 'T' then ver = string.sub(cur, 2) end "                                 \
     "  if ver and not string.match(ver, '^%d+$') then ver = nil end "                                        \
     "end "
+
+/* ARGV: 1 = part (0-based). Answers the whole value when it is not PUBLIC (short: L, M, T; "" when
+ * absent), else {head line, the part} — one atomic read that never moves the other parts. */
+static const char LUA_READ[] = "local h = redis.call('GETRANGE', KEYS[1], 0, 511) "
+                               "if string.sub(h, 1, 1) ~= 'P' then return h end "
+                               "local nl = string.find(h, '\\n', 1, true) "
+                               "if not nl then return h end "
+                               "local line = string.sub(h, 1, nl - 1) "
+                               "local it = string.gmatch(line, '%S+') "
+                               "it() it() "
+                               "local n = tonumber(it() or '') "
+                               "local i = tonumber(ARGV[1]) "
+                               "if not n or i >= n then return {line} end "
+                               "local off = nl "
+                               "for k = 1, i do off = off + (tonumber(it() or '') or 0) end "
+                               "local len = tonumber(it() or '') or 0 "
+                               "if len <= 0 then return {line, ''} end "
+                               "return {line, redis.call('GETRANGE', KEYS[1], off, off + len - 1)}";
 
 /* ARGV: 1 = lease value, 2 = TTL ms. SET NX returns false (nil) when the key exists. */
 static const char LUA_LEASE[] =
@@ -112,11 +129,68 @@ static int parse_hex64(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
-/* Parses a projection value (or, for HEAD, its first bytes) into pr. */
-void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r)
+static int parse_size(const char **p, const char *end, size_t *out)
 {
-    if (r->type == REDIS_REPLY_NIL) {
+    const char *q = *p;
+    while (q < end && *q != ' ')
+        q++;
+    uint64_t v;
+    if (parse_u64(*p, (size_t)(q - *p), &v) != 0 || v > SIZE_MAX)
+        return -1;
+    *out = (size_t)v;
+    *p = q < end ? q + 1 : q;
+    return 0;
+}
+
+/* "P<version> <tag>[ ...]": version and tag from the start of a PUBLIC head (all of it or its first
+ * 48 bytes). With `line` (the whole head line), also the part count and lengths and the meta. */
+static int parse_public(sl_proj_reply_t *pr, const char *s, size_t len, int line)
+{
+    const char *end = s + len, *sp = memchr(s, ' ', len);
+    if (sp == NULL || parse_u64(s + 1, (size_t)(sp - s - 1), &pr->version) != 0)
+        return -1;
+    const char *t = sp + 1;
+    if (end - t < 16 || parse_hex64(t, 16, &pr->tag) != 0 || (end - t > 16 && t[16] != ' ' && t[16] != '\n'))
+        return -1;
+    pr->kind = SL_PROJ_PUBLIC;
+    if (!line)
+        return 0;
+    const char *p = t + 16;
+    if (p >= end || *p != ' ')
+        return -1;
+    p++;
+    size_t n, l;
+    if (parse_size(&p, end, &n) != 0 || n == 0 || n > SL_PROJ_PARTS)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (parse_size(&p, end, &l) != 0)
+            return -1;
+    pr->meta = p;
+    pr->meta_len = (size_t)(end - p);
+    return 0;
+}
+
+/* Parses what a key holds: a string (a whole short value, or for HEAD the first bytes; "" or nil
+ * when absent) or, from LUA_READ, {PUBLIC head line, part} into pr. */
+void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r, int head_only)
+{
+    if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING && r->len == 0)) {
         pr->kind = SL_PROJ_ABSENT;
+        return;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && !head_only) {
+        if (r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len < 2 ||
+            r->element[0]->str[0] != 'P' ||
+            parse_public(pr, r->element[0]->str, (size_t)r->element[0]->len, 1) != 0)
+            goto bad;
+        if (r->elements < 2 || r->element[1]->type != REDIS_REPLY_STRING) {
+            pr->status = SL_CACHE_E_REPLY;
+            pr->error = "the projection entry has no such part";
+            pr->kind = SL_PROJ_ABSENT;
+            return;
+        }
+        pr->payload = r->element[1]->str;
+        pr->len = (size_t)r->element[1]->len;
         return;
     }
     if (r->type != REDIS_REPLY_STRING) {
@@ -126,7 +200,6 @@ void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r)
     }
     const char *s = r->str;
     size_t len = (size_t)r->len;
-    size_t vend = len;
     if (len < 2)
         goto bad;
     switch (s[0]) {
@@ -139,35 +212,26 @@ void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r)
     case 'T':
         pr->kind = SL_PROJ_TOMB;
         break;
-    case 'P': {
-        const char *nl = memchr(s, '\n', len);
-        if (nl == NULL)
-            goto bad;
-        pr->kind = SL_PROJ_PUBLIC;
-        vend = (size_t)(nl - s);
-        pr->payload = nl + 1;
-        pr->len = len - vend - 1;
-        /* "P<version> <16 hex digits>\n": the content tag (an entry without one has tag 0) */
-        const char *sp = memchr(s, ' ', vend);
-        if (sp != NULL) {
-            if (parse_hex64(sp + 1, (size_t)(nl - sp - 1), &pr->tag) != 0)
-                goto bad;
-            vend = (size_t)(sp - s);
-        }
-        break;
-    }
+    case 'P':
+        /* the head's first bytes (HEAD), or a PUBLIC value whose head line is malformed (GET) */
+        if (head_only && parse_public(pr, s, len, 0) == 0)
+            return;
+        goto bad;
     default:
         goto bad;
     }
-    if (parse_u64(s + 1, vend - 1, &pr->version) == 0)
+    if (parse_u64(s + 1, len - 1, &pr->version) == 0)
         return;
 bad:
     pr->status = SL_CACHE_E_REPLY;
     pr->error = "malformed value in a projection key";
     pr->kind = SL_PROJ_ABSENT;
     pr->version = 0;
+    pr->tag = 0;
     pr->payload = NULL;
     pr->len = 0;
+    pr->meta = NULL;
+    pr->meta_len = 0;
 }
 
 /* Builds "<prefix>p:<id>" into stackbuf, or on the heap when it does not fit. */
@@ -186,37 +250,37 @@ static char *make_key(sl_cache_t *c, const char *id, size_t idlen, size_t *len, 
     return k;
 }
 
-static void send_get(sl_cache_t *c, ckind_t kind, const char *id, size_t idlen, sl_proj_cb cb, void *data)
+void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, unsigned part, sl_proj_cb cb, void *data)
 {
-    cmd_t *k = sl_cache__cmd_new(c, kind);
+    cmd_t *k = sl_cache__cmd_new(c, K_GET);
+    k->pcb = cb;
+    k->data = data;
+    char kb[256], pb[8];
+    size_t klen;
+    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
+    int plen = snprintf(pb, sizeof(pb), "%u", part < SL_PROJ_PARTS ? part : SL_PROJ_PARTS);
+    const char *argv[] = {"EVAL", LUA_READ, "1", key, pb};
+    size_t lens[] = {4, sizeof(LUA_READ) - 1, 1, klen, (size_t)plen};
+    sl_cache__send(k, 5, argv, lens);
+    if (key != kb)
+        free(key);
+}
+
+void sl_cache_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data)
+{
+    cmd_t *k = sl_cache__cmd_new(c, K_HEAD);
     k->pcb = cb;
     k->data = data;
     char kb[256];
     size_t klen;
     char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    if (kind == K_GET) {
-        const char *argv[] = {"GET", key};
-        size_t lens[] = {3, klen};
-        sl_cache__send(k, 2, argv, lens);
-    } else {
-        /* "P<20 digits> <16 hex>\n" fits in 39 bytes: only the head crosses the wire, however big the
-         * entry. */
-        const char *argv[] = {"GETRANGE", key, "0", "47"};
-        size_t lens[] = {8, klen, 1, 2};
-        sl_cache__send(k, 4, argv, lens);
-    }
+    /* "P<20 digits> <16 hex> " fits in 39 bytes: only the head crosses the wire, however big the
+     * entry. */
+    const char *argv[] = {"GETRANGE", key, "0", "47"};
+    size_t lens[] = {8, klen, 1, 2};
+    sl_cache__send(k, 4, argv, lens);
     if (key != kb)
         free(key);
-}
-
-void sl_cache_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data)
-{
-    send_get(c, K_GET, id, idlen, cb, data);
-}
-
-void sl_cache_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_cb cb, void *data)
-{
-    send_get(c, K_HEAD, id, idlen, cb, data);
 }
 
 void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
@@ -237,21 +301,46 @@ void sl_cache_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t t
         free(key);
 }
 
-/* "P<version> <tag>\n<payload>" or "T<version>" */
-static char *make_value(sl_proj_kind_t kind, uint64_t version, uint64_t tag, const void *payload, size_t len,
+/* "P<version> <tag> <n> <len 1> .. <len n> <meta>\n<parts>" or "T<version>"; NULL when the content
+ * is not a possible one (no parts, too many, a meta with a newline or too long). */
+static char *make_value(sl_proj_kind_t kind, uint64_t version, uint64_t tag, const sl_proj_content_t *ct,
                         size_t *out)
 {
-    char head[48];
-    int hlen = kind == SL_PROJ_PUBLIC
-                   ? snprintf(head, sizeof(head), "P%" PRIu64 " %016" PRIx64 "\n", version, tag)
-                   : snprintf(head, sizeof(head), "T%" PRIu64, version);
-    size_t n = (size_t)hlen + (kind == SL_PROJ_PUBLIC ? len : 0);
+    char head[64 + SL_PROJ_PARTS * 24 + SL_PROJ_META_MAX];
+    if (kind != SL_PROJ_PUBLIC) {
+        int hlen = snprintf(head, sizeof(head), "T%" PRIu64, version);
+        char *v = malloc((size_t)hlen);
+        if (v == NULL)
+            abort();
+        memcpy(v, head, (size_t)hlen);
+        *out = (size_t)hlen;
+        return v;
+    }
+    if (ct == NULL || ct->nparts == 0 || ct->nparts > SL_PROJ_PARTS || ct->meta_len > SL_PROJ_META_MAX ||
+        (ct->meta_len && memchr(ct->meta, '\n', ct->meta_len) != NULL))
+        return NULL;
+    int hlen = snprintf(head, sizeof(head), "P%" PRIu64 " %016" PRIx64 " %zu", version, tag, ct->nparts);
+    size_t total = 0;
+    for (size_t i = 0; i < ct->nparts; i++) {
+        hlen += snprintf(head + hlen, sizeof(head) - (size_t)hlen, " %zu", ct->len[i]);
+        total += ct->len[i];
+    }
+    head[hlen++] = ' ';
+    if (ct->meta_len)
+        memcpy(head + hlen, ct->meta, ct->meta_len);
+    hlen += (int)ct->meta_len;
+    head[hlen++] = '\n';
+    size_t n = (size_t)hlen + total;
     char *v = malloc(n);
     if (v == NULL)
         abort();
     memcpy(v, head, (size_t)hlen);
-    if (kind == SL_PROJ_PUBLIC && len)
-        memcpy(v + hlen, payload, len);
+    char *w = v + hlen;
+    for (size_t i = 0; i < ct->nparts; i++) {
+        if (ct->len[i])
+            memcpy(w, ct->part[i], ct->len[i]);
+        w += ct->len[i];
+    }
     *out = n;
     return v;
 }
@@ -266,7 +355,7 @@ static int bad_kind(cmd_t *k, sl_proj_kind_t kind)
 }
 
 void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, uint64_t tag, const void *payload, size_t len, sl_proj_cb cb,
+                        uint64_t version, uint64_t tag, const sl_proj_content_t *content, sl_proj_cb cb,
                         void *data)
 {
     cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
@@ -277,7 +366,13 @@ void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t to
     char kb[256], lease[32], ttl[24];
     size_t klen, vlen;
     char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    char *val = make_value(kind, version, tag, payload, len, &vlen);
+    char *val = make_value(kind, version, tag, content, &vlen);
+    if (val == NULL) {
+        sl_cache__fail(k, SL_CACHE_E_REPLY, "not a possible projection content");
+        if (key != kb)
+            free(key);
+        return;
+    }
     int llen = snprintf(lease, sizeof(lease), "L%" PRIu64, token);
     int tlen =
         snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);
@@ -308,7 +403,7 @@ void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t ve
 }
 
 void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           uint64_t tag, const void *payload, size_t len, sl_proj_cb cb, void *data)
+                           uint64_t tag, const sl_proj_content_t *content, sl_proj_cb cb, void *data)
 {
     cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
     k->pcb = cb;
@@ -318,7 +413,13 @@ void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
     char kb[256], ver[24], ttl[24];
     size_t klen, vlen;
     char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    char *val = make_value(kind, version, tag, payload, len, &vlen);
+    char *val = make_value(kind, version, tag, content, &vlen);
+    if (val == NULL) {
+        sl_cache__fail(k, SL_CACHE_E_REPLY, "not a possible projection content");
+        if (key != kb)
+            free(key);
+        return;
+    }
     int verlen = snprintf(ver, sizeof(ver), "%" PRIu64, version);
     int tlen =
         snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);

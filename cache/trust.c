@@ -7,12 +7,12 @@
  * them) that no owner change wrote over, and versions alone cannot tell. So the client trusts a
  * Redis only once it knows the entries were written to *this* Redis since it started:
  *
- *   - the key "<prefix>trusted" names the run_id (INFO server) of the Redis whose entries are good;
+ *   - the key "<prefix>trusted:<entry format>" names the run_id (INFO server) of the Redis whose entries are good;
  *   - after every connect, and every trust_check_ms while connected, the client reads both; when
  *     they differ (a restart, a failover, a snapshot, a flush), it stops serving projections (every
  *     projection command fails fast, as if Redis were down, so readers go to MariaDB and owner
  *     changes of public sessions answer `unavailable`), deletes every "<prefix>p:*" entry in
- *     batches, writes the run_id into "<prefix>trusted", and trusts again. Each loss of trust bumps a
+ *     batches, writes the run_id into the marker, and trusts again. Each loss of trust bumps a
  *     generation that the node memory (coherence.c) watches: the node forgets everything it knew.
  *
  * Several nodes may flush at once; deleting an entry is always safe (a reader rebuilds it from
@@ -74,9 +74,13 @@ static void send_flush_step(check_t *k, const char *cursor, size_t n)
     sl_cache_command(c, 5, argv, lens, on_flush_step, k);
 }
 
+/* The marker's name carries the entry format ("2": parts, cache.h): a node of a newer format finds
+ * no marker in a Redis written by an older one, so it empties the old entries before using it. */
+#define ENTRY_FORMAT "2"
+
 static void marker_key(sl_cache_t *c, char *buf, size_t cap, size_t *len)
 {
-    int n = snprintf(buf, cap, "%strusted", c->prefix);
+    int n = snprintf(buf, cap, "%strusted:" ENTRY_FORMAT, c->prefix);
     *len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

@@ -148,6 +148,20 @@ int sl_config_load(sl_config_t *cfg)
         return -1;
     }
     cfg->node_lease_ms = (unsigned)v;
+    /* The copies of what the node served: by default an eighth of the machine's memory (so that
+     * several nodes, Redis and MariaDB fit beside it), at least 64 MiB, at most 16 GiB. */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    unsigned long long ram =
+        pages > 0 && psize > 0 ? (unsigned long long)pages * (unsigned long long)psize : 0;
+    unsigned long long def = ram / 8;
+    def = def < (64ull << 20) ? (64ull << 20) : def > (16ull << 30) ? (16ull << 30) : def;
+    if (get_uint("SHARELINE_NODE_MEMORY_BYTES", def, 1ull << 40, &v) != 0)
+        return -1;
+    if (v < (1u << 20)) {
+        fprintf(stderr, "shareline: configuration SHARELINE_NODE_MEMORY_BYTES must be at least 1048576\n");
+        return -1;
+    }
+    cfg->node_memory_bytes = (size_t)v;
     if (get_uint("SHARELINE_MAX_CONNECTIONS", 16384, 1000000, &v) != 0)
         return -1;
     cfg->max_connections = (unsigned)v;

@@ -216,6 +216,7 @@ static int serve(void)
         .max_body = cfg.max_body,
         .max_connections = cfg.max_connections,
         .send_timeout_ms = cfg.send_timeout_ms,
+        .share_cache_bytes = cfg.node_memory_bytes,
         .metrics_token = cfg.metrics_token,
         .ready = sl_app_ready,
         .metrics = sl_app_metrics,

@@ -87,26 +87,32 @@ static void on_proj(const sl_proj_reply_t *r, void *data)
     wait_proj_t *w = data;
     *w->out = *r;
     if (w->payload != NULL && r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC) {
-        *w->payload = malloc(r->len ? r->len : 1);
+        /* the part, then the meta text, in one buffer */
+        *w->payload = malloc(r->len + r->meta_len + 1);
         if (*w->payload == NULL) {
             w->out->status = SL_CACHE_E_REPLY;
             w->out->error = "out of memory";
         } else {
             memcpy(*w->payload, r->payload, r->len);
+            if (r->meta_len)
+                memcpy((char *)*w->payload + r->len, r->meta, r->meta_len);
         }
     }
     /* The reply's pointers are only valid during the callback. */
     w->out->payload = w->payload ? *w->payload : NULL;
+    w->out->meta = w->payload && *w->payload ? (const char *)*w->payload + r->len : NULL;
+    if (w->out->meta == NULL)
+        w->out->meta_len = 0;
     if (w->out->status != SL_CACHE_OK)
         w->out->error = "cache unavailable";
     finish(&w->done, w->task);
 }
 
-void sl_await_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_result_t *out)
+void sl_await_proj_get(sl_cache_t *c, const char *id, size_t idlen, unsigned part, sl_proj_result_t *out)
 {
     memset(out, 0, sizeof(*out));
     wait_proj_t w = {sl_task_current(), 0, &out->r, &out->payload};
-    sl_cache_proj_get(c, id, idlen, on_proj, &w);
+    sl_cache_proj_get(c, id, idlen, part, on_proj, &w);
     wait_until(&w.done);
 }
 
@@ -126,10 +132,11 @@ void sl_await_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t t
 }
 
 void sl_await_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, uint64_t tag, const void *payload, size_t len, sl_proj_reply_t *out)
+                        uint64_t version, uint64_t tag, const sl_proj_content_t *content,
+                        sl_proj_reply_t *out)
 {
     wait_proj_t w = {sl_task_current(), 0, out, NULL};
-    sl_cache_proj_fill(c, id, idlen, token, kind, version, tag, payload, len, on_proj, &w);
+    sl_cache_proj_fill(c, id, idlen, token, kind, version, tag, content, on_proj, &w);
     wait_until(&w.done);
 }
 
@@ -149,10 +156,10 @@ void sl_await_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t 
 }
 
 void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           uint64_t tag, const void *payload, size_t len, sl_proj_reply_t *out)
+                           uint64_t tag, const sl_proj_content_t *content, sl_proj_reply_t *out)
 {
     wait_proj_t w = {sl_task_current(), 0, out, NULL};
-    sl_cache_proj_publish(c, id, idlen, kind, version, tag, payload, len, on_proj, &w);
+    sl_cache_proj_publish(c, id, idlen, kind, version, tag, content, on_proj, &w);
     wait_until(&w.done);
 }
 

@@ -1,7 +1,8 @@
 /*
  * The public projection: what a viewer may see of a session, precomputed as the public JSON
- * document (API.md), the HTML page, the Markdown alternate, and the gzip of each, packed as the
- * public read's "found" answer (rpc.h), which is stored in Redis as is and returned by GetShare.
+ * document (API.md), the HTML page, the Markdown alternate, and the gzip of each. Redis stores the
+ * three gzip forms as the parts of one entry (cache.h) with the ETag and the plain lengths as its
+ * meta; a node inflates a plain form when it is asked for (sl_gunzip) and keeps what it served.
  *
  * It is built from one SELECT over the public_* (or viewer_*) views, so the rows come from one
  * consistent snapshot and hidden/deleted rows are filtered by MariaDB, not by this code.
@@ -474,51 +475,95 @@ static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
     json_decref(doc);
     if (json == NULL)
         return -1;
-    size_t json_len = strlen(json);
     buf_t html = {0}, md = {0};
     build_html(&html, r);
     build_markdown(&md, r);
-    char *json_gz = NULL, *html_gz = NULL, *md_gz = NULL;
-    size_t json_gz_len = 0, html_gz_len = 0, md_gz_len = 0;
-    int rc = -1;
-    if (html.oom || md.oom || gzip(json, json_len, &json_gz, &json_gz_len) != 0 ||
-        gzip(html.p, html.len, &html_gz, &html_gz_len) != 0 || gzip(md.p, md.len, &md_gz, &md_gz_len) != 0)
-        goto done;
+    out->rep[SL_REP_JSON] = json;
+    out->rep_len[SL_REP_JSON] = strlen(json);
+    out->rep[SL_REP_HTML] = html.p;
+    out->rep_len[SL_REP_HTML] = html.len;
+    out->rep[SL_REP_MD] = md.p;
+    out->rep_len[SL_REP_MD] = md.len;
+    if (html.oom || md.oom)
+        return -1;
+    for (int rep = SL_REP_JSON; rep < SL_REP_COUNT; rep += 2)
+        if (gzip(out->rep[rep], out->rep_len[rep], &out->rep[rep + 1], &out->rep_len[rep + 1]) != 0)
+            return -1;
+    out->len = out->rep_len[SL_REP_JSON_GZ] + out->rep_len[SL_REP_HTML_GZ] + out->rep_len[SL_REP_MD_GZ];
 
     /* The ETag names the version and the content: equal bytes, equal tag, even after a rebuild. */
     unsigned char dj[SHA256_DIGEST_LENGTH], dh[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)json, json_len, dj);
+    SHA256((const unsigned char *)json, out->rep_len[SL_REP_JSON], dj);
     SHA256((const unsigned char *)html.p, html.len, dh);
-    char etag[64];
-    int k = snprintf(etag, sizeof(etag), "v%llu-", (unsigned long long)out->version);
+    int k = snprintf(out->etag, sizeof(out->etag), "v%llu-", (unsigned long long)out->version);
     for (int i = 0; i < 5; i++)
-        k += snprintf(etag + k, sizeof(etag) - (size_t)k, "%02x%02x", dj[i], dh[i]);
+        k += snprintf(out->etag + k, sizeof(out->etag) - (size_t)k, "%02x%02x", dj[i], dh[i]);
+    out->etag_len = (size_t)k;
+    out->tag = sl_rpc_etag_tag(out->etag, out->etag_len);
+    return 0;
+}
 
-    /* The payload is the public read's "found" answer (rpc.h), stored in Redis and served as is. */
-    sl_rpc_share_t share = {.found = 1, .version = out->version, .etag = {etag, (size_t)k}};
-    share.rep[SL_REP_JSON] = (sl_rpc_bytes_t){json, json_len};
-    share.rep[SL_REP_JSON_GZ] = (sl_rpc_bytes_t){json_gz, json_gz_len};
-    share.rep[SL_REP_HTML] = (sl_rpc_bytes_t){html.p, html.len};
-    share.rep[SL_REP_HTML_GZ] = (sl_rpc_bytes_t){html_gz, html_gz_len};
-    share.rep[SL_REP_MD] = (sl_rpc_bytes_t){md.p, md.len};
-    share.rep[SL_REP_MD_GZ] = (sl_rpc_bytes_t){md_gz, md_gz_len};
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    sl_rpc_share_pack(&pk, &share);
-    out->payload = sb.data; /* ownership moves to the projection */
-    out->tag = sl_rpc_etag_tag(etag, (size_t)k);
-    out->len = sb.size;
-    rc = 0;
-done:
-    free(json);
-    free(html.p);
-    free(md.p);
-    free(json_gz);
-    free(html_gz);
-    free(md_gz);
-    return rc;
+void sl_projection_content(const sl_projection_t *p, sl_proj_content_t *ct, char metabuf[SL_PROJ_META_MAX])
+{
+    memset(ct, 0, sizeof(*ct));
+    int n = snprintf(metabuf, SL_PROJ_META_MAX, "%.*s %zu %zu %zu", (int)p->etag_len, p->etag,
+                     p->rep_len[SL_REP_JSON], p->rep_len[SL_REP_HTML], p->rep_len[SL_REP_MD]);
+    ct->meta = metabuf;
+    ct->meta_len = n > 0 && n < SL_PROJ_META_MAX ? (size_t)n : 0;
+    ct->nparts = 3;
+    for (unsigned i = 0; i < 3; i++) {
+        ct->part[i] = p->rep[2 * i + 1];
+        ct->len[i] = p->rep_len[2 * i + 1];
+    }
+}
+
+int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out)
+{
+    const char *end = meta + len, *sp = memchr(meta, ' ', len);
+    if (sp == NULL || sp == meta || (size_t)(sp - meta) > 63)
+        return -1;
+    out->etag = meta;
+    out->etag_len = (size_t)(sp - meta);
+    const char *p = sp;
+    for (int i = 0; i < 3; i++) {
+        if (p >= end || *p != ' ')
+            return -1;
+        p++;
+        size_t v = 0;
+        const char *d = p;
+        while (p < end && *p >= '0' && *p <= '9' && v <= SL_MAX_PUBLIC_BYTES)
+            v = v * 10 + (size_t)(*p++ - '0');
+        if (p == d || v > SL_MAX_PUBLIC_BYTES)
+            return -1;
+        out->plain_len[i] = v;
+    }
+    return p == end ? 0 : -1;
+}
+
+int sl_gunzip(const void *in, size_t len, size_t plain_len, char **out)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (plain_len > SL_MAX_PUBLIC_BYTES || inflateInit2(&zs, 15 + 16) != Z_OK)
+        return -1;
+    char *buf = malloc(plain_len ? plain_len : 1);
+    if (buf == NULL) {
+        inflateEnd(&zs);
+        return -1;
+    }
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)buf;
+    zs.avail_out = (uInt)plain_len;
+    int rc = inflate(&zs, Z_FINISH);
+    int ok = rc == Z_STREAM_END && zs.total_out == plain_len && zs.avail_in == 0;
+    inflateEnd(&zs);
+    if (!ok) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return 0;
 }
 
 /* Sessions whose rows hold more than this are built off the loop. */
@@ -568,7 +613,11 @@ int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn
             else
                 build(&b);
         }
-        if (text > SL_MAX_PUBLIC_BYTES / 3 || (b.rc == 0 && out->len > SL_MAX_PUBLIC_BYTES)) {
+        size_t largest = 0;
+        for (int rep = 0; rep < SL_REP_COUNT; rep++)
+            largest = out->rep_len[rep] > largest ? out->rep_len[rep] : largest;
+        if (text > SL_MAX_PUBLIC_BYTES / 3 ||
+            (b.rc == 0 && (out->len > SL_MAX_PUBLIC_BYTES || largest > SL_MAX_PUBLIC_BYTES))) {
             sl_projection_free(out);
             err->code = SL_STORE_E_QUERY;
             err->server_errno = 0;
@@ -578,6 +627,7 @@ int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn
                      SL_MAX_PUBLIC_BYTES >> 20, text);
             rc = -2;
         } else if (b.rc != 0) {
+            sl_projection_free(out);
             err->code = SL_STORE_E_QUERY;
             err->server_errno = 0;
             snprintf(err->message, sizeof(err->message), "out of memory building the projection");
@@ -590,6 +640,8 @@ int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn
 
 void sl_projection_free(sl_projection_t *p)
 {
-    free(p->payload);
-    p->payload = NULL;
+    for (int r = 0; r < SL_REP_COUNT; r++) {
+        free(p->rep[r]);
+        p->rep[r] = NULL;
+    }
 }

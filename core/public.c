@@ -1,8 +1,10 @@
 /*
  * The public read path: GetShare of the public service (rpc.h).
  *
- * Hot path: one Redis GET; a PUBLIC entry is answered with its payload as is; no task, no copy
- * beyond the reply. Anything else goes to the slow path (a task):
+ * The caller asks for one representation (rpc.h). Hot path: one Redis read of the entry's head and
+ * of the one part that holds that representation's gzip form (cache.h); a gzip form is answered as
+ * stored, a plain one inflated (off the loop when large); no task for small answers. Anything else
+ * goes to the slow path (a task):
  *   ABSENT  read MariaDB through the public account and answer; an id with no public session
  *           stops there (no Redis key: remembered by the node, bounded); else take a lease, read
  *           again and fill the entry if the lease is still ours (so a reader can never overwrite
@@ -17,6 +19,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <msgpack.h>
 
 #include "core/internal/projection.h"
 
@@ -36,6 +39,7 @@ static void reply_not_found(sl_rpc_call_t *call)
 typedef struct get_share {
     sl_core_t *core;
     sl_rpc_call_t *call;
+    sl_rpc_rep_t rep;       /* the representation asked for */
     uint64_t have_version;  /* the caller holds this version (0: none) ... */
     uint64_t have_tag;      /* ... with this content tag */
     sl_coh_ticket_t ticket; /* taken before asking Redis (node memory) */
@@ -44,12 +48,81 @@ typedef struct get_share {
                     still fills the cache after answering */
 } get_share_t;
 
-static void reply_projection(sl_rpc_call_t *call, const sl_projection_t *p)
+/* Answers with one representation. */
+static void reply_rep(sl_rpc_call_t *call, uint64_t version, const char *etag, size_t etag_len,
+                      sl_rpc_rep_t rep, const char *body, size_t len)
+{
+    sl_rpc_share_t s = {.found = 1, .version = version, .etag = {etag, etag_len}};
+    s.rep[rep] = (sl_rpc_bytes_t){body ? body : "", len};
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sl_rpc_share_pack(&pk, &s);
+    if (sb.data == NULL)
+        sl_rpc_fail(call, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    else
+        sl_rpc_reply_raw(call, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void reply_projection(sl_rpc_call_t *call, const sl_projection_t *p, sl_rpc_rep_t rep)
 {
     if (p->found)
-        sl_rpc_reply_raw(call, p->payload, p->len);
+        reply_rep(call, p->version, p->etag, p->etag_len, rep, p->rep[rep], p->rep_len[rep]);
     else
         reply_not_found(call);
+}
+
+/* Plain forms larger than this are inflated off the loop. */
+#define INLINE_INFLATE (256u << 10)
+
+typedef struct inflate_job {
+    const char *in;
+    size_t len, plain_len;
+    char *out;
+    int rc;
+} inflate_job_t;
+
+static void run_inflate(void *arg)
+{
+    inflate_job_t *j = arg;
+    j->rc = sl_gunzip(j->in, j->len, j->plain_len, &j->out);
+}
+
+/* Answers g from a stored PUBLIC entry: the part holding g->rep's gzip form and the entry's meta.
+ * In a task, large inflates go to the thread pool; outside one (in_task = 0) they must not be
+ * asked for (the caller spawns a task first). */
+static void reply_stored(get_share_t *g, const sl_proj_reply_t *r, int in_task)
+{
+    sl_stored_meta_t m;
+    if (sl_stored_meta_parse(r->meta, r->meta_len, &m) != 0) {
+        sl_rpc_fail(g->call, SL_RPC_INTERNAL, "malformed projection entry");
+        return;
+    }
+    if (SL_REP_IS_GZ(g->rep)) {
+        reply_rep(g->call, r->version, m.etag, m.etag_len, g->rep, r->payload, r->len);
+        return;
+    }
+    inflate_job_t j = {r->payload, r->len, m.plain_len[SL_PART_OF(g->rep)], NULL, 0};
+    if (in_task && j.plain_len > INLINE_INFLATE)
+        sl_await_work(g->core->loop, run_inflate, &j);
+    else
+        run_inflate(&j);
+    if (j.rc != 0) {
+        sl_rpc_fail(g->call, SL_RPC_INTERNAL, "malformed projection entry");
+        return;
+    }
+    reply_rep(g->call, r->version, m.etag, m.etag_len, g->rep, j.out, j.plain_len);
+    free(j.out);
+}
+
+/* 1 when answering from this entry means inflating a large plain form (a task's job). */
+static int needs_task(const get_share_t *g, const sl_proj_reply_t *r)
+{
+    sl_stored_meta_t m;
+    return !SL_REP_IS_GZ(g->rep) && sl_stored_meta_parse(r->meta, r->meta_len, &m) == 0 &&
+           m.plain_len[SL_PART_OF(g->rep)] > INLINE_INFLATE;
 }
 
 /* Reads the session from MariaDB through the public account. 0, or -1 when the store failed (the
@@ -81,7 +154,7 @@ static void slow_path(void *arg)
         sl_proj_result_t pr;
         if (core->coh)
             g->ticket = sl_coh_ticket(core->coh);
-        sl_await_proj_get(core->cache, g->id, g->idlen, &pr);
+        sl_await_proj_get(core->cache, g->id, g->idlen, SL_PART_OF(g->rep), &pr);
         if (pr.r.status != SL_CACHE_OK) {
             may_fill = 0;
             break;
@@ -89,7 +162,7 @@ static void slow_path(void *arg)
         if (pr.r.kind == SL_PROJ_PUBLIC) {
             if (!answered) {
                 core->stats.public_cache_hits++;
-                sl_rpc_reply_raw(g->call, pr.payload, pr.r.len);
+                reply_stored(g, &pr.r, 1);
             }
             free(pr.payload);
             free(g);
@@ -99,7 +172,7 @@ static void slow_path(void *arg)
         if (pr.r.kind == SL_PROJ_TOMB) {
             /* Asked of MariaDB like an id never shared, so that the two cannot be told apart. */
             if (!answered && read_store(g, &p, 0) == 0) {
-                reply_projection(g->call, &p);
+                reply_projection(g->call, &p, g->rep);
                 if (!p.found && core->coh)
                     sl_coh_learn(core->coh, g->ticket, g->id, g->idlen, SL_PROJ_TOMB, 0, 0);
                 sl_projection_free(&p);
@@ -121,7 +194,7 @@ static void slow_path(void *arg)
                     free(g);
                     return;
                 }
-                reply_projection(g->call, &p);
+                reply_projection(g->call, &p, g->rep);
                 answered = 1;
                 if (!p.found) {
                     if (core->coh)
@@ -161,15 +234,19 @@ static void slow_path(void *arg)
         return;
     }
     if (!answered)
-        reply_projection(g->call, &p);
+        reply_projection(g->call, &p, g->rep);
     if (may_fill && token != 0) {
         /* p.version is 0 for a session that is not visible; a tombstone of version 0 is refused
          * by any later owner write, which always carries a greater version. */
         if (core->hooks.fill_delay_ms)
             sl_await_sleep(core->loop, core->hooks.fill_delay_ms); /* the stale write-back test */
         sl_proj_reply_t fr;
+        sl_proj_content_t ct;
+        char meta[SL_PROJ_META_MAX];
+        if (p.found)
+            sl_projection_content(&p, &ct, meta);
         sl_await_proj_fill(core->cache, g->id, g->idlen, token, p.found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB,
-                           p.version, p.tag, p.payload, p.len, &fr);
+                           p.version, p.tag, p.found ? &ct : NULL, &fr);
         if (fr.status == SL_CACHE_OK && fr.stored)
             core->stats.public_fills++;
         else if (fr.status == SL_CACHE_OK)
@@ -192,12 +269,14 @@ static void on_hot_get(const sl_proj_reply_t *r, void *data)
     get_share_t *g = data;
     sl_core_t *core = g->core;
     learn(g, r);
-    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC) {
+    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && !needs_task(g, r)) {
         core->stats.public_cache_hits++;
-        sl_rpc_reply_raw(g->call, r->payload, r->len);
+        reply_stored(g, r, 0);
         free(g);
         return;
     }
+    /* anything else, and a large plain form (the slow path reads the entry again in its task and
+     * inflates off the loop), goes to a task */
     if (sl_task_spawn(slow_path, g) != 0) {
         sl_rpc_fail(g->call, SL_RPC_RESOURCE_EXHAUSTED, "server overloaded");
         free(g);
@@ -235,7 +314,7 @@ static void on_head(const sl_proj_reply_t *r, void *data)
      * path decides */
     if (core->coh)
         g->ticket = sl_coh_ticket(core->coh);
-    sl_cache_proj_get(core->cache, g->id, g->idlen, on_hot_get, g);
+    sl_cache_proj_get(core->cache, g->id, g->idlen, SL_PART_OF(g->rep), on_hot_get, g);
 }
 
 static void get_share(sl_rpc_call_t *call, void *data)
@@ -244,8 +323,9 @@ static void get_share(sl_rpc_call_t *call, void *data)
     const char *id;
     size_t idlen;
     uint64_t have_version, have_tag;
+    sl_rpc_rep_t rep;
     core->stats.public_requests++;
-    if (sl_rpc_share_request_decode(sl_rpc_request(call), &id, &idlen, &have_version, &have_tag) != 0) {
+    if (sl_rpc_share_request_decode(sl_rpc_request(call), &id, &idlen, &rep, &have_version, &have_tag) != 0) {
         /* Not a possible id: the same answer as an unknown one. */
         reply_not_found(call);
         return;
@@ -261,6 +341,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
     g->idlen = idlen;
     memcpy(g->id, id, idlen);
     g->id[idlen] = '\0';
+    g->rep = rep;
     g->have_version = have_version;
     g->have_tag = have_tag;
     if (core->coh) {
@@ -285,7 +366,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
             }
             /* a version the caller does not hold: fetch it */
             g->ticket = sl_coh_ticket(core->coh);
-            sl_cache_proj_get(core->cache, g->id, idlen, on_hot_get, g);
+            sl_cache_proj_get(core->cache, g->id, idlen, SL_PART_OF(g->rep), on_hot_get, g);
             return;
         }
         g->ticket = sl_coh_ticket(core->coh);
@@ -293,7 +374,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
     if (g->have_version)
         sl_cache_proj_head(core->cache, g->id, idlen, on_head, g);
     else
-        sl_cache_proj_get(core->cache, g->id, idlen, on_hot_get, g);
+        sl_cache_proj_get(core->cache, g->id, idlen, SL_PART_OF(g->rep), on_hot_get, g);
 }
 
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv)

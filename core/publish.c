@@ -90,8 +90,12 @@ int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl
         if (RETRY_MS[i])
             sl_await_sleep(core->loop, RETRY_MS[i]);
         sl_proj_reply_t r;
+        sl_proj_content_t ct;
+        char meta[SL_PROJ_META_MAX];
+        if (p->found)
+            sl_projection_content(p, &ct, meta);
         sl_await_proj_publish(core->cache, id, idlen, p->found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB, p->version,
-                              p->tag, p->payload, p->len, &r);
+                              p->tag, p->found ? &ct : NULL, &r);
         if (r.status == SL_CACHE_OK && !r.stored && r.kind != SL_PROJ_MARK)
             return refused_publish_ok(core, id, idlen, p->version, r.version) ? 0 : -1;
         if (r.status == SL_CACHE_OK) {

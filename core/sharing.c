@@ -252,17 +252,16 @@ void sl_owner_preview_as_viewer(sl_op_t *op)
         return;
     }
     sl_op_tx_end(op);
-    /* The projection is the public read's answer (rpc.h): its representations, as viewers get them. */
-    sl_rpc_share_t share;
-    if (!proj.found || sl_rpc_share_decode(proj.payload, proj.len, &share) != 0 || !share.found) {
+    /* The projection's representations, as viewers get them. */
+    if (!proj.found) {
         sl_projection_free(&proj);
         sl_op_fail(op, SL_RPC_INTERNAL, "internal error (preview)");
         return;
     }
     msgpack_packer *pk = sl_op_pk(op);
     msgpack_pack_map(pk, 2);
-    sl_pack_kv_str(pk, "document", share.rep[SL_REP_JSON].ptr, share.rep[SL_REP_JSON].len);
-    sl_pack_kv_str(pk, "html", share.rep[SL_REP_HTML].ptr, share.rep[SL_REP_HTML].len);
+    sl_pack_kv_str(pk, "document", proj.rep[SL_REP_JSON], proj.rep_len[SL_REP_JSON]);
+    sl_pack_kv_str(pk, "html", proj.rep[SL_REP_HTML], proj.rep_len[SL_REP_HTML]);
     sl_projection_free(&proj);
     sl_op_reply(op);
 }

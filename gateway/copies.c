@@ -1,15 +1,28 @@
 /*
- * The gateway's copies of projections.
+ * The node's memory of what it served: the gateway's copies, one per (session, representation).
  *
- * A public GET used to move the whole projection (JSON, HTML, Markdown and their gzip) from Redis
- * through the core on every request. The gateway keeps the last projection it served for each
- * session, decoded once (rpc.h: the GetShare answer), and sends the core its version and content
- * tag ("have_version", "have_tag"); the core answers "unchanged" when Redis (or the node's memory)
- * holds exactly that version with that content. So every request is still confirmed — a revoke or hide that returned is seen by the
- * next request on every node — but only a few bytes cross. Bounded by bytes, LRU.
+ * The gateway keeps the representations it served (JSON, HTML, Markdown, plain or gzip: each one on
+ * its own, never the five others) and sends the core the version and content tag of the copy it
+ * holds ("have_version", "have_tag", rpc.h); the core answers "unchanged" when its node memory or
+ * Redis holds exactly that version with that content, and the copy is served. Every request is
+ * still confirmed (docs/invalidation.md): a revoke or hide that returned is seen by the next request
+ * on every node, whatever the copies hold.
+ *
+ * Bounded by bytes (SHARELINE_NODE_MEMORY_BYTES, README), with S3-FIFO admission and eviction
+ * (Yang et al., SOSP 2023), which resists scans and one-hit wonders where an LRU does not:
+ *   - a new copy enters the small queue (a tenth of the budget); a copy whose key was evicted from
+ *     it recently (the ghost table) enters the main queue directly;
+ *   - a hit raises the copy's frequency (at most 3); nothing moves on a hit (no list surgery on the
+ *     hot path);
+ *   - the small queue evicts from its tail: a copy hit since it entered moves to the main queue,
+ *     any other leaves (its key goes to the ghost table);
+ *   - the main queue evicts from its tail: a copy with frequency > 0 is reinserted at the head with
+ *     one less, any other leaves.
+ * A crawler reading every session once only churns the small queue; the hot set stays in main.
  *
  * Answers are sent straight from a copy (no copy into h2o's request pool): a copy being sent is
- * reference-counted and outlives its replacement until the last request using it is disposed.
+ * reference-counted and outlives its replacement or eviction until the last request using it is
+ * disposed.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -17,7 +30,8 @@
 
 #include "gateway/internal/gateway.h"
 
-#define BUCKETS 4096
+#define GHOST_SLOTS (1u << 16) /* direct-mapped fingerprints of keys evicted from the small queue */
+#define MAX_FREQ    3
 
 /* The ETag suffix of each representation: "<etag>-<suffix>" (the variant a client cached). */
 static const char *const rep_suffix[SL_REP_COUNT] = {
@@ -40,28 +54,40 @@ size_t sl_rep_tag(const sl_rpc_share_t *s, sl_rpc_rep_t rep, char out[SL_REP_TAG
     return (size_t)(t - out);
 }
 
+enum { Q_SMALL, Q_MAIN };
+
 struct sl_copy {
     struct sl_copy *chain;
-    struct sl_copy *prev, *next; /* LRU: head = most recent */
+    struct sl_copy *prev, *next; /* in its queue: head = newest */
+    uint64_t hash;               /* of (id, rep) */
     size_t idlen;
     char id[65];
-    char *body; /* the GetShare answer as the core sent it */
-    size_t len;
+    sl_rpc_rep_t rep;
+    int queue;
+    unsigned freq;
+    char *body;           /* the GetShare answer as the core sent it */
+    size_t len;           /* its length */
+    size_t cost;          /* bytes charged to the budget: len + this struct */
     sl_rpc_share_t share; /* decoded from body (points into it) */
     uint64_t tag;         /* sl_rpc_etag_tag of its etag */
-    struct {
-        char tag[SL_REP_TAG_MAX]; /* quoted: "<etag>-<suffix>" */
-        size_t taglen;
-    } rep[SL_REP_COUNT]; /* resolved once, when stored */
-    unsigned refs;       /* answers still being sent straight from body */
-    int detached;        /* removed from the copies: freed when refs drops to 0 */
+    char etag[SL_REP_TAG_MAX];
+    size_t etaglen;
+    unsigned refs; /* answers still being sent straight from body */
+    int detached;  /* no longer in the copies: freed when refs drops to 0 */
 };
 
-typedef struct sl_copies {
-    sl_copy_t *buckets[BUCKETS];
+typedef struct queue {
     sl_copy_t *head, *tail;
-    size_t bytes, max_bytes, entries;
-    uint64_t hits, misses;
+    size_t bytes;
+} queue_t;
+
+typedef struct sl_copies {
+    sl_copy_t **buckets;
+    size_t nbuckets, entries;
+    queue_t q[2];
+    uint64_t *ghost;
+    size_t max_bytes, small_max;
+    uint64_t hits, misses, admitted_main, evicted;
 } sl_copies_t;
 
 int sl_copies_open(sl_copies_t **out, size_t max_bytes)
@@ -69,23 +95,38 @@ int sl_copies_open(sl_copies_t **out, size_t max_bytes)
     sl_copies_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return -1;
+    c->nbuckets = 4096;
+    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+    c->ghost = calloc(GHOST_SLOTS, sizeof(*c->ghost));
+    if (c->buckets == NULL || c->ghost == NULL) {
+        free(c->buckets);
+        free(c->ghost);
+        free(c);
+        return -1;
+    }
     c->max_bytes = max_bytes;
+    c->small_max = max_bytes / 10;
     *out = c;
     return 0;
 }
 
-static size_t bucket(const char *id, size_t n)
+static uint64_t key_hash(const char *id, size_t n, sl_rpc_rep_t rep)
 {
-    size_t h = 5381;
-    for (size_t i = 0; i < n; i++)
-        h = h * 33 + (unsigned char)id[i];
-    return h % BUCKETS;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)id[i];
+        h *= 1099511628211ull;
+    }
+    h ^= (uint64_t)rep + 1;
+    h *= 1099511628211ull;
+    return h ? h : 1;
 }
 
-sl_copy_t *sl_copies_find(sl_copies_t *c, const char *id, size_t n)
+sl_copy_t *sl_copies_find(sl_copies_t *c, const char *id, size_t n, sl_rpc_rep_t rep)
 {
-    for (sl_copy_t *e = c->buckets[bucket(id, n)]; e; e = e->chain)
-        if (e->idlen == n && memcmp(e->id, id, n) == 0)
+    uint64_t h = key_hash(id, n, rep);
+    for (sl_copy_t *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->chain)
+        if (e->hash == h && e->rep == rep && e->idlen == n && memcmp(e->id, id, n) == 0)
             return e;
     return NULL;
 }
@@ -100,34 +141,40 @@ uint64_t sl_copy_tag(const sl_copy_t *e)
     return e->tag;
 }
 
-static void lru_unlink(sl_copies_t *c, sl_copy_t *e)
+void sl_copies_touch(sl_copies_t *c, sl_copy_t *e)
 {
+    (void)c;
+    if (e->freq < MAX_FREQ)
+        e->freq++;
+}
+
+static void q_unlink(sl_copies_t *c, sl_copy_t *e)
+{
+    queue_t *q = &c->q[e->queue];
     if (e->prev)
         e->prev->next = e->next;
     else
-        c->head = e->next;
+        q->head = e->next;
     if (e->next)
         e->next->prev = e->prev;
     else
-        c->tail = e->prev;
+        q->tail = e->prev;
     e->prev = e->next = NULL;
+    q->bytes -= e->cost;
 }
 
-static void lru_front(sl_copies_t *c, sl_copy_t *e)
+static void q_push(sl_copies_t *c, sl_copy_t *e, int which)
 {
-    e->next = c->head;
+    queue_t *q = &c->q[which];
+    e->queue = which;
     e->prev = NULL;
-    if (c->head)
-        c->head->prev = e;
-    c->head = e;
-    if (c->tail == NULL)
-        c->tail = e;
-}
-
-void sl_copies_touch(sl_copies_t *c, sl_copy_t *e)
-{
-    lru_unlink(c, e);
-    lru_front(c, e);
+    e->next = q->head;
+    if (q->head)
+        q->head->prev = e;
+    q->head = e;
+    if (q->tail == NULL)
+        q->tail = e;
+    q->bytes += e->cost;
 }
 
 static void copy_free(sl_copy_t *e)
@@ -136,15 +183,15 @@ static void copy_free(sl_copy_t *e)
     free(e);
 }
 
+/* Takes e out of the table and its queue; freed now, or by its last answer. */
 static void remove_copy(sl_copies_t *c, sl_copy_t *e)
 {
-    sl_copy_t **pp = &c->buckets[bucket(e->id, e->idlen)];
+    sl_copy_t **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
     while (*pp && *pp != e)
         pp = &(*pp)->chain;
     if (*pp)
         *pp = e->chain;
-    lru_unlink(c, e);
-    c->bytes -= e->len;
+    q_unlink(c, e);
     c->entries--;
     if (e->refs > 0) {
         e->detached = 1; /* still being sent: the last answer frees it */
@@ -153,48 +200,118 @@ static void remove_copy(sl_copies_t *c, sl_copy_t *e)
     copy_free(e);
 }
 
-sl_copy_t *sl_copies_put(sl_copies_t *c, const char *id, size_t n, const void *body, size_t len)
+/* One eviction (S3-FIFO): 1 when a copy left, 0 when nothing but `keep` (the copy being stored)
+ * could go. */
+static int evict_one(sl_copies_t *c, const sl_copy_t *keep)
 {
-    sl_copy_t *old = sl_copies_find(c, id, n);
-    if (old)
+    for (;;) {
+        sl_copy_t *st = c->q[Q_SMALL].tail, *mt = c->q[Q_MAIN].tail;
+        int small_ok = st != NULL && st != keep, main_ok = mt != NULL && mt != keep;
+        if (!small_ok && !main_ok)
+            return 0;
+        int from_small = small_ok && (c->q[Q_SMALL].bytes > c->small_max || !main_ok);
+        sl_copy_t *e = from_small ? st : mt;
+        q_unlink(c, e);
+        if (from_small) {
+            if (e->freq > 0) {
+                e->freq = 0;
+                q_push(c, e, Q_MAIN); /* hit while on probation: admitted */
+                c->admitted_main++;
+                continue;
+            }
+            c->ghost[e->hash & (GHOST_SLOTS - 1)] = e->hash;
+        } else if (e->freq > 0) {
+            e->freq--;
+            q_push(c, e, Q_MAIN); /* still used: another round */
+            continue;
+        }
+        q_push(c, e, e->queue); /* remove_copy unlinks it from there */
+        c->evicted++;
+        remove_copy(c, e);
+        return 1;
+    }
+}
+
+static void grow(sl_copies_t *c)
+{
+    size_t n = c->nbuckets * 2;
+    sl_copy_t **b = calloc(n, sizeof(*b));
+    if (b == NULL)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        sl_copy_t *e = c->buckets[i];
+        while (e) {
+            sl_copy_t *next = e->chain;
+            e->chain = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = n;
+}
+
+sl_copy_t *sl_copies_put(sl_copies_t *c, const char *id, size_t n, sl_rpc_rep_t rep, const void *body,
+                         size_t len)
+{
+    sl_copy_t *old = sl_copies_find(c, id, n, rep);
+    int queue = Q_SMALL;
+    unsigned freq = 0;
+    if (old) {
+        queue = old->queue; /* a new version of a copy keeps its standing */
+        freq = old->freq;
         remove_copy(c, old);
-    if (len > c->max_bytes / 4 || n > 64)
+    }
+    if (len + sizeof(sl_copy_t) > c->max_bytes / 4 || n > 64)
         return NULL;
     sl_copy_t *e = calloc(1, sizeof(*e));
-    if (e == NULL || (e->body = malloc(len)) == NULL) {
+    if (e == NULL || (e->body = malloc(len ? len : 1)) == NULL) {
         free(e);
         return NULL;
     }
     memcpy(e->body, body, len);
     e->len = len;
-    /* Only a complete projection is kept: not-found and unchanged answers are never copies. */
-    if (sl_rpc_share_decode(e->body, len, &e->share) != 0 || !e->share.found || e->share.unchanged) {
+    /* Only a "found" answer of this very representation is kept: not-found and unchanged answers
+     * are never copies. */
+    if (sl_rpc_share_decode(e->body, len, &e->share) != 0 || !e->share.found || e->share.unchanged ||
+        e->share.which != rep) {
         copy_free(e);
         return NULL;
     }
-    for (int r = 0; r < SL_REP_COUNT; r++)
-        e->rep[r].taglen = sl_rep_tag(&e->share, r, e->rep[r].tag);
+    e->etaglen = sl_rep_tag(&e->share, rep, e->etag);
     e->tag = sl_rpc_etag_tag(e->share.etag.ptr, e->share.etag.len);
     memcpy(e->id, id, n);
     e->idlen = n;
-    size_t b = bucket(id, n);
-    e->chain = c->buckets[b];
-    c->buckets[b] = e;
-    lru_front(c, e);
-    c->bytes += len;
+    e->rep = rep;
+    e->hash = key_hash(id, n, rep);
+    e->cost = len + sizeof(*e);
+    e->freq = freq;
+    if (!old && c->ghost[e->hash & (GHOST_SLOTS - 1)] == e->hash)
+        queue = Q_MAIN; /* seen again soon after it left: not a one-hit wonder */
+    if (c->entries >= c->nbuckets)
+        grow(c);
+    sl_copy_t **b = &c->buckets[e->hash & (c->nbuckets - 1)];
+    e->chain = *b;
+    *b = e;
     c->entries++;
-    while (c->bytes > c->max_bytes && c->tail && c->tail != e)
-        remove_copy(c, c->tail);
+    q_push(c, e, queue);
+    while (c->q[Q_SMALL].bytes + c->q[Q_MAIN].bytes > c->max_bytes && evict_one(c, e))
+        ;
     return e;
 }
 
-void sl_copy_rep(const sl_copy_t *e, sl_rpc_rep_t rep, const char **body, size_t *len, const char **tag,
-                 size_t *taglen)
+void sl_copies_drop(sl_copies_t *c, sl_copy_t *e)
 {
-    *body = e->share.rep[rep].ptr;
-    *len = e->share.rep[rep].len;
-    *tag = e->rep[rep].tag;
-    *taglen = e->rep[rep].taglen;
+    remove_copy(c, e);
+}
+
+void sl_copy_rep(const sl_copy_t *e, const char **body, size_t *len, const char **tag, size_t *taglen)
+{
+    *body = e->share.rep[e->rep].ptr;
+    *len = e->share.rep[e->rep].len;
+    *tag = e->etag;
+    *taglen = e->etaglen;
 }
 
 /* ---- answers sent straight from a copy ---- */
@@ -226,16 +343,16 @@ static void zsend_dispose(void *p)
         copy_free(e);
 }
 
-void sl_copy_send(sl_copy_t *e, h2o_req_t *req, sl_rpc_rep_t rep)
+void sl_copy_send(sl_copy_t *e, h2o_req_t *req)
 {
     zsend_t *z = h2o_mem_alloc_shared(&req->pool, sizeof(*z), zsend_dispose);
     z->super.proceed = zsend_proceed;
     z->super.stop = zsend_stop;
     z->e = e;
     e->refs++;
-    req->res.content_length = e->share.rep[rep].len;
+    req->res.content_length = e->share.rep[e->rep].len;
     h2o_start_response(req, &z->super);
-    h2o_iovec_t buf = h2o_iovec_init(e->share.rep[rep].ptr, e->share.rep[rep].len);
+    h2o_iovec_t buf = h2o_iovec_init(e->share.rep[e->rep].ptr, e->share.rep[e->rep].len);
     h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
@@ -247,16 +364,24 @@ void sl_copies_count(sl_copies_t *c, int hit)
         c->misses++;
 }
 
-void sl_copies_stats(const sl_copies_t *c, uint64_t *hits, uint64_t *misses, size_t *bytes)
+void sl_copies_stats(const sl_copies_t *c, sl_copies_stats_t *out)
 {
-    *hits = c->hits;
-    *misses = c->misses;
-    *bytes = c->bytes;
+    out->hits = c->hits;
+    out->misses = c->misses;
+    out->bytes = c->q[Q_SMALL].bytes + c->q[Q_MAIN].bytes;
+    out->max_bytes = c->max_bytes;
+    out->entries = c->entries;
+    out->main_bytes = c->q[Q_MAIN].bytes;
+    out->admitted_main = c->admitted_main;
+    out->evicted = c->evicted;
 }
 
 void sl_copies_close(sl_copies_t *c)
 {
-    while (c->head)
-        remove_copy(c, c->head);
+    for (int q = 0; q < 2; q++)
+        while (c->q[q].head)
+            remove_copy(c, c->q[q].head);
+    free(c->buckets);
+    free(c->ghost);
     free(c);
 }

@@ -25,7 +25,7 @@ typedef struct sl_gateway_config {
     const char *tls_cert; /* PEM certificate chain; TLS is on when both cert and key are set */
     const char *tls_key;
     size_t max_body; /* request body limit answered with 413 + an error body (default: the rpc limit) */
-    size_t share_cache_bytes;  /* copies of projections kept by the gateway, default 64 MiB */
+    size_t share_cache_bytes;  /* copies of served representations (copies.c), default 64 MiB */
     unsigned max_connections;  /* open client connections; beyond, new ones are closed at once (16384) */
     unsigned send_timeout_ms;  /* a client that reads nothing of what we send for this long is
                                  disconnected (TCP_USER_TIMEOUT, zero-window probes included); 30000 */

@@ -51,17 +51,27 @@ void sl_gw_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
     for (int c = 1; c <= 5; c++)
         appendf(buf, len, "shareline_http_responses_total{class=\"%dxx\"} %llu\n", c,
                 (unsigned long long)gw->status_class[c]);
-    uint64_t hits, misses;
-    size_t bytes;
-    sl_copies_stats(gw->copies, &hits, &misses, &bytes);
+    sl_copies_stats_t cs;
+    sl_copies_stats(gw->copies, &cs);
     sl_gateway_metric(buf, len, "shareline_http_aborted_total", "counter",
                       "Answers dropped because the client had gone.", gw->aborted);
     sl_gateway_metric(buf, len, "shareline_share_copies_hits_total", "counter",
-                      "Public answers served from the gateway's copy (version confirmed in Redis).", hits);
+                      "Public answers served from the node's copy (its version confirmed).", cs.hits);
     sl_gateway_metric(buf, len, "shareline_share_copies_misses_total", "counter",
-                      "Public answers that carried the whole projection.", misses);
+                      "Public answers that carried the representation from the core.", cs.misses);
     sl_gateway_metric(buf, len, "shareline_share_copies_bytes", "gauge",
-                      "Bytes of projection copies held by the gateway.", bytes);
+                      "Bytes of representation copies held by the node (bodies and bookkeeping).", cs.bytes);
+    sl_gateway_metric(buf, len, "shareline_share_copies_budget_bytes", "gauge",
+                      "SHARELINE_NODE_MEMORY_BYTES: the most the copies may hold.", cs.max_bytes);
+    sl_gateway_metric(buf, len, "shareline_share_copies_entries", "gauge", "Representation copies held.",
+                      cs.entries);
+    sl_gateway_metric(buf, len, "shareline_share_copies_main_bytes", "gauge",
+                      "Bytes of copies in the main queue (hit at least once since admission).",
+                      cs.main_bytes);
+    sl_gateway_metric(buf, len, "shareline_share_copies_admitted_total", "counter",
+                      "Copies moved from probation to the main queue (hit while new).", cs.admitted_main);
+    sl_gateway_metric(buf, len, "shareline_share_copies_evicted_total", "counter",
+                      "Copies evicted to stay within the budget.", cs.evicted);
     sl_gateway_metric(buf, len, "shareline_connections_open", "gauge", "Client connections open now.",
                       gw->conns_open);
     sl_gateway_metric(buf, len, "shareline_connections_accepted_total", "counter",

@@ -1,7 +1,8 @@
 /*
  * The public share: GET/HEAD /api/v1/share/{id} (JSON, or Markdown for Accept: text/markdown) and
- * /share/{id} (the viewer page). Each asks the core (GetShare, rpc.h) with the version of the copy
- * it holds; "unchanged" is answered from the copy, anything else replaces it.
+ * /share/{id} (the viewer page). Each asks the core (GetShare, rpc.h) for the one representation it
+ * serves, with the version of the copy of it that the node holds (copies.c); "unchanged" is
+ * answered from the copy, anything else replaces it.
  *
  * Unknown, private, revoked and deleted sessions get one answer, byte for byte.
  */
@@ -94,7 +95,7 @@ static sl_rpc_rep_t rep_of(sl_route_kind_t route, int gzip, int markdown)
     return gzip ? SL_REP_JSON_GZ : SL_REP_JSON;
 }
 
-/* Answers with one representation: from the copy e without copying it, or (e == NULL) from a
+/* Answers with the representation: from the copy e without copying it, or (e == NULL) from a
  * decoded answer that could not be kept, copied into the request. */
 static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_copy_t *e,
                   const sl_rpc_share_t *s)
@@ -104,7 +105,7 @@ static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_c
     size_t len, taglen;
     char local[SL_REP_TAG_MAX];
     if (e != NULL) {
-        sl_copy_rep(e, rep, &body, &len, &tag, &taglen); /* resolved when the copy was stored */
+        sl_copy_rep(e, &body, &len, &tag, &taglen); /* resolved when the copy was stored */
     } else {
         body = s->rep[rep].ptr;
         len = s->rep[rep].len;
@@ -131,7 +132,7 @@ static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_c
     req->res.status = 200;
     req->res.reason = "OK";
     sl_gw_add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, strlen(ctype));
-    sl_copy_send(e, req, rep);
+    sl_copy_send(e, req);
 }
 
 static void ask(sl_gateway_t *gw, sl_pending_t *pd);
@@ -146,10 +147,13 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     }
     sl_rpc_share_t s;
     int ok = code == SL_RPC_OK && sl_rpc_share_decode(body, len, &s) == 0;
+    sl_rpc_rep_t rep = rep_of(pd->route, pd->gzip, pd->markdown);
+    if (ok && s.found && !s.unchanged && s.which != rep)
+        ok = 0; /* not what was asked for */
     if (ok && s.found && s.unchanged) {
-        sl_copy_t *e = sl_copies_find(gw->copies, pd->id, pd->idlen);
+        sl_copy_t *e = sl_copies_find(gw->copies, pd->id, pd->idlen, rep);
         if (e == NULL || sl_copy_version(e) != s.version || sl_copy_tag(e) != pd->have_tag) {
-            /* our copy went away (or was replaced) meanwhile: ask again for the whole projection */
+            /* our copy went away (or was replaced) meanwhile: ask again for the representation */
             pd->have_version = 0;
             pd->have_tag = 0;
             ask(gw, pd);
@@ -169,7 +173,14 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     }
     sl_copies_count(gw->copies, 0);
     /* Replaces (or, when not found, drops) the copy this node held. */
-    sl_copy_t *e = sl_copies_put(gw->copies, d.id, d.idlen, body, len);
+    sl_copy_t *e = s.found ? sl_copies_put(gw->copies, d.id, d.idlen, rep, body, len) : NULL;
+    if (!s.found)
+        for (int r = 0; r < SL_REP_COUNT; r++) {
+            /* not (or no longer) public: no representation of it is kept */
+            sl_copy_t *old = sl_copies_find(gw->copies, d.id, d.idlen, (sl_rpc_rep_t)r);
+            if (old)
+                sl_copies_drop(gw->copies, old);
+        }
     if (!s.found)
         send_not_found(gw, req, d.route);
     else
@@ -179,8 +190,9 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
 static void ask(sl_gateway_t *gw, sl_pending_t *pd)
 {
     char buf[SL_RPC_SHARE_SMALL_MAX];
-    size_t n =
-        sl_rpc_share_request_encode(buf, sizeof(buf), pd->id, pd->idlen, pd->have_version, pd->have_tag);
+    size_t n = sl_rpc_share_request_encode(buf, sizeof(buf), pd->id, pd->idlen,
+                                           rep_of(pd->route, pd->gzip, pd->markdown), pd->have_version,
+                                           pd->have_tag);
     const char *m = sl_rpc_method_name(SL_M_GET_SHARE);
     sl_rpc_call(gw->rpc, m, strlen(m), NULL, 0, buf, n, on_share_reply, pd);
 }
@@ -200,7 +212,7 @@ void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const 
     pd->markdown = route == SL_ROUTE_SHARE_JSON && sl_gw_wants_markdown(req);
     memcpy(pd->id, id, idlen);
     pd->idlen = idlen;
-    sl_copy_t *e = sl_copies_find(gw->copies, id, idlen);
+    sl_copy_t *e = sl_copies_find(gw->copies, id, idlen, rep_of(route, pd->gzip, pd->markdown));
     pd->have_version = e ? sl_copy_version(e) : 0;
     pd->have_tag = e ? sl_copy_tag(e) : 0;
     ask(gw, pd);

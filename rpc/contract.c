@@ -99,16 +99,18 @@ uint64_t sl_rpc_etag_tag(const char *etag, size_t len)
     return x ? x : 1;
 }
 
-size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, uint64_t have_version,
-                                   uint64_t have_tag)
+size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, sl_rpc_rep_t rep,
+                                   uint64_t have_version, uint64_t have_tag)
 {
     fixbuf_t b = {buf, 0, cap, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, fixbuf_write);
     int have = have_version && have_tag;
-    msgpack_pack_map(&pk, have ? 3 : 1);
+    msgpack_pack_map(&pk, have ? 4 : 2);
     pack_key(&pk, "session_id");
     sl_rpc_pack_strn(&pk, id, idlen);
+    pack_key(&pk, "rep");
+    msgpack_pack_unsigned_int(&pk, (unsigned)rep < SL_REP_COUNT ? (unsigned)rep : 0);
     if (have) {
         pack_key(&pk, "have_version");
         msgpack_pack_uint64(&pk, have_version);
@@ -118,12 +120,19 @@ size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t
     return b.overflow ? 0 : b.len;
 }
 
-int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen,
+int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen, sl_rpc_rep_t *rep,
                                 uint64_t *have_version, uint64_t *have_tag)
 {
     char msg[8];
     if (sl_rpc_get_str(req, "session_id", 1, 64, id, idlen, msg, sizeof(msg)) != 1 ||
         !sl_rpc_id_valid(*id, *idlen))
+        return -1;
+    const msgpack_object *rp = sl_rpc_field(req, "rep");
+    if (rp == NULL)
+        *rep = SL_REP_JSON;
+    else if (rp->type == MSGPACK_OBJECT_POSITIVE_INTEGER && rp->via.u64 < SL_REP_COUNT)
+        *rep = (sl_rpc_rep_t)rp->via.u64;
+    else
         return -1;
     const msgpack_object *hv = sl_rpc_field(req, "have_version"), *ht = sl_rpc_field(req, "have_tag");
     *have_version = hv && hv->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? hv->via.u64 : 0;
@@ -153,7 +162,10 @@ void sl_rpc_share_pack(msgpack_packer *pk, const sl_rpc_share_t *s)
         msgpack_pack_uint64(pk, s->version);
         return;
     }
-    msgpack_pack_map(pk, 3 + SL_REP_COUNT);
+    unsigned reps = 0;
+    for (int r = 0; r < SL_REP_COUNT; r++)
+        reps += s->rep[r].ptr != NULL;
+    msgpack_pack_map(pk, 3 + reps);
     pack_key(pk, "found");
     msgpack_pack_true(pk);
     pack_key(pk, "version");
@@ -161,6 +173,8 @@ void sl_rpc_share_pack(msgpack_packer *pk, const sl_rpc_share_t *s)
     pack_key(pk, "etag");
     sl_rpc_pack_strn(pk, s->etag.ptr, s->etag.len);
     for (int r = 0; r < SL_REP_COUNT; r++) {
+        if (s->rep[r].ptr == NULL)
+            continue;
         pack_key(pk, rep_keys[r]);
         msgpack_pack_bin(pk, s->rep[r].len);
         msgpack_pack_bin_body(pk, s->rep[r].ptr, s->rep[r].len);
@@ -315,6 +329,11 @@ int sl_rpc_share_decode(const void *buf, size_t len, sl_rpc_share_t *out)
         return -1;
     if (out->unchanged)
         return 0;
-    /* A found answer is complete or it is not an answer: every representation and the etag. */
-    return have_etag && reps == SL_REP_COUNT ? 0 : -1;
+    /* A found answer carries its etag and exactly one representation (the one asked for). */
+    if (!have_etag || reps != 1)
+        return -1;
+    for (int rep = 0; rep < SL_REP_COUNT; rep++)
+        if (out->rep[rep].ptr != NULL)
+            out->which = (sl_rpc_rep_t)rep;
+    return 0;
 }

@@ -105,14 +105,16 @@ int sl_rpc_owner_path(const char *name, size_t len);
 
 /* ---- the contract: the public read, shareline.v1.Public/GetShare ----
  *
- * Request {"session_id": id, "have_version"?: V, "have_tag"?: T}: the version and content tag
- * (sl_rpc_etag_tag of its etag) of the projection the caller already holds (absent: none). Answer,
- * one of:
+ * Request {"session_id": id, "rep"?: R, "have_version"?: V, "have_tag"?: T}: the representation
+ * wanted (sl_rpc_rep_t, default JSON) and the version and content tag (sl_rpc_etag_tag of its
+ * etag) of the copy of that representation the caller already holds (absent: none). Answer, one of:
  *   {"found": false}                                    unknown, private, revoked, deleted
  *   {"found": true, "unchanged": true, "version": V}    the caller's copy is current
- *   {"found": true, "version": V, "etag": "<tag>", "json": bin, "json_gz": bin, "html": bin,
- *    "html_gz": bin, "md": bin, "md_gz": bin}           the projection (its representations)
- * The "found" answer is what Redis holds for a public session, stored and returned verbatim. */
+ *   {"found": true, "version": V, "etag": "<tag>", "<rep key>": bin}
+ *                                                       that one representation ("json", "json_gz",
+ *                                                       "html", "html_gz", "md" or "md_gz")
+ * Only what is served crosses: Redis holds the gzip forms as parts of one entry, read one at a time
+ * (cache.h), and a plain form is inflated by the core. */
 
 /* The representations of a projection, in their order in the answer. */
 typedef enum sl_rpc_rep {
@@ -139,7 +141,8 @@ typedef struct sl_rpc_share {
     int unchanged; /* found, and the caller's have_version is current: no representations */
     uint64_t version;
     sl_rpc_bytes_t etag;              /* without quotes or variant suffix */
-    sl_rpc_bytes_t rep[SL_REP_COUNT]; /* found and not unchanged */
+    sl_rpc_bytes_t rep[SL_REP_COUNT]; /* found and not unchanged: the one asked for (ptr != NULL) */
+    sl_rpc_rep_t which;               /* decoded: which one that is */
 } sl_rpc_share_t;
 
 /* Room for any request and for the not-found and unchanged answers. */
@@ -152,19 +155,20 @@ typedef struct sl_rpc_share {
 uint64_t sl_rpc_etag_tag(const char *etag, size_t len);
 /* Encodes a request into buf[0..cap); returns its length, 0 when cap is too small. have_version and
  * have_tag are sent only together (0: no copy). */
-size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, uint64_t have_version,
-                                   uint64_t have_tag);
-/* Reads a request: 0, or -1 when "session_id" is missing or not a possible id (sl_rpc_id_valid).
- * A request without a tag has no copy (*have_version = 0). */
-int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen,
+size_t sl_rpc_share_request_encode(char *buf, size_t cap, const char *id, size_t idlen, sl_rpc_rep_t rep,
+                                   uint64_t have_version, uint64_t have_tag);
+/* Reads a request: 0, or -1 when "session_id" is missing or not a possible id (sl_rpc_id_valid), or
+ * "rep" is not a representation. A request without a tag has no copy (*have_version = 0). */
+int sl_rpc_share_request_decode(const msgpack_object *req, const char **id, size_t *idlen, sl_rpc_rep_t *rep,
                                 uint64_t *have_version, uint64_t *have_tag);
 
-/* Packs an answer (found: the whole projection; !found; unchanged: the short form). */
+/* Packs an answer (found: the representations whose ptr is set, one for GetShare; !found;
+ * unchanged: the short form). */
 void sl_rpc_share_pack(msgpack_packer *pk, const sl_rpc_share_t *s);
 /* The same into buf[0..cap); returns the length, 0 when cap is too small. */
 size_t sl_rpc_share_encode(char *buf, size_t cap, const sl_rpc_share_t *s);
 /* Decodes an answer without allocating. Returns 0, or -1 when it is malformed or a "found" answer
- * lacks its version, etag or any representation. */
+ * lacks its version or etag, or does not carry exactly one representation. */
 int sl_rpc_share_decode(const void *buf, size_t len, sl_rpc_share_t *out);
 
 /* ---- server: method table and calls ---- */

@@ -75,7 +75,9 @@ if ! alive "$dir/mariadb.pid"; then
             || { echo "mariadb-install-db failed; see $dir/mariadb-install.log" >&2; exit 1; }
     fi
     user_opt=(); [ "$(id -u)" = 0 ] && user_opt=(--user=root)
-    nohup mariadbd --no-defaults --datadir="$dir/mariadb" --socket="$sock" --port="$mariadb_port" \
+    # its own temporary directory: internal temporary tables never meet another program's /tmp cleaning
+    mkdir -p "$dir/tmp"
+    nohup mariadbd --no-defaults --datadir="$dir/mariadb" --tmpdir="$dir/tmp" --socket="$sock" --port="$mariadb_port" \
         --bind-address=127.0.0.1 --skip-log-bin --innodb-buffer-pool-size=128M --innodb-log-file-size=8M \
         --pid-file="$dir/mariadb.pid" --log-error="$dir/mariadb.err" --max-connections=500 --max-allowed-packet=256M \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci "${user_opt[@]}" \

@@ -70,7 +70,7 @@ void sl_cache__fail(cmd_t *k, sl_cache_status_t status, const char *error);
 void sl_cache__trust_check(sl_cache_t *c);
 void sl_cache__trust_connected(sl_cache_t *c);
 /* Parses a projection value (or, for HEAD, its first bytes) into pr (proj.c). */
-void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r);
+void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r, int head_only);
 /* A refused mark or publish answers "P<v>", "T<v>" or "M<v>": what holds the key. 0, or -1 when s is
  * not that. */
 int sl_cache__parse_refusal(sl_proj_reply_t *pr, const char *s, size_t len);

@@ -52,24 +52,24 @@ sl_store_result_t *sl_await_exec(sl_store_conn_t *c, const char *sql, const sl_s
 sl_store_result_t *sl_await_query(sl_store_t *s, const char *sql, const sl_store_value_t *params, size_t n,
                                   sl_store_error_t *err);
 
-/* A projection reply whose payload (if any) was copied: free `payload` with free(). */
+/* A projection reply whose part and meta (if any) were copied: free `payload` with free(). */
 typedef struct sl_proj_result {
     sl_proj_reply_t r;
     void *payload;
 } sl_proj_result_t;
 
-void sl_await_proj_get(sl_cache_t *c, const char *id, size_t idlen, sl_proj_result_t *out);
+void sl_await_proj_get(sl_cache_t *c, const char *id, size_t idlen, unsigned part, sl_proj_result_t *out);
 /* kind and version only (the payload is not read) */
 void sl_await_proj_head(sl_cache_t *c, const char *id, size_t idlen, sl_proj_reply_t *out);
 void sl_await_proj_lease(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, unsigned ttl_ms,
                          sl_proj_reply_t *out);
 void sl_await_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, uint64_t tag, const void *payload, size_t len,
+                        uint64_t version, uint64_t tag, const sl_proj_content_t *content,
                         sl_proj_reply_t *out);
 void sl_await_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
                         sl_proj_reply_t *out);
 void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
-                           uint64_t tag, const void *payload, size_t len, sl_proj_reply_t *out);
+                           uint64_t tag, const sl_proj_content_t *content, sl_proj_reply_t *out);
 void sl_await_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version,
                           sl_proj_reply_t *out);
 void sl_await_sleep(uv_loop_t *loop, unsigned ms);

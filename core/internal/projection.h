@@ -6,21 +6,47 @@
 
 /* ---- the projection (projection.c) ---- */
 
-/* A built projection: the payload stored in Redis (msgpack map, see core.h), malloc'd. */
+/* A built projection: every representation (malloc'd), its ETag and content tag. Redis stores only
+ * the three gzip forms (stored parts, below) and the meta text "<etag> <json len> <html len> <md
+ * len>"; the plain forms are inflated from them when asked for (sl_gunzip). */
 typedef struct sl_projection {
     int found; /* 0: the session is not visible (TOMB) */
     uint64_t version;
     uint64_t tag; /* sl_rpc_etag_tag of its etag (found only) */
-    char *payload;
-    size_t len;
+    char etag[64];
+    size_t etag_len;
+    char *rep[SL_REP_COUNT];
+    size_t rep_len[SL_REP_COUNT];
+    size_t len; /* bytes stored in Redis: the three gzip forms (the size cap applies to it) */
 } sl_projection_t;
+
+/* The Redis part holding a representation (its gzip form): 0 JSON, 1 HTML, 2 Markdown. */
+#define SL_PART_OF(rep) ((unsigned)(rep) / 2)
+/* 1 when rep is a gzip form (served from the part as stored). */
+#define SL_REP_IS_GZ(rep) ((unsigned)(rep) % 2 == 1)
+
+/* The content stored in Redis for p (found): parts point into p; meta written into metabuf. */
+void sl_projection_content(const sl_projection_t *p, sl_proj_content_t *ct, char metabuf[SL_PROJ_META_MAX]);
+
+/* What a stored PUBLIC entry's meta says: the etag and the plain length of each part. 0, or -1 when
+ * malformed. */
+typedef struct sl_stored_meta {
+    const char *etag;
+    size_t etag_len;
+    size_t plain_len[3];
+} sl_stored_meta_t;
+int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out);
+
+/* Inflates a gzip member of exactly `plain_len` bytes into a new buffer (*out, malloc'd). 0, or -1
+ * when it is not a gzip stream of that length. */
+int sl_gunzip(const void *in, size_t len, size_t plain_len, char **out);
 
 /* Which rows a projection is built from: the public views (public account, or inside an owner
  * transaction) or the viewer views (preview: the same filtering minus "is public"). */
 typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
 
-/* The largest projection (all its representations, as stored in Redis and kept by the gateway,
- * whose copies hold up to a quarter of their 64 MiB). */
+/* The largest projection: its three gzip forms as stored in Redis, and each plain representation
+ * (what a node inflates and keeps). */
 #define SL_MAX_PUBLIC_BYTES (16u << 20)
 
 /* Reads the rows (one statement, so one consistent snapshot) and builds the projection, off the

@@ -120,26 +120,36 @@ typedef struct sl_copy sl_copy_t;
 #define SL_REP_TAG_MAX 100
 size_t sl_rep_tag(const sl_rpc_share_t *s, sl_rpc_rep_t rep, char out[SL_REP_TAG_MAX]);
 
+/* Copies of at most max_bytes (bodies and bookkeeping), admitted and evicted by S3-FIFO. */
 int sl_copies_open(struct sl_copies **out, size_t max_bytes);
 void sl_copies_close(struct sl_copies *c);
-/* The copy of id, or NULL. */
-sl_copy_t *sl_copies_find(struct sl_copies *c, const char *id, size_t idlen);
-/* The version of a copy (0 while unknown), and its content tag (sl_rpc_etag_tag of its etag). */
+/* The copy of representation rep of session id, or NULL. */
+sl_copy_t *sl_copies_find(struct sl_copies *c, const char *id, size_t idlen, sl_rpc_rep_t rep);
+/* The version of a copy, and its content tag (sl_rpc_etag_tag of its etag). */
 uint64_t sl_copy_version(const sl_copy_t *e);
 uint64_t sl_copy_tag(const sl_copy_t *e);
-/* Marks e as just used (a hit). */
+/* Counts a hit of e (its frequency, for eviction). */
 void sl_copies_touch(struct sl_copies *c, sl_copy_t *e);
-/* Stores a copy of a GetShare answer for id (replacing any older one) when it is a complete
- * "found" projection small enough to keep; returns it, or NULL (nothing kept). */
-sl_copy_t *sl_copies_put(struct sl_copies *c, const char *id, size_t idlen, const void *body, size_t len);
-/* The body and strong ETag ("<etag>-<j|m|h>[z]", quoted) of one representation of a copy. */
-void sl_copy_rep(const sl_copy_t *e, sl_rpc_rep_t rep, const char **body, size_t *len, const char **tag,
-                 size_t *taglen);
-/* Sends rep of e as the final body of req without copying it: e stays alive until the request's
- * pool is cleared, even if it is replaced meanwhile. Status and headers must be set. */
-void sl_copy_send(sl_copy_t *e, h2o_req_t *req, sl_rpc_rep_t rep);
+/* Stores a copy of a GetShare answer for (id, rep), replacing any older one, when it is a "found"
+ * answer of that representation small enough to keep (a quarter of the budget); returns it, or NULL
+ * (nothing kept). May evict others. */
+sl_copy_t *sl_copies_put(struct sl_copies *c, const char *id, size_t idlen, sl_rpc_rep_t rep,
+                         const void *body, size_t len);
+/* Forgets e (freed once no answer is being sent from it). */
+void sl_copies_drop(struct sl_copies *c, sl_copy_t *e);
+/* The body and strong ETag ("<etag>-<j|m|h>[z]", quoted) of a copy. */
+void sl_copy_rep(const sl_copy_t *e, const char **body, size_t *len, const char **tag, size_t *taglen);
+/* Sends e as the final body of req without copying it: e stays alive until the request's pool is
+ * cleared, even if it is replaced or evicted meanwhile. Status and headers must be set. */
+void sl_copy_send(sl_copy_t *e, h2o_req_t *req);
 /* The metrics of the copies. */
-void sl_copies_stats(const struct sl_copies *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
+typedef struct sl_copies_stats {
+    uint64_t hits, misses;   /* answers from a confirmed copy / from a new answer */
+    size_t bytes, max_bytes; /* held now / budget */
+    size_t entries, main_bytes;
+    uint64_t admitted_main, evicted;
+} sl_copies_stats_t;
+void sl_copies_stats(const struct sl_copies *c, sl_copies_stats_t *out);
 void sl_copies_count(struct sl_copies *c, int hit);
 
 #endif

@@ -61,6 +61,7 @@ typedef struct outcome {
     sl_proj_reply_t proj;
     sl_cache_reply_t gen;
     char payload[256];
+    char meta[256];
     char str[256];
     uint64_t at; /* uv_now() when the callback ran */
     uv_loop_t *loop;
@@ -81,7 +82,12 @@ static void on_proj(const sl_proj_reply_t *r, void *data)
         memcpy(o->payload, r->payload, r->len);
         o->payload[r->len] = 0;
     }
+    if (r->meta && r->meta_len < sizeof(o->meta)) {
+        memcpy(o->meta, r->meta, r->meta_len);
+        o->meta[r->meta_len] = 0;
+    }
     o->proj.payload = NULL;
+    o->proj.meta = NULL;
     o->proj.error = NULL;
 }
 
@@ -166,10 +172,42 @@ static long long key_ttl(sl_cache_t *c, uv_loop_t *loop, const char *what, const
     return o.gen.integer;
 }
 
+/* The content the helpers write: the test's text as part 0, "<text>/1" as part 1, meta
+ * "meta <length of the text>". */
+typedef struct content {
+    sl_proj_content_t ct;
+    char meta[64], second[64];
+} content_t;
+
+static const sl_proj_content_t *content(content_t *k, const char *p)
+{
+    if (p == NULL)
+        return NULL;
+    memset(k, 0, sizeof(*k));
+    snprintf(k->meta, sizeof(k->meta), "meta %zu", strlen(p));
+    snprintf(k->second, sizeof(k->second), "%s/1", p);
+    k->ct.meta = k->meta;
+    k->ct.meta_len = strlen(k->meta);
+    k->ct.nparts = 2;
+    k->ct.part[0] = p;
+    k->ct.len[0] = strlen(p);
+    k->ct.part[1] = k->second;
+    k->ct.len[1] = strlen(k->second);
+    return &k->ct;
+}
+
+static outcome_t get_part(sl_cache_t *c, uv_loop_t *loop, const char *id, unsigned part)
+{
+    outcome_t o = {0};
+    sl_cache_proj_get(c, id, strlen(id), part, on_proj, &o);
+    wait_for(loop, &o);
+    return o;
+}
+
 static outcome_t get(sl_cache_t *c, uv_loop_t *loop, const char *id)
 {
     outcome_t o = {0};
-    sl_cache_proj_get(c, id, strlen(id), on_proj, &o);
+    sl_cache_proj_get(c, id, strlen(id), 0, on_proj, &o);
     wait_for(loop, &o);
     return o;
 }
@@ -186,7 +224,8 @@ static int publish(sl_cache_t *c, uv_loop_t *loop, const char *id, sl_proj_kind_
                    const char *p)
 {
     outcome_t o = {0};
-    sl_cache_proj_publish(c, id, strlen(id), kind, v, v * 31 + 7, p, p ? strlen(p) : 0, on_proj, &o);
+    content_t k;
+    sl_cache_proj_publish(c, id, strlen(id), kind, v, v * 31 + 7, content(&k, p), on_proj, &o);
     wait_for(loop, &o);
     assert_int_equal(o.proj.status, SL_CACHE_OK);
     return o.proj.stored;
@@ -214,7 +253,8 @@ static int fill(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t token, 
                 uint64_t v, const char *p)
 {
     outcome_t o = {0};
-    sl_cache_proj_fill(c, id, strlen(id), token, kind, v, v * 31 + 7, p, p ? strlen(p) : 0, on_proj, &o);
+    content_t k;
+    sl_cache_proj_fill(c, id, strlen(id), token, kind, v, v * 31 + 7, content(&k, p), on_proj, &o);
     wait_for(loop, &o);
     assert_int_equal(o.proj.status, SL_CACHE_OK);
     return o.proj.stored;
@@ -351,6 +391,22 @@ static void test_projection_rules(void **state)
     assert_int_equal(o.proj.version, 3);
     assert_string_equal(o.payload, "doc v3\nwith newline");
     assert_int_equal(o.proj.len, strlen("doc v3\nwith newline"));
+    assert_string_equal(o.meta, "meta 19");
+    /* one part at a time: the second alone, then one the entry does not have */
+    o = get_part(c, &loop, id, 1);
+    assert_int_equal(o.proj.status, SL_CACHE_OK);
+    assert_int_equal(o.proj.kind, SL_PROJ_PUBLIC);
+    assert_string_equal(o.payload, "doc v3\nwith newline/1");
+    assert_int_equal(o.proj.len, strlen("doc v3\nwith newline/1"));
+    assert_int_equal(o.proj.tag, 3 * 31 + 7);
+    o = get_part(c, &loop, id, 2);
+    assert_int_equal(o.proj.status, SL_CACHE_E_REPLY);
+    /* the head read gives version and tag without the parts */
+    o = head(c, &loop, id);
+    assert_int_equal(o.proj.kind, SL_PROJ_PUBLIC);
+    assert_int_equal(o.proj.version, 3);
+    assert_int_equal(o.proj.tag, 3 * 31 + 7);
+    assert_int_equal(o.proj.len, 0);
     long long ttl = key_ttl(c, &loop, "TTL", id);
     assert_true(ttl > 86000 && ttl <= 86400);
     /* a fill after the lease is gone is refused */
@@ -441,18 +497,27 @@ static void test_projection_rules(void **state)
 
     /* only PUBLIC/TOMB can be written; the error comes later, from the loop */
     o = (outcome_t){0};
-    sl_cache_proj_publish(c, "s7", 2, SL_PROJ_LEASE, 1, 0, NULL, 0, on_proj, &o);
+    sl_cache_proj_publish(c, "s7", 2, SL_PROJ_LEASE, 1, 0, NULL, on_proj, &o);
     wait_for(&loop, &o);
     assert_int_equal(o.proj.status, SL_CACHE_E_REPLY);
     o = (outcome_t){0};
-    sl_cache_proj_fill(c, "s7", 2, 1, SL_PROJ_MARK, 1, 0, NULL, 0, on_proj, &o);
+    sl_cache_proj_fill(c, "s7", 2, 1, SL_PROJ_MARK, 1, 0, NULL, on_proj, &o);
     wait_for(&loop, &o);
     assert_int_equal(o.proj.status, SL_CACHE_E_REPLY);
 
     /* a value that is not ours is reported, not misread */
     char key[96];
     snprintf(key, sizeof(key), "%sp:junk", prefix);
-    const char *junk[] = {"T99999999999999999999999", "P12", "X1", "M", "L12a", "Pnotanumber"};
+    const char *junk[] = {"T99999999999999999999999",
+                          "P12",
+                          "X1",
+                          "M",
+                          "L12a",
+                          "Pnotanumber",
+                          "P0 0000000000000001 9 1 m\nx",
+                          "P0 00000000000000zz 1 1 m\nx",
+                          "P0 0000000000000001 1\nx",
+                          "P0 0000000000000001\nx"};
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
         const char *set[] = {"SET", key, junk[i]};
         cmd(c, &loop, 3, set);
@@ -595,13 +660,13 @@ static void test_trust(void **state)
     assert_int_equal(o.proj.kind, SL_PROJ_PUBLIC);
     assert_int_equal(o.proj.version, 7);
     o = (outcome_t){0};
-    sl_cache_proj_publish(c, "t1", 2, SL_PROJ_TOMB, 7, 0, NULL, 0, on_proj, &o);
+    sl_cache_proj_publish(c, "t1", 2, SL_PROJ_TOMB, 7, 0, NULL, on_proj, &o);
     wait_for(&loop, &o);
     assert_int_equal(o.proj.stored, 0);
     assert_int_equal(o.proj.version, 7);
     /* the marker goes: within a check or two the entry is gone and trust is back */
     char mk[96];
-    snprintf(mk, sizeof(mk), "%strusted", prefix);
+    snprintf(mk, sizeof(mk), "%strusted:2", prefix);
     const char *del[] = {"DEL", mk};
     assert_int_equal(cmd(c, &loop, 2, del).gen.integer, 1);
     pump(&loop, 400);
@@ -624,14 +689,14 @@ static void test_refused_is_reported(void **state)
     sl_cache_t *c;
     assert_int_equal(sl_cache_open(&c, &loop, &cfg), 0);
     outcome_t o = {0};
-    sl_cache_proj_get(c, "x", 1, on_proj, &o); /* still connecting: fails, but never inside the call */
+    sl_cache_proj_get(c, "x", 1, 0, on_proj, &o); /* still connecting: fails, but never inside the call */
     wait_for(&loop, &o);
     assert_int_equal(o.proj.status, SL_CACHE_E_DOWN);
     pump(&loop, 300);
     assert_false(sl_cache_connected(c));
     o = (outcome_t){.loop = &loop};
     uint64_t t0 = uv_now(&loop);
-    sl_cache_proj_get(c, "x", 1, on_proj, &o);
+    sl_cache_proj_get(c, "x", 1, 0, on_proj, &o);
     wait_for(&loop, &o);
     assert_int_equal(o.proj.status, SL_CACHE_E_DOWN);
     assert_true(o.at - t0 < 100); /* promptly: no waiting for a timeout */
@@ -689,7 +754,7 @@ static void test_timeout_and_reconnect(void **state)
     outcome_t a = {.loop = &loop}, b = {.loop = &loop};
     uv_update_time(&loop);
     uint64_t t0 = uv_now(&loop);
-    sl_cache_proj_get(c, "r", 1, on_proj, &a);
+    sl_cache_proj_get(c, "r", 1, 0, on_proj, &a);
     a.returned = 1;
     pump(&loop, 150);
     const char *ping[] = {"PING"};
@@ -801,7 +866,7 @@ static void on_proj_close(const sl_proj_reply_t *r, void *data)
     on_proj(r, &k->o);
     sl_cache_close(k->c); /* closing from inside a callback is allowed */
     sl_cache_close(k->c); /* and twice is harmless */
-    sl_cache_proj_get(k->c, "p", 1, on_proj, &k->after);
+    sl_cache_proj_get(k->c, "p", 1, 0, on_proj, &k->after);
     k->after.returned = 1;
 }
 
@@ -811,8 +876,8 @@ static void test_close_with_pending(void **state)
     uv_loop_t loop;
     sl_cache_t *c = open_service(&loop);
     outcome_t a = {0}, b = {0};
-    sl_cache_proj_get(c, "p", 1, on_proj, &a);
-    sl_cache_proj_get(c, "p", 1, on_proj, &b);
+    sl_cache_proj_get(c, "p", 1, 0, on_proj, &a);
+    sl_cache_proj_get(c, "p", 1, 0, on_proj, &b);
     a.returned = b.returned = 1;
     sl_cache_close(c);
     assert_int_equal(a.called + b.called, 0); /* E_CLOSED comes later, from the loop */
@@ -827,8 +892,8 @@ static void test_close_with_pending(void **state)
     c = open_service(&loop);
     closer_t k = {.c = c};
     outcome_t d = {0};
-    sl_cache_proj_get(c, "p", 1, on_proj_close, &k);
-    sl_cache_proj_get(c, "p", 1, on_proj, &d);
+    sl_cache_proj_get(c, "p", 1, 0, on_proj_close, &k);
+    sl_cache_proj_get(c, "p", 1, 0, on_proj, &d);
     k.o.returned = d.returned = 1;
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(k.o.called, 1);

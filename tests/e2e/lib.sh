@@ -147,3 +147,23 @@ wait_coherent() {
     done
     return 1
 }
+# entry_text KEY [PORT] -> what a Redis projection entry holds, readable: its head line, then each
+# stored part inflated (the parts are the gzip forms of JSON, HTML and Markdown; cache/cache.h)
+entry_text() {
+    local f="$WORK/entry.raw" head n off len i
+    redis-cli -h 127.0.0.1 -p "${2:-$SHARELINE_REDIS_PORT}" --no-auth-warning --raw GET "$1" >"$f"
+    head=$(head -n 1 "$f")
+    echo "$head"
+    [ "${head:0:1}" = P ] || return 0
+    set -- $head
+    n=$3
+    off=$((${#head} + 1))
+    shift 3
+    for ((i = 0; i < n; i++)); do
+        len=$1
+        shift
+        tail -c +$((off + 1)) "$f" | head -c "$len" | gzip -dc 2>/dev/null
+        echo
+        off=$((off + len))
+    done
+}

@@ -146,7 +146,7 @@ cp "$WORK/snapshot.rdb" "$RDB"
 check "Redis restarted from the snapshot" grep -q "DB loaded from disk" <(tail -n 5 "$SL_TEST_VAR/redis.log")
 # first look, before any node had a chance: the snapshot really holds the old projection (or the
 # nodes already emptied it; either way no viewer may see it)
-old=$(rcli --raw GET "${SHARELINE_REDIS_PREFIX}p:$R" | grep -c "CANARY-R-$$")
+old=$(entry_text "${SHARELINE_REDIS_PREFIX}p:$R" | grep -c "CANARY-R-$$")
 echo "     the restarted Redis held the old projection: $([ "$old" -gt 0 ] && echo yes || echo "already emptied")"
 leaks=0
 for _ in $(seq 1 30); do # 3 s of reads on both nodes, from the first moment
@@ -158,8 +158,8 @@ for _ in $(seq 1 30); do # 3 s of reads on both nodes, from the first moment
 done
 check "after the restart from the snapshot, the old projection was never served (0 of 120 reads)" eq "$leaks" 0
 served_nowhere "R: hidden after the restart, on both nodes" "$R" "CANARY-R-$$"
-check "the old projection is gone from Redis" bash -c '! redis-cli -p "$1" --raw GET "$2" | grep -qF "$3"' _ \
-    "$SHARELINE_REDIS_PORT" "${SHARELINE_REDIS_PREFIX}p:$R" "CANARY-R-$$"
+check "the old projection is gone from Redis" bash -c '! grep -qF "$1" <<<"$2"' _ "CANARY-R-$$" \
+    "$(entry_text "${SHARELINE_REDIS_PREFIX}p:$R")"
 check "node A emptied the untrusted Redis or saw it emptied" test "$(metric shareline_cache_trust_lost_total)" -ge 1
 echo "     trust flushes on A: $(( $(metric shareline_cache_trust_flushes_total) - flushes0 ))"
 check "node B serves R again from the cache" bash -c 'for _ in $(seq 1 50); do [ "$(curl -s -o /dev/null -w "%{http_code}" "$1/readyz")" = 200 ] && exit 0; sleep 0.1; done; exit 1' _ "$B_URL"

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <stdlib.h>
 
+#include <msgpack.h>
+
 #include "rpc/rpc.h"
 
 /* msgpack byte literals are laid out by message structure, one message a line: */
@@ -163,6 +165,59 @@ static void test_codes(void **state)
 
 /* clang-format on */
 
+/* GetShare: one representation asked for, one answered. */
+static void test_share_contract(void **state)
+{
+    (void)state;
+    char buf[SL_RPC_SHARE_SMALL_MAX];
+    size_t n = sl_rpc_share_request_encode(buf, sizeof(buf), "abc", 3, SL_REP_HTML_GZ, 7, 99);
+    assert_true(n > 0);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    const char *id;
+    size_t idlen;
+    sl_rpc_rep_t rep;
+    uint64_t hv, ht;
+    assert_int_equal(sl_rpc_share_request_decode(&u.data, &id, &idlen, &rep, &hv, &ht), 0);
+    assert_int_equal(idlen, 3);
+    assert_int_equal(rep, SL_REP_HTML_GZ);
+    assert_int_equal(hv, 7);
+    assert_int_equal(ht, 99);
+    msgpack_unpacked_destroy(&u);
+    /* a representation that does not exist is refused */
+    static const char bad_rep[] = "\x82\xaa"
+                                  "session_id"
+                                  "\xa3"
+                                  "abc"
+                                  "\xa3"
+                                  "rep"
+                                  "\x06";
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, bad_rep, sizeof(bad_rep) - 1, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(sl_rpc_share_request_decode(&u.data, &id, &idlen, &rep, &hv, &ht), -1);
+    msgpack_unpacked_destroy(&u);
+
+    /* a found answer carries exactly one representation */
+    char out[512];
+    sl_rpc_share_t s = {.found = 1, .version = 5, .etag = {"v5-ab", 5}};
+    s.rep[SL_REP_MD] = (sl_rpc_bytes_t){"# md", 4};
+    n = sl_rpc_share_encode(out, sizeof(out), &s);
+    assert_true(n > 0);
+    sl_rpc_share_t d;
+    assert_int_equal(sl_rpc_share_decode(out, n, &d), 0);
+    assert_int_equal(d.which, SL_REP_MD);
+    assert_int_equal(d.rep[SL_REP_MD].len, 4);
+    assert_memory_equal(d.rep[SL_REP_MD].ptr, "# md", 4);
+    assert_int_equal(d.version, 5);
+    s.rep[SL_REP_JSON] = (sl_rpc_bytes_t){"{}", 2};
+    n = sl_rpc_share_encode(out, sizeof(out), &s);
+    assert_int_equal(sl_rpc_share_decode(out, n, &d), -1); /* two */
+    memset(s.rep, 0, sizeof(s.rep));
+    n = sl_rpc_share_encode(out, sizeof(out), &s);
+    assert_int_equal(sl_rpc_share_decode(out, n, &d), -1); /* none */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_json_rejects),
         cmocka_unit_test(test_bin_to_json_base64),
         cmocka_unit_test(test_codes),
+        cmocka_unit_test(test_share_contract),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

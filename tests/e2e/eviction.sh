@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Redis under maxmemory (README "Redis memory"): with the documented policy (volatile-lru) Redis
+# evicts projection entries, never the coherence and trust keys, and an evicted entry is a miss
+# (rebuilt from MariaDB), never a stale hit. 30 public sessions of ~20 KB of incompressible text,
+# each with a canary exchange, in a Redis capped below what they need; the canary is hidden in
+# every other session; every representation of every session then shows exactly what MariaDB says.
+source "$(dirname "$0")/lib.sh"
+rcli() { redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning "$@"; }
+before_finish() { rcli CONFIG SET maxmemory 0 >/dev/null; rcli CONFIG SET maxmemory-policy noeviction >/dev/null; }
+export SHARELINE_NODE_MEMORY=0 # every GET asks Redis: the entries themselves are under test
+setup_server evictor
+P="${SHARELINE_REDIS_PREFIX}"
+
+N=30
+declare -A CANARY_EID
+for i in $(seq 1 $N); do
+    sid="ev-$$-$i"
+    sync_fixture "$TOKEN" "$SL_SOURCE_DIR/tests/fixtures/demo-session.md" "$sid" >/dev/null
+    filler=$(head -c 15000 /dev/urandom | base64 -w0)
+    out=$(rpc "$TOKEN" AppendExchanges "{\"session_id\":\"$sid\",\"exchanges\":[{\"prompt\":\"canary EVC-$$-$i\",\"response\":\"$filler\"}]}")
+    CANARY_EID[$i]=$(jq -r '.exchange_ids[0]' <<<"$out")
+    rpc "$TOKEN" SetVisibility "{\"session_id\":\"$sid\",\"public\":true}" >/dev/null
+done
+check "$N public sessions with a canary exchange each" eq "$(status)" 200
+
+# the keys without a TTL (the trust marker; the node lease set when node memory is on): volatile-lru
+# may not evict them
+persistent=$(rcli --scan --pattern "${P}*" | while read -r k; do [ "$(rcli TTL "$k")" = -1 ] && echo "$k"; done)
+# cap Redis below what it holds now: the 30 entries (~45 KB each) cannot all stay
+used=$(rcli INFO memory | awk -F: '/^used_memory:/ {print $2+0}')
+rcli CONFIG SET maxmemory-policy volatile-lru >/dev/null
+rcli CONFIG SET maxmemory $((used - 700000)) >/dev/null
+ev0=$(rcli INFO stats | awk -F: '/^evicted_keys:/ {print $2+0}')
+
+# every representation of every session, twice over (fills, evictions, refills)
+read_all() {
+    local i sid
+    for i in $(seq 1 $N); do
+        sid="ev-$$-$i"
+        curl -sS --http2-prior-knowledge -o "$WORK/r.$i.json" "$URL/api/v1/share/$sid"
+        curl -sS --http2-prior-knowledge -H 'Accept-Encoding: gzip' "$URL/api/v1/share/$sid" | gzip -dc >"$WORK/r.$i.jz"
+        curl -sS --http2-prior-knowledge -o "$WORK/r.$i.html" "$URL/share/$sid"
+        curl -sS --http2-prior-knowledge -H 'Accept: text/markdown' -o "$WORK/r.$i.md" "$URL/api/v1/share/$sid"
+    done
+}
+read_all
+read_all
+ev1=$(rcli INFO stats | awk -F: '/^evicted_keys:/ {print $2+0}')
+check "Redis evicted projection entries ($((ev1 - ev0)))" test "$((ev1 - ev0))" -gt 0
+check "the trust marker was not evicted" test "$(rcli EXISTS "${P}trusted:2")" = 1
+check "no key without a TTL was evicted ($(wc -w <<<"$persistent") of them)" \
+    bash -c 'for k in $1; do [ "$(redis-cli -p "$2" EXISTS "$k")" = 1 ] || exit 1; done' _ "$persistent" "$SHARELINE_REDIS_PORT"
+
+# hide the canary in every other session; each answer is checked right after its call returned
+leaks=0 wrong=0
+for i in $(seq 1 $N); do
+    [ $((i % 2)) -eq 0 ] || continue
+    rpc "$TOKEN" SetExchangesHidden "{\"session_id\":\"ev-$$-$i\",\"exchange_ids\":[${CANARY_EID[$i]}],\"hidden\":true}" >/dev/null
+    [ "$(status)" = 200 ] || wrong=$((wrong + 1))
+    for h in "" "Accept: text/markdown"; do
+        curl -sS --http2-prior-knowledge ${h:+-H "$h"} "$URL/api/v1/share/ev-$$-$i" | grep -qF "EVC-$$-$i" && leaks=$((leaks + 1))
+    done
+    curl -sS --http2-prior-knowledge "$URL/share/ev-$$-$i" | grep -qF "EVC-$$-$i" && leaks=$((leaks + 1))
+done
+check "every hide answered 200" eq "$wrong" 0
+check "no hidden canary served right after its hide" eq "$leaks" 0
+read_all
+read_all
+stale=0 missing=0
+for i in $(seq 1 $N); do
+    for f in json jz html md; do
+        if [ $((i % 2)) -eq 0 ]; then
+            grep -qF "EVC-$$-$i" "$WORK/r.$i.$f" && stale=$((stale + 1))
+        else
+            grep -qF "EVC-$$-$i" "$WORK/r.$i.$f" || missing=$((missing + 1))
+        fi
+    done
+done
+ev2=$(rcli INFO stats | awk -F: '/^evicted_keys:/ {print $2+0}')
+check "evictions went on while reading ($((ev2 - ev1)) more)" test "$((ev2 - ev1))" -gt 0
+check "no hidden canary in any representation (stale hits: 0)" eq "$stale" 0
+check "every visible canary in every representation (misses rebuilt)" eq "$missing" 0
+check "the JSON documents are whole" bash -c 'for f in "$@"; do jq -e .exchanges "$f" >/dev/null || exit 1; done' _ "$WORK"/r.*.json
