@@ -33,6 +33,10 @@ sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELIN
     -p"$SHARELINE_DB_PASSWORD" "$SHARELINE_DB_NAME" -N -B "$@"; }
 rcli() { redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning "$@"; }
 
+# room in Redis for every entry (about 1x the JSON, bounded above by 20 KB a session here) — the
+# local services cap Redis at 512 MB (volatile-lru): the long tail would be evicted and rebuilt
+old_maxmemory=$(rcli CONFIG GET maxmemory | tail -1)
+rcli CONFIG SET maxmemory $(( (512 << 20) + max * 20480 )) >/dev/null
 node=""
 stop_node() { [ -n "$node" ] && { kill "$node" 2>/dev/null; wait "$node" 2>/dev/null || true; }; node=""; }
 start_node() { # budget-bytes
@@ -47,13 +51,13 @@ start_node() { # budget-bytes
     done
 }
 ref_pid=""
-trap 'stop_node; [ -n "$ref_pid" ] && kill "$ref_pid" 2>/dev/null; true' EXIT
+trap 'stop_node; [ -n "$ref_pid" ] && kill "$ref_pid" 2>/dev/null; rcli CONFIG SET maxmemory "$old_maxmemory" >/dev/null; true' EXIT
 
 # ---- templates through the RPCs, then the bulk copies ----
 start_node $((256 << 20))
 rpc() { curl -sS --http2-prior-knowledge -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
         --data-binary @- "$url/rpc/shareline.v1.Sessions/$1"; }
-fixtures="codex-cli-v21 gemini-cli-v21 cursor-ide-v21 claude-code-v21"
+fixtures="codex-cli-v21 gemini-cli-v21 cursor-ide-v21 cursor-cli-v21"
 k=0
 for f in $fixtures; do
     jq -n --rawfile md "$root/tests/fixtures/specstory/$f.md" --arg id "many-tpl-$k" \
@@ -82,18 +86,19 @@ if [ "$have" -lt "$max" ]; then
 fi
 seeded_s=$(( $(date +%s) - t0 ))
 
-# ---- warm Redis: one read of every id (each rebuilds once), kept as the reference files ----
+# ---- warm Redis: one read of every id (each rebuilds once), kept as the reference files. HTTP/1.1
+# connections in parallel: curl 7.88 fails multiplexed prior-knowledge HTTP/2 transfers (h2o too) ----
 seq 1 "$max" | sed "s|^|/api/v1/share/many-|" >"$work/all.paths"
 t0=$(date +%s)
 if [ "$(find "$refdir" -maxdepth 1 -name 'many-*' | wc -l)" -lt "$max" ]; then
     awk -v u="$url" -v d="$refdir" '{ id = $0; sub("^/api/v1/share/", "", id)
         printf "url = \"%s%s\"\noutput = \"%s/%s\"\n", u, $0, d, id }' "$work/all.paths" >"$work/curl.cfg"
-    taskset -c 1 curl -sS --http2-prior-knowledge -Z --parallel-max 32 -w '%{http_code}\n' -K "$work/curl.cfg" \
+    taskset -c 1 curl -sS --no-progress-meter -Z --parallel-max 32 -w '%{http_code}\n' -K "$work/curl.cfg" \
         >"$work/warm.codes" || true
 else
     # files from an earlier run: read every id once all the same (Redis was emptied with its services)
     awk -v u="$url" '{ printf "url = \"%s%s\"\noutput = \"/dev/null\"\n", u, $0 }' "$work/all.paths" >"$work/curl.cfg"
-    taskset -c 1 curl -sS --http2-prior-knowledge -Z --parallel-max 32 -w '%{http_code}\n' -K "$work/curl.cfg" \
+    taskset -c 1 curl -sS --no-progress-meter -Z --parallel-max 32 -w '%{http_code}\n' -K "$work/curl.cfg" \
         >"$work/warm.codes" || true
 fi
 warm_s=$(( $(date +%s) - t0 ))
@@ -108,7 +113,7 @@ redis_ratio() { # n -> "avg-redis-bytes avg-json-bytes ratio"
         [ -n "$r" ] && [ "$j" -gt 0 ] || continue
         rs=$((rs + r)); js=$((js + j)); c=$((c + 1))
     done
-    awk -v r="$rs" -v j="$js" -v c="$c" 'BEGIN {if (c && j) printf "%d %d %.2f", r / c, j / c, r / j; else print "0 0 nan"}'
+    awk -v r="$rs" -v j="$js" -v c="$c" 'BEGIN {if (c && j) printf "%d %d %.2f\n", r / c, j / c, r / j; else print "0 0 nan"}'
 }
 
 # ---- the reference: h2o serving the same bytes from files ----
@@ -181,6 +186,8 @@ for line in io.lines("$work/$2-$3.0.paths") do paths[#paths + 1] = line end
 math.randomseed(os.time())
 request = function() return wrk.format("GET", paths[math.random(#paths)]) end
 LUA
+    # wrk has no warm-up option: 2 s of the same load first, not measured (as h2load's --warm-up-time)
+    taskset -c 1 wrk -t1 -c 32 -d 2s -s "$work/pick.lua" "$1" >/dev/null 2>&1 || true
     taskset -c 1 wrk -t1 -c 32 -d "${DUR}s" --latency -s "$work/pick.lua" "$1" >"$work/wrk.out" 2>&1 || true
     local rps; rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.out")
     local p99; p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; printf "%.3f", v}' "$work/wrk.out")
@@ -214,7 +221,7 @@ metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
     echo "(seeded in ${seeded_s} s; one read of each to fill Redis took ${warm_s} s, $warm_ok of $max answered 200)."
     echo "HTTP/2: 32 h2load processes x 1 connection x 4 streams, each its own random order; HTTP/1.1: wrk, 32"
     echo "connections, a random path per request. Node budget: SHARELINE_NODE_MEMORY_BYTES; the node is restarted"
-    echo "(empty memory) for each budget and fills during the 2 s warm-up. RSS: the node's peak (VmHWM)."
+    echo "(empty memory) for each budget and fills during the 2 s warm-up of each run. RSS: the node's peak (VmHWM)."
     echo
     echo "| sessions | order | protocol | budget | shareline req/s | h2o req/s | ratio | shareline p99 ms | h2o p99 ms | p99 ratio | copies hit % | node peak RSS MB | RSS - budget MB | target |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

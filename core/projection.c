@@ -105,7 +105,7 @@ static int gzip(const char *in, size_t len, char **out, size_t *outlen)
 {
     z_stream zs;
     memset(&zs, 0, sizeof(zs));
-    if (deflateInit2(&zs, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -1;
     size_t cap = deflateBound(&zs, len) + 32;
     *out = malloc(cap);
