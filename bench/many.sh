@@ -103,7 +103,8 @@ else
 fi
 warm_s=$(( $(date +%s) - t0 ))
 warm_ok=$(grep -c '^200$' "$work/warm.codes" || true)
-json_total=$(find "$refdir" -maxdepth 1 -name 'many-*' -printf '%s\n' | awk -v m="$max" '{s += $1; n++} END {printf "%d", s}')
+json_total=$(find "$refdir" -maxdepth 1 -name 'many-*' -printf '%f %s\n' |
+    awk -v m="$max" '{ i = substr($1, 6) + 0; if (i >= 1 && i <= m) s += $2 } END {printf "%d", s}')
 
 # Redis bytes per session against its JSON: MEMORY USAGE of a sample of entries (every 97th id)
 redis_ratio() { # n -> "avg-redis-bytes avg-json-bytes ratio"
@@ -251,7 +252,8 @@ point() { # n dist tool budget-label budget-bytes target
 for n in $SIZES; do
     samples uniform "$n"
     samples zipf "$n"
-    ws=$(head -n "$n" <(find "$refdir" -maxdepth 1 -name 'many-*' -printf '%s\n') | awk '{s += $1} END {printf "%d", s}')
+    ws=$(find "$refdir" -maxdepth 1 -name 'many-*' -printf '%f %s\n' |
+        awk -v m="$n" '{ i = substr($1, 6) + 0; if (i >= 1 && i <= m) s += $2 } END {printf "%d", s}')
     above=$(( ws * 3 + (64 << 20) ))  # JSON of every session, with room
     tenth=$(( ws / 10 > (1 << 20) ? ws / 10 : (1 << 20) ))
     if [ "$n" -le 10000 ]; then
@@ -273,6 +275,6 @@ done
     while read -r n rb jb rr; do
         echo "- first $n sessions: $rb bytes per entry for $jb bytes of JSON: $rr x (target <= 2)"
     done <"$work/redis-ratio.txt"
-    echo "- Redis used_memory with all $max entries: $(rcli INFO memory | awk -F: '/^used_memory:/ {printf "%d MB", $2 / 1048576}') for $((json_total >> 20)) MB of JSON"
+    echo "- Redis used_memory at the end (every prefix: these $max entries and the rest of the bench): $(rcli INFO memory | awk -F: '/^used_memory:/ {printf "%d MB", $2 / 1048576}'), for $((json_total >> 20)) MB of JSON in these sessions"
 } >>"$OUT/report.md"
 rm -f "$work/redis-ratio.txt"
