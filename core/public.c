@@ -143,11 +143,60 @@ static int read_store(get_share_t *g, sl_projection_t *p, int answered)
     return -1;
 }
 
-static void slow_path(void *arg)
+/* ---- one MariaDB read per id and node at a time ----
+ * Without this, every reader of a cold id that arrives while the first one is reading MariaDB reads
+ * it too (each sees the key absent): a viral share after a Redis restart is a stampede. A reader
+ * that finds another task of this node reading MariaDB for the same id waits for it (once, at most
+ * FLIGHT_WAIT_MS) and then reads Redis again: the entry that task filled, or (an id that is not
+ * shared) the negative answer it left in the node memory. Nothing read by the other task is reused,
+ * so what a reader serves is never older than its own request. Across nodes the lease does the same. */
+#define FLIGHTS        256
+#define FLIGHT_POLL_MS 5
+#define FLIGHT_WAIT_MS 2000
+
+static struct {
+    const sl_core_t *core; /* NULL: free */
+    size_t idlen;
+    char id[65];
+} flights[FLIGHTS];
+
+static int flight_find(const sl_core_t *core, const char *id, size_t n)
 {
-    get_share_t *g = arg;
+    for (int i = 0; i < FLIGHTS; i++)
+        if (flights[i].core == core && flights[i].idlen == n && memcmp(flights[i].id, id, n) == 0)
+            return i;
+    return -1;
+}
+
+/* The slot now held for id, or -1 when the table is full (then nobody waits for this read). */
+static int flight_enter(const sl_core_t *core, const char *id, size_t n)
+{
+    for (int i = 0; i < FLIGHTS; i++)
+        if (flights[i].core == NULL) {
+            flights[i].core = core;
+            flights[i].idlen = n;
+            memcpy(flights[i].id, id, n);
+            return i;
+        }
+    return -1;
+}
+
+static void flight_leave(int slot)
+{
+    if (slot >= 0)
+        flights[slot].core = NULL;
+}
+
+/* 1 when the entry's state sends this reader to MariaDB. */
+static int reads_store(const sl_proj_reply_t *r, int probed)
+{
+    return r->kind == SL_PROJ_TOMB || r->kind == SL_PROJ_MARK || (r->kind == SL_PROJ_ABSENT && !probed);
+}
+
+static void slow_path_run(get_share_t *g, int *slot)
+{
     sl_core_t *core = g->core;
-    int may_fill = 1, answered = 0, probed = 0;
+    int may_fill = 1, answered = 0, probed = 0, waited = 0;
     uint64_t token = 0;
     sl_projection_t p;
     for (int attempt = 0; attempt <= LEASE_WAITS; attempt++) {
@@ -158,6 +207,26 @@ static void slow_path(void *arg)
         if (pr.r.status != SL_CACHE_OK) {
             may_fill = 0;
             break;
+        }
+        if (*slot < 0 && reads_store(&pr.r, probed)) {
+            if (!waited && flight_find(core, g->id, g->idlen) >= 0) {
+                waited = 1;
+                free(pr.payload);
+                for (int t = 0;
+                     t < FLIGHT_WAIT_MS / FLIGHT_POLL_MS && flight_find(core, g->id, g->idlen) >= 0; t++)
+                    sl_await_sleep(core->loop, FLIGHT_POLL_MS);
+                sl_proj_kind_t kind;
+                uint64_t version, tag;
+                if (core->coh && sl_coh_lookup(core->coh, g->id, g->idlen, &kind, &version, &tag) &&
+                    kind == SL_PROJ_TOMB) {
+                    core->stats.public_memory_hits++;
+                    reply_not_found(g->call); /* the other read found no public session */
+                    free(g);
+                    return;
+                }
+                continue; /* read Redis again */
+            }
+            *slot = flight_enter(core, g->id, g->idlen);
         }
         if (pr.r.kind == SL_PROJ_PUBLIC) {
             if (!answered) {
@@ -254,6 +323,13 @@ static void slow_path(void *arg)
     }
     sl_projection_free(&p);
     free(g);
+}
+
+static void slow_path(void *arg)
+{
+    int slot = -1;
+    slow_path_run(arg, &slot); /* frees arg */
+    flight_leave(slot);
 }
 
 /* A Redis answer, remembered by the node when nothing changed since the ticket was taken. A TOMB is
