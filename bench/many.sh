@@ -27,6 +27,7 @@ ref=http://127.0.0.1:$REF_PORT
 refdir="$OUT/many-ref"
 work="$OUT/many"
 mkdir -p "$refdir" "$work"
+. "$root/bench/lib.sh"
 max=0
 for n in $SIZES; do [ "$n" -gt "$max" ] && max=$n; done
 sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
@@ -118,21 +119,7 @@ redis_ratio() { # n -> "avg-redis-bytes avg-json-bytes ratio"
 }
 
 # ---- the reference: h2o serving the same bytes from files ----
-cat >"$work/h2o.conf" <<CONF
-listen:
-  host: 127.0.0.1
-  port: $REF_PORT
-num-threads: 1
-hosts:
-  default:
-    paths:
-      /api/v1/share:
-        file.dir: $refdir
-        file.mime.addtypes:
-          application/json: .json
-access-log: /dev/null
-error-log: $work/h2o-error.log
-CONF
+h2o_conf "$work/h2o.conf" "$REF_PORT" "$refdir" "$work/h2o-error.log"
 taskset -c 0 h2o -c "$work/h2o.conf" >/dev/null 2>&1 &
 ref_pid=$!
 for _ in $(seq 1 200); do curl -fsS -o /dev/null "$ref/api/v1/share/many-1" 2>/dev/null && break; sleep 0.1; done
@@ -190,27 +177,7 @@ LUA
     # wrk has no warm-up option: 2 s of the same load first, not measured (as h2load's --warm-up-time)
     taskset -c 1 wrk -t1 -c 32 -d 2s -s "$work/pick.lua" "$1" >/dev/null 2>&1 || true
     taskset -c 1 wrk -t1 -c 32 -d "${DUR}s" --latency -s "$work/pick.lua" "$1" >"$work/wrk.out" 2>&1 || true
-    local rps; rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.out")
-    local p99; p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; printf "%.3f", v}' "$work/wrk.out")
-    echo "${rps:-0} ${p99:-nan}"
-}
-median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.10g\n", (a[NR/2]+a[NR/2+1])/2}'; }
-pairs() { # tool dist n -> "rps-a p99-a rps-b p99-b ratio p99-ratio" (as bench/serve.sh: medians of per-pair ratios)
-    local ra=() pa=() rb=() pb=() rr=() pr=() i r p r2 p2
-    for i in $(seq 1 "$REPEATS"); do
-        if [ $((i % 2)) -eq 1 ]; then
-            read -r r p < <("$1" "$url" "$2" "$3"); read -r r2 p2 < <("$1" "$ref" "$2" "$3")
-        else
-            read -r r2 p2 < <("$1" "$ref" "$2" "$3"); read -r r p < <("$1" "$url" "$2" "$3")
-        fi
-        ra+=("$r"); pa+=("$p"); rb+=("$r2"); pb+=("$p2")
-        rr+=("$(awk -v a="$r" -v b="$r2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}')")
-        pr+=("$(awk -v a="$p" -v b="$p2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}')")
-        echo "many $1 $2 n=$3 pair $i: shareline $r req/s p99 $p ms, h2o $r2 req/s p99 $p2 ms" >>"$OUT/serve-runs.log"
-    done
-    echo "$(printf '%s\n' "${ra[@]}" | median) $(printf '%s\n' "${pa[@]}" | median)" \
-        "$(printf '%s\n' "${rb[@]}" | median) $(printf '%s\n' "${pb[@]}" | median)" \
-        "$(printf '%s\n' "${rr[@]}" | median) $(printf '%s\n' "${pr[@]}" | median)"
+    wrk_figures "$work/wrk.out"
 }
 metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
@@ -232,7 +199,7 @@ point() { # n dist tool budget-label budget-bytes target
     local n=$1 dist=$2 tool=$3 label=$4 budget=$5 want=$6
     start_node "$budget"
     local h0 m0; h0=$(metric shareline_share_copies_hits_total); m0=$(metric shareline_share_copies_misses_total)
-    read -r a ap b bp ratio pr < <(pairs "$tool" "$dist" "$n")
+    read -r a ap b bp ratio pr < <(bench_pairs "many $tool $dist n=$n" "$tool" "$url" "$ref" "$dist" "$n")
     local h1 m1; h1=$(metric shareline_share_copies_hits_total); m1=$(metric shareline_share_copies_misses_total)
     local hit; hit=$(awk -v h=$((h1 - h0)) -v m=$((m1 - m0)) 'BEGIN {printf "%.1f", (h + m) ? 100 * h / (h + m) : 0}')
     local hwm; hwm=$(awk '/^VmHWM/ {printf "%d", $2 / 1024}' "/proc/$node/status")

@@ -12,6 +12,7 @@ CONCS=${SL_BENCH_CONCURRENCY:-"16 64"}
 REF_PORT=18444
 ref=http://127.0.0.1:$REF_PORT
 refdir="$OUT/ref"
+. "$(dirname "$0")/lib.sh"
 mkdir -p "$refdir"
 
 rpc() { curl -sS --http2-prior-knowledge -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
@@ -33,21 +34,7 @@ seed bench-30k 12 1200
 s2=$(wc -c <"$refdir/bench-2k.json"); s30=$(wc -c <"$refdir/bench-30k.json")
 
 # ---- the reference: h2o serving the same bytes ----
-cat >"$OUT/h2o.conf" <<CONF
-listen:
-  host: 127.0.0.1
-  port: $REF_PORT
-num-threads: 1
-hosts:
-  default:
-    paths:
-      /api/v1/share:
-        file.dir: $refdir
-        file.mime.addtypes:
-          application/json: .json
-access-log: /dev/null
-error-log: $OUT/h2o-error.log
-CONF
+h2o_conf "$OUT/h2o.conf" "$REF_PORT" "$refdir" "$OUT/h2o-error.log"
 # h2o maps /api/v1/share/<id> to <id> without extension: give each file its extensionless name
 cp "$refdir/bench-2k.json" "$refdir/bench-2k"; cp "$refdir/bench-30k.json" "$refdir/bench-30k"
 taskset -c 0 h2o -c "$OUT/h2o.conf" >/dev/null 2>&1 &
@@ -70,32 +57,7 @@ h2() { # url conc -> "rps p99_ms"
 }
 h1() {
     taskset -c 1 wrk -t1 -c "$2" -d "${DUR}s" --latency "$1" >"$OUT/wrk.out" 2>&1 || true
-    local rps; rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk.out")
-    local p99; p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; printf "%.3f", v}' "$OUT/wrk.out")
-    echo "${rps:-0} ${p99:-nan}"
-}
-median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.10g\n", (a[NR/2]+a[NR/2+1])/2}'; }
-# pair tool url-a url-b conc -> "rps-a p99-a rps-b p99-b ratio p99-ratio": REPEATS pairs of runs, the
-# two servers back to back within a pair and the order alternating (A B, B A, A B, ...). The ratios
-# are medians of the per-pair ratios: this machine's speed drifts by tens of percent within seconds
-# (the same binary's per-request CPU time varied 18-27 us between consecutive runs), and a pair's two
-# runs share the drift where medians taken over each server's runs separately do not.
-pair() {
-    local ra=() pa=() rb=() pb=() rr=() pr=() i r p r2 p2
-    for i in $(seq 1 "$REPEATS"); do
-        if [ $((i % 2)) -eq 1 ]; then
-            read -r r p < <("$1" "$2" "$4"); read -r r2 p2 < <("$1" "$3" "$4")
-        else
-            read -r r2 p2 < <("$1" "$3" "$4"); read -r r p < <("$1" "$2" "$4")
-        fi
-        ra+=("$r"); pa+=("$p"); rb+=("$r2"); pb+=("$p2")
-        rr+=("$(awk -v a="$r" -v b="$r2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}')")
-        pr+=("$(awk -v a="$p" -v b="$p2" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}')")
-        echo "$1 $4 $(basename "$2") pair $i: shareline $r req/s p99 $p ms, h2o $r2 req/s p99 $p2 ms" >>"$OUT/serve-runs.log"
-    done
-    echo "$(printf '%s\n' "${ra[@]}" | median) $(printf '%s\n' "${pa[@]}" | median)" \
-        "$(printf '%s\n' "${rb[@]}" | median) $(printf '%s\n' "${pb[@]}" | median)" \
-        "$(printf '%s\n' "${rr[@]}" | median) $(printf '%s\n' "${pr[@]}" | median)"
+    wrk_figures "$OUT/wrk.out"
 }
 
 {
@@ -115,7 +77,7 @@ met=0 points=0
 for doc in bench-30k bench-2k; do
     for proto in h2 h1; do
         for c in $CONCS; do
-            read -r a ap b bp ratio pr < <(pair "$proto" "$URL/api/v1/share/$doc" "$ref/api/v1/share/$doc" "$c")
+            read -r a ap b bp ratio pr < <(bench_pairs "$proto $c $doc" "$proto" "$URL/api/v1/share/$doc" "$ref/api/v1/share/$doc" "$c")
             if [ "$doc" = bench-30k ]; then
                 ok=$(awk -v r="$ratio" -v p="$pr" 'BEGIN {print (r >= 0.9 && p <= 1.5) ? "met" : "MISSED"}')
                 want=">= 0.9, p99 <= 1.5"

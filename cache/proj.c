@@ -354,34 +354,43 @@ static int bad_kind(cmd_t *k, sl_proj_kind_t kind)
     return 1;
 }
 
-void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
-                        uint64_t version, uint64_t tag, const sl_proj_content_t *content, sl_proj_cb cb,
-                        void *data)
+/* fill and publish: "EVAL <script> 1 <key> <arg> <value> <ttl>", the value a PUBLIC or TOMB entry. */
+static void send_entry(sl_cache_t *c, const char *script, size_t scriptlen, const char *id, size_t idlen,
+                       const char *arg, size_t arglen, sl_proj_kind_t kind, uint64_t version, uint64_t tag,
+                       const sl_proj_content_t *content, sl_proj_cb cb, void *data)
 {
     cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
     k->pcb = cb;
     k->data = data;
     if (bad_kind(k, kind))
         return;
-    char kb[256], lease[32], ttl[24];
-    size_t klen, vlen;
-    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
+    size_t vlen;
     char *val = make_value(kind, version, tag, content, &vlen);
     if (val == NULL) {
         sl_cache__fail(k, SL_CACHE_E_REPLY, "not a possible projection content");
-        if (key != kb)
-            free(key);
         return;
     }
-    int llen = snprintf(lease, sizeof(lease), "L%" PRIu64, token);
+    char kb[256], ttl[24];
+    size_t klen;
+    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
     int tlen =
         snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);
-    const char *argv[] = {"EVAL", LUA_FILL, "1", key, lease, val, ttl};
-    size_t lens[] = {4, sizeof(LUA_FILL) - 1, 1, klen, (size_t)llen, vlen, (size_t)tlen};
+    const char *argv[] = {"EVAL", script, "1", key, arg, val, ttl};
+    size_t lens[] = {4, scriptlen, 1, klen, arglen, vlen, (size_t)tlen};
     sl_cache__send(k, 7, argv, lens);
     free(val);
     if (key != kb)
         free(key);
+}
+
+void sl_cache_proj_fill(sl_cache_t *c, const char *id, size_t idlen, uint64_t token, sl_proj_kind_t kind,
+                        uint64_t version, uint64_t tag, const sl_proj_content_t *content, sl_proj_cb cb,
+                        void *data)
+{
+    char lease[32];
+    int llen = snprintf(lease, sizeof(lease), "L%" PRIu64, token);
+    send_entry(c, LUA_FILL, sizeof(LUA_FILL) - 1, id, idlen, lease, (size_t)llen, kind, version, tag, content,
+               cb, data);
 }
 
 void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, unsigned ttl_ms,
@@ -405,30 +414,10 @@ void sl_cache_proj_mark(sl_cache_t *c, const char *id, size_t idlen, uint64_t ve
 void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_kind_t kind, uint64_t version,
                            uint64_t tag, const sl_proj_content_t *content, sl_proj_cb cb, void *data)
 {
-    cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
-    k->pcb = cb;
-    k->data = data;
-    if (bad_kind(k, kind))
-        return;
-    char kb[256], ver[24], ttl[24];
-    size_t klen, vlen;
-    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
-    char *val = make_value(kind, version, tag, content, &vlen);
-    if (val == NULL) {
-        sl_cache__fail(k, SL_CACHE_E_REPLY, "not a possible projection content");
-        if (key != kb)
-            free(key);
-        return;
-    }
+    char ver[24];
     int verlen = snprintf(ver, sizeof(ver), "%" PRIu64, version);
-    int tlen =
-        snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);
-    const char *argv[] = {"EVAL", LUA_PUBLISH, "1", key, ver, val, ttl};
-    size_t lens[] = {4, sizeof(LUA_PUBLISH) - 1, 1, klen, (size_t)verlen, vlen, (size_t)tlen};
-    sl_cache__send(k, 7, argv, lens);
-    free(val);
-    if (key != kb)
-        free(key);
+    send_entry(c, LUA_PUBLISH, sizeof(LUA_PUBLISH) - 1, id, idlen, ver, (size_t)verlen, kind, version, tag,
+               content, cb, data);
 }
 
 void sl_cache_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb,

@@ -91,38 +91,34 @@ static void run_inflate(void *arg)
 }
 
 /* Answers g from a stored PUBLIC entry: the part holding g->rep's gzip form and the entry's meta.
- * In a task, large inflates go to the thread pool; outside one (in_task = 0) they must not be
- * asked for (the caller spawns a task first). */
-static void reply_stored(get_share_t *g, const sl_proj_reply_t *r, int in_task)
+ * In a task (in_task), large inflates go to the thread pool. Outside one, a large inflate is not
+ * done: returns 0 with nothing answered (the caller hands g to a task); else 1, answered. */
+static int reply_stored(get_share_t *g, const sl_proj_reply_t *r, int in_task)
 {
     sl_stored_meta_t m;
     if (sl_stored_meta_parse(r->meta, r->meta_len, &m) != 0) {
         sl_rpc_fail(g->call, SL_RPC_INTERNAL, "malformed projection entry");
-        return;
+        return 1;
     }
     if (SL_REP_IS_GZ(g->rep)) {
         reply_rep(g->call, r->version, m.etag, m.etag_len, g->rep, r->payload, r->len);
-        return;
+        return 1;
     }
     inflate_job_t j = {r->payload, r->len, m.plain_len[SL_PART_OF(g->rep)], NULL, 0};
-    if (in_task && j.plain_len > INLINE_INFLATE)
+    if (j.plain_len > INLINE_INFLATE) {
+        if (!in_task)
+            return 0;
         sl_await_work(g->core->loop, run_inflate, &j);
-    else
+    } else {
         run_inflate(&j);
+    }
     if (j.rc != 0) {
         sl_rpc_fail(g->call, SL_RPC_INTERNAL, "malformed projection entry");
-        return;
+        return 1;
     }
     reply_rep(g->call, r->version, m.etag, m.etag_len, g->rep, j.out, j.plain_len);
     free(j.out);
-}
-
-/* 1 when answering from this entry means inflating a large plain form (a task's job). */
-static int needs_task(const get_share_t *g, const sl_proj_reply_t *r)
-{
-    sl_stored_meta_t m;
-    return !SL_REP_IS_GZ(g->rep) && sl_stored_meta_parse(r->meta, r->meta_len, &m) == 0 &&
-           m.plain_len[SL_PART_OF(g->rep)] > INLINE_INFLATE;
+    return 1;
 }
 
 /* Reads the session from MariaDB through the public account. 0, or -1 when the store failed (the
@@ -345,9 +341,8 @@ static void on_hot_get(const sl_proj_reply_t *r, void *data)
     get_share_t *g = data;
     sl_core_t *core = g->core;
     learn(g, r);
-    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && !needs_task(g, r)) {
+    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && reply_stored(g, r, 0)) {
         core->stats.public_cache_hits++;
-        reply_stored(g, r, 0);
         free(g);
         return;
     }

@@ -167,3 +167,17 @@ entry_text() {
         off=$((off + len))
     done
 }
+# A second node ("B") on SL_TEST_HTTP_PORT + 1, same Redis and MariaDB. start_b [VAR=value...]
+# starts it (extra environment for it only) and waits until it is ready; stop_b stops it (thawing it
+# first if a test froze it). Scripts that use it call stop_b from their before_finish.
+B_PORT=$((SL_TEST_HTTP_PORT + 1))
+B_URL="http://127.0.0.1:$B_PORT"
+B_PID=""
+stop_b() { [ -n "$B_PID" ] && { kill -CONT "$B_PID" 2>/dev/null; kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; }; B_PID=""; }
+start_b() {
+    env "$@" SHARELINE_PORT=$B_PORT ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >>"$WORK/server-b.log" 2>&1 &
+    B_PID=$!
+    for _ in $(seq 1 200); do curl -fsS "$B_URL/readyz" >/dev/null 2>&1 && return 0; sleep 0.05; done
+    cat "$WORK/server-b.log" >&2
+    return 1
+}

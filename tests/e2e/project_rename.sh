@@ -3,19 +3,8 @@
 # project shows the new name once the call returned, on both nodes, although both had the old pages
 # in their memory (node memory and the gateway's copies), in JSON, HTML and Markdown.
 source "$(dirname "$0")/lib.sh"
-B_PORT=$((SL_TEST_HTTP_PORT + 1))
-B_URL="http://127.0.0.1:$B_PORT"
-B_PID=""
-stop_b() { [ -n "$B_PID" ] && { kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; }; B_PID=""; }
 before_finish() { stop_b; }
 wait_both_coherent() { wait_coherent "$URL" && wait_coherent "$B_URL"; }
-start_b() {
-    SHARELINE_PORT=$B_PORT ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >>"$WORK/server-b.log" 2>&1 &
-    B_PID=$!
-    for _ in $(seq 1 200); do curl -fsS "$B_URL/healthz" >/dev/null 2>&1 && return 0; sleep 0.05; done
-    cat "$WORK/server-b.log" >&2
-    return 1
-}
 setup_server renamer
 start_b || { not_ok "node B starts"; exit 1; }
 ok "node B starts"

@@ -11,21 +11,10 @@ source "$(dirname "$0")/lib.sh"
 : "${SL_TEST_VAR:?}"
 SOCK="$SL_TEST_VAR/mysqld.sock"
 RDB="$SL_TEST_VAR/redis/dump.rdb"
-B_PORT=$((SL_TEST_HTTP_PORT + 1))
-B_URL="http://127.0.0.1:$B_PORT"
-B_PID=""
-stop_b() { [ -n "$B_PID" ] && { kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; }; B_PID=""; }
 before_finish() {
     stop_b
     rm -f "$RDB" # the next start of the test Redis must not load our snapshot
     "$SL_SOURCE_DIR/scripts/services.sh" start "$SL_TEST_VAR" "$SHARELINE_REDIS_PORT" "$SHARELINE_DB_PORT" >/dev/null
-}
-start_b() {
-    SHARELINE_PORT=$B_PORT ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >>"$WORK/server-b.log" 2>&1 &
-    B_PID=$!
-    for _ in $(seq 1 200); do curl -fsS "$B_URL/readyz" >/dev/null 2>&1 && return 0; sleep 0.05; done
-    cat "$WORK/server-b.log" >&2
-    return 1
 }
 rcli() { redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning "$@"; }
 j() { jq -r "$1" "$WORK/body"; }

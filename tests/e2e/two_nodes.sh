@@ -7,18 +7,7 @@
 #     first GET on B after it is thawed already shows the change;
 #  3. SHARELINE_NODE_MEMORY=0 on B: B asks Redis every time and still agrees.
 source "$(dirname "$0")/lib.sh"
-B_PORT=$((SL_TEST_HTTP_PORT + 1))
-B_URL="http://127.0.0.1:$B_PORT"
-B_PID=""
-stop_b() { [ -n "$B_PID" ] && { kill -CONT "$B_PID" 2>/dev/null; kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; }; B_PID=""; }
 before_finish() { stop_b; }
-start_b() { # extra env assignments...
-    env "$@" SHARELINE_PORT=$B_PORT ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >>"$WORK/server-b.log" 2>&1 &
-    B_PID=$!
-    for _ in $(seq 1 200); do curl -fsS "$B_URL/healthz" >/dev/null 2>&1 && return 0; sleep 0.05; done
-    cat "$WORK/server-b.log" >&2
-    return 1
-}
 bmetric() { curl -sS "$B_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 coherent_b() { for _ in $(seq 1 100); do [ "$(bmetric shareline_node_coherent)" = 1 ] && return 0; sleep 0.05; done; return 1; }
 
