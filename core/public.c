@@ -448,10 +448,30 @@ static void get_share(sl_rpc_call_t *call, void *data)
         sl_cache_proj_get(core->cache, g->id, idlen, SL_PART_OF(g->rep), on_hot_get, g);
 }
 
+/* GetShare's confirmer (rpc.h): the node memory's half of get_share, for a caller that holds a
+ * copy. It says 1 exactly where get_share would answer "unchanged" from the node memory; everything
+ * else (not known to the node, another version, a tombstone, the node not coherent) is the call's. */
+static int confirm_share(void *data, const char *id, size_t idlen, uint64_t have_version, uint64_t have_tag)
+{
+    sl_core_t *core = data;
+    sl_proj_kind_t kind;
+    uint64_t version, tag;
+    if (core->coh == NULL || !sl_coh_lookup(core->coh, id, idlen, &kind, &version, &tag) ||
+        kind != SL_PROJ_PUBLIC || version != have_version || tag != have_tag)
+        return 0;
+    core->stats.public_requests++;
+    core->stats.public_memory_hits++;
+    core->stats.public_cache_hits++;
+    core->stats.public_unchanged++;
+    return 1;
+}
+
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv)
 {
     sl_rpc_share_t nf = {.found = 0};
     not_found_len = sl_rpc_share_encode(not_found, sizeof(not_found), &nf);
-    return not_found_len == 0 ? -1
-                              : sl_rpc_register(srv, sl_rpc_method_name(SL_M_GET_SHARE), get_share, core);
+    if (not_found_len == 0 || sl_rpc_register(srv, sl_rpc_method_name(SL_M_GET_SHARE), get_share, core) != 0)
+        return -1;
+    sl_rpc_set_share_confirm(srv, confirm_share, core);
+    return 0;
 }

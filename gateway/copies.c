@@ -343,13 +343,24 @@ static void zsend_dispose(void *p)
         copy_free(e);
 }
 
-void sl_copy_send(sl_copy_t *e, h2o_req_t *req)
+static zsend_t *hold(sl_copy_t *e, h2o_req_t *req)
 {
     zsend_t *z = h2o_mem_alloc_shared(&req->pool, sizeof(*z), zsend_dispose);
     z->super.proceed = zsend_proceed;
     z->super.stop = zsend_stop;
     z->e = e;
     e->refs++;
+    return z;
+}
+
+void sl_copy_hold(sl_copy_t *e, h2o_req_t *req)
+{
+    (void)hold(e, req);
+}
+
+void sl_copy_send(sl_copy_t *e, h2o_req_t *req)
+{
+    zsend_t *z = hold(e, req);
     req->res.content_length = e->share.rep[e->rep].len;
     h2o_start_response(req, &z->super);
     h2o_iovec_t buf = h2o_iovec_init(e->share.rep[e->rep].ptr, e->share.rep[e->rep].len);

@@ -61,18 +61,29 @@ void sl_gw_share_error(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, 
                                : n - 1);
 }
 
+/* Header names that are not h2o tokens, made once (h2o keeps a pointer to the name). */
+static h2o_iovec_t HDR_ROBOTS = {H2O_STRLIT("x-robots-tag")};
+static h2o_iovec_t HDR_NOSNIFF = {H2O_STRLIT("x-content-type-options")};
+static h2o_iovec_t HDR_REFERRER = {H2O_STRLIT("referrer-policy")};
+static h2o_iovec_t HDR_CSP = {H2O_STRLIT("content-security-policy")};
+
+static void add_named(h2o_req_t *req, h2o_iovec_t *name, const char *value, size_t len)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name->base, name->len, 0, NULL, value, len);
+}
+
 static void common_headers(h2o_req_t *req, sl_route_kind_t route)
 {
     /* A shared cache must revalidate every time: a revoked link must not outlive the revocation. */
     sl_gw_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"));
-    sl_gw_add_header_str(req, "x-robots-tag", "noindex, nofollow");
-    sl_gw_add_header_str(req, "x-content-type-options", "nosniff");
-    sl_gw_add_header_str(req, "referrer-policy", "no-referrer");
+    add_named(req, &HDR_ROBOTS, H2O_STRLIT("noindex, nofollow"));
+    add_named(req, &HDR_NOSNIFF, H2O_STRLIT("nosniff"));
+    add_named(req, &HDR_REFERRER, H2O_STRLIT("no-referrer"));
     if (route == SL_ROUTE_SHARE_JSON) {
         sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept, Accept-Encoding"));
     } else {
         sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
-        sl_gw_add_header_str(req, "content-security-policy", PAGE_CSP);
+        add_named(req, &HDR_CSP, PAGE_CSP, sizeof(PAGE_CSP) - 1);
     }
 }
 
@@ -95,12 +106,23 @@ static sl_rpc_rep_t rep_of(sl_route_kind_t route, int gzip, int markdown)
     return gzip ? SL_REP_JSON_GZ : SL_REP_JSON;
 }
 
+/* What a request wants: which route, and whether gzip and Markdown were asked for. */
+typedef struct want {
+    sl_route_kind_t route;
+    int gzip;
+    int markdown;
+} want_t;
+
+static want_t want_of(const sl_pending_t *pd)
+{
+    return (want_t){pd->route, pd->gzip, pd->markdown};
+}
+
 /* Answers with the representation: from the copy e without copying it, or (e == NULL) from a
  * decoded answer that could not be kept, copied into the request. */
-static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_copy_t *e,
-                  const sl_rpc_share_t *s)
+static void serve(sl_gateway_t *gw, h2o_req_t *req, want_t w, sl_copy_t *e, const sl_rpc_share_t *s)
 {
-    sl_rpc_rep_t rep = rep_of(pd->route, pd->gzip, pd->markdown);
+    sl_rpc_rep_t rep = rep_of(w.route, w.gzip, w.markdown);
     const char *body, *tag;
     size_t len, taglen;
     char local[SL_REP_TAG_MAX];
@@ -112,18 +134,22 @@ static void serve(sl_gateway_t *gw, h2o_req_t *req, const sl_pending_t *pd, sl_c
         taglen = sl_rep_tag(s, rep, local);
         tag = local;
     }
-    common_headers(req, pd->route);
-    sl_gw_add_header(req, H2O_TOKEN_ETAG, h2o_strdup(&req->pool, tag, taglen).base, taglen);
+    common_headers(req, w.route);
+    /* a copy's ETag lives as long as the answer that points to it (sl_copy_send keeps the copy) */
+    int direct = e != NULL && !sl_gw_is_method(req, "HEAD");
+    sl_gw_add_header(req, H2O_TOKEN_ETAG, direct ? tag : h2o_strdup(&req->pool, tag, taglen).base, taglen);
     if (sl_gw_etag_matches(req, tag, taglen)) {
+        if (direct) /* the header points into the copy: keep it until the request is gone */
+            sl_copy_hold(e, req);
         sl_gw_send_status(gw, req, 304, "Not Modified");
         return;
     }
-    if (pd->gzip)
+    if (w.gzip)
         sl_gw_add_header(req, H2O_TOKEN_CONTENT_ENCODING, H2O_STRLIT("gzip"));
-    const char *ctype = pd->route == SL_ROUTE_SHARE_JSON ? (pd->markdown ? "text/markdown; charset=utf-8"
-                                                                         : "application/json; charset=utf-8")
-                                                         : "text/html; charset=utf-8";
-    if (e == NULL || sl_gw_is_method(req, "HEAD")) {
+    const char *ctype = w.route == SL_ROUTE_SHARE_JSON ? (w.markdown ? "text/markdown; charset=utf-8"
+                                                                     : "application/json; charset=utf-8")
+                                                       : "text/html; charset=utf-8";
+    if (!direct) {
         /* HEAD: h2o_send_inline() knows to send the headers only */
         sl_gw_send(gw, req, 200, ctype, body, len);
         return;
@@ -161,8 +187,8 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
         }
         sl_copies_count(gw->copies, 1);
         sl_copies_touch(gw->copies, e);
-        sl_pending_t d = *pd;
-        serve(gw, sl_gw_pending_finish(pd), &d, e, NULL);
+        want_t w = want_of(pd);
+        serve(gw, sl_gw_pending_finish(pd), w, e, NULL);
         return;
     }
     sl_pending_t d = *pd;
@@ -184,7 +210,7 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     if (!s.found)
         send_not_found(gw, req, d.route);
     else
-        serve(gw, req, &d, e, &s);
+        serve(gw, req, want_of(&d), e, &s);
 }
 
 static void ask(sl_gateway_t *gw, sl_pending_t *pd)
@@ -203,16 +229,24 @@ void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const 
         send_not_found(gw, req, route);
         return;
     }
+    want_t w = {route, sl_gw_accepts_gzip(req), route == SL_ROUTE_SHARE_JSON && sl_gw_wants_markdown(req)};
+    sl_copy_t *e = sl_copies_find(gw->copies, id, idlen, rep_of(route, w.gzip, w.markdown));
+    if (e != NULL && sl_rpc_share_confirm(gw->rpc, id, idlen, sl_copy_version(e), sl_copy_tag(e))) {
+        /* the core knows for certain that our copy is current (rpc.h): no call */
+        sl_copies_count(gw->copies, 1);
+        sl_copies_touch(gw->copies, e);
+        serve(gw, req, w, e, NULL);
+        return;
+    }
     sl_pending_t *pd = sl_gw_pending_new(gw, req, route);
     if (pd == NULL) {
         sl_gw_share_error(gw, req, route, 503, NULL);
         return;
     }
-    pd->gzip = sl_gw_accepts_gzip(req);
-    pd->markdown = route == SL_ROUTE_SHARE_JSON && sl_gw_wants_markdown(req);
+    pd->gzip = w.gzip;
+    pd->markdown = w.markdown;
     memcpy(pd->id, id, idlen);
     pd->idlen = idlen;
-    sl_copy_t *e = sl_copies_find(gw->copies, id, idlen, rep_of(route, pd->gzip, pd->markdown));
     pd->have_version = e ? sl_copy_version(e) : 0;
     pd->have_tag = e ? sl_copy_tag(e) : 0;
     ask(gw, pd);

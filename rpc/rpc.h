@@ -200,6 +200,22 @@ int sl_rpc_has_method(const sl_rpc_server_t *srv, const char *name, size_t len);
 void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,
                  size_t auth_len, const void *body, size_t len, sl_rpc_reply_cb cb, void *data);
 
+/* ---- GetShare's confirmation without a call ----
+ *
+ * The public read path's hot case: a caller (the gateway) holds a copy of a representation and asks
+ * whether it is still the current one. The service that registered GetShare may also register a
+ * confirmer, which answers at once from what it knows for certain, with no msgpack round trip and
+ * no allocation: 1 when GetShare would have answered {"found":true,"unchanged":true} for exactly
+ * this (session_id, have_version, have_tag) now, 0 when it cannot say so (the caller then makes the
+ * GetShare call, which decides). A confirmer never answers 1 where the call would not have answered
+ * "unchanged". id must be a possible id (sl_rpc_id_valid). */
+typedef int (*sl_rpc_share_confirm_fn)(void *data, const char *id, size_t idlen, uint64_t have_version,
+                                       uint64_t have_tag);
+void sl_rpc_set_share_confirm(sl_rpc_server_t *srv, sl_rpc_share_confirm_fn fn, void *data);
+/* 1 or 0 as above; 0 when no confirmer is registered. */
+int sl_rpc_share_confirm(sl_rpc_server_t *srv, const char *id, size_t idlen, uint64_t have_version,
+                         uint64_t have_tag);
+
 /* ---- bodies loaded after the caller is checked ----
  *
  * A transport (the gateway) that must not parse or inflate anything before the caller is known

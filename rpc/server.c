@@ -51,6 +51,8 @@ struct sl_rpc_server {
     size_t nmethods;
     struct sl_rpc_call *free_calls; /* linked through ->next_free */
     size_t nfree;
+    sl_rpc_share_confirm_fn confirm; /* GetShare's confirmer (rpc.h), or NULL */
+    void *confirm_data;
 };
 
 struct sl_rpc_call {
@@ -348,6 +350,20 @@ void sl_rpc_call(sl_rpc_server_t *srv, const char *method, size_t method_len, co
         return;
     }
     m->handler(call, m->data);
+}
+
+void sl_rpc_set_share_confirm(sl_rpc_server_t *srv, sl_rpc_share_confirm_fn fn, void *data)
+{
+    srv->confirm = fn;
+    srv->confirm_data = data;
+}
+
+int sl_rpc_share_confirm(sl_rpc_server_t *srv, const char *id, size_t idlen, uint64_t have_version,
+                         uint64_t have_tag)
+{
+    if (srv->confirm == NULL || have_version == 0 || have_tag == 0 || !sl_rpc_id_valid(id, idlen))
+        return 0;
+    return srv->confirm(srv->confirm_data, id, idlen, have_version, have_tag) == 1;
 }
 
 void sl_rpc_call_deferred(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,

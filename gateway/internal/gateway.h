@@ -139,6 +139,8 @@ sl_copy_t *sl_copies_put(struct sl_copies *c, const char *id, size_t idlen, sl_r
 void sl_copies_drop(struct sl_copies *c, sl_copy_t *e);
 /* The body and strong ETag ("<etag>-<j|m|h>[z]", quoted) of a copy. */
 void sl_copy_rep(const sl_copy_t *e, const char **body, size_t *len, const char **tag, size_t *taglen);
+/* Keeps e (its body and ETag) alive until req is disposed, for an answer that points into it. */
+void sl_copy_hold(sl_copy_t *e, h2o_req_t *req);
 /* Sends e as the final body of req without copying it: e stays alive until the request's pool is
  * cleared, even if it is replaced or evicted meanwhile. Status and headers must be set. */
 void sl_copy_send(sl_copy_t *e, h2o_req_t *req);

@@ -220,13 +220,44 @@ static void test_fields(void **state)
 
 /* clang-format on */
 
+/* A confirmer that knows one copy: ("s1", version 7, tag 99). */
+static int confirm_calls;
+static int confirm_one(void *data, const char *id, size_t idlen, uint64_t version, uint64_t tag)
+{
+    (void)data;
+    confirm_calls++;
+    return idlen == 2 && memcmp(id, "s1", 2) == 0 && version == 7 && tag == 99;
+}
+
+/* GetShare's confirmation: 0 without a confirmer, never a call for what cannot be a copy (no
+ * version, no tag, an impossible id), and the confirmer's word otherwise. */
+static void test_share_confirm(void **state)
+{
+    (void)state;
+    sl_rpc_server_t *srv;
+    assert_int_equal(sl_rpc_server_open(&srv, NULL), 0);
+    assert_int_equal(sl_rpc_share_confirm(srv, "s1", 2, 7, 99), 0); /* none registered */
+    sl_rpc_set_share_confirm(srv, confirm_one, NULL);
+    confirm_calls = 0;
+    assert_int_equal(sl_rpc_share_confirm(srv, "s1", 2, 7, 99), 1);
+    assert_int_equal(sl_rpc_share_confirm(srv, "s1", 2, 8, 99), 0); /* another version */
+    assert_int_equal(sl_rpc_share_confirm(srv, "s1", 2, 7, 98), 0); /* other content */
+    assert_int_equal(sl_rpc_share_confirm(srv, "s2", 2, 7, 99), 0); /* another session */
+    assert_int_equal(confirm_calls, 4);
+    assert_int_equal(sl_rpc_share_confirm(srv, "s1", 2, 0, 99), 0); /* no copy */
+    assert_int_equal(sl_rpc_share_confirm(srv, "s1", 2, 7, 0), 0);
+    assert_int_equal(sl_rpc_share_confirm(srv, "s/1", 3, 7, 99), 0); /* not a possible id */
+    assert_int_equal(sl_rpc_share_confirm(srv, "", 0, 7, 99), 0);
+    assert_int_equal(confirm_calls, 4);
+    sl_rpc_server_close(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dispatch),
-        cmocka_unit_test(test_oversized),
-        cmocka_unit_test(test_call_reuse),
-        cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_dispatch),      cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_call_reuse),    cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_share_confirm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
