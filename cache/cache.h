@@ -256,4 +256,11 @@ void sl_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t versi
 
 void sl_coh_get_stats(sl_coh_t *h, sl_coh_stats_t *out);
 
+/* Called with the id of every invalidation this node hears: another node's when it arrives (before
+ * it is acknowledged), this node's own when sl_coh_invalidate() is called and again when it comes
+ * back on the channel. Live events look again. It may run inside sl_coh_invalidate(): it must not
+ * call back into the coherence synchronously. */
+typedef void (*sl_coh_listener_fn)(void *data, const char *id, size_t idlen);
+void sl_coh_set_listener(sl_coh_t *h, sl_coh_listener_fn fn, void *data);
+
 #endif

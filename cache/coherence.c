@@ -229,6 +229,8 @@ static void on_fail_timer(uv_timer_t *t)
 void sl_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb, void *data)
 {
     sl_coh__forget(h, id, idlen);
+    if (h->listener && idlen <= 64)
+        h->listener(h->listener_data, id, idlen); /* this node hears its own change at once */
     inv_t *v = calloc(1, sizeof(*v));
     char msg[160];
     if (v == NULL || idlen > 64) {
@@ -304,6 +306,12 @@ static void on_renew_timer(uv_timer_t *t)
     }
 }
 
+void sl_coh_set_listener(sl_coh_t *h, sl_coh_listener_fn fn, void *data)
+{
+    h->listener = fn;
+    h->listener_data = data;
+}
+
 /* ---- subscription ---- */
 
 static void on_message(sl_coh_t *h, const char *chan, size_t clen, const char *msg, size_t len)
@@ -320,9 +328,15 @@ static void on_message(sl_coh_t *h, const char *chan, size_t clen, const char *m
         if (sscanf(buf, "I %23s %" SCNu64 " %" SCNu64 " %64s", writer, &seq, &version, id) != 4)
             return;
         h->stats.invalidations_received++;
-        if (strcmp(writer, h->node) == 0)
-            return; /* mine: forgotten before it was sent */
+        if (strcmp(writer, h->node) == 0) {
+            /* mine: forgotten before it was sent */
+            if (h->listener)
+                h->listener(h->listener_data, id, strlen(id));
+            return;
+        }
         sl_coh__forget(h, id, strlen(id));
+        if (h->listener)
+            h->listener(h->listener_data, id, strlen(id));
         char ch[128], ack[64];
         int cl = snprintf(ch, sizeof(ch), "%sc:%s", h->prefix, writer);
         int al = snprintf(ack, sizeof(ack), "A %" PRIu64 " %s", seq, h->node);

@@ -168,6 +168,12 @@ int sl_config_load(sl_config_t *cfg)
     if (get_uint("SHARELINE_SEND_TIMEOUT_MS", 30000, 3600000, &v) != 0)
         return -1;
     cfg->send_timeout_ms = (unsigned)v;
+    if (get_uint("SHARELINE_EVENTS_HEARTBEAT_MS", 15000, 600000, &v) != 0)
+        return -1;
+    cfg->events_heartbeat_ms = (unsigned)v;
+    if (get_uint("SHARELINE_MAX_EVENT_STREAMS", 20000, 1000000, &v) != 0)
+        return -1;
+    cfg->max_event_streams = (unsigned)v;
 
     sl_store_config_t *db = &cfg->db;
     db->host = strdup(get("SHARELINE_DB_HOST", "127.0.0.1"));

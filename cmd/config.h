@@ -16,12 +16,14 @@ typedef struct sl_config {
     sl_store_config_t db;        /* owner account */
     sl_store_config_t db_public; /* public account (SELECT on public_* views only) */
     char *db_public_grantee_host;
-    int node_memory;          /* SHARELINE_NODE_MEMORY: 1 (default) or 0 */
-    unsigned node_lease_ms;   /* SHARELINE_NODE_LEASE_MS: default 1500 */
-    size_t node_memory_bytes; /* SHARELINE_NODE_MEMORY_BYTES: default 1/8 of RAM, 64 MiB..16 GiB */
-    unsigned max_connections; /* SHARELINE_MAX_CONNECTIONS: default 16384 */
-    unsigned send_timeout_ms; /* SHARELINE_SEND_TIMEOUT_MS: default 30000 */
-    char *metrics_token;      /* SHARELINE_METRICS_TOKEN: when set, /metrics needs "Bearer <it>" */
+    int node_memory;              /* SHARELINE_NODE_MEMORY: 1 (default) or 0 */
+    unsigned node_lease_ms;       /* SHARELINE_NODE_LEASE_MS: default 1500 */
+    size_t node_memory_bytes;     /* SHARELINE_NODE_MEMORY_BYTES: default 1/8 of RAM, 64 MiB..16 GiB */
+    unsigned max_connections;     /* SHARELINE_MAX_CONNECTIONS: default 16384 */
+    unsigned send_timeout_ms;     /* SHARELINE_SEND_TIMEOUT_MS: default 30000 */
+    unsigned events_heartbeat_ms; /* SHARELINE_EVENTS_HEARTBEAT_MS: default 15000 */
+    unsigned max_event_streams;   /* SHARELINE_MAX_EVENT_STREAMS: default 20000 */
+    char *metrics_token;          /* SHARELINE_METRICS_TOKEN: when set, /metrics needs "Bearer <it>" */
 } sl_config_t;
 
 /* Loads defaults, then the file (SHARELINE_CONFIG, else ./var/shareline.env when it exists), then

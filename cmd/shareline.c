@@ -216,6 +216,8 @@ static int serve(void)
         .max_body = cfg.max_body,
         .max_connections = cfg.max_connections,
         .send_timeout_ms = cfg.send_timeout_ms,
+        .events_heartbeat_ms = cfg.events_heartbeat_ms,
+        .max_event_streams = cfg.max_event_streams,
         .share_cache_bytes = cfg.node_memory_bytes,
         .metrics_token = cfg.metrics_token,
         .ready = sl_app_ready,

@@ -68,10 +68,20 @@ void sl_core_close(sl_core_t *core)
     free(core);
 }
 
+/* Every invalidation the node hears is a change notice for the transport's live events (rpc.h). */
+static void on_invalidation(void *data, const char *id, size_t idlen)
+{
+    sl_rpc_changed(data, id, idlen);
+}
+
 int sl_core_register(sl_core_t *core, sl_rpc_server_t *srv)
 {
     if (sl_public_register(core, srv) != 0 || sl_owner_register(core, srv) != 0)
         return -1;
+    if (core->coh) {
+        sl_coh_set_listener(core->coh, on_invalidation, srv);
+        sl_rpc_set_changes_available(srv, 1);
+    }
     return 0;
 }
 

@@ -298,7 +298,7 @@ static const char PAGE_CSS[] =
     "@media (max-width:40rem){.wrap{padding:1rem .75rem 3rem}header "
     "h1{font-size:1.4rem}pre{font-size:.8rem}}";
 
-static void build_html(buf_t *b, const sl_store_result_t *r)
+static void build_html(buf_t *b, const sl_store_result_t *r, uint64_t version)
 {
     size_t n, tn;
     const char *s;
@@ -306,7 +306,12 @@ static void build_html(buf_t *b, const sl_store_result_t *r)
     buf_str(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                "<meta name=\"robots\" content=\"noindex, nofollow\">"
-               "<meta name=\"referrer\" content=\"no-referrer\"><title>");
+               "<meta name=\"referrer\" content=\"no-referrer\">");
+    char vmeta[80];
+    /* the live script (rpc/live.c) applies an event only to the version it follows */
+    snprintf(vmeta, sizeof(vmeta), "<meta name=\"shareline-version\" content=\"%llu\"><title>",
+             (unsigned long long)version);
+    buf_str(b, vmeta);
     buf_html(b, title, tn);
     buf_str(b, " \xC2\xB7 Shareline</title>\n<meta name=\"description\" content=\"");
     buf_description(b, r);
@@ -353,16 +358,20 @@ static void build_html(buf_t *b, const sl_store_result_t *r)
     buf_str(b, "</span> (@");
     s = cell(r, 0, C_AHANDLE, &n);
     buf_html(b, s, n);
-    buf_str(b, ") \xC2\xB7 updated <time datetime=\"");
+    size_t count = 0;
+    for (size_t row = 0; row < r->nrows; row++)
+        count += sl_store_cell(r, row, C_EID)->type == SL_STORE_INT;
+    char countbuf[64];
+    snprintf(countbuf, sizeof(countbuf), ") \xC2\xB7 <span class=\"count\">%zu exchange%s</span>", count,
+             count == 1 ? "" : "s");
+    buf_str(b, countbuf);
+    buf_str(b, " \xC2\xB7 updated <time datetime=\"");
     s = cell(r, 0, C_UPDATED, &n);
     buf_html(b, s, n);
     buf_str(b, "\">");
     buf_html(b, s, n);
     buf_str(b, "</time></p></header>\n");
 
-    size_t count = 0;
-    for (size_t row = 0; row < r->nrows; row++)
-        count += sl_store_cell(r, row, C_EID)->type == SL_STORE_INT;
     char idbuf[32], tmp[160];
     if (count == 0) {
         buf_str(b, "<main><p class=\"meta\">No exchanges are shared in this session yet.</p></main>");
@@ -424,7 +433,11 @@ static void build_html(buf_t *b, const sl_store_result_t *r)
         buf_str(b, "</main>");
     }
     buf_str(b, "<footer>Shared with Shareline. The owner chose which exchanges appear here.</footer>"
-               "</div></body></html>\n");
+               "</div>\n<script>");
+    size_t sn;
+    const char *script = sl_rpc_live_script(&sn);
+    buf_add(b, script, sn);
+    buf_str(b, "</script></body></html>\n");
 }
 
 /* The Markdown alternate (Accept: text/markdown): the visible exchanges only. */
@@ -476,7 +489,7 @@ static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
     if (json == NULL)
         return -1;
     buf_t html = {0}, md = {0};
-    build_html(&html, r);
+    build_html(&html, r, out->version);
     build_markdown(&md, r);
     out->rep[SL_REP_JSON] = json;
     out->rep_len[SL_REP_JSON] = strlen(json);

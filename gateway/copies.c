@@ -314,6 +314,30 @@ void sl_copy_rep(const sl_copy_t *e, const char **body, size_t *len, const char 
     *taglen = e->etaglen;
 }
 
+void sl_copy_body(const sl_copy_t *e, const char **body, size_t *len)
+{
+    *body = e->share.rep[e->rep].ptr;
+    *len = e->share.rep[e->rep].len;
+}
+
+size_t sl_copy_json_tag(const sl_copy_t *e, char out[SL_REP_TAG_MAX])
+{
+    return sl_rep_tag(&e->share, SL_REP_JSON, out);
+}
+
+void sl_copy_ref(sl_copy_t *e)
+{
+    e->refs++;
+}
+
+void sl_copy_unref(sl_copies_t *c, sl_copy_t *e)
+{
+    (void)c;
+    assert(e->refs > 0);
+    if (--e->refs == 0 && e->detached)
+        copy_free(e);
+}
+
 /* ---- answers sent straight from a copy ---- */
 
 typedef struct zsend {

@@ -7,9 +7,15 @@
 #include "gateway/internal/gateway.h"
 
 static const char *const route_names[SL_GW_ROUTES] = {
-    [SL_ROUTE_SHARE_JSON] = "share_json", [SL_ROUTE_SHARE_HTML] = "share_html", [SL_ROUTE_RPC] = "rpc",
-    [SL_ROUTE_COMPAT] = "specstory",      [SL_ROUTE_HEALTH] = "healthz",        [SL_ROUTE_READY] = "readyz",
-    [SL_ROUTE_METRICS] = "metrics",       [SL_ROUTE_OTHER] = "other",
+    [SL_ROUTE_SHARE_JSON] = "share_json",
+    [SL_ROUTE_SHARE_HTML] = "share_html",
+    [SL_ROUTE_SHARE_EVENTS] = "share_events",
+    [SL_ROUTE_RPC] = "rpc",
+    [SL_ROUTE_COMPAT] = "specstory",
+    [SL_ROUTE_HEALTH] = "healthz",
+    [SL_ROUTE_READY] = "readyz",
+    [SL_ROUTE_METRICS] = "metrics",
+    [SL_ROUTE_OTHER] = "other",
 };
 
 static void appendf(char **buf, size_t *len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -72,6 +78,20 @@ void sl_gw_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
                       "Copies moved from probation to the main queue (hit while new).", cs.admitted_main);
     sl_gateway_metric(buf, len, "shareline_share_copies_evicted_total", "counter",
                       "Copies evicted to stay within the budget.", cs.evicted);
+    sl_events_stats_t es;
+    sl_events_stats(gw->events, &es);
+    sl_gateway_metric(buf, len, "shareline_event_streams", "gauge", "Live event streams open now.",
+                      es.streams);
+    sl_gateway_metric(buf, len, "shareline_event_sessions", "gauge",
+                      "Sessions the open event streams follow.", es.watches);
+    sl_gateway_metric(buf, len, "shareline_events_sent_total", "counter",
+                      "Events and heartbeats queued on streams.", es.sent);
+    sl_gateway_metric(buf, len, "shareline_event_streams_dropped_total", "counter",
+                      "Event streams ended because their client did not read.", es.dropped);
+    sl_gateway_metric(buf, len, "shareline_event_streams_gone_total", "counter",
+                      "Event streams ended with \"gone\" (private, revoked, deleted).", es.gone);
+    sl_gateway_metric(buf, len, "shareline_event_looks_total", "counter",
+                      "GetShare looks of followed sessions (one per change and node).", es.looks);
     sl_gateway_metric(buf, len, "shareline_connections_open", "gauge", "Client connections open now.",
                       gw->conns_open);
     sl_gateway_metric(buf, len, "shareline_connections_accepted_total", "counter",

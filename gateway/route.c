@@ -30,6 +30,8 @@ void sl_route_classify(const char *path, size_t len, sl_route_t *out)
         len = (size_t)(q - path);
     if (starts(path, len, "/api/v1/share/"))
         set(out, SL_ROUTE_SHARE_JSON, path + 14, len - 14);
+    else if (starts(path, len, "/share/") && len > 7 + 7 && memcmp(path + len - 7, "/events", 7) == 0)
+        set(out, SL_ROUTE_SHARE_EVENTS, path + 7, len - 7 - 7);
     else if (starts(path, len, "/share/"))
         set(out, SL_ROUTE_SHARE_HTML, path + 7, len - 7);
     else if (starts(path, len, "/rpc/"))

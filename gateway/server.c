@@ -79,6 +79,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         else
             send_not_allowed(gw, req, "GET, HEAD");
         return 0;
+    case SL_ROUTE_SHARE_EVENTS:
+        if (sl_gw_is_method(req, "GET"))
+            sl_gw_events(gw, req, rt.rest, rt.rest_len);
+        else
+            sl_gw_share_error(gw, req, SL_ROUTE_SHARE_HTML, 405, "GET");
+        return 0;
     case SL_ROUTE_RPC:
         if (!sl_gw_is_method(req, "POST")) {
             sl_gw_add_header(req, H2O_TOKEN_ALLOW, H2O_STRLIT("POST"));
@@ -216,6 +222,12 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, c
     }
     if (gw->cfg.max_connections == 0)
         gw->cfg.max_connections = 16384;
+    if (sl_events_open(&gw->events, gw, gw->cfg.events_heartbeat_ms, gw->cfg.max_event_streams) != 0) {
+        sl_copies_close(gw->copies);
+        free(gw);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
 
     h2o_config_init(&gw->config);
     /* Bodies up to max_body are ours to judge (a 413 with an error body); h2o itself stops at twice
@@ -262,6 +274,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, sl_rpc_server_t *rpc, c
     *out = gw;
     return 0;
 fail:
+    sl_events_close(gw->events);
     h2o_context_dispose(&gw->ctx);
     h2o_config_dispose(&gw->config);
     if (gw->ssl)
@@ -280,6 +293,7 @@ void sl_gateway_close(sl_gateway_t *gw)
     if (gw == NULL)
         return;
     uv_close((uv_handle_t *)&gw->listener, on_listener_closed);
+    sl_events_close(gw->events);
     uv_run(gw->loop, UV_RUN_NOWAIT);
     h2o_context_dispose(&gw->ctx);
     h2o_config_dispose(&gw->config);

@@ -10,10 +10,22 @@
 
 #include "gateway/internal/gateway.h"
 
-/* The viewer page runs no script and loads nothing from elsewhere; inline CSS only. */
-static const char PAGE_CSP[] =
+/* The viewer page loads nothing from elsewhere: inline CSS, and one script of ours (rpc/live.c),
+ * allowed by its hash, which may only connect back here (its event stream). Error pages run none. */
+static char page_csp[400];
+static const char ERROR_CSP[] =
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const char *sl_gw_page_csp(void)
+{
+    if (page_csp[0] == '\0')
+        snprintf(page_csp, sizeof(page_csp),
+                 "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src %s; "
+                 "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                 sl_rpc_live_script_hash());
+    return page_csp;
+}
 
 static const char NOT_FOUND_HTML[] =
     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -72,7 +84,7 @@ static void add_named(h2o_req_t *req, h2o_iovec_t *name, const char *value, size
     h2o_add_header_by_str(&req->pool, &req->res.headers, name->base, name->len, 0, NULL, value, len);
 }
 
-static void common_headers(h2o_req_t *req, sl_route_kind_t route)
+static void page_headers(h2o_req_t *req, sl_route_kind_t route, int page)
 {
     /* A shared cache must revalidate every time: a revoked link must not outlive the revocation. */
     sl_gw_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-cache"));
@@ -83,11 +95,17 @@ static void common_headers(h2o_req_t *req, sl_route_kind_t route)
         sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept, Accept-Encoding"));
     } else {
         sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
-        add_named(req, &HDR_CSP, PAGE_CSP, sizeof(PAGE_CSP) - 1);
+        const char *csp = page ? sl_gw_page_csp() : ERROR_CSP;
+        add_named(req, &HDR_CSP, csp, strlen(csp));
     }
 }
 
-static void send_not_found(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route)
+static void common_headers(h2o_req_t *req, sl_route_kind_t route)
+{
+    page_headers(req, route, 0);
+}
+
+void sl_gw_share_not_found(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route)
 {
     common_headers(req, route);
     if (route == SL_ROUTE_SHARE_JSON)
@@ -134,7 +152,7 @@ static void serve(sl_gateway_t *gw, h2o_req_t *req, want_t w, sl_copy_t *e, cons
         taglen = sl_rep_tag(s, rep, local);
         tag = local;
     }
-    common_headers(req, w.route);
+    page_headers(req, w.route, 1);
     /* a copy's ETag lives as long as the answer that points to it (sl_copy_send keeps the copy) */
     int direct = e != NULL && !sl_gw_is_method(req, "HEAD");
     sl_gw_add_header(req, H2O_TOKEN_ETAG, direct ? tag : h2o_strdup(&req->pool, tag, taglen).base, taglen);
@@ -208,7 +226,7 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
                 sl_copies_drop(gw->copies, old);
         }
     if (!s.found)
-        send_not_found(gw, req, d.route);
+        sl_gw_share_not_found(gw, req, d.route);
     else
         serve(gw, req, want_of(&d), e, &s);
 }
@@ -226,7 +244,7 @@ static void ask(sl_gateway_t *gw, sl_pending_t *pd)
 void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const char *id, size_t idlen)
 {
     if (!sl_route_share_id_valid(id, idlen)) {
-        send_not_found(gw, req, route);
+        sl_gw_share_not_found(gw, req, route);
         return;
     }
     want_t w = {route, sl_gw_accepts_gzip(req), route == SL_ROUTE_SHARE_JSON && sl_gw_wants_markdown(req)};

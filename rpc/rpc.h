@@ -216,6 +216,28 @@ void sl_rpc_set_share_confirm(sl_rpc_server_t *srv, sl_rpc_share_confirm_fn fn, 
 int sl_rpc_share_confirm(sl_rpc_server_t *srv, const char *id, size_t idlen, uint64_t have_version,
                          uint64_t have_tag);
 
+/* ---- changes of public documents (live events) ----
+ *
+ * The service tells the transport that the public document of a session may have changed: an owner
+ * change on any node (docs/invalidation.md: every node hears every invalidation). The transport
+ * then asks GetShare what holds now; a notice says nothing of what changed and may be spurious. */
+typedef void (*sl_rpc_change_fn)(void *data, const char *id, size_t idlen);
+void sl_rpc_set_change_listener(sl_rpc_server_t *srv, sl_rpc_change_fn fn, void *data);
+/* Called by the service; a no-op without a listener. */
+void sl_rpc_changed(sl_rpc_server_t *srv, const char *id, size_t idlen);
+/* 1 when the service can send change notices at all (else the transport must look by itself). */
+void sl_rpc_set_changes_available(sl_rpc_server_t *srv, int available);
+int sl_rpc_changes_available(const sl_rpc_server_t *srv);
+
+/* ---- the viewer page's live script (rpc/live.c) ----
+ *
+ * The public page (built by the service) carries one inline script of ours that follows
+ * /share/{id}/events; the transport allows exactly that script with a CSP hash. Both take it from
+ * here, so the page and its Content-Security-Policy cannot disagree. */
+const char *sl_rpc_live_script(size_t *len);
+/* "'sha256-<base64>'" of the script (computed once). */
+const char *sl_rpc_live_script_hash(void);
+
 /* ---- bodies loaded after the caller is checked ----
  *
  * A transport (the gateway) that must not parse or inflate anything before the caller is known

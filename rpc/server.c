@@ -53,6 +53,9 @@ struct sl_rpc_server {
     size_t nfree;
     sl_rpc_share_confirm_fn confirm; /* GetShare's confirmer (rpc.h), or NULL */
     void *confirm_data;
+    sl_rpc_change_fn changed; /* the transport's change listener (rpc.h), or NULL */
+    void *changed_data;
+    int changes_available;
 };
 
 struct sl_rpc_call {
@@ -364,6 +367,28 @@ int sl_rpc_share_confirm(sl_rpc_server_t *srv, const char *id, size_t idlen, uin
     if (srv->confirm == NULL || have_version == 0 || have_tag == 0 || !sl_rpc_id_valid(id, idlen))
         return 0;
     return srv->confirm(srv->confirm_data, id, idlen, have_version, have_tag) == 1;
+}
+
+void sl_rpc_set_change_listener(sl_rpc_server_t *srv, sl_rpc_change_fn fn, void *data)
+{
+    srv->changed = fn;
+    srv->changed_data = data;
+}
+
+void sl_rpc_changed(sl_rpc_server_t *srv, const char *id, size_t idlen)
+{
+    if (srv->changed != NULL && sl_rpc_id_valid(id, idlen))
+        srv->changed(srv->changed_data, id, idlen);
+}
+
+void sl_rpc_set_changes_available(sl_rpc_server_t *srv, int available)
+{
+    srv->changes_available = available;
+}
+
+int sl_rpc_changes_available(const sl_rpc_server_t *srv)
+{
+    return srv->changes_available;
 }
 
 void sl_rpc_call_deferred(sl_rpc_server_t *srv, const char *method, size_t method_len, const char *auth,

@@ -50,6 +50,8 @@ typedef struct inv {
 
 struct sl_coh {
     uv_loop_t *loop;
+    sl_coh_listener_fn listener; /* every invalidation heard (sl_coh_set_listener), or NULL */
+    void *listener_data;
     sl_cache_t *data;
     uint64_t trust_gen_seen; /* sl_cache_trust_generation() when last looked at */
     sl_coh_config_t cfg;

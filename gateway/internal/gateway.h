@@ -22,6 +22,7 @@
 #define SL_GW_ROUTES (SL_ROUTE_OTHER + 1)
 
 struct sl_copies;
+typedef struct sl_events sl_events_t;
 
 struct sl_gateway {
     uv_loop_t *loop;
@@ -37,6 +38,7 @@ struct sl_gateway {
     uint64_t aborted;                                   /* answers dropped because the client had gone */
     uint64_t conns_open, conns_accepted, conns_refused; /* client connections */
     struct sl_copies *copies;                           /* copies of projections (copies.c) */
+    sl_events_t *events;                                /* live event streams (events.c) */
     sl_rpc_limits_t upload_limits; /* the JSON mapping's limits for a SpecStory upload (after gzip) */
 };
 
@@ -104,6 +106,13 @@ void sl_gw_share(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, const 
  * allowed, 503, 500), the {"code","message"} JSON for /api/v1/share/{id}. */
 void sl_gw_share_error(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route, int status,
                        const char *allow);
+/* share.c: the one 404 of unknown, private, revoked and deleted sessions (HTML for the page's
+ * routes, JSON for the API's). */
+void sl_gw_share_not_found(sl_gateway_t *gw, h2o_req_t *req, sl_route_kind_t route);
+/* share.c: the viewer page's Content-Security-Policy (allows the live script by its hash). */
+const char *sl_gw_page_csp(void);
+/* events.c: GET /share/{id}/events. */
+void sl_gw_events(sl_gateway_t *gw, h2o_req_t *req, const char *id, size_t idlen);
 /* owner_rpc.c: POST /rpc/<service>/<method>. */
 void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_t mlen);
 /* specstory.c: /api/v1/projects[...] (path after "/api/v1/projects"). */
@@ -139,6 +148,14 @@ sl_copy_t *sl_copies_put(struct sl_copies *c, const char *id, size_t idlen, sl_r
 void sl_copies_drop(struct sl_copies *c, sl_copy_t *e);
 /* The body and strong ETag ("<etag>-<j|m|h>[z]", quoted) of a copy. */
 void sl_copy_rep(const sl_copy_t *e, const char **body, size_t *len, const char **tag, size_t *taglen);
+/* The representation's bytes (valid while e is held or current). */
+void sl_copy_body(const sl_copy_t *e, const char **body, size_t *len);
+/* The strong ETag of the JSON document of the same version and content as e. */
+size_t sl_copy_json_tag(const sl_copy_t *e, char out[SL_REP_TAG_MAX]);
+/* Holds e alive (e.g. while a thread reads it) until sl_copy_unref, even if it is replaced or
+ * evicted meanwhile. */
+void sl_copy_ref(sl_copy_t *e);
+void sl_copy_unref(struct sl_copies *c, sl_copy_t *e);
 /* Keeps e (its body and ETag) alive until req is disposed, for an answer that points into it. */
 void sl_copy_hold(sl_copy_t *e, h2o_req_t *req);
 /* Sends e as the final body of req without copying it: e stays alive until the request's pool is
@@ -153,5 +170,17 @@ typedef struct sl_copies_stats {
 } sl_copies_stats_t;
 void sl_copies_stats(const struct sl_copies *c, sl_copies_stats_t *out);
 void sl_copies_count(struct sl_copies *c, int hit);
+
+/* ---- live events (events.c) ---- */
+
+/* heartbeat_ms 0: 15,000; max_streams 0: 20,000. Registers the gateway as the rpc's change listener. */
+int sl_events_open(sl_events_t **out, sl_gateway_t *gw, unsigned heartbeat_ms, size_t max_streams);
+void sl_events_close(sl_events_t *ev);
+typedef struct sl_events_stats {
+    size_t streams, watches;             /* open streams, sessions they follow */
+    uint64_t sent, dropped, gone, looks; /* events queued, streams ended for not reading, ended by
+                                            "gone", GetShare looks */
+} sl_events_stats_t;
+void sl_events_stats(const sl_events_t *ev, sl_events_stats_t *out);
 
 #endif

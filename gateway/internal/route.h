@@ -10,13 +10,14 @@
 
 /* The same order as the gateway's per-route counters. */
 typedef enum sl_route_kind {
-    SL_ROUTE_SHARE_JSON, /* /api/v1/share/{id} */
-    SL_ROUTE_SHARE_HTML, /* /share/{id} */
-    SL_ROUTE_RPC,        /* /rpc/{service/method} */
-    SL_ROUTE_COMPAT,     /* /api/v1/projects[/...] */
-    SL_ROUTE_HEALTH,     /* /healthz */
-    SL_ROUTE_READY,      /* /readyz */
-    SL_ROUTE_METRICS,    /* /metrics */
+    SL_ROUTE_SHARE_JSON,   /* /api/v1/share/{id} */
+    SL_ROUTE_SHARE_HTML,   /* /share/{id} */
+    SL_ROUTE_SHARE_EVENTS, /* /share/{id}/events */
+    SL_ROUTE_RPC,          /* /rpc/{service/method} */
+    SL_ROUTE_COMPAT,       /* /api/v1/projects[/...] */
+    SL_ROUTE_HEALTH,       /* /healthz */
+    SL_ROUTE_READY,        /* /readyz */
+    SL_ROUTE_METRICS,      /* /metrics */
     SL_ROUTE_OTHER,
 } sl_route_kind_t;
 

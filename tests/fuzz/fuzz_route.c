@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sl_route_classify(path, size, &r);
     if (r.rest && (r.rest < path || r.rest + r.rest_len > path + size))
         abort();
-    if ((r.kind == SL_ROUTE_SHARE_JSON || r.kind == SL_ROUTE_SHARE_HTML) &&
+    if ((r.kind == SL_ROUTE_SHARE_JSON || r.kind == SL_ROUTE_SHARE_HTML || r.kind == SL_ROUTE_SHARE_EVENTS) &&
         sl_route_share_id_valid(r.rest, r.rest_len)) {
         if (r.rest_len == 0 || r.rest_len > 64)
             abort();

@@ -29,6 +29,16 @@ static void test_classify(void **state)
     r = classify("/share/");
     assert_int_equal(r.kind, SL_ROUTE_SHARE_HTML);
     assert_int_equal(r.rest_len, 0);
+    r = classify("/share/abc-1/events?x");
+    assert_int_equal(r.kind, SL_ROUTE_SHARE_EVENTS);
+    assert_int_equal(r.rest_len, 5);
+    assert_memory_equal(r.rest, "abc-1", 5);
+    r = classify("/share//events"); /* no id: the page route, whose id is invalid (404) */
+    assert_int_equal(r.kind, SL_ROUTE_SHARE_HTML);
+    r = classify("/share/a/b/events"); /* "a/b" is no id: the events route answers the 404 */
+    assert_int_equal(r.kind, SL_ROUTE_SHARE_EVENTS);
+    assert_int_equal(r.rest_len, 3);
+    assert_int_equal(classify("/share/abc/eventsx").kind, SL_ROUTE_SHARE_HTML);
     r = classify("/rpc/shareline.v1.Sessions/GetSession");
     assert_int_equal(r.kind, SL_ROUTE_RPC);
     assert_int_equal(r.rest_len, strlen("shareline.v1.Sessions/GetSession"));
