@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Live events (part of `make bench`, called by bench/run.sh with the server up): 1,000 and 10,000
-# open event streams of one public session on one node (HTTP/1.1, bench/events_load.py), the time
+# open event streams of one public session on one node (HTTP/1.1, bench/events_load.c), the time
 # from an owner call's return to its event on every stream (p50/p99), and the server's RSS per idle
 # stream. Needs: URL TOKEN OUT SERVER_PID in the environment.
 set -euo pipefail
@@ -8,6 +8,7 @@ set -euo pipefail
 COUNTS=${SL_BENCH_EVENT_STREAMS:-"1000 10000"}
 CHANGES=${SL_BENCH_EVENT_CHANGES:-10}
 port=${URL##*:}
+BENCH_BIN=${BENCH_BIN:-$(cd "$(dirname "$0")/.." && pwd)/build/bench}
 rpc() { curl -sS --http2-prior-knowledge -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
         --data-binary @- "$URL/rpc/shareline.v1.Sessions/$1"; }
 sid="bench-events-$$"
@@ -27,7 +28,7 @@ ulimit -n "$(ulimit -Hn)"
     echo "|---|---|---|---|---|---|---|---|"
 } >>"$OUT/report.md"
 for n in $COUNTS; do
-    r=$(taskset -c 1 python3 "$(dirname "$0")/events_load.py" "$port" "$sid" "$TOKEN" "$n" "$CHANGES" "$SERVER_PID") || r='{}'
+    r=$(taskset -c 1 "$BENCH_BIN/events_load" "$port" "$sid" "$TOKEN" "$n" "$CHANGES" "$SERVER_PID") || r="{}"
     echo "$r" >>"$OUT/events-runs.log"
     jq -r --argjson n "$n" '"| \($n) | \(.connect_seconds) s | \(.events_received) of \(.events_expected) | \(.fanout_ms_p50) ms | \(.fanout_ms_p99) ms | \(.last_stream_ms_max) ms | \(.rss_bytes_per_stream) B | " +
         (if (.fanout_ms_p99 // 1e9) <= 500 and (.rss_bytes_per_stream // 1e9) <= 16384 and .events_received == .events_expected then "met" else "MISSED" end) + " |"' <<<"$r" >>"$OUT/report.md"
