@@ -5,7 +5,7 @@
 # anything not public; a second node hears a change made on the first; a revoke ends every stream
 # on both nodes with "gone" within a second; and headless Chromium applies an append and a hide to
 # an open page without navigating, then shows the notice after a revoke.
-export SHARELINE_EVENTS_HEARTBEAT_MS=1000
+export SHARELINE_EVENTS_HEARTBEAT_MS=1000 SHARELINE_SEND_TIMEOUT_MS=3000
 source "$(dirname "$0")/lib.sh"
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 READERS=()
@@ -125,6 +125,38 @@ else
     not_ok "chromium is installed (scripts/deps.sh installs it)"
 fi
 
+# ---- a client that stops reading is dropped, the others get every event ----
+python3 - "$SL_TEST_HTTP_PORT" "$SID" >"$WORK/slow.out" 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(f"GET /share/{sys.argv[2]}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+print(s.recv(300)[:12].decode(), flush=True)  # the status line, then nothing more is read
+time.sleep(60)
+PY
+READERS+=($!)
+check "the slow reader got its stream" wait_for "$WORK/slow.out" "HTTP/1.1 200" 5
+before=$(metric shareline_event_streams)
+big=$(head -c 45000 /dev/urandom | base64 -w 100)
+for k in 1 2 3; do
+    out=$(rpc "$TOKEN" AppendExchanges "$(jq -n --arg s "$SID" --arg b "$big $k" '{session_id:$s, exchanges:[{prompt:"big", response:$b}]}')")
+done
+vbig=$(jq -r .version <<<"$out")
+for r in a2 a1 b2; do
+    check "$r (reading) got every event while a client did not read" wait_for "$WORK/$r.ev" "^id: $vbig\$" 5
+done
+# its window is closed: SHARELINE_SEND_TIMEOUT_MS (3 s here) disconnects it, its stream goes
+for _ in $(seq 1 200); do [ "$(metric shareline_event_streams)" -lt "$before" ] && break; sleep 0.05; done
+check "the stream whose client stopped reading was closed (send timeout), the others stay" eq "$(metric shareline_event_streams)" $((before - 1))
+
+# ---- many streams on one HTTP/2 connection (nghttp opens them all on one) ----
+urls=(); for i in $(seq 1 50); do urls+=("$URL/share/$SID/events?n=$i"); done # distinct: nghttp fetches a URI once
+timeout 20 nghttp "${urls[@]}" >"$WORK/many.ev" 2>"$WORK/many.err" &
+NGHTTP=$!; READERS+=($NGHTTP)
+for _ in $(seq 1 100); do [ "$(metric shareline_event_streams)" -ge 52 ] 2>/dev/null && break; sleep 0.05; done
+check "50 streams on one HTTP/2 connection are open (plus a2 and a1)" test "$(metric shareline_event_streams)" -ge 52
+
 # ---- revoke: every stream on both nodes hears "gone" and ends, within a second ----
 t0=$(date +%s%N)
 rpc "$TOKEN" SetVisibility "{\"session_id\":\"$SID\",\"public\":false}" >/dev/null
@@ -139,6 +171,9 @@ for r in a2 a1 b2; do
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     check "$r: the stream ended" bash -c '! kill -0 "$1" 2>/dev/null' _ "$pid"
 done
+wait "$NGHTTP"
+check "the 50 HTTP/2 streams of one connection: a version event each at connect" eq "$(grep -c '^event: version' "$WORK/many.ev")" 50
+check "... and each heard gone, then ended (nghttp finished)" eq "$(grep -c '^event: gone' "$WORK/many.ev")" 50
 check "a new stream of the revoked session: 404" eq "$(get "/share/$SID/events")" 404
 check "metrics: streams gauge back to 0" eq "$(metric shareline_event_streams)" 0
 check "metrics: gone counted" test "$(metric shareline_event_streams_gone_total)" -ge 2
