@@ -52,6 +52,7 @@ stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %.1
 } >"$out/report.md"
 URL=$url TOKEN=$token OUT=$out SERVER_PID=$server bash bench/serve.sh
 URL=$url TOKEN=$token OUT=$out SERVER_PID=$server REDIS_PORT=17379 REDIS_PREFIX=bench: bash bench/workloads.sh
+[ "${SL_BENCH_OPS:-1}" = 0 ] || URL=$url TOKEN=$token OUT=$out bash bench/owner_ops.sh
 [ "${SL_BENCH_EVENTS:-1}" = 0 ] || URL=$url TOKEN=$token OUT=$out SERVER_PID=$server bash bench/events.sh
 [ "${SL_BENCH_MANY:-1000 10000 100000}" = 0 ] || TOKEN=$token OUT=$out bash bench/many.sh
 cat "$out/report.md"

@@ -755,7 +755,9 @@ static void start_stream(sl_gateway_t *gw, h2o_req_t *req, const char *id, size_
         stream_push(s, e);
         ev_unref(e);
     }
-    if (w->version == 0 || w->version != version || !w->index.ok)
+    if (w->version == 0)
+        w->version = version; /* what its first stream was told: the base of the first change */
+    if (w->version != version || !w->index.ok)
         look(w); /* learn the page's index (or catch up with what the stream was told) */
 }
 

@@ -26,7 +26,7 @@ check "tokens.token_hash holds SHA-256(token)" eq "$(root_sql "SELECT COUNT(*) F
 mariadb-dump --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" -p"$SHARELINE_DB_PASSWORD" \
     --hex-blob "$SHARELINE_DB_NAME" >"$WORK/dump.sql" 2>"$WORK/dump.err"
 check "the database dump is not empty" test "$(wc -c <"$WORK/dump.sql")" -gt 10000
-check "the raw token appears nowhere in the database" eq "$(grep -c -F "${TOKEN#slt_}" "$WORK/dump.sql")" 0
+check "the raw token appears nowhere in the database" eq "$(grep -c -F -e "${TOKEN#slt_}" "$WORK/dump.sql")" 0
 rpc "$TOKEN" ListProjects '{}' >/dev/null
 check "the right token is accepted" eq "$(status)" 200
 secret=${TOKEN#slt_}
