@@ -88,7 +88,7 @@ mariadb "${db[@]}" "${SHARELINE_DB_NAME:-shareline}" -e "CREATE TABLE IF NOT EXI
 q=16000
 s=$(mariadb-slap "${db[@]}" --create-schema="${SHARELINE_DB_NAME:-shareline}" --concurrency=16 --number-of-queries=$q \
     --query="UPDATE bench_slap SET v = v + 1 WHERE id = CONNECTION_ID() % 16 + 1" 2>/dev/null |
-    awk '/Average number of seconds/ {print $NF}')
+    awk '/Average number of seconds/ {print $(NF - 1)}')
 tps=$(awk -v q=$q -v s="$s" 'BEGIN {if (s > 0) printf "%.0f", q / s; else print 0}')
 mariadb "${db[@]}" "${SHARELINE_DB_NAME:-shareline}" -e "DROP TABLE IF EXISTS bench_slap"
 {
