@@ -112,15 +112,14 @@ class CDP:
         return r["result"].get("value")
 
 
-def main():
-    chromium, url, shot, toc_id = sys.argv[1:5]
-    width = int(sys.argv[5]) if len(sys.argv) > 5 else 1200
+def launch(chromium, width=1200):
+    """Starts headless Chromium with a fresh profile; returns (process, profile dir, CDP of its page)
+    with the Page, Runtime and Log domains enabled. The caller stops it with stop()."""
     profile = tempfile.mkdtemp(prefix="sl-chromium-")
     proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                              f"--user-data-dir={profile}", "--remote-debugging-port=0", "--no-first-run",
                              f"--window-size={width},1000", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out = {}
     try:
         port_file = os.path.join(profile, "DevToolsActivePort")
         for _ in range(300):
@@ -134,6 +133,27 @@ def main():
         cdp.call("Page.enable")
         cdp.call("Runtime.enable")
         cdp.call("Log.enable")
+    except Exception:
+        stop(proc, profile)
+        raise
+    return proc, profile, cdp
+
+
+def stop(proc, profile):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def main():
+    chromium, url, shot, toc_id = sys.argv[1:5]
+    width = int(sys.argv[5]) if len(sys.argv) > 5 else 1200
+    out = {}
+    proc, profile, cdp = launch(chromium, width)
+    try:
         t0 = time.time()
         cdp.call("Page.navigate", url=url)
         cdp.wait_event("Page.loadEventFired", timeout=120)
@@ -186,12 +206,7 @@ def main():
         out["console_errors"] = [m["params"]["entry"]["text"] for m in cdp.events
                                  if m.get("method") == "Log.entryAdded" and m["params"]["entry"]["level"] == "error"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(profile, ignore_errors=True)
+        stop(proc, profile)
     json.dump(out, sys.stdout)
 
 

@@ -6,10 +6,10 @@ Loads URL, then runs each shell command in turn (an append, a hide, a revoke thr
 RPCs) and waits for the open page to change by itself. Prints one JSON object with what it saw;
 the calling test asserts on it.
 """
-import json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+import json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cdp_check import CDP, WS  # noqa: E402
+from cdp_check import launch, stop  # noqa: E402
 
 
 def poll(cdp, expr, want, timeout=5.0):
@@ -24,24 +24,9 @@ def poll(cdp, expr, want, timeout=5.0):
 
 def main():
     chromium, url, append_cmd, hide_cmd, revoke_cmd = sys.argv[1:6]
-    profile = tempfile.mkdtemp(prefix="sl-chromium-")
-    proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                             f"--user-data-dir={profile}", "--remote-debugging-port=0", "--no-first-run",
-                             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = {}
+    proc, profile, cdp = launch(chromium)
     try:
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        for _ in range(300):
-            if os.path.exists(port_file) and open(port_file).read().count("\n") >= 1:
-                break
-            time.sleep(0.1)
-        port = int(open(port_file).read().split("\n")[0])
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30))
-        page = next(t for t in targets if t.get("type") == "page")
-        cdp = CDP(WS(page["webSocketDebuggerUrl"]))
-        cdp.call("Page.enable")
-        cdp.call("Runtime.enable")
-        cdp.call("Log.enable")
         cdp.call("Page.navigate", url=url)
         cdp.wait_event("Page.loadEventFired", timeout=120)
         # a marker that a navigation (a reload) would erase
@@ -66,12 +51,7 @@ def main():
         out["console_errors"] = [m["params"]["entry"]["text"] for m in cdp.events
                                  if m.get("method") == "Log.entryAdded" and m["params"]["entry"]["level"] == "error"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(profile, ignore_errors=True)
+        stop(proc, profile)
     json.dump(out, sys.stdout)
 
 
