@@ -306,6 +306,15 @@ void sl_copies_drop(sl_copies_t *c, sl_copy_t *e)
     remove_copy(c, e);
 }
 
+void sl_copies_drop_id(sl_copies_t *c, const char *id, size_t n)
+{
+    for (int r = 0; r < SL_REP_COUNT; r++) {
+        sl_copy_t *e = sl_copies_find(c, id, n, (sl_rpc_rep_t)r);
+        if (e)
+            remove_copy(c, e);
+    }
+}
+
 void sl_copy_rep(const sl_copy_t *e, const char **body, size_t *len, const char **tag, size_t *taglen)
 {
     *body = e->share.rep[e->rep].ptr;
@@ -330,9 +339,8 @@ void sl_copy_ref(sl_copy_t *e)
     e->refs++;
 }
 
-void sl_copy_unref(sl_copies_t *c, sl_copy_t *e)
+void sl_copy_unref(sl_copy_t *e)
 {
-    (void)c;
     assert(e->refs > 0);
     if (--e->refs == 0 && e->detached)
         copy_free(e);
@@ -360,11 +368,7 @@ static void zsend_stop(h2o_generator_t *g, h2o_req_t *req)
 /* Runs when the request's pool is cleared: h2o no longer needs the bytes. */
 static void zsend_dispose(void *p)
 {
-    zsend_t *z = p;
-    sl_copy_t *e = z->e;
-    assert(e->refs > 0); /* one reference per answer being sent */
-    if (--e->refs == 0 && e->detached)
-        copy_free(e);
+    sl_copy_unref(((zsend_t *)p)->e); /* one reference per answer being sent */
 }
 
 static zsend_t *hold(sl_copy_t *e, h2o_req_t *req)

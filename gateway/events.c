@@ -19,60 +19,23 @@
  * notices (rpc.h: every invalidation of docs/invalidation.md, from any node); every watch is also
  * looked at with each heartbeat (every second when the node has no notices: SHARELINE_NODE_MEMORY=0).
  *
+ * The encoding of events and the comparison of two pages are in events_delta.c.
+ *
  * Bounds: SHARELINE_MAX_EVENT_STREAMS streams a node (503 beyond); a stream whose client does not
  * read keeps at most EV_QUEUE_MAX events or EV_QUEUE_BYTES queued, then it is ended (the browser
  * reconnects with Last-Event-ID and gets the current version); pages over INDEX_INLINE bytes are
  * indexed on the thread pool.
  */
-#define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/internal/events.h"
 #include "gateway/internal/gateway.h"
 
-#define EV_QUEUE_MAX    8
-#define EV_QUEUE_BYTES  (512u << 10)
-#define DELTA_MAX_BYTES (256u << 10) /* more rendered HTML than this in one change: "reload" */
-#define DELTA_MAX_ITEMS 200
-#define INDEX_INLINE    (256u << 10)
-#define WATCH_SLOTS     4096
-
-/* One encoded event, shared by every stream it is queued on. */
-typedef struct ev {
-    unsigned refs;
-    size_t len;
-    char data[];
-} ev_t;
-
-static ev_t *ev_new(const char *s, size_t n)
-{
-    ev_t *e = malloc(sizeof(*e) + n);
-    if (e == NULL)
-        return NULL;
-    e->refs = 1;
-    e->len = n;
-    memcpy(e->data, s, n);
-    return e;
-}
-
-static void ev_unref(ev_t *e)
-{
-    if (e && --e->refs == 0)
-        free(e);
-}
-
-typedef struct art {
-    uint64_t id, hash;
-    size_t off, len; /* in the page of the index (valid only while it is being compared) */
-} art_t;
-
-typedef struct page_index {
-    art_t *arts;
-    size_t n;
-    uint64_t header_hash;
-    size_t header_off, header_len;
-    int ok;
-} page_index_t;
+#define EV_QUEUE_MAX   8
+#define EV_QUEUE_BYTES (512u << 10)
+#define INDEX_INLINE   (256u << 10)
+#define WATCH_SLOTS    4096
 
 struct sl_ev_stream;
 
@@ -116,17 +79,9 @@ struct sl_events {
 
 /* ---- watches ---- */
 
-static uint64_t hash_bytes(const char *s, size_t n, uint64_t h)
-{
-    /* FNV-1a, 64 bits */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
 static watch_t **slot_of(sl_events_t *ev, const char *id, size_t idlen)
 {
-    watch_t **p = &ev->slots[hash_bytes(id, idlen, 14695981039346656037ull) % WATCH_SLOTS];
+    watch_t **p = &ev->slots[sl_ev_hash(id, idlen) % WATCH_SLOTS];
     while (*p && !((*p)->idlen == idlen && memcmp((*p)->id, id, idlen) == 0))
         p = &(*p)->hnext;
     return p;
@@ -153,7 +108,7 @@ static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
     (void)req;
     stream_t *s = (stream_t *)g;
     for (size_t i = 0; i < s->ninflight; i++)
-        ev_unref(s->inflight[i]);
+        sl_ev_unref(s->inflight[i]);
     s->ninflight = 0;
     s->sending = 0;
     stream_flush(s);
@@ -188,9 +143,9 @@ static void stream_dispose(void *p)
     stream_t *s = p;
     stream_detach(s);
     for (size_t i = 0; i < s->nqueue; i++)
-        ev_unref(s->queue[i]);
+        sl_ev_unref(s->queue[i]);
     for (size_t i = 0; i < s->ninflight; i++)
-        ev_unref(s->inflight[i]);
+        sl_ev_unref(s->inflight[i]);
     s->nqueue = s->ninflight = 0;
     s->req = NULL;
 }
@@ -234,7 +189,7 @@ static void stream_push(stream_t *s, ev_t *e)
     if (s->nqueue == EV_QUEUE_MAX || s->queued_bytes + e->len > EV_QUEUE_BYTES) {
         s->w->ev->dropped++;
         for (size_t i = 0; i < s->nqueue; i++)
-            ev_unref(s->queue[i]);
+            sl_ev_unref(s->queue[i]);
         s->nqueue = 0;
         s->queued_bytes = 0;
         stream_end(s);
@@ -256,231 +211,6 @@ static void broadcast(watch_t *w, ev_t *e, int end)
         if (end)
             stream_end(s);
     }
-}
-
-/* ---- events ---- */
-
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} strbuf_t;
-
-static void sb_add(strbuf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void sb_str(strbuf_t *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_u64(strbuf_t *b, uint64_t v)
-{
-    char t[24];
-    int n = snprintf(t, sizeof(t), "%llu", (unsigned long long)v);
-    sb_add(b, t, (size_t)n);
-}
-
-/* s as a JSON string (our HTML is UTF-8 already: only quotes, backslashes and controls escaped). */
-static void sb_json(strbuf_t *b, const char *s, size_t n)
-{
-    sb_add(b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sb_add(b, s + run, i - run);
-        char t[8];
-        int k = c == '"'    ? snprintf(t, sizeof(t), "\\\"")
-                : c == '\\' ? snprintf(t, sizeof(t), "\\\\")
-                : c == '\n' ? snprintf(t, sizeof(t), "\\n")
-                            : snprintf(t, sizeof(t), "\\u%04x", c);
-        sb_add(b, t, (size_t)k);
-        run = i + 1;
-    }
-    sb_add(b, s + run, n - run);
-    sb_add(b, "\"", 1);
-}
-
-/* The start of "event: version\nid: V\ndata: {"version":V,"etag":"<the JSON document's ETag>"...". */
-static void version_head(strbuf_t *b, uint64_t version, const char *tag, size_t taglen)
-{
-    sb_str(b, "event: version\nid: ");
-    sb_u64(b, version);
-    sb_str(b, "\ndata: {\"version\":");
-    sb_u64(b, version);
-    sb_str(b, ",\"etag\":");
-    sb_json(b, tag, taglen);
-}
-
-static ev_t *sb_event(strbuf_t *b)
-{
-    sb_str(b, "}\n\n");
-    ev_t *e = b->oom ? NULL : ev_new(b->p, b->len);
-    free(b->p);
-    return e;
-}
-
-/* ---- page index: articles and header of a rendered page (core/projection.c's markup) ---- */
-
-static const char ART_OPEN[] = "<article id=\"exchange-";
-static const char ART_CLOSE[] = "</article>\n";
-
-static void index_page(const char *p, size_t n, page_index_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    const char *end = p + n;
-    const char *h = memmem(p, n, "<header>", 8),
-               *he = h ? memmem(h, (size_t)(end - h), "</header>", 9) : NULL;
-    if (h == NULL || he == NULL)
-        return;
-    out->header_off = (size_t)(h - p);
-    out->header_len = (size_t)(he + 9 - h);
-    out->header_hash = hash_bytes(h, out->header_len, 14695981039346656037ull);
-    size_t cap = 0;
-    for (const char *a = he; (a = memmem(a, (size_t)(end - a), ART_OPEN, sizeof(ART_OPEN) - 1)) != NULL;) {
-        const char *close = memmem(a, (size_t)(end - a), ART_CLOSE, sizeof(ART_CLOSE) - 1);
-        if (close == NULL)
-            break;
-        if (out->n == cap) {
-            cap = cap ? cap * 2 : 64;
-            art_t *na = realloc(out->arts, cap * sizeof(*na));
-            if (na == NULL) {
-                free(out->arts);
-                memset(out, 0, sizeof(*out));
-                return;
-            }
-            out->arts = na;
-        }
-        art_t *t = &out->arts[out->n++];
-        t->id = strtoull(a + sizeof(ART_OPEN) - 1, NULL, 10);
-        t->off = (size_t)(a - p);
-        t->len = (size_t)(close + sizeof(ART_CLOSE) - 1 - a) - 1; /* without the newline */
-        t->hash = hash_bytes(a, t->len, 14695981039346656037ull);
-        a = close + sizeof(ART_CLOSE) - 1;
-    }
-    out->ok = 1;
-}
-
-/* The old index's hash of id, or 0 (absent); a small open-addressing table built per comparison. */
-typedef struct idset {
-    uint64_t *keys, *vals;
-    size_t mask;
-} idset_t;
-
-static int idset_build(idset_t *t, const page_index_t *ix)
-{
-    size_t cap = 16;
-    while (cap < ix->n * 2)
-        cap *= 2;
-    t->keys = calloc(cap, sizeof(uint64_t));
-    t->vals = calloc(cap, sizeof(uint64_t));
-    t->mask = cap - 1;
-    if (t->keys == NULL || t->vals == NULL)
-        return -1;
-    for (size_t i = 0; i < ix->n; i++) {
-        size_t k = (size_t)(ix->arts[i].id * 0x9E3779B97F4A7C15ull) & t->mask;
-        while (t->keys[k] != 0 && t->keys[k] != ix->arts[i].id + 1)
-            k = (k + 1) & t->mask;
-        t->keys[k] = ix->arts[i].id + 1;
-        t->vals[k] = ix->arts[i].hash | 1; /* never 0 */
-    }
-    return 0;
-}
-
-static uint64_t idset_get(const idset_t *t, uint64_t id)
-{
-    size_t k = (size_t)(id * 0x9E3779B97F4A7C15ull) & t->mask;
-    while (t->keys[k] != 0) {
-        if (t->keys[k] == id + 1)
-            return t->vals[k];
-        k = (k + 1) & t->mask;
-    }
-    return 0;
-}
-
-/* The version event of the change old -> (version, page p with index nw): removed, upserted, header. */
-static ev_t *change_event(const page_index_t *old, uint64_t prev, uint64_t version, const char *tag,
-                          size_t taglen, const char *p, const page_index_t *nw)
-{
-    strbuf_t b = {0};
-    version_head(&b, version, tag, taglen);
-    if (prev == 0 || !old->ok || !nw->ok) {
-        sb_str(&b, ",\"reload\":true");
-        return sb_event(&b);
-    }
-    sb_str(&b, ",\"prev\":");
-    sb_u64(&b, prev);
-    idset_t was = {0}, now = {0};
-    int ok = idset_build(&was, old) == 0 && idset_build(&now, nw) == 0;
-    size_t items = 0, bytes = 0;
-    if (ok) {
-        sb_str(&b, ",\"removed\":[");
-        int first = 1;
-        for (size_t i = 0; i < old->n; i++)
-            if (idset_get(&now, old->arts[i].id) == 0) {
-                if (!first)
-                    sb_add(&b, ",", 1);
-                sb_u64(&b, old->arts[i].id);
-                first = 0;
-                items++;
-            }
-        sb_str(&b, "],\"upserted\":[");
-        first = 1;
-        for (size_t i = 0; i < nw->n; i++) {
-            const art_t *a = &nw->arts[i];
-            if (idset_get(&was, a->id) == (a->hash | 1))
-                continue;
-            if (!first)
-                sb_add(&b, ",", 1);
-            sb_str(&b, "{\"id\":");
-            sb_u64(&b, a->id);
-            sb_str(&b, ",\"after\":");
-            sb_u64(&b, i > 0 ? nw->arts[i - 1].id : 0);
-            sb_str(&b, ",\"html\":");
-            sb_json(&b, p + a->off, a->len);
-            sb_add(&b, "}", 1);
-            first = 0;
-            items++;
-            bytes += a->len;
-        }
-        sb_add(&b, "]", 1);
-        if (old->header_hash != nw->header_hash) {
-            sb_str(&b, ",\"header\":");
-            sb_json(&b, p + nw->header_off, nw->header_len);
-            bytes += nw->header_len;
-        }
-    }
-    free(was.keys);
-    free(was.vals);
-    free(now.keys);
-    free(now.vals);
-    if (!ok || items > DELTA_MAX_ITEMS || bytes > DELTA_MAX_BYTES) {
-        /* too big to describe (or no memory): the pages reload */
-        free(b.p);
-        b = (strbuf_t){0};
-        version_head(&b, version, tag, taglen);
-        sb_str(&b, ",\"reload\":true");
-    }
-    return sb_event(&b);
 }
 
 /* ---- looks: what holds now, and the event that tells it ---- */
@@ -507,10 +237,10 @@ static void apply(watch_t *w, const sl_copy_t *e, uint64_t version, page_index_t
         sl_copy_body(e, &p, &n);
         char tag[SL_REP_TAG_MAX];
         size_t tl = sl_copy_json_tag(e, tag);
-        ev_t *ev = change_event(&w->index, w->version, version, tag, tl, p, ix);
+        ev_t *ev = sl_ev_change(&w->index, w->version, version, tag, tl, p, ix);
         if (ev) {
             broadcast(w, ev, 0);
-            ev_unref(ev);
+            sl_ev_unref(ev);
         }
     }
     free(w->index.arts);
@@ -532,7 +262,7 @@ static void index_work(uv_work_t *req)
     const char *p;
     size_t n;
     sl_copy_body(j->e, &p, &n);
-    index_page(p, n, &j->ix);
+    sl_ev_index_page(p, n, &j->ix);
 }
 
 static void index_after(uv_work_t *req, int status)
@@ -542,7 +272,7 @@ static void index_after(uv_work_t *req, int status)
         apply(j->w, j->e, j->version, &j->ix);
     else
         free(j->ix.arts);
-    sl_copy_unref(j->w->ev->gw->copies, j->e);
+    sl_copy_unref(j->e);
     watch_t *w = j->w;
     free(j);
     look_done(w);
@@ -564,23 +294,14 @@ static void index_and_apply(watch_t *w, sl_copy_t *e, uint64_t version)
             sl_copy_ref(e);
             if (uv_queue_work(w->ev->gw->loop, &j->work, index_work, index_after) == 0)
                 return; /* look_done in index_after */
-            sl_copy_unref(w->ev->gw->copies, e);
+            sl_copy_unref(e);
             free(j);
         }
     }
     page_index_t ix;
-    index_page(p, n, &ix);
+    sl_ev_index_page(p, n, &ix);
     apply(w, e, version, &ix);
     look_done(w);
-}
-
-static void drop_copies(sl_gateway_t *gw, const char *id, size_t idlen)
-{
-    for (int r = 0; r < SL_REP_COUNT; r++) {
-        sl_copy_t *old = sl_copies_find(gw->copies, id, idlen, (sl_rpc_rep_t)r);
-        if (old)
-            sl_copies_drop(gw->copies, old);
-    }
 }
 
 static void on_look(sl_rpc_code_t code, const void *body, size_t len, void *data)
@@ -602,11 +323,11 @@ static void on_look(sl_rpc_code_t code, const void *body, size_t len, void *data
     }
     if (!s.found) {
         /* private, revoked or deleted: every stream hears "gone" and ends */
-        drop_copies(gw, w->id, w->idlen);
-        ev_t *ev = ev_new(H2O_STRLIT("event: gone\ndata: {}\n\n"));
+        sl_copies_drop_id(gw->copies, w->id, w->idlen);
+        ev_t *ev = sl_ev_new(H2O_STRLIT("event: gone\ndata: {}\n\n"));
         w->ev->gone += w->nstreams;
         broadcast(w, ev, 1);
-        ev_unref(ev);
+        sl_ev_unref(ev);
         w->again = 0;
         look_done(w);
         return;
@@ -625,13 +346,11 @@ static void on_look(sl_rpc_code_t code, const void *body, size_t len, void *data
             page_index_t none = {0};
             if (s.version != w->version) {
                 char tag[SL_REP_TAG_MAX];
-                strbuf_t sb = {0};
-                version_head(&sb, s.version, tag, sl_rep_tag(&s, SL_REP_JSON, tag));
-                sb_str(&sb, ",\"reload\":true");
-                ev_t *ev = sb_event(&sb);
+                size_t tl = sl_rep_tag(&s, SL_REP_JSON, tag);
+                ev_t *ev = sl_ev_version(s.version, tag, tl, 0, 1);
                 if (ev) {
                     broadcast(w, ev, 0);
-                    ev_unref(ev);
+                    sl_ev_unref(ev);
                 }
             }
             free(w->index.arts);
@@ -747,13 +466,10 @@ static void start_stream(sl_gateway_t *gw, h2o_req_t *req, const char *id, size_
     sl_gw_add_header_str(req, "x-accel-buffering", "no");
     h2o_start_response(req, &s->super);
 
-    strbuf_t b = {0};
-    sb_str(&b, "retry: 3000\n");
-    version_head(&b, version, tag, taglen);
-    ev_t *e = sb_event(&b);
+    ev_t *e = sl_ev_version(version, tag, taglen, 1, 0);
     if (e) {
         stream_push(s, e);
-        ev_unref(e);
+        sl_ev_unref(e);
     }
     if (w->version == 0)
         w->version = version; /* what its first stream was told: the base of the first change */
@@ -776,7 +492,7 @@ static void on_connect_reply(sl_rpc_code_t code, const void *body, size_t len, v
         return;
     }
     if (!s.found) {
-        drop_copies(gw, d.id, d.idlen);
+        sl_copies_drop_id(gw->copies, d.id, d.idlen);
         sl_gw_share_not_found(gw, req, SL_ROUTE_SHARE_HTML);
         return;
     }
@@ -834,7 +550,7 @@ static void on_tick(uv_timer_t *t)
     int heartbeat = (uint64_t)ev->ticks * ev->tick_ms >= ev->heartbeat_ms;
     if (heartbeat)
         ev->ticks = 0;
-    ev_t *hb = heartbeat ? ev_new(H2O_STRLIT(": hb\n\n")) : NULL;
+    ev_t *hb = heartbeat ? sl_ev_new(H2O_STRLIT(": hb\n\n")) : NULL;
     for (size_t i = 0; i < WATCH_SLOTS; i++) {
         for (watch_t *w = ev->slots[i], *next; w; w = next) {
             next = w->hnext;
@@ -849,7 +565,7 @@ static void on_tick(uv_timer_t *t)
             look(w);
         }
     }
-    ev_unref(hb);
+    sl_ev_unref(hb);
 }
 
 int sl_events_open(sl_events_t **out, sl_gateway_t *gw, unsigned heartbeat_ms, size_t max_streams)

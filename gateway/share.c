@@ -13,17 +13,19 @@
 /* The viewer page loads nothing from elsewhere: inline CSS, and one script of ours (rpc/live.c),
  * allowed by its hash, which may only connect back here (its event stream). Error pages run none. */
 static char page_csp[400];
+static size_t page_csp_len;
 static const char ERROR_CSP[] =
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const char *sl_gw_page_csp(void)
 {
-    if (page_csp[0] == '\0')
-        snprintf(page_csp, sizeof(page_csp),
-                 "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src %s; "
-                 "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-                 sl_rpc_live_script_hash());
+    if (page_csp_len == 0)
+        page_csp_len = (size_t)snprintf(
+            page_csp, sizeof(page_csp),
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src %s; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            sl_rpc_live_script_hash());
     return page_csp;
 }
 
@@ -95,8 +97,11 @@ static void page_headers(h2o_req_t *req, sl_route_kind_t route, int page)
         sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept, Accept-Encoding"));
     } else {
         sl_gw_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
-        const char *csp = page ? sl_gw_page_csp() : ERROR_CSP;
-        add_named(req, &HDR_CSP, csp, strlen(csp));
+        if (page) {
+            const char *csp = sl_gw_page_csp(); /* made once, with its length */
+            add_named(req, &HDR_CSP, csp, page_csp_len);
+        } else
+            add_named(req, &HDR_CSP, ERROR_CSP, sizeof(ERROR_CSP) - 1);
     }
 }
 
@@ -219,12 +224,7 @@ static void on_share_reply(sl_rpc_code_t code, const void *body, size_t len, voi
     /* Replaces (or, when not found, drops) the copy this node held. */
     sl_copy_t *e = s.found ? sl_copies_put(gw->copies, d.id, d.idlen, rep, body, len) : NULL;
     if (!s.found)
-        for (int r = 0; r < SL_REP_COUNT; r++) {
-            /* not (or no longer) public: no representation of it is kept */
-            sl_copy_t *old = sl_copies_find(gw->copies, d.id, d.idlen, (sl_rpc_rep_t)r);
-            if (old)
-                sl_copies_drop(gw->copies, old);
-        }
+        sl_copies_drop_id(gw->copies, d.id, d.idlen); /* not (or no longer) public: nothing of it is kept */
     if (!s.found)
         sl_gw_share_not_found(gw, req, d.route);
     else

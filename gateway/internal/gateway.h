@@ -146,6 +146,8 @@ sl_copy_t *sl_copies_put(struct sl_copies *c, const char *id, size_t idlen, sl_r
                          const void *body, size_t len);
 /* Forgets e (freed once no answer is being sent from it). */
 void sl_copies_drop(struct sl_copies *c, sl_copy_t *e);
+/* Forgets every representation of session id (it is not, or no longer, public). */
+void sl_copies_drop_id(struct sl_copies *c, const char *id, size_t idlen);
 /* The body and strong ETag ("<etag>-<j|m|h>[z]", quoted) of a copy. */
 void sl_copy_rep(const sl_copy_t *e, const char **body, size_t *len, const char **tag, size_t *taglen);
 /* The representation's bytes (valid while e is held or current). */
@@ -155,7 +157,7 @@ size_t sl_copy_json_tag(const sl_copy_t *e, char out[SL_REP_TAG_MAX]);
 /* Holds e alive (e.g. while a thread reads it) until sl_copy_unref, even if it is replaced or
  * evicted meanwhile. */
 void sl_copy_ref(sl_copy_t *e);
-void sl_copy_unref(struct sl_copies *c, sl_copy_t *e);
+void sl_copy_unref(sl_copy_t *e);
 /* Keeps e (its body and ETag) alive until req is disposed, for an answer that points into it. */
 void sl_copy_hold(sl_copy_t *e, h2o_req_t *req);
 /* Sends e as the final body of req without copying it: e stays alive until the request's pool is

@@ -139,6 +139,12 @@ def launch(chromium, width=1200):
     return proc, profile, cdp
 
 
+def console_errors(cdp):
+    """The texts of the errors the page logged so far."""
+    return [m["params"]["entry"]["text"] for m in cdp.events
+            if m.get("method") == "Log.entryAdded" and m["params"]["entry"]["level"] == "error"]
+
+
 def stop(proc, profile):
     proc.terminate()
     try:
@@ -203,8 +209,7 @@ def main():
         with open(shot, "wb") as f:
             f.write(base64.b64decode(shot_data))
         out["screenshot_bytes"] = os.path.getsize(shot)
-        out["console_errors"] = [m["params"]["entry"]["text"] for m in cdp.events
-                                 if m.get("method") == "Log.entryAdded" and m["params"]["entry"]["level"] == "error"]
+        out["console_errors"] = console_errors(cdp)
     finally:
         stop(proc, profile)
     json.dump(out, sys.stdout)

@@ -9,7 +9,7 @@ the calling test asserts on it.
 import json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cdp_check import launch, stop  # noqa: E402
+from cdp_check import console_errors, launch, stop  # noqa: E402
 
 
 def poll(cdp, expr, want, timeout=5.0):
@@ -48,8 +48,7 @@ def main():
         out["h1_after_revoke"] = poll(cdp, "(document.querySelector('h1')||{}).textContent",
                                       lambda v: v == "This share link does not exist")
         out["navigations"] = 1 if cdp.eval("window.__still_here") == 1 else 2
-        out["console_errors"] = [m["params"]["entry"]["text"] for m in cdp.events
-                                 if m.get("method") == "Log.entryAdded" and m["params"]["entry"]["level"] == "error"]
+        out["console_errors"] = console_errors(cdp)
     finally:
         stop(proc, profile)
     json.dump(out, sys.stdout)
