@@ -48,52 +48,6 @@ typedef enum kind {
     K_DROP,      /* message-id comments, separators */
 } kind_t;
 
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} buf_t;
-
-static void buf_add(buf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (q == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static char *buf_take(buf_t *b, size_t *len)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    if (b->p == NULL)
-        buf_add(b, "", 0);
-    if (b->oom)
-        return NULL;
-    if (len)
-        *len = b->n;
-    char *p = b->p;
-    b->p = NULL;
-    b->n = b->cap = 0;
-    return p;
-}
-
 static char *dupn(const char *s, size_t n)
 {
     char *p = malloc(n + 1);
@@ -102,6 +56,90 @@ static char *dupn(const char *s, size_t n)
         p[n] = '\0';
     }
     return p;
+}
+
+/* The exchanges' text. Four small allocations per exchange made a file of bare headers cost more
+ * per byte at 1 MB than at 64 KB (allocator and page-fault work, tests/core/test_linear.c); the
+ * text goes instead into blocks of >= 64 KB that never move, so every string stays where it was
+ * written. The string being written (the "open" one) is the last in the newest block and grows in
+ * place, or moves once to a new block twice its size: linear in the text, one allocation per block. */
+#define TEXT_BLOCK (64u << 10)
+
+typedef struct text_blk {
+    struct text_blk *next;
+    size_t cap, used;
+    char data[];
+} text_blk_t;
+
+typedef struct text {
+    text_blk_t *head; /* the newest block */
+    size_t open;      /* where the open string starts in head */
+    int oom;
+} text_t;
+
+static size_t text_open_len(const text_t *t)
+{
+    return t->head ? t->head->used - t->open : 0;
+}
+
+/* Appends to the open string, keeping room for its NUL. */
+static void text_add(text_t *t, const char *s, size_t n)
+{
+    if (t->oom)
+        return;
+    text_blk_t *b = t->head;
+    if (b == NULL || b->cap - b->used < n + 1) {
+        size_t have = text_open_len(t), cap = TEXT_BLOCK;
+        while (cap < 2 * (have + n + 1))
+            cap *= 2;
+        text_blk_t *nb = malloc(sizeof(*nb) + cap);
+        if (nb == NULL) {
+            t->oom = 1;
+            return;
+        }
+        nb->cap = cap;
+        nb->used = have;
+        nb->next = b;
+        if (have)
+            memcpy(nb->data, b->data + t->open, have);
+        if (b)
+            b->used = t->open; /* the moved part is not in the old block any more */
+        t->head = b = nb;
+        t->open = 0;
+    }
+    if (n)
+        memcpy(b->data + b->used, s, n);
+    b->used += n;
+}
+
+/* Ends the open string: NUL-terminated, stays where it is until text_free. NULL when out of memory. */
+static char *text_close(text_t *t, size_t *len)
+{
+    text_add(t, "", 0);
+    if (t->oom)
+        return NULL;
+    text_blk_t *b = t->head;
+    char *p = b->data + t->open;
+    if (len)
+        *len = b->used - t->open;
+    b->data[b->used++] = '\0';
+    t->open = b->used;
+    return p;
+}
+
+static char *text_dup(text_t *t, const char *s, size_t n)
+{
+    text_add(t, s, n);
+    return text_close(t, NULL);
+}
+
+static void text_free(text_blk_t *b)
+{
+    while (b) {
+        text_blk_t *next = b->next;
+        free(b);
+        b = next;
+    }
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -256,9 +294,9 @@ static int num(const char *p, int n)
     return v;
 }
 
-/* Finds "YYYY-MM-DD[ T]HH:MM:SS[.fff][Z|±HH:MM]" in p[0..n) and returns it as a malloc'd
- * "YYYY-MM-DDTHH:MM:SSZ" in UTC, or NULL. */
-static char *find_timestamp(const char *p, size_t n)
+/* Finds "YYYY-MM-DD[ T]HH:MM:SS[.fff][Z|±HH:MM]" in p[0..n) and writes it to out as
+ * "YYYY-MM-DDTHH:MM:SSZ" in UTC; returns its length, or 0 when there is none. */
+static size_t timestamp_in(const char *p, size_t n, char out[32])
 {
     for (size_t i = 0; i + 19 <= n; i++) {
         const char *s = p + i;
@@ -291,22 +329,28 @@ static char *find_timestamp(const char *p, size_t n)
         time_t t = timegm(&tm) - offset;
         struct tm u;
         if (gmtime_r(&t, &u) == NULL)
-            return NULL;
+            return 0;
         /* Only four-digit years make a "YYYY-MM-DDTHH:MM:SSZ" (found by fuzzing: year 0026 gave
          * "26-01-05T07:01:00Z"); anything before 1970 is not a session time either. */
         if (u.tm_year + 1900 < 1970 || u.tm_year + 1900 > 9999)
             continue;
-        char out[32];
-        if (strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%SZ", &u) == 0)
-            return NULL;
-        return strdup(out);
+        return strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &u);
     }
-    return NULL;
+    return 0;
+}
+
+/* The same, malloc'd, or NULL. */
+static char *find_timestamp(const char *p, size_t n)
+{
+    char out[32];
+    size_t k = timestamp_in(p, n, out);
+    return k ? dupn(out, k) : NULL;
 }
 
 /* Title from the prompt: its first non-blank line without leading Markdown markers, trimmed,
- * at most TITLE_MAX bytes, cut on a character boundary with "…" when shortened. */
-static char *make_title(const char *prompt, size_t len)
+ * at most TITLE_MAX bytes, cut on a character boundary with "…" when shortened. Written to out;
+ * returns its length. */
+static size_t title_of(const char *prompt, size_t len, char out[TITLE_MAX + 1])
 {
     size_t i = 0;
     while (i < len) {
@@ -324,21 +368,21 @@ static char *make_title(const char *prompt, size_t len)
             b--;
         if (b > a) {
             size_t n = b - a;
-            if (n <= TITLE_MAX)
-                return dupn(prompt + a, n);
+            if (n <= TITLE_MAX) {
+                memcpy(out, prompt + a, n);
+                return n;
+            }
             size_t cut = TITLE_MAX - 3; /* room for "…" */
             while (cut > 0 && ((unsigned char)prompt[a + cut] & 0xC0) == 0x80)
                 cut--;
-            char *t = malloc(cut + 4);
-            if (t == NULL)
-                return NULL;
-            memcpy(t, prompt + a, cut);
-            memcpy(t + cut, "\xE2\x80\xA6", 4);
-            return t;
+            memcpy(out, prompt + a, cut);
+            memcpy(out + cut, "\xE2\x80\xA6", 3);
+            return cut + 3;
         }
         i = e + 1;
     }
-    return strdup(UNTITLED);
+    memcpy(out, UNTITLED, sizeof(UNTITLED) - 1);
+    return sizeof(UNTITLED) - 1;
 }
 
 /* Session comment: "<!-- <Agent> Session <id> (<timestamp>) -->" */
@@ -397,9 +441,10 @@ static int is_message_id(const line_t *l)
     return starts(l, "<!-- message-id:") && ends(l, "-->");
 }
 
-/* Appends lines [a, b) to out, dropping separators before headers (kinds[] says which) and
- * trimming blank lines at both ends. sep: put a blank line before this part if out is non-empty. */
-static void append_body(buf_t *out, const char *md, const lpos_t *pos, const unsigned char *kinds, size_t a,
+/* Appends lines [a, b) to the open string of out, dropping separators before headers (kinds[] says
+ * which) and trimming blank lines at both ends; a blank line goes before this part if the open
+ * string is not empty. */
+static void append_body(text_t *out, const char *md, const lpos_t *pos, const unsigned char *kinds, size_t a,
                         size_t b)
 {
     while (a < b && (kinds[a] == K_DROP || is_blank(&LINE(a))))
@@ -408,31 +453,22 @@ static void append_body(buf_t *out, const char *md, const lpos_t *pos, const uns
         b--;
     if (a >= b)
         return;
-    if (out->n > 0)
-        buf_add(out, "\n\n", 2);
+    if (text_open_len(out) > 0)
+        text_add(out, "\n\n", 2);
     for (size_t i = a; i < b; i++) {
         if (kinds[i] == K_DROP)
             continue;
-        buf_add(out, md + pos[i].off, pos[i].n);
+        text_add(out, md + pos[i].off, pos[i].n);
         if (i + 1 < b)
-            buf_add(out, "\n", 1);
+            text_add(out, "\n", 1);
     }
-}
-
-static void free_exchange(sl_specstory_exchange_t *e)
-{
-    free(e->title);
-    free(e->prompt);
-    free(e->response);
-    free(e->created_at);
 }
 
 void sl_specstory_free(sl_specstory_doc_t *doc)
 {
     if (doc == NULL)
         return;
-    for (size_t i = 0; i < doc->count; i++)
-        free_exchange(&doc->exchanges[i]);
+    text_free(doc->text);
     free(doc->exchanges);
     free(doc->title);
     free(doc->agent);
@@ -550,7 +586,8 @@ int sl_specstory_parse_max(const char *md, size_t len, size_t max_exchanges, sl_
             first_user = i;
             break;
         }
-    buf_t lead = {0};
+    /* the text before the first user turn is the first open string of the text blocks */
+    text_t text = {0};
     for (size_t i = 0; i < first_user;) {
         if (kinds[i] == K_META || (kinds[i] != K_TEXT && kinds[i] != K_DROP)) {
             i++;
@@ -559,14 +596,15 @@ int sl_specstory_parse_max(const char *md, size_t len, size_t max_exchanges, sl_
         size_t j = i;
         while (j < first_user && (kinds[j] == K_TEXT || kinds[j] == K_DROP))
             j++;
-        append_body(&lead, md, pos, kinds, i, j);
+        append_body(&text, md, pos, kinds, i, j);
         i = j;
     }
+    size_t lead = text_open_len(&text);
 
-    size_t count = users + (lead.n > 0 ? 1 : 0);
+    size_t count = users + (lead > 0 ? 1 : 0);
     if (max_exchanges && count > max_exchanges) {
         /* checked before any exchange is built: a run of headers costs its line table only */
-        free(lead.p);
+        text_free(text.head);
         free(pos);
         free(kinds);
         sl_specstory_free(doc);
@@ -576,15 +614,14 @@ int sl_specstory_parse_max(const char *md, size_t len, size_t max_exchanges, sl_
     doc->exchanges = count ? calloc(count, sizeof(*doc->exchanges)) : NULL;
     int oom = count && doc->exchanges == NULL;
     size_t x = 0;
-    if (!oom && lead.n > 0) {
+    if (!oom && lead > 0) {
         sl_specstory_exchange_t *e = &doc->exchanges[x++];
         doc->count = x;
-        e->prompt = strdup("");
-        e->title = strdup(UNTITLED);
-        e->response = buf_take(&lead, &e->response_len);
-        oom = e->prompt == NULL || e->title == NULL || e->response == NULL;
+        e->response = text_close(&text, &e->response_len);
+        e->prompt = text_dup(&text, "", 0);
+        e->title = text_dup(&text, UNTITLED, sizeof(UNTITLED) - 1);
+        oom = text.oom;
     }
-    free(lead.p);
     for (size_t i = first_user; !oom && i < nl; i++) {
         if (kinds[i] != K_USER)
             continue;
@@ -593,29 +630,30 @@ int sl_specstory_parse_max(const char *md, size_t len, size_t max_exchanges, sl_
         const char *inner;
         size_t innerlen;
         header_kind(&LINE(i), &inner, &innerlen);
-        e->created_at = inner ? find_timestamp(inner, innerlen) : NULL;
+        char tmp[TITLE_MAX + 32];
+        size_t tn = inner ? timestamp_in(inner, innerlen, tmp) : 0;
+        e->created_at = tn ? text_dup(&text, tmp, tn) : NULL;
         /* prompt: up to the next header of any kind */
         size_t j = i + 1;
         while (j < nl && (kinds[j] == K_TEXT || kinds[j] == K_DROP || kinds[j] == K_META))
             j++;
-        buf_t pb = {0};
-        append_body(&pb, md, pos, kinds, i + 1, j);
-        e->prompt = buf_take(&pb, &e->prompt_len);
+        append_body(&text, md, pos, kinds, i + 1, j);
+        e->prompt = text_close(&text, &e->prompt_len);
         /* response: every turn after it up to the next non-sidechain user turn */
-        buf_t rb = {0};
         size_t k = j;
         while (k < nl && kinds[k] != K_USER) {
             size_t m = k + 1;
             while (m < nl && (kinds[m] == K_TEXT || kinds[m] == K_DROP || kinds[m] == K_META))
                 m++;
-            append_body(&rb, md, pos, kinds, k + 1, m);
+            append_body(&text, md, pos, kinds, k + 1, m);
             k = m;
         }
-        e->response = buf_take(&rb, &e->response_len);
-        e->title = e->prompt ? make_title(e->prompt, e->prompt_len) : NULL;
-        oom = e->prompt == NULL || e->response == NULL || e->title == NULL;
+        e->response = text_close(&text, &e->response_len);
+        e->title = e->prompt ? text_dup(&text, tmp, title_of(e->prompt, e->prompt_len, tmp)) : NULL;
+        oom = text.oom;
         i = k - 1;
     }
+    doc->text = text.head;
     free(pos);
     free(kinds);
     if (oom) {
@@ -628,5 +666,6 @@ int sl_specstory_parse_max(const char *md, size_t len, size_t max_exchanges, sl_
 
 char *sl_specstory_title(const char *prompt, size_t len)
 {
-    return make_title(prompt, len);
+    char out[TITLE_MAX + 1];
+    return dupn(out, title_of(prompt, len, out));
 }

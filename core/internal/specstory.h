@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+/* An exchange's strings live in blocks owned by the doc: read them, never free them one by one. */
 typedef struct sl_specstory_exchange {
     char *title;  /* default title from the prompt's first non-empty line (<= 120 bytes, valid
                           UTF-8, never NULL; "Untitled exchange" when the prompt is empty) */
@@ -28,6 +29,7 @@ typedef struct sl_specstory_doc {
     char *created_at; /* "YYYY-MM-DDTHH:MM:SSZ" of the session, or NULL */
     sl_specstory_exchange_t *exchanges;
     size_t count;
+    struct text_blk *text; /* internal: holds every string of the exchanges (freed with the doc) */
 } sl_specstory_doc_t;
 
 /* Parses md[0..len). Returns 0 and fills doc (free with sl_specstory_free), or -1 with a human
