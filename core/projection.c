@@ -11,24 +11,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <jansson.h>
 #include <msgpack.h>
-#include <openssl/sha.h>
 #include <zlib.h>
 
+#include "core/internal/pieces.h"
 #include "core/internal/projection.h"
 #include "core/internal/render.h"
 
+/* The hash that says whether an exchange's stored pieces are current: of everything a piece is made
+ * from, as the views show it (title and time as shown, lengths so that no two inputs run together),
+ * and of the piece format's version. Computed by MariaDB from the row itself, so no writer has to
+ * remember the pieces: a row whose text, title or time changed by any path (an owner call, a
+ * re-sync, a restore, a hand edit) no longer matches and is rebuilt. */
+#define PIECES_KEY                                                                                           \
+    "UNHEX(MD5(CONCAT('" SL_PIECES_REV "', ':', e.id, ':', LENGTH(e.title), ':', e.title, ':',"              \
+    " LENGTH(e.prompt), ':', e.prompt, ':', e.created_at, ':', e.response)))"
+
 #define SELECT_COLUMNS                                                                                       \
     "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"           \
-    " s.project_color, s.author_name, s.author_handle, e.id, e.title, e.prompt, e.response, e.created_at"
+    " s.project_color, s.author_name, s.author_handle, e.id, e.title, e.created_at, e.pieces, e.pieces_key, " \
+    PIECES_KEY
 
+/* The rows, without their text: what the document is assembled from. */
 static const char SQL_LOAD_PUBLIC[] =
     SELECT_COLUMNS " FROM public_sessions s LEFT JOIN public_exchanges e ON e.session_id = s.id"
                    " WHERE s.id = ? ORDER BY e.position, e.id";
 static const char SQL_LOAD_VIEWER[] =
     SELECT_COLUMNS " FROM viewer_sessions s LEFT JOIN viewer_exchanges e ON e.session_id = s.id"
                    " WHERE s.id = ? ORDER BY e.position, e.id";
+
+/* The text of the exchanges whose pieces are missing or not current (all of them when ? is 1). */
+#define SELECT_TEXT "SELECT e.id, e.prompt, e.response, " PIECES_KEY
+static const char SQL_TEXT_PUBLIC[] =
+    SELECT_TEXT " FROM public_exchanges e WHERE e.session_id = ? AND (? OR NOT (e.pieces_key <=> " PIECES_KEY
+                "))  ORDER BY e.position, e.id";
+static const char SQL_TEXT_VIEWER[] =
+    SELECT_TEXT " FROM viewer_exchanges e WHERE e.session_id = ? AND (? OR NOT (e.pieces_key <=> " PIECES_KEY
+                "))  ORDER BY e.position, e.id";
+
+/* Keeps rebuilt pieces with their exchange (inside the owner transaction that built them). */
+static const char SQL_KEEP_PIECES[] =
+    "UPDATE exchanges SET pieces = ?, pieces_key = ? WHERE session_id = ? AND id = ?";
 
 enum {
     C_ID,
@@ -43,45 +66,13 @@ enum {
     C_AHANDLE,
     C_EID,
     C_ETITLE,
-    C_EPROMPT,
-    C_ERESPONSE,
     C_ECREATED,
+    C_EPIECES,
+    C_EPKEY,
+    C_EKEY,
     C_COUNT
 };
-
-/* ---- a growable byte buffer ---- */
-
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf_t;
-
-static void buf_add(buf_t *b, const void *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(buf_t *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
+enum { T_ID, T_PROMPT, T_RESPONSE, T_KEY, T_COUNT };
 
 static const char *cell(const sl_store_result_t *r, size_t row, size_t col, size_t *len)
 {
@@ -94,114 +85,82 @@ static const char *cell(const sl_store_result_t *r, size_t row, size_t col, size
     return "";
 }
 
-static json_t *jstr(const sl_store_result_t *r, size_t row, size_t col)
+static sl_proj_str_t str_of(const sl_store_result_t *r, size_t row, size_t col)
 {
-    size_t n;
-    const char *s = cell(r, row, col, &n);
-    return json_stringn(s, n);
+    sl_proj_str_t v;
+    v.p = cell(r, row, col, &v.n);
+    return v;
 }
 
-static int gzip(const char *in, size_t len, char **out, size_t *outlen)
+/* ---- the documents, from the session's fields and its exchanges' pieces ---- */
+
+static void z_html(sl_zdoc_t *d, sl_proj_str_t v)
 {
-    z_stream zs;
-    memset(&zs, 0, sizeof(zs));
-    if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return -1;
-    size_t cap = deflateBound(&zs, len) + 32;
-    *out = malloc(cap);
-    if (*out == NULL) {
-        deflateEnd(&zs);
-        return -1;
-    }
-    zs.next_in = (Bytef *)in;
-    zs.avail_in = (uInt)len;
-    zs.next_out = (Bytef *)*out;
-    zs.avail_out = (uInt)cap;
-    int rc = deflate(&zs, Z_FINISH);
-    *outlen = zs.total_out;
-    deflateEnd(&zs);
-    if (rc != Z_STREAM_END) {
-        free(*out);
-        return -1;
-    }
-    return 0;
+    sl_render_escape(v.p, v.n, sl_buf_out, &d->glue);
+}
+
+static void z_json(sl_zdoc_t *d, const char *key, sl_proj_str_t v)
+{
+    sl_zdoc_gstr(d, key);
+    sl_json_str(&d->glue, v.p, v.n);
 }
 
 /* A session without a title of its own (stored as '') is called after its first *visible*
  * exchange, so hiding that exchange also takes its words out of the session title. */
-static const char *session_title(const sl_store_result_t *r, size_t *len)
+static sl_proj_str_t session_title(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n)
 {
-    const char *s = cell(r, 0, C_TITLE, len);
-    if (*len > 0)
-        return s;
-    for (size_t row = 0; row < r->nrows; row++)
-        if (sl_store_cell(r, row, C_EID)->type == SL_STORE_INT)
-            return cell(r, row, C_ETITLE, len);
-    *len = strlen("Untitled session");
-    return "Untitled session";
+    if (s->title.n > 0)
+        return s->title;
+    if (n > 0)
+        return rows[0].title;
+    return (sl_proj_str_t){"Untitled session", strlen("Untitled session")};
 }
 
-static json_t *build_json(const sl_store_result_t *r, size_t *visible)
+static void assemble_json(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n)
 {
-    json_t *doc = json_object();
-    json_object_set_new(doc, "id", jstr(r, 0, C_ID));
-    size_t tlen;
-    const char *title = session_title(r, &tlen);
-    json_object_set_new(doc, "title", json_stringn(title, tlen));
-    json_t *project = json_object();
-    json_object_set_new(project, "name", jstr(r, 0, C_PNAME));
-    json_object_set_new(project, "icon", jstr(r, 0, C_PICON));
-    json_object_set_new(project, "color", jstr(r, 0, C_PCOLOR));
-    json_object_set_new(doc, "project", project);
-    json_t *author = json_object();
-    json_object_set_new(author, "name", jstr(r, 0, C_ANAME));
-    json_object_set_new(author, "handle", jstr(r, 0, C_AHANDLE));
-    json_object_set_new(doc, "author", author);
-    json_object_set_new(doc, "created_at", jstr(r, 0, C_CREATED));
-    json_object_set_new(doc, "updated_at", jstr(r, 0, C_UPDATED));
-    json_t *toc = json_array(), *exchanges = json_array();
-    size_t n = 0;
-    for (size_t row = 0; row < r->nrows; row++) {
-        const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
-        if (eid->type != SL_STORE_INT)
-            continue; /* LEFT JOIN row of a session without visible exchanges */
-        json_t *t = json_object();
-        json_object_set_new(t, "id", json_integer(eid->i));
-        json_object_set_new(t, "title", jstr(r, row, C_ETITLE));
-        json_array_append_new(toc, t);
-        json_t *e = json_object();
-        json_object_set_new(e, "id", json_integer(eid->i));
-        json_object_set_new(e, "title", jstr(r, row, C_ETITLE));
-        json_object_set_new(e, "prompt", jstr(r, row, C_EPROMPT));
-        json_object_set_new(e, "response", jstr(r, row, C_ERESPONSE));
-        json_object_set_new(e, "created_at", jstr(r, row, C_ECREATED));
-        json_array_append_new(exchanges, e);
-        n++;
+    z_json(d, "{\"id\":", s->id);
+    z_json(d, ",\"title\":", session_title(s, rows, n));
+    z_json(d, ",\"project\":{\"name\":", s->project_name);
+    z_json(d, ",\"icon\":", s->project_icon);
+    z_json(d, ",\"color\":", s->project_color);
+    z_json(d, "},\"author\":{\"name\":", s->author_name);
+    z_json(d, ",\"handle\":", s->author_handle);
+    z_json(d, "},\"created_at\":", s->created_at);
+    z_json(d, ",\"updated_at\":", s->updated_at);
+    char num[64];
+    snprintf(num, sizeof(num), ",\"exchange_count\":%zu,\"toc\":[", n);
+    sl_zdoc_gstr(d, num);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sl_zdoc_glue(d, ",", 1);
+        sl_zdoc_piece(d, &rows[i].pieces.p[SL_PC_TOC_JSON]);
     }
-    json_object_set_new(doc, "exchange_count", json_integer((json_int_t)n));
-    json_object_set_new(doc, "toc", toc);
-    json_object_set_new(doc, "exchanges", exchanges);
-    *visible = n;
-    return doc;
+    sl_zdoc_gstr(d, "],\"exchanges\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sl_zdoc_glue(d, ",", 1);
+        sl_zdoc_piece(d, &rows[i].pieces.p[SL_PC_EX_JSON]);
+    }
+    sl_zdoc_gstr(d, "]}");
+}
+
+static void assemble_markdown(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n)
+{
+    sl_proj_str_t title = session_title(s, rows, n);
+    sl_zdoc_gstr(d, "# ");
+    sl_zdoc_glue(d, title.p, title.n);
+    sl_zdoc_gstr(d, "\n\nProject: ");
+    sl_zdoc_glue(d, s->project_name.p, s->project_name.n);
+    sl_zdoc_gstr(d, " \xC2\xB7 shared by ");
+    sl_zdoc_glue(d, s->author_name.p, s->author_name.n);
+    sl_zdoc_gstr(d, " (@");
+    sl_zdoc_glue(d, s->author_handle.p, s->author_handle.n);
+    sl_zdoc_gstr(d, ")\n");
+    for (size_t i = 0; i < n; i++)
+        sl_zdoc_piece(d, &rows[i].pieces.p[SL_PC_MD]);
 }
 
 /* ---- the viewer page ---- */
-
-static void out_buf(const char *s, size_t n, void *ud)
-{
-    buf_add(ud, s, n);
-}
-
-static void buf_md(buf_t *b, const char *s, size_t n)
-{
-    sl_render_markdown(s, n, out_buf, b);
-}
-
-/* HTML-escapes text for element content and quoted attribute values (render.h's rules). */
-static void buf_html(buf_t *b, const char *s, size_t n)
-{
-    sl_render_escape(s, n, out_buf, b);
-}
 
 /* A project colour goes into a style attribute: only #hex or a plain colour name get through. */
 static const char *safe_color(const char *s, size_t n, char *out, size_t cap)
@@ -220,39 +179,6 @@ static const char *safe_color(const char *s, size_t n, char *out, size_t cap)
     memcpy(out, s, n);
     out[n] = '\0';
     return out;
-}
-
-/* The page description: the first visible prompt, whitespace collapsed, at most 200 bytes cut on
- * a character boundary. Never from a hidden exchange: only visible rows reach the projection. */
-static void buf_description(buf_t *b, const sl_store_result_t *r)
-{
-    for (size_t row = 0; row < r->nrows; row++) {
-        if (sl_store_cell(r, row, C_EID)->type != SL_STORE_INT)
-            continue;
-        size_t n;
-        const char *p = cell(r, row, C_EPROMPT, &n);
-        char out[204];
-        size_t k = 0;
-        int space = 0;
-        for (size_t i = 0; i < n && k < 200; i++) {
-            unsigned char ch = (unsigned char)p[i];
-            if (isspace(ch)) {
-                space = k > 0;
-                continue;
-            }
-            if (space && k < 199) {
-                out[k++] = ' ';
-                space = 0;
-            }
-            out[k++] = (char)ch;
-        }
-        while (k > 0 && k < n && ((unsigned char)out[k - 1] & 0xC0) == 0x80)
-            k--; /* may have cut a multi-byte character: drop its continuation bytes... */
-        if (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0xC0)
-            k--; /* ...and its lead byte */
-        buf_html(b, out, k);
-        return;
-    }
 }
 
 #define TOC_SECTION 100
@@ -298,229 +224,147 @@ static const char PAGE_CSS[] =
     "@media (max-width:40rem){.wrap{padding:1rem .75rem 3rem}header "
     "h1{font-size:1.4rem}pre{font-size:.8rem}}";
 
-static void build_html(buf_t *b, const sl_store_result_t *r, uint64_t version)
+static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t count,
+                          uint64_t version)
 {
-    size_t n, tn;
-    const char *s;
-    const char *title = session_title(r, &tn);
-    buf_str(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-               "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-               "<meta name=\"robots\" content=\"noindex, nofollow\">"
-               "<meta name=\"referrer\" content=\"no-referrer\">");
-    char vmeta[80];
+    sl_proj_str_t title = session_title(s, rows, count);
+    /* the description: the first visible prompt's (never from a hidden exchange: only visible rows
+     * reach the projection) */
+    sl_proj_str_t desc = {"", 0};
+    if (count > 0)
+        desc = (sl_proj_str_t){rows[0].pieces.desc, rows[0].pieces.desc_len};
+    sl_zdoc_gstr(d, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+                    "<meta name=\"robots\" content=\"noindex, nofollow\">"
+                    "<meta name=\"referrer\" content=\"no-referrer\">");
+    char tmp[160];
     /* the live script (rpc/live.c) applies an event only to the version it follows */
-    snprintf(vmeta, sizeof(vmeta), "<meta name=\"shareline-version\" content=\"%llu\"><title>",
+    snprintf(tmp, sizeof(tmp), "<meta name=\"shareline-version\" content=\"%llu\"><title>",
              (unsigned long long)version);
-    buf_str(b, vmeta);
-    buf_html(b, title, tn);
-    buf_str(b, " \xC2\xB7 Shareline</title>\n<meta name=\"description\" content=\"");
-    buf_description(b, r);
-    buf_str(b, "\">\n<meta property=\"og:type\" content=\"article\"><meta property=\"og:site_name\" "
-               "content=\"Shareline\"><meta property=\"og:title\" content=\"");
-    buf_html(b, title, tn);
-    buf_str(b, "\"><meta property=\"og:description\" content=\"");
-    buf_description(b, r);
-    buf_str(b,
-            "\">\n<meta name=\"twitter:card\" content=\"summary\"><meta name=\"twitter:title\" content=\"");
-    buf_html(b, title, tn);
-    buf_str(b, "\"><meta name=\"twitter:description\" content=\"");
-    buf_description(b, r);
-    buf_str(b, "\">\n<style>");
-    buf_str(b, PAGE_CSS);
-    buf_str(b, "</style></head>\n<body><div class=\"wrap\"><header><p class=\"meta\"><span class=\"project\">"
-               "<span class=\"icon\" aria-hidden=\"true\" style=\"background:");
+    sl_zdoc_gstr(d, tmp);
+    z_html(d, title);
+    sl_zdoc_gstr(d, " \xC2\xB7 Shareline</title>\n<meta name=\"description\" content=\"");
+    z_html(d, desc);
+    sl_zdoc_gstr(d, "\">\n<meta property=\"og:type\" content=\"article\"><meta property=\"og:site_name\" "
+                    "content=\"Shareline\"><meta property=\"og:title\" content=\"");
+    z_html(d, title);
+    sl_zdoc_gstr(d, "\"><meta property=\"og:description\" content=\"");
+    z_html(d, desc);
+    sl_zdoc_gstr(d,
+                 "\">\n<meta name=\"twitter:card\" content=\"summary\"><meta name=\"twitter:title\" content=\"");
+    z_html(d, title);
+    sl_zdoc_gstr(d, "\"><meta name=\"twitter:description\" content=\"");
+    z_html(d, desc);
+    sl_zdoc_gstr(d, "\">\n<style>");
+    sl_zdoc_gstr(d, PAGE_CSS);
+    sl_zdoc_gstr(d, "</style></head>\n<body><div class=\"wrap\"><header><p class=\"meta\"><span class=\"project\">"
+                    "<span class=\"icon\" aria-hidden=\"true\" style=\"background:");
     char color[24];
-    s = cell(r, 0, C_PCOLOR, &n);
-    buf_str(b, safe_color(s, n, color, sizeof(color)));
-    buf_str(b, "\" title=\"");
-    s = cell(r, 0, C_PICON, &n);
-    buf_html(b, s, n);
-    buf_str(b, "\">");
+    sl_zdoc_gstr(d, safe_color(s->project_color.p, s->project_color.n, color, sizeof(color)));
+    sl_zdoc_gstr(d, "\" title=\"");
+    z_html(d, s->project_icon);
+    sl_zdoc_gstr(d, "\">");
     /* the icon: its name's first character (no image, nothing from another origin) */
-    const char *pname = cell(r, 0, C_PNAME, &n);
-    size_t first = n ? 1 : 0;
-    if (s && *s) {
-        pname = s;
-        n = strlen(s);
-        first = 1;
-    }
-    while (first < n && ((unsigned char)pname[first] & 0xC0) == 0x80)
+    sl_proj_str_t pname = s->project_icon.n ? s->project_icon : s->project_name;
+    size_t first = pname.n ? 1 : 0;
+    while (first < pname.n && ((unsigned char)pname.p[first] & 0xC0) == 0x80)
         first++;
-    buf_html(b, pname, first);
-    buf_str(b, "</span><span class=\"project-name\">");
-    s = cell(r, 0, C_PNAME, &n);
-    buf_html(b, s, n);
-    buf_str(b, "</span></span></p><h1>");
-    buf_html(b, title, tn);
-    buf_str(b, "</h1><p class=\"meta\">Shared by <span class=\"author\">");
-    s = cell(r, 0, C_ANAME, &n);
-    buf_html(b, s, n);
-    buf_str(b, "</span> (@");
-    s = cell(r, 0, C_AHANDLE, &n);
-    buf_html(b, s, n);
-    size_t count = 0;
-    for (size_t row = 0; row < r->nrows; row++)
-        count += sl_store_cell(r, row, C_EID)->type == SL_STORE_INT;
-    char countbuf[64];
-    snprintf(countbuf, sizeof(countbuf), ") \xC2\xB7 <span class=\"count\">%zu exchange%s</span>", count,
+    z_html(d, (sl_proj_str_t){pname.p, first});
+    sl_zdoc_gstr(d, "</span><span class=\"project-name\">");
+    z_html(d, s->project_name);
+    sl_zdoc_gstr(d, "</span></span></p><h1>");
+    z_html(d, title);
+    sl_zdoc_gstr(d, "</h1><p class=\"meta\">Shared by <span class=\"author\">");
+    z_html(d, s->author_name);
+    sl_zdoc_gstr(d, "</span> (@");
+    z_html(d, s->author_handle);
+    snprintf(tmp, sizeof(tmp), ") \xC2\xB7 <span class=\"count\">%zu exchange%s</span>", count,
              count == 1 ? "" : "s");
-    buf_str(b, countbuf);
-    buf_str(b, " \xC2\xB7 updated <time datetime=\"");
-    s = cell(r, 0, C_UPDATED, &n);
-    buf_html(b, s, n);
-    buf_str(b, "\">");
-    buf_html(b, s, n);
-    buf_str(b, "</time></p></header>\n");
+    sl_zdoc_gstr(d, tmp);
+    sl_zdoc_gstr(d, " \xC2\xB7 updated <time datetime=\"");
+    z_html(d, s->updated_at);
+    sl_zdoc_gstr(d, "\">");
+    z_html(d, s->updated_at);
+    sl_zdoc_gstr(d, "</time></p></header>\n");
 
-    char idbuf[32], tmp[160];
     if (count == 0) {
-        buf_str(b, "<main><p class=\"meta\">No exchanges are shared in this session yet.</p></main>");
+        sl_zdoc_gstr(d, "<main><p class=\"meta\">No exchanges are shared in this session yet.</p></main>");
     } else {
         /* Table of contents; long sessions get sections of TOC_SECTION, the first one open. */
-        buf_str(b, "<nav aria-label=\"Contents\"><h2>Contents</h2>");
-        size_t k = 0;
-        for (size_t row = 0; row < r->nrows; row++) {
-            const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
-            if (eid->type != SL_STORE_INT)
-                continue;
+        sl_zdoc_gstr(d, "<nav aria-label=\"Contents\"><h2>Contents</h2>");
+        for (size_t k = 0; k < count; k++) {
             if (k % TOC_SECTION == 0) {
                 if (k > 0)
-                    buf_str(b, count > TOC_SECTION ? "</ol></details>" : "</ol>");
+                    sl_zdoc_gstr(d, count > TOC_SECTION ? "</ol></details>" : "</ol>");
                 if (count > TOC_SECTION) {
                     size_t last = k + TOC_SECTION < count ? k + TOC_SECTION : count;
                     snprintf(tmp, sizeof(tmp), "<details%s><summary>Exchanges %zu\xE2\x80\x93%zu</summary>",
                              k == 0 ? " open" : "", k + 1, last);
-                    buf_str(b, tmp);
+                    sl_zdoc_gstr(d, tmp);
                 }
                 snprintf(tmp, sizeof(tmp), "<ol start=\"%zu\">", k + 1);
-                buf_str(b, tmp);
+                sl_zdoc_gstr(d, tmp);
             }
-            snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
-            buf_str(b, "<li><a href=\"#exchange-");
-            buf_str(b, idbuf);
-            buf_str(b, "\">");
-            s = cell(r, row, C_ETITLE, &n);
-            buf_html(b, s, n);
-            buf_str(b, "</a></li>");
-            k++;
+            sl_zdoc_piece(d, &rows[k].pieces.p[SL_PC_TOC_HTML]);
         }
-        buf_str(b, count > TOC_SECTION ? "</ol></details></nav>\n<main>" : "</ol></nav>\n<main>");
-        for (size_t row = 0; row < r->nrows; row++) {
-            const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
-            if (eid->type != SL_STORE_INT)
-                continue;
-            snprintf(idbuf, sizeof(idbuf), "%lld", (long long)eid->i);
-            buf_str(b, "<article id=\"exchange-");
-            buf_str(b, idbuf);
-            buf_str(b, "\"><h2><a href=\"#exchange-");
-            buf_str(b, idbuf);
-            buf_str(b, "\">");
-            s = cell(r, row, C_ETITLE, &n);
-            buf_html(b, s, n);
-            buf_str(b, "</a></h2><p class=\"meta\"><time datetime=\"");
-            s = cell(r, row, C_ECREATED, &n);
-            buf_html(b, s, n);
-            buf_str(b, "\">");
-            buf_html(b, s, n);
-            buf_str(b, "</time></p><h3>Prompt</h3><div class=\"prompt\">");
-            s = cell(r, row, C_EPROMPT, &n);
-            buf_md(b, s, n);
-            buf_str(b, "</div><h3>Response</h3><div class=\"response\">");
-            s = cell(r, row, C_ERESPONSE, &n);
-            buf_md(b, s, n);
-            buf_str(b, "</div></article>\n");
-        }
-        buf_str(b, "</main>");
+        sl_zdoc_gstr(d, count > TOC_SECTION ? "</ol></details></nav>\n<main>" : "</ol></nav>\n<main>");
+        for (size_t k = 0; k < count; k++)
+            sl_zdoc_piece(d, &rows[k].pieces.p[SL_PC_ART_HTML]);
+        sl_zdoc_gstr(d, "</main>");
     }
-    buf_str(b, "<footer>Shared with Shareline. The owner chose which exchanges appear here.</footer>"
-               "</div>\n<script>");
+    sl_zdoc_gstr(d, "<footer>Shared with Shareline. The owner chose which exchanges appear here.</footer>"
+                    "</div>\n<script>");
     size_t sn;
     const char *script = sl_rpc_live_script(&sn);
-    buf_add(b, script, sn);
-    buf_str(b, "</script></body></html>\n");
+    sl_zdoc_glue(d, script, sn);
+    sl_zdoc_gstr(d, "</script></body></html>\n");
 }
 
-/* The Markdown alternate (Accept: text/markdown): the visible exchanges only. */
-static void build_markdown(buf_t *b, const sl_store_result_t *r)
+int sl_projection_assemble(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
+                           sl_projection_t *out)
 {
-    size_t n, tn;
-    const char *title = session_title(r, &tn);
-    buf_str(b, "# ");
-    buf_add(b, title, tn);
-    buf_str(b, "\n\n");
-    const char *s = cell(r, 0, C_PNAME, &n);
-    buf_str(b, "Project: ");
-    buf_add(b, s, n);
-    buf_str(b, " \xC2\xB7 shared by ");
-    s = cell(r, 0, C_ANAME, &n);
-    buf_add(b, s, n);
-    buf_str(b, " (@");
-    s = cell(r, 0, C_AHANDLE, &n);
-    buf_add(b, s, n);
-    buf_str(b, ")\n");
-    char idbuf[48];
-    for (size_t row = 0; row < r->nrows; row++) {
-        const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
-        if (eid->type != SL_STORE_INT)
-            continue;
-        buf_str(b, "\n---\n\n## ");
-        s = cell(r, row, C_ETITLE, &n);
-        buf_add(b, s, n);
-        snprintf(idbuf, sizeof(idbuf), "\n\n<!-- exchange %lld, ", (long long)eid->i);
-        buf_str(b, idbuf);
-        s = cell(r, row, C_ECREATED, &n);
-        buf_add(b, s, n);
-        buf_str(b, " -->\n\n### Prompt\n\n");
-        s = cell(r, row, C_EPROMPT, &n);
-        buf_add(b, s, n);
-        buf_str(b, "\n\n### Response\n\n");
-        s = cell(r, row, C_ERESPONSE, &n);
-        buf_add(b, s, n);
-        buf_str(b, "\n");
-    }
-}
-
-static int pack_projection(const sl_store_result_t *r, sl_projection_t *out)
-{
-    size_t visible;
-    json_t *doc = build_json(r, &visible);
-    char *json = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (json == NULL)
-        return -1;
-    buf_t html = {0}, md = {0};
-    build_html(&html, r, out->version);
-    build_markdown(&md, r);
-    out->rep[SL_REP_JSON] = json;
-    out->rep_len[SL_REP_JSON] = strlen(json);
-    out->rep[SL_REP_HTML] = html.p;
-    out->rep_len[SL_REP_HTML] = html.len;
-    out->rep[SL_REP_MD] = md.p;
-    out->rep_len[SL_REP_MD] = md.len;
-    if (html.oom || md.oom)
-        return -1;
-    for (int rep = SL_REP_JSON; rep < SL_REP_COUNT; rep += 2)
-        if (gzip(out->rep[rep], out->rep_len[rep], &out->rep[rep + 1], &out->rep_len[rep + 1]) != 0)
+    uint32_t crc[3];
+    size_t plain[3];
+    for (int part = 0; part < 3; part++) {
+        sl_zdoc_t d;
+        sl_zdoc_init(&d);
+        if (part == 0)
+            assemble_json(&d, s, rows, n);
+        else if (part == 1)
+            assemble_html(&d, s, rows, n, version);
+        else
+            assemble_markdown(&d, s, rows, n);
+        int gz = 2 * part + 1;
+        if (sl_zdoc_finish(&d, &out->rep[gz], &out->rep_len[gz], &crc[part], &plain[part]) != 0)
             return -1;
+        out->plain_len[part] = plain[part];
+    }
     out->len = out->rep_len[SL_REP_JSON_GZ] + out->rep_len[SL_REP_HTML_GZ] + out->rep_len[SL_REP_MD_GZ];
-
-    /* The ETag names the version and the content: equal bytes, equal tag, even after a rebuild. */
-    unsigned char dj[SHA256_DIGEST_LENGTH], dh[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)json, out->rep_len[SL_REP_JSON], dj);
-    SHA256((const unsigned char *)html.p, html.len, dh);
-    int k = snprintf(out->etag, sizeof(out->etag), "v%llu-", (unsigned long long)out->version);
-    for (int i = 0; i < 5; i++)
-        k += snprintf(out->etag + k, sizeof(out->etag) - (size_t)k, "%02x%02x", dj[i], dh[i]);
+    /* The ETag names the version and the content (the CRC-32 of the JSON, the page and the
+     * Markdown): equal bytes, equal tag, even after a rebuild from scratch. */
+    int k = snprintf(out->etag, sizeof(out->etag), "v%llu-%08x%08x%04x", (unsigned long long)version,
+                     (unsigned)crc[0], (unsigned)crc[1], (unsigned)(crc[2] >> 16));
     out->etag_len = (size_t)k;
     out->tag = sl_rpc_etag_tag(out->etag, out->etag_len);
+    return 0;
+}
+
+int sl_projection_plain(sl_projection_t *p)
+{
+    for (int part = 0; part < 3; part++) {
+        int rep = 2 * part;
+        if (p->rep[rep] == NULL && sl_gunzip(p->rep[rep + 1], p->rep_len[rep + 1], p->plain_len[part], &p->rep[rep]) != 0)
+            return -1;
+        p->rep_len[rep] = p->plain_len[part];
+    }
     return 0;
 }
 
 void sl_projection_content(const sl_projection_t *p, sl_proj_content_t *ct, char metabuf[SL_PROJ_META_MAX])
 {
     memset(ct, 0, sizeof(*ct));
-    int n = snprintf(metabuf, SL_PROJ_META_MAX, "%.*s %zu %zu %zu", (int)p->etag_len, p->etag,
-                     p->rep_len[SL_REP_JSON], p->rep_len[SL_REP_HTML], p->rep_len[SL_REP_MD]);
+    int n = snprintf(metabuf, SL_PROJ_META_MAX, "%.*s %zu %zu %zu", (int)p->etag_len, p->etag, p->plain_len[0],
+                     p->plain_len[1], p->plain_len[2]);
     ct->meta = metabuf;
     ct->meta_len = n > 0 && n < SL_PROJ_META_MAX ? (size_t)n : 0;
     ct->nparts = 3;
@@ -579,76 +423,242 @@ int sl_gunzip(const void *in, size_t len, size_t plain_len, char **out)
     return 0;
 }
 
-/* Sessions whose rows hold more than this are built off the loop. */
+/* Sessions whose pieces and text to render hold more than this are built off the loop. */
 #define INLINE_BUILD (64u << 10)
+#define NONE         ((size_t)-1)
 
 typedef struct build {
-    const sl_store_result_t *r;
+    const sl_store_result_t *t; /* the text of the rows to render (NULL: none) */
+    sl_proj_session_t sess;
+    sl_proj_row_t *rows;
+    size_t n;
+    size_t *text_of;       /* per row: its row in t, or NONE when its stored pieces are used */
+    unsigned char **blobs; /* per row: the pieces rendered now (malloc'd), or NULL */
+    size_t *bloblen;
+    uint64_t version;
+    unsigned flags;
     sl_projection_t *out;
     int rc;
 } build_t;
 
+/* Renders what is missing, then assembles (runs on the loop or on the thread pool: touches only b). */
 static void build(void *arg)
 {
     build_t *b = arg;
-    b->rc = pack_projection(b->r, b->out);
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    int zok = 0;
+    b->rc = 0;
+    for (size_t i = 0; i < b->n && b->rc == 0; i++) {
+        if (b->text_of[i] == NONE)
+            continue;
+        if (!zok && deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            b->rc = -1;
+            break;
+        }
+        zok = 1;
+        size_t tr = b->text_of[i];
+        sl_piece_src_t src = {.id = b->rows[i].id,
+                              .title = b->rows[i].title.p,
+                              .title_len = b->rows[i].title.n,
+                              .created_at = b->rows[i].created_at.p,
+                              .created_len = b->rows[i].created_at.n};
+        src.prompt = cell(b->t, tr, T_PROMPT, &src.prompt_len);
+        src.response = cell(b->t, tr, T_RESPONSE, &src.response_len);
+        if (sl_pieces_build(&z, &src, &b->blobs[i], &b->bloblen[i]) != 0 ||
+            sl_pieces_read(b->blobs[i], b->bloblen[i], &b->rows[i].pieces) != 0)
+            b->rc = -1;
+    }
+    if (zok)
+        deflateEnd(&z);
+    if (b->rc == 0)
+        b->rc = sl_projection_assemble(&b->sess, b->rows, b->n, b->version, b->out);
+    if (b->rc == 0 && (b->flags & SL_PROJ_PLAIN))
+        b->rc = sl_projection_plain(b->out);
 }
 
-static size_t result_bytes(const sl_store_result_t *r)
+static int is_key(const sl_store_value_t *v)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < r->nrows * r->ncols; i++)
-        n += r->cells[i].len;
-    return n;
+    return (v->type == SL_STORE_BLOB || v->type == SL_STORE_TEXT) && v->len == 16;
 }
 
-int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
-                       const char *id, size_t idlen, sl_projection_t *out, sl_store_error_t *err)
+static void too_large(sl_store_error_t *err, size_t text)
+{
+    err->code = SL_STORE_E_QUERY;
+    err->server_errno = 0;
+    snprintf(err->message, sizeof(err->message),
+             "the public page of this session would exceed %u MiB (its visible exchanges hold %zu bytes of "
+             "text to show); hide or delete exchanges, or split the session",
+             SL_MAX_PUBLIC_BYTES >> 20, text);
+}
+
+#define RETRY 1
+
+static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view, const char *id,
+                     size_t idlen, unsigned flags, sl_projection_t *out, sl_store_error_t *err)
 {
     memset(out, 0, sizeof(*out));
-    sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(0)};
     const char *sql = view == SL_VIEW_PUBLIC ? SQL_LOAD_PUBLIC : SQL_LOAD_VIEWER;
     sl_store_result_t *r = conn ? sl_await_exec(conn, sql, p, 1, err) : sl_await_query(store, sql, p, 1, err);
     if (r == NULL)
         return -1;
-    int rc = 0;
-    if (r->nrows > 0 && r->ncols == C_COUNT) {
-        out->found = 1;
-        out->version = (uint64_t)sl_store_cell(r, 0, C_VERSION)->i;
-        /* Rendering and compressing a large session would stall the loop: it goes to the thread
-         * pool (pack_projection touches only r and out). Every representation holds the text at
-         * least once, so text over a third of the cap cannot fit: refused before any work. */
-        size_t text = result_bytes(r);
-        build_t b = {r, out, 0};
-        if (text <= SL_MAX_PUBLIC_BYTES / 3) {
-            if (text > INLINE_BUILD)
-                sl_await_work(core->loop, build, &b);
-            else
-                build(&b);
-        }
-        size_t largest = 0;
-        for (int rep = 0; rep < SL_REP_COUNT; rep++)
-            largest = out->rep_len[rep] > largest ? out->rep_len[rep] : largest;
-        if (text > SL_MAX_PUBLIC_BYTES / 3 ||
-            (b.rc == 0 && (out->len > SL_MAX_PUBLIC_BYTES || largest > SL_MAX_PUBLIC_BYTES))) {
-            sl_projection_free(out);
-            err->code = SL_STORE_E_QUERY;
-            err->server_errno = 0;
-            snprintf(err->message, sizeof(err->message),
-                     "the public page of this session would exceed %u MiB (its visible exchanges hold %zu "
-                     "bytes of text); hide or delete exchanges, or split the session",
-                     SL_MAX_PUBLIC_BYTES >> 20, text);
-            rc = -2;
-        } else if (b.rc != 0) {
-            sl_projection_free(out);
-            err->code = SL_STORE_E_QUERY;
-            err->server_errno = 0;
-            snprintf(err->message, sizeof(err->message), "out of memory building the projection");
-            rc = -1;
-        }
+    if (r->nrows == 0 || r->ncols != C_COUNT) {
+        sl_store_result_free(r);
+        return 0; /* not visible: found = 0 */
     }
+    out->found = 1;
+    build_t b = {.version = (uint64_t)sl_store_cell(r, 0, C_VERSION)->i, .flags = flags, .out = out};
+    out->version = b.version;
+    b.sess = (sl_proj_session_t){str_of(r, 0, C_ID),     str_of(r, 0, C_TITLE),   str_of(r, 0, C_CREATED),
+                                 str_of(r, 0, C_UPDATED), str_of(r, 0, C_PNAME),   str_of(r, 0, C_PICON),
+                                 str_of(r, 0, C_PCOLOR),  str_of(r, 0, C_ANAME),   str_of(r, 0, C_AHANDLE)};
+    size_t rows = r->nrows;
+    b.rows = calloc(rows, sizeof(*b.rows));
+    b.text_of = calloc(rows, sizeof(*b.text_of));
+    b.blobs = calloc(rows, sizeof(*b.blobs));
+    b.bloblen = calloc(rows, sizeof(*b.bloblen));
+    sl_store_result_t *t = NULL;
+    int rc = -1;
+    if (b.rows == NULL || b.text_of == NULL || b.blobs == NULL || b.bloblen == NULL) {
+        err->code = SL_STORE_E_QUERY;
+        err->server_errno = 0;
+        snprintf(err->message, sizeof(err->message), "out of memory building the projection");
+        goto out;
+    }
+    /* The rows, and which of them have current pieces. */
+    size_t stale = 0, bytes = 0;
+    int all = (flags & SL_PROJ_SCRATCH) != 0;
+    for (size_t row = 0; row < rows; row++) {
+        const sl_store_value_t *eid = sl_store_cell(r, row, C_EID);
+        if (eid->type != SL_STORE_INT)
+            continue; /* LEFT JOIN row of a session without visible exchanges */
+        sl_proj_row_t *e = &b.rows[b.n];
+        e->id = eid->i;
+        e->title = str_of(r, row, C_ETITLE);
+        e->created_at = str_of(r, row, C_ECREATED);
+        e->key = sl_store_cell(r, row, C_EKEY)->ptr;
+        const sl_store_value_t *pk = sl_store_cell(r, row, C_EPKEY), *pc = sl_store_cell(r, row, C_EPIECES);
+        int current = !all && is_key(pk) && is_key(sl_store_cell(r, row, C_EKEY)) &&
+                      memcmp(pk->ptr, e->key, 16) == 0;
+        if (current && sl_pieces_read(pc->ptr, pc->len, &e->pieces) != 0) {
+            current = 0;
+            all = 1; /* a current key on a blob that does not read: ask for every text */
+        }
+        if (!is_key(sl_store_cell(r, row, C_EKEY))) { /* MariaDB computes it: cannot happen */
+            err->code = SL_STORE_E_QUERY;
+            err->server_errno = 0;
+            snprintf(err->message, sizeof(err->message), "an exchange without a pieces key");
+            goto out;
+        }
+        b.text_of[b.n] = current ? NONE : 0;
+        stale += !current;
+        bytes += current ? pc->len : 0;
+        b.n++;
+    }
+    if (stale > 0) {
+        /* The text of the rows to render: in the owner's transaction, the same snapshot as the
+         * rows; outside one, checked against the rows' keys (a change in between: start over). */
+        const char *tsql = view == SL_VIEW_PUBLIC ? SQL_TEXT_PUBLIC : SQL_TEXT_VIEWER;
+        p[1] = sl_store_int(all);
+        t = conn ? sl_await_exec(conn, tsql, p, 2, err) : sl_await_query(store, tsql, p, 2, err);
+        if (t == NULL)
+            goto out;
+        if (t->ncols != T_COUNT) {
+            err->code = SL_STORE_E_QUERY;
+            err->server_errno = 0;
+            snprintf(err->message, sizeof(err->message), "unexpected columns reading exchanges");
+            goto out;
+        }
+        size_t j = 0, text = 0;
+        for (size_t i = 0; i < b.n; i++) {
+            if (b.text_of[i] == NONE)
+                continue;
+            while (j < t->nrows && sl_store_cell(t, j, T_ID)->i != b.rows[i].id)
+                j++;
+            const sl_store_value_t *k = j < t->nrows ? sl_store_cell(t, j, T_KEY) : NULL;
+            if (k == NULL || !is_key(k) || memcmp(k->ptr, b.rows[i].key, 16) != 0) {
+                rc = conn ? -1 : RETRY;
+                if (conn) {
+                    err->code = SL_STORE_E_QUERY;
+                    err->server_errno = 0;
+                    snprintf(err->message, sizeof(err->message), "the exchanges changed while read");
+                }
+                goto out;
+            }
+            b.text_of[i] = j;
+            text += sl_store_cell(t, j, T_PROMPT)->len + sl_store_cell(t, j, T_RESPONSE)->len;
+        }
+        /* Every representation holds the text at least once: text over a third of the cap cannot
+         * fit, and is refused before anything is rendered. */
+        if (text > SL_MAX_PUBLIC_BYTES / 3) {
+            too_large(err, text);
+            rc = -2;
+            goto out;
+        }
+        bytes += text;
+        b.t = t;
+    }
+    /* Rendering and compressing a large session would stall the loop: it goes to the thread pool. */
+    if (bytes > INLINE_BUILD)
+        sl_await_work(core->loop, build, &b);
+    else
+        build(&b);
+    if (b.rc != 0) {
+        err->code = SL_STORE_E_QUERY;
+        err->server_errno = 0;
+        snprintf(err->message, sizeof(err->message), "out of memory building the projection");
+        goto out;
+    }
+    size_t largest = 0;
+    for (int part = 0; part < 3; part++)
+        largest = out->plain_len[part] > largest ? out->plain_len[part] : largest;
+    if (out->len > SL_MAX_PUBLIC_BYTES || largest > SL_MAX_PUBLIC_BYTES) {
+        too_large(err, largest);
+        rc = -2;
+        goto out;
+    }
+    /* The pieces rendered now stay with their exchange: the next change renders only what it
+     * touches. Only inside the owner's transaction, where the rows cannot change meanwhile. */
+    rc = 0;
+    for (size_t i = 0; conn && !(flags & SL_PROJ_SCRATCH) && i < b.n; i++) {
+        if (b.blobs[i] == NULL)
+            continue;
+        sl_store_value_t kp[] = {sl_store_blob(b.blobs[i], b.bloblen[i]), sl_store_blob(b.rows[i].key, 16),
+                                 sl_store_text(id, idlen), sl_store_int(b.rows[i].id)};
+        sl_store_result_t *u = sl_await_exec(conn, SQL_KEEP_PIECES, kp, 4, err);
+        if (u == NULL) {
+            rc = -1;
+            break;
+        }
+        sl_store_result_free(u);
+    }
+out:
+    if (rc != 0)
+        sl_projection_free(out);
+    for (size_t i = 0; b.blobs && i < b.n; i++)
+        free(b.blobs[i]);
+    free(b.rows);
+    free(b.text_of);
+    free(b.blobs);
+    free(b.bloblen);
+    sl_store_result_free(t);
     sl_store_result_free(r);
     return rc;
+}
+
+int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
+                       const char *id, size_t idlen, unsigned flags, sl_projection_t *out, sl_store_error_t *err)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int rc = load_once(core, store, conn, view, id, idlen, flags, out, err);
+        if (rc != RETRY)
+            return rc;
+    }
+    err->code = SL_STORE_E_QUERY;
+    err->server_errno = 0;
+    snprintf(err->message, sizeof(err->message), "the session kept changing while its page was built; retry");
+    return -1;
 }
 
 void sl_projection_free(sl_projection_t *p)

@@ -182,12 +182,32 @@ static const char *const m5_steps[] = {
     NULL,
 };
 
+/* The pieces of the public page each exchange contributes (core/pieces.h, docs/pieces.md), kept
+ * with it and the hash of what they were made from; the views show them with the exchange. */
+static const char *const m6_steps[] = {
+    "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces LONGBLOB NULL",
+    "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces_key BINARY(16) NULL",
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_exchanges AS"
+    " SELECT e.session_id, e.id, e.position, COALESCE(e.title, e.default_title) AS title,"
+    "  e.prompt, e.response, DATE_FORMAT(e.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at,"
+    "  e.pieces, e.pieces_key"
+    " FROM exchanges e JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.deleted_at IS NULL AND e.deleted_at IS NULL AND e.hidden = 0",
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW public_exchanges AS"
+    " SELECT e.session_id, e.id, e.position, e.title, e.prompt, e.response, e.created_at, e.pieces,"
+    "  e.pieces_key"
+    " FROM viewer_exchanges e JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.is_public = 1",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
     {3, "cache repair flag on sessions", m3_steps},
     {4, "cache repair backoff", m4_steps},
     {5, "re-sync identity and upload history", m5_steps},
+    {6, "projection pieces with each exchange", m6_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

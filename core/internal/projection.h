@@ -3,6 +3,7 @@
 #define SL_CORE_INTERNAL_PROJECTION_H
 
 #include "core/internal/core.h"
+#include "core/internal/pieces.h"
 
 /* ---- the projection (projection.c) ---- */
 
@@ -15,10 +16,38 @@ typedef struct sl_projection {
     uint64_t tag; /* sl_rpc_etag_tag of its etag (found only) */
     char etag[64];
     size_t etag_len;
-    char *rep[SL_REP_COUNT];
+    char *rep[SL_REP_COUNT]; /* the gzip forms; the plain ones only when asked for (SL_PROJ_PLAIN) */
     size_t rep_len[SL_REP_COUNT];
-    size_t len; /* bytes stored in Redis: the three gzip forms (the size cap applies to it) */
+    size_t plain_len[3]; /* of the JSON, the page and the Markdown */
+    size_t len;          /* bytes stored in Redis: the three gzip forms (the size cap applies to it) */
 } sl_projection_t;
+
+/* What a document is assembled from (core/pieces.h): the session's fields and, in order, its
+ * visible exchanges with their pieces. Strings are not NUL-terminated. */
+typedef struct sl_proj_str {
+    const char *p;
+    size_t n;
+} sl_proj_str_t;
+
+typedef struct sl_proj_session {
+    sl_proj_str_t id, title, created_at, updated_at, project_name, project_icon, project_color, author_name,
+        author_handle;
+} sl_proj_session_t;
+
+typedef struct sl_proj_row {
+    int64_t id;
+    sl_proj_str_t title, created_at;
+    const void *key; /* 16 bytes: the hash its pieces must carry to be current (projection.c) */
+    sl_pieces_t pieces;
+} sl_proj_row_t;
+
+/* Assembles the three gzip forms, their plain lengths and the ETag from s and rows (pure: equal
+ * inputs, equal bytes). 0, or -1 when out of memory. */
+int sl_projection_assemble(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
+                           sl_projection_t *out);
+
+/* Inflates the plain forms of p (those not there yet). 0, or -1. */
+int sl_projection_plain(sl_projection_t *p);
 
 /* The Redis part holding a representation (its gzip form): 0 JSON, 1 HTML, 2 Markdown. */
 #define SL_PART_OF(rep) ((unsigned)(rep) / 2)
@@ -49,12 +78,17 @@ typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
  * (what a node inflates and keeps). */
 #define SL_MAX_PUBLIC_BYTES (16u << 20)
 
-/* Reads the rows (one statement, so one consistent snapshot) and builds the projection, off the
- * loop when large. Runs inside a task. conn may be NULL (then a connection of `store` is used for
- * the one statement). Returns 0; -1 with err filled (store errors, out of memory); or -2 when the
- * projection would exceed SL_MAX_PUBLIC_BYTES (err->message says so; nothing is built). */
+/* Reads the rows (their stored pieces, not their text) and assembles the projection; exchanges
+ * whose pieces are missing or not current are read with their text and rendered, and inside an
+ * owner transaction (conn) their new pieces are kept with them. Off the loop when large. Runs
+ * inside a task. conn may be NULL (then connections of `store` are used, and text read by a second
+ * statement is checked against the first one's keys: a change in between starts over, at most 3
+ * times). Returns 0; -1 with err filled (store errors, out of memory); or -2 when the projection
+ * would exceed SL_MAX_PUBLIC_BYTES (err->message says so; nothing is kept). */
+#define SL_PROJ_PLAIN   1u /* also inflate the plain forms */
+#define SL_PROJ_SCRATCH 2u /* ignore stored pieces and keep none (the identity check's full rebuild) */
 int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
-                       const char *id, size_t idlen, sl_projection_t *out, sl_store_error_t *err);
+                       const char *id, size_t idlen, unsigned flags, sl_projection_t *out, sl_store_error_t *err);
 void sl_projection_free(sl_projection_t *p);
 
 /* ---- invalidation (publish.c) ---- */
