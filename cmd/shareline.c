@@ -195,7 +195,8 @@ static int serve(void)
             return 1;
         }
     }
-    sl_core_config_t core_cfg = {.public_base_url = cfg.public_url};
+    sl_core_config_t core_cfg = {.public_base_url = cfg.public_url,
+                                 .projection_scratch = cfg.projection_scratch};
     sl_rpc_limits_t limits;
     sl_rpc_limits_default(&limits);
     /* The gateway enforces SHARELINE_MAX_BODY on RPC bodies itself; calls it makes internally (a

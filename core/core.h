@@ -36,6 +36,8 @@ typedef struct sl_core_config {
                                     at most SL_CORE_MAX_BASE_URL bytes */
     size_t max_markdown;    /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
     unsigned max_exchanges; /* exchanges of one session, default 10000 */
+    int projection_scratch; /* 1: every projection is rendered from the text, stored pieces are neither
+                               used nor kept (SHARELINE_PROJECTION_SCRATCH; the identity check) */
 } sl_core_config_t;
 
 typedef struct sl_core_stats {

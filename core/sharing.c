@@ -242,7 +242,8 @@ void sl_owner_preview_as_viewer(sl_op_t *op)
      * public endpoint serves (or would serve once shared), byte for byte. */
     sl_projection_t proj;
     sl_store_error_t err;
-    int rc = sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_VIEWER, id, idlen, SL_PROJ_PLAIN, &proj, &err);
+    int rc = sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_VIEWER, id, idlen, SL_PROJ_PLAIN,
+                                &proj, &err);
     if (rc == -2) {
         sl_op_fail(op, SL_RPC_FAILED_PRECONDITION, "%s", err.message);
         return;

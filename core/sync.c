@@ -38,7 +38,8 @@ static const char SQL_EXCHANGE_INSERT[] =
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%sZ'), NOW(6)))";
 /* a stored exchange the upload has (again): its new text, its place, back if a sync had removed it */
 static const char SQL_EXCHANGE_UPDATE[] =
-    "UPDATE exchanges SET position = ?, default_title = ?, prompt = ?, response = ?, response_sha256 = ?,"
+    "UPDATE exchanges SET position = ?, default_title = ?, prompt = ?, prompt_sha256 = ?, response = ?,"
+    " response_sha256 = ?,"
     " hidden = ?, deleted_at = NULL, removed_by_sync = 0, updated_at = NOW(6)"
     " WHERE session_id = ? AND id = ? AND (deleted_at IS NULL OR removed_by_sync = 1)";
 /* a stored exchange the upload lacks: out of every view, its text kept for a later upload */
@@ -301,8 +302,9 @@ static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_s
         sl_store_value_t rsp = sl_store_text(e->response, e->response_len);
         sl_store_value_t rsha = sl_store_blob(up[i].rsha, 32), hid = sl_store_int(steps[i].hidden);
         if (steps[i].row >= 0) {
-            sl_store_value_t p[] = {pos, ttl, prm, rsp, rsha, hid, sid, sl_store_int(st[steps[i].row].id)};
-            if (sl_op_run(op, SQL_EXCHANGE_UPDATE, p, 8, NULL) != 0)
+            sl_store_value_t p[] = {pos,  ttl, prm, sl_store_blob(up[i].psha, 32),    rsp,
+                                    rsha, hid, sid, sl_store_int(st[steps[i].row].id)};
+            if (sl_op_run(op, SQL_EXCHANGE_UPDATE, p, 9, NULL) != 0)
                 goto out;
         } else {
             ++*seq;

@@ -183,19 +183,20 @@ static const char *const m5_steps[] = {
 };
 
 /* The pieces of the public page each exchange contributes (core/pieces.h, docs/pieces.md), kept
- * with it and the hash of what they were made from; the views show them with the exchange. */
+ * with it and the hash of what they were made from; the views show them with the exchange, and the
+ * text's hashes they are checked against. */
 static const char *const m6_steps[] = {
     "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces LONGBLOB NULL",
     "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces_key BINARY(16) NULL",
     "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_exchanges AS"
     " SELECT e.session_id, e.id, e.position, COALESCE(e.title, e.default_title) AS title,"
     "  e.prompt, e.response, DATE_FORMAT(e.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at,"
-    "  e.pieces, e.pieces_key"
+    "  e.pieces, e.pieces_key, e.prompt_sha256, e.response_sha256"
     " FROM exchanges e JOIN sessions s ON s.id = e.session_id"
     " WHERE s.deleted_at IS NULL AND e.deleted_at IS NULL AND e.hidden = 0",
     "CREATE OR REPLACE SQL SECURITY DEFINER VIEW public_exchanges AS"
     " SELECT e.session_id, e.id, e.position, e.title, e.prompt, e.response, e.created_at, e.pieces,"
-    "  e.pieces_key"
+    "  e.pieces_key, e.prompt_sha256, e.response_sha256"
     " FROM viewer_exchanges e JOIN sessions s ON s.id = e.session_id"
     " WHERE s.is_public = 1",
     NULL,

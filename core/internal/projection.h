@@ -35,9 +35,10 @@ typedef struct sl_proj_session {
 } sl_proj_session_t;
 
 typedef struct sl_proj_row {
-    int64_t id;
+    int64_t id, position;
+    size_t at; /* its row in the result it was read from (projection.c) */
     sl_proj_str_t title, created_at;
-    const void *key; /* 16 bytes: the hash its pieces must carry to be current (projection.c) */
+    unsigned char key[16]; /* the hash its pieces must carry to be current (projection.c) */
     sl_pieces_t pieces;
 } sl_proj_row_t;
 
@@ -88,7 +89,8 @@ typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
 #define SL_PROJ_PLAIN   1u /* also inflate the plain forms */
 #define SL_PROJ_SCRATCH 2u /* ignore stored pieces and keep none (the identity check's full rebuild) */
 int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
-                       const char *id, size_t idlen, unsigned flags, sl_projection_t *out, sl_store_error_t *err);
+                       const char *id, size_t idlen, unsigned flags, sl_projection_t *out,
+                       sl_store_error_t *err);
 void sl_projection_free(sl_projection_t *p);
 
 /* ---- invalidation (publish.c) ---- */
