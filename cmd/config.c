@@ -141,6 +141,13 @@ int sl_config_load(sl_config_t *cfg)
     if (get_uint("SHARELINE_NODE_MEMORY", 1, 1, &v) != 0)
         return -1;
     cfg->node_memory = (int)v;
+    if (get_uint("SHARELINE_PIECES_CACHE_BYTES", 64ull << 20, 1ull << 40, &v) != 0)
+        return -1;
+    if (v < (1ull << 20)) {
+        fprintf(stderr, "shareline: configuration SHARELINE_PIECES_CACHE_BYTES must be at least 1048576\n");
+        return -1;
+    }
+    cfg->pieces_cache_bytes = (size_t)v;
     if (get_uint("SHARELINE_PROJECTION_SCRATCH", 0, 1, &v) != 0)
         return -1;
     cfg->projection_scratch = (int)v;

@@ -18,6 +18,7 @@ typedef struct sl_config {
     char *db_public_grantee_host;
     int node_memory;              /* SHARELINE_NODE_MEMORY: 1 (default) or 0 */
     int projection_scratch;       /* SHARELINE_PROJECTION_SCRATCH: 0 (default) or 1 */
+    size_t pieces_cache_bytes;    /* SHARELINE_PIECES_CACHE_BYTES: default 64 MiB, at least 1 MiB */
     unsigned node_lease_ms;       /* SHARELINE_NODE_LEASE_MS: default 1500 */
     size_t node_memory_bytes;     /* SHARELINE_NODE_MEMORY_BYTES: default 1/8 of RAM, 64 MiB..16 GiB */
     unsigned max_connections;     /* SHARELINE_MAX_CONNECTIONS: default 16384 */

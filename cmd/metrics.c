@@ -33,6 +33,14 @@ void sl_app_metrics(void *data, char **buf, size_t *len)
     COUNTER("shareline_owner_calls_total", "Owner RPCs.", c.owner_calls);
     COUNTER("shareline_owner_errors_total", "Owner RPCs answered with an error.", c.owner_errors);
     COUNTER("shareline_publishes_total", "Projections published by owner changes.", c.publishes);
+    COUNTER("shareline_pieces_hits_total", "Exchange pieces found in the node's memory (docs/pieces.md).",
+            c.pieces_hits);
+    COUNTER("shareline_pieces_misses_total",
+            "Exchange pieces not in the node's memory (read from MariaDB, or rendered).", c.pieces_misses);
+    COUNTER("shareline_pieces_rendered_total", "Exchanges whose pieces were rendered (new or changed).",
+            c.pieces_rendered);
+    GAUGE("shareline_pieces_bytes",
+          "Bytes of exchange pieces the node's memory holds (SHARELINE_PIECES_CACHE_BYTES).", c.pieces_bytes);
     COUNTER("shareline_cache_repairs_total", "Sessions published again by the repair after a failed publish.",
             c.cache_repairs);
     COUNTER("shareline_cache_versions_behind_total",

@@ -196,7 +196,8 @@ static int serve(void)
         }
     }
     sl_core_config_t core_cfg = {.public_base_url = cfg.public_url,
-                                 .projection_scratch = cfg.projection_scratch};
+                                 .projection_scratch = cfg.projection_scratch,
+                                 .pieces_cache_bytes = cfg.pieces_cache_bytes};
     sl_rpc_limits_t limits;
     sl_rpc_limits_default(&limits);
     /* The gateway enforces SHARELINE_MAX_BODY on RPC bodies itself; calls it makes internally (a

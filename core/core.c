@@ -28,18 +28,22 @@ int sl_core_open(sl_core_t **out, uv_loop_t *loop, sl_store_t *owner, sl_store_t
         core->cfg.max_markdown = 64u << 20;
     if (core->cfg.max_exchanges == 0)
         core->cfg.max_exchanges = 10000;
+    if (core->cfg.pieces_cache_bytes == 0)
+        core->cfg.pieces_cache_bytes = 64u << 20;
+    core->pieces = sl_pcache_new(core->cfg.pieces_cache_bytes);
+    if (core->pieces == NULL) {
+        free(core);
+        return -1;
+    }
     core->hooks.fill_delay_ms = env_unsigned("SHARELINE_TEST_FILL_DELAY_MS");
     core->hooks.fail_publish = env_unsigned("SHARELINE_TEST_FAIL_PUBLISH");
     const char *base = cfg->public_base_url ? cfg->public_base_url : "http://127.0.0.1:8080";
     size_t n = strlen(base);
     while (n > 0 && base[n - 1] == '/')
         n--;
-    if (n > SL_CORE_MAX_BASE_URL) {
-        free(core);
-        return -1;
-    }
-    core->base_url = strndup(base, n);
+    core->base_url = n > SL_CORE_MAX_BASE_URL ? NULL : strndup(base, n);
     if (core->base_url == NULL) {
+        sl_pcache_free(core->pieces);
         free(core);
         return -1;
     }
@@ -58,6 +62,7 @@ void sl_core_close(sl_core_t *core)
     if (core == NULL)
         return;
     free(core->base_url);
+    sl_pcache_free(core->pieces);
     if (core->repair_started) {
         /* the timer lives inside the core: the core is freed once libuv is done with it */
         uv_timer_stop(&core->repair_timer);
@@ -88,4 +93,9 @@ int sl_core_register(sl_core_t *core, sl_rpc_server_t *srv)
 void sl_core_get_stats(const sl_core_t *core, sl_core_stats_t *out)
 {
     *out = core->stats;
+    sl_pcache_stats_t ps;
+    sl_pcache_stats(core->pieces, &ps);
+    out->pieces_hits = ps.hits;
+    out->pieces_misses = ps.misses;
+    out->pieces_bytes = ps.bytes;
 }

@@ -36,6 +36,8 @@ typedef struct sl_core_config {
                                     at most SL_CORE_MAX_BASE_URL bytes */
     size_t max_markdown;    /* bytes of one uploaded markdown (and rawData, sessionData), default 64 MiB */
     unsigned max_exchanges; /* exchanges of one session, default 10000 */
+    size_t
+        pieces_cache_bytes; /* exchange pieces kept in memory (SHARELINE_PIECES_CACHE_BYTES), default 64 MiB */
     int projection_scratch; /* 1: every projection is rendered from the text, stored pieces are neither
                                used nor kept (SHARELINE_PROJECTION_SCRATCH; the identity check) */
 } sl_core_config_t;
@@ -53,6 +55,10 @@ typedef struct sl_core_stats {
     uint64_t public_memory_hits;   /* answered from the node's memory, without asking Redis */
     uint64_t cache_repairs;        /* sessions republished by the repair after a failed publish */
     uint64_t versions_behind;      /* owner writes that found Redis ahead of MariaDB (moved past it) */
+    uint64_t pieces_hits;          /* exchange pieces found in the node's memory (docs/pieces.md) */
+    uint64_t pieces_misses;        /* ... not found there (read from MariaDB, or rendered) */
+    uint64_t pieces_bytes;         /* bytes the node's memory of pieces holds */
+    uint64_t pieces_rendered;      /* exchanges whose pieces were rendered (new or changed) */
 } sl_core_stats_t;
 
 /* owner: the pool for the owner path (full access); public: the pool of the account that can read

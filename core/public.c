@@ -127,8 +127,10 @@ static int read_store(get_share_t *g, sl_projection_t *p, int answered)
 {
     sl_store_error_t err;
     g->core->stats.public_store_reads++;
-    int rc = sl_projection_load(g->core, g->core->public_, NULL, SL_VIEW_PUBLIC, g->id, g->idlen,
-                                SL_PROJ_PLAIN, p, &err);
+    /* the plain form asked for, if one was: the others are never served from here */
+    unsigned plain = SL_REP_IS_GZ(g->rep) ? 0 : SL_PROJ_PLAIN_PART(SL_PART_OF(g->rep));
+    int rc =
+        sl_projection_load(g->core, g->core->public_, NULL, SL_VIEW_PUBLIC, g->id, g->idlen, plain, p, &err);
     if (rc == -2) {
         memset(p, 0, sizeof(*p)); /* over the cap (an owner change refuses that): not shown, fail closed */
         return 0;

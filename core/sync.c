@@ -302,6 +302,11 @@ static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_s
         sl_store_value_t rsp = sl_store_text(e->response, e->response_len);
         sl_store_value_t rsha = sl_store_blob(up[i].rsha, 32), hid = sl_store_int(steps[i].hidden);
         if (steps[i].row >= 0) {
+            const sl_stored_t *was = &st[steps[i].row];
+            if (!was->deleted && !was->by_sync && was->position == i + 1 && was->hidden == steps[i].hidden &&
+                memcmp(was->psha, up[i].psha, 32) == 0 && was->has_rsha &&
+                memcmp(was->rsha, up[i].rsha, 32) == 0)
+                continue; /* the same text in the same place: a re-sync writes only what changed */
             sl_store_value_t p[] = {pos,  ttl, prm, sl_store_blob(up[i].psha, 32),    rsp,
                                     rsha, hid, sid, sl_store_int(st[steps[i].row].id)};
             if (sl_op_run(op, SQL_EXCHANGE_UPDATE, p, 9, NULL) != 0)

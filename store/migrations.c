@@ -188,6 +188,15 @@ static const char *const m5_steps[] = {
 static const char *const m6_steps[] = {
     "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces LONGBLOB NULL",
     "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces_key BINARY(16) NULL",
+    /* The text's hashes follow the text whoever writes it (an operator scrubbing a secret by hand
+     * included): the pieces are checked against them. Not for a deleted exchange, whose wiped
+     * text keeps the hashes it had (a re-sync must not bring it back). */
+    "CREATE TRIGGER IF NOT EXISTS exchanges_text_hashes BEFORE UPDATE ON exchanges FOR EACH ROW BEGIN"
+    " IF NEW.deleted_at IS NULL AND NOT (BINARY NEW.prompt <=> BINARY OLD.prompt) THEN"
+    "  SET NEW.prompt_sha256 = UNHEX(SHA2(NEW.prompt, 256)); END IF;"
+    " IF NEW.deleted_at IS NULL AND NOT (BINARY NEW.response <=> BINARY OLD.response) THEN"
+    "  SET NEW.response_sha256 = UNHEX(SHA2(NEW.response, 256)); END IF;"
+    " END",
     "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_exchanges AS"
     " SELECT e.session_id, e.id, e.position, COALESCE(e.title, e.default_title) AS title,"
     "  e.prompt, e.response, DATE_FORMAT(e.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at,"

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "core/core.h"
+#include "core/internal/piece_cache.h"
 #include "core/internal/task.h"
 
 /* Test hooks, read from the environment by sl_core_open() (core.c); zero in production. */
@@ -33,6 +34,7 @@ struct sl_core {
     sl_cache_t *cache;
     sl_coh_t *coh; /* node memory (the cache module's coherence), or NULL: always ask Redis */
     sl_core_config_t cfg;
+    sl_pcache_t *pieces; /* the exchange pieces this node holds (piece_cache.h) */
     sl_core_hooks_t hooks;
     char *base_url;
     sl_core_stats_t stats;

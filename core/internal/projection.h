@@ -47,8 +47,8 @@ typedef struct sl_proj_row {
 int sl_projection_assemble(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
                            sl_projection_t *out);
 
-/* Inflates the plain forms of p (those not there yet). 0, or -1. */
-int sl_projection_plain(sl_projection_t *p);
+/* Inflates the plain forms of p that `flags` names (SL_PROJ_PLAIN_PART) and are not there yet. 0, or -1. */
+int sl_projection_plain(sl_projection_t *p, unsigned flags);
 
 /* The Redis part holding a representation (its gzip form): 0 JSON, 1 HTML, 2 Markdown. */
 #define SL_PART_OF(rep) ((unsigned)(rep) / 2)
@@ -86,8 +86,9 @@ typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
  * statement is checked against the first one's keys: a change in between starts over, at most 3
  * times). Returns 0; -1 with err filled (store errors, out of memory); or -2 when the projection
  * would exceed SL_MAX_PUBLIC_BYTES (err->message says so; nothing is kept). */
-#define SL_PROJ_PLAIN   1u /* also inflate the plain forms */
-#define SL_PROJ_SCRATCH 2u /* ignore stored pieces and keep none (the identity check's full rebuild) */
+#define SL_PROJ_SCRATCH       2u /* ignore stored pieces and keep none (the identity check's full rebuild) */
+#define SL_PROJ_PLAIN_PART(n) (8u << (n)) /* also inflate the plain form of part n (0 JSON, 1 page, 2 MD) */
+#define SL_PROJ_PLAIN         (SL_PROJ_PLAIN_PART(0) | SL_PROJ_PLAIN_PART(1) | SL_PROJ_PLAIN_PART(2))
 int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
                        const char *id, size_t idlen, unsigned flags, sl_projection_t *out,
                        sl_store_error_t *err);

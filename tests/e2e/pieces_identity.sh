@@ -120,11 +120,39 @@ for ((step = 1; step <= STEPS; step++)); do
     compare "$S2" "$step"
 done
 
+# ---- a change renders what it touches, no more (node A's count of rendered exchanges) ----
+rendered() { metric shareline_pieces_rendered_total; }
+n1=$(rpc "$TOKEN" GetSession "{\"session_id\":\"$S1\"}" | jq '[.exchanges[] | select(.deleted != true)] | length')
+r0=$(rendered)
+call AppendExchanges "$(jq -n --arg id "$S1" '{session_id:$id, exchanges:[{prompt:"one more", response:"**rendered** once"}]}')"
+r1=$(rendered)
+e=$(pick "$S1")
+call SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[$e],\"hidden\":true}"
+call SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[$e],\"hidden\":false}"
+r2=$(rendered)
+call UpdateExchangeTitle "$(jq -n --arg id "$S1" --argjson e "$e" '{session_id:$id, exchange_id:$e, title:"renamed once"}')"
+r3=$(rendered)
+echo "     session of $n1 exchanges: append 1 rendered $((r1 - r0)), hide+show $((r2 - r1)), retitle 1 $((r3 - r2))"
+check "append of 1 exchange renders 1 exchange" eq "$((r1 - r0))" 1
+check "hide and show render none" eq "$((r2 - r1))" 0
+check "retitle of 1 exchange renders 1 exchange" eq "$((r3 - r2))" 1
+check "node A answered pieces from its memory" test "$(metric shareline_pieces_hits_total)" -gt 0
+compare "$S1" final
+
+# ---- a hand edit of the text (an operator scrubbing a secret in MariaDB, hash columns untouched) ----
+sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
+    ${SHARELINE_DB_PASSWORD:+-p"$SHARELINE_DB_PASSWORD"} -N -B "$SHARELINE_DB_NAME" -e "$1"; }
+e=$(pick "$S1")
+call SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[$e],\"hidden\":false}"
+sql "UPDATE exchanges SET prompt = 'SCRUBBED-BY-HAND', response = 'scrubbed too' WHERE session_id = '$S1' AND id = $e"
+call UpdateSessionTitle "$(jq -n --arg id "$S1" '{session_id:$id, title:"republished after a hand edit"}')"
+check "a hand edit of an exchange's text is on the page after the next publish" \
+    grep -q SCRUBBED-BY-HAND <(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$S1")
+compare "$S1" hand-edit
+
 echo "     $compared states compared (6 representations each, A assembled from pieces vs B rebuilt from the text)"
 check "owner calls of the sequences succeeded" eq "$failed_calls" 0
 check "every state: every representation and ETag of A equals B's full rebuild" eq "$mismatches" 0
-sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
-    ${SHARELINE_DB_PASSWORD:+-p"$SHARELINE_DB_PASSWORD"} -N -B "$SHARELINE_DB_NAME" -e "$1"; }
 kept=$(sql "SELECT COUNT(*) FROM exchanges WHERE session_id IN ('$S1','$S2') AND pieces IS NOT NULL")
 echo "     $kept exchanges hold pieces"
 check "A kept pieces with the exchanges (B, rebuilding from scratch, keeps none of its own)" test "${kept:-0}" -gt 0
