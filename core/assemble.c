@@ -5,6 +5,7 @@
  * what lets a document assembled from kept pieces equal a full rebuild.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ static sl_proj_str_t session_title(const sl_proj_session_t *s, const sl_proj_row
     if (s->title.n > 0)
         return s->title;
     if (n > 0)
-        return rows[0].title;
+        return (sl_proj_str_t){rows[0].pieces.title, rows[0].pieces.title_len};
     return (sl_proj_str_t){"Untitled session", strlen("Untitled session")};
 }
 
@@ -146,6 +147,45 @@ static const char PAGE_CSS[] =
     "@media (max-width:40rem){.wrap{padding:1rem .75rem 3rem}header "
     "h1{font-size:1.4rem}pre{font-size:.8rem}}";
 
+/* The page's CSS and live script are the same on every page: deflated once, laid in like pieces. */
+static sl_piece_t constants[2];
+static pthread_once_t constants_once = PTHREAD_ONCE_INIT;
+
+static void make_piece(const char *p, size_t n, sl_piece_t *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    sl_buf_t b = {0};
+    if (deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        abort();
+    if (sl_buf_reserve(&b, deflateBound(&z, n) + 64) != 0)
+        abort();
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)b.p;
+    z.avail_out = (uInt)(b.cap - 1);
+    if (deflate(&z, Z_FULL_FLUSH) != Z_OK || z.avail_in != 0 || z.avail_out == 0)
+        abort(); /* deflateBound is enough room for one call */
+    *out =
+        (sl_piece_t){(const unsigned char *)b.p, b.cap - 1 - z.avail_out, n,
+                     (uint32_t)crc32(0, (const Bytef *)p, (uInt)n), (uint32_t)crc32_combine_gen((z_off_t)n)};
+    deflateEnd(&z);
+}
+
+static void make_constants(void)
+{
+    size_t sn;
+    const char *script = sl_rpc_live_script(&sn);
+    make_piece(PAGE_CSS, sizeof(PAGE_CSS) - 1, &constants[0]);
+    make_piece(script, sn, &constants[1]);
+}
+
+static const sl_piece_t *constant_pieces(void)
+{
+    pthread_once(&constants_once, make_constants);
+    return constants;
+}
+
 static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t count,
                           uint64_t version)
 {
@@ -178,7 +218,7 @@ static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_pro
     sl_zdoc_gstr(d, "\"><meta name=\"twitter:description\" content=\"");
     z_html(d, desc);
     sl_zdoc_gstr(d, "\">\n<style>");
-    sl_zdoc_gstr(d, PAGE_CSS);
+    sl_zdoc_piece(d, &constant_pieces()[0]);
     sl_zdoc_gstr(
         d, "</style></head>\n<body><div class=\"wrap\"><header><p class=\"meta\"><span class=\"project\">"
            "<span class=\"icon\" aria-hidden=\"true\" style=\"background:");
@@ -237,9 +277,7 @@ static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_pro
     }
     sl_zdoc_gstr(d, "<footer>Shared with Shareline. The owner chose which exchanges appear here.</footer>"
                     "</div>\n<script>");
-    size_t sn;
-    const char *script = sl_rpc_live_script(&sn);
-    sl_zdoc_glue(d, script, sn);
+    sl_zdoc_piece(d, &constant_pieces()[1]);
     sl_zdoc_gstr(d, "</script></body></html>\n");
 }
 

@@ -198,7 +198,7 @@ static int deflate_flushed(z_stream *z, int full, const void *in, size_t n, sl_b
     }
 }
 
-#define MAGIC "SLP1"
+#define MAGIC "SLP2"
 
 int sl_pieces_build(z_stream *z, const sl_piece_src_t *src, unsigned char **blob, size_t *bloblen)
 {
@@ -209,6 +209,10 @@ int sl_pieces_build(z_stream *z, const sl_piece_src_t *src, unsigned char **blob
     unsigned char d2[2] = {(unsigned char)dn, (unsigned char)(dn >> 8)};
     sl_buf_add(&b, d2, 2);
     sl_buf_add(&b, desc, dn);
+    size_t tn = src->title_len < 0xffff ? src->title_len : 0xffff;
+    unsigned char t2[2] = {(unsigned char)tn, (unsigned char)(tn >> 8)};
+    sl_buf_add(&b, t2, 2);
+    sl_buf_add(&b, src->title, tn);
     int rc = 0;
     for (int i = 0; i < SL_PC_COUNT && rc == 0; i++) {
         plain.len = 0;
@@ -219,6 +223,7 @@ int sl_pieces_build(z_stream *z, const sl_piece_src_t *src, unsigned char **blob
         }
         put32(&b, (uint32_t)plain.len);
         put32(&b, (uint32_t)crc32(0, (const Bytef *)plain.p, (uInt)plain.len));
+        put32(&b, (uint32_t)crc32_combine_gen((z_off_t)plain.len));
         size_t at = b.len;
         put32(&b, 0); /* the compressed length, filled in below */
         size_t start = b.len;
@@ -253,13 +258,23 @@ int sl_pieces_read(const void *blob, size_t len, sl_pieces_t *out)
     out->desc = (const char *)p;
     out->desc_len = dn;
     p += dn;
+    if (end - p < 2)
+        return -1;
+    size_t tn = (size_t)p[0] | (size_t)p[1] << 8;
+    p += 2;
+    if ((size_t)(end - p) < tn)
+        return -1;
+    out->title = (const char *)p;
+    out->title_len = tn;
+    p += tn;
     for (int i = 0; i < SL_PC_COUNT; i++) {
-        if (end - p < 12)
+        if (end - p < 16)
             return -1;
         out->p[i].plain_len = get32(p);
         out->p[i].crc = get32(p + 4);
-        out->p[i].zlen = get32(p + 8);
-        p += 12;
+        out->p[i].op = get32(p + 8);
+        out->p[i].zlen = get32(p + 12);
+        p += 16;
         if ((size_t)(end - p) < out->p[i].zlen)
             return -1;
         out->p[i].z = p;
@@ -319,7 +334,7 @@ void sl_zdoc_piece(sl_zdoc_t *d, const sl_piece_t *p)
 {
     flush_glue(d);
     sl_buf_add(&d->out, p->z, p->zlen);
-    d->crc = (uint32_t)crc32_combine(d->crc, p->crc, (z_off_t)p->plain_len);
+    d->crc = (uint32_t)crc32_combine_op(d->crc, p->crc, p->op);
     d->plain += p->plain_len;
 }
 

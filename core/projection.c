@@ -22,13 +22,14 @@
 #include "core/internal/render.h"
 
 /* Whether an exchange's stored pieces are current is decided by a hash (pieces_key, computed here:
- * piece_key) of everything a piece is made from: the id, the title and time as the views show
- * them, the SHA-256 of the prompt and of the response (the columns every writer of the text keeps
- * with it, which the re-sync matches on), and the piece format's version. Reading the rows does
- * not read their text: an owner change costs the pieces it renders, not the session's size. */
+ * piece_key) of everything a piece is made from: the id, the MD5 of the title as shown
+ * (title_md5, a stored generated column), the time, the SHA-256 of the prompt and of the response
+ * (kept with the text by a trigger, whoever writes it), and the piece format's version. All of it
+ * is in one index (exchanges_pieces), so reading the rows reads neither their text nor their
+ * pieces: an owner change costs the pieces it renders, not the session's size. */
 #define SELECT_COLUMNS                                                                                       \
     "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"           \
-    " s.project_color, s.author_name, s.author_handle, e.id, e.title, e.created_at, e.pieces_key,"           \
+    " s.project_color, s.author_name, s.author_handle, e.id, e.title_md5, e.created_raw, e.pieces_key,"      \
     " e.prompt_sha256, e.response_sha256, e.position"
 
 /* The rows, without their text or pieces: what the document is assembled from. Not ORDER BY e.position, e.id:
@@ -43,7 +44,8 @@ static const char SQL_LOAD_VIEWER[] =
 
 /* The text of the exchanges with ids in [?, ?] (those to render are among them). */
 #define SELECT_TEXT                                                                                          \
-    "SELECT e.id, e.prompt, e.response, e.title, e.created_at, e.prompt_sha256, e.response_sha256"
+    "SELECT e.id, e.prompt, e.response, e.title, e.created_at, e.prompt_sha256, e.response_sha256,"          \
+    " e.title_md5, e.created_raw"
 static const char SQL_TEXT_PUBLIC[] =
     SELECT_TEXT " FROM public_exchanges e WHERE e.session_id = ? AND e.id BETWEEN ? AND ? ORDER BY e.id";
 static const char SQL_TEXT_VIEWER[] =
@@ -74,15 +76,15 @@ enum {
     C_ANAME,
     C_AHANDLE,
     C_EID,
-    C_ETITLE,
-    C_ECREATED,
+    C_ETMD5,
+    C_ECRAW,
     C_EPKEY,
     C_EPSHA,
     C_ERSHA,
     C_EPOS,
     C_COUNT
 };
-enum { T_ID, T_PROMPT, T_RESPONSE, T_TITLE, T_CREATED, T_PSHA, T_RSHA, T_COUNT };
+enum { T_ID, T_PROMPT, T_RESPONSE, T_TITLE, T_CREATED, T_PSHA, T_RSHA, T_TMD5, T_CRAW, T_COUNT };
 
 static const char *cell(const sl_store_result_t *r, size_t row, size_t col, size_t *len)
 {
@@ -166,17 +168,14 @@ int sl_gunzip(const void *in, size_t len, size_t plain_len, char **out)
 }
 
 /* The hash stored pieces must carry to be current (see SELECT_COLUMNS): the first 16 bytes of a
- * SHA-256 over the version of the piece format and the exchange's id, title, time and text hashes,
- * each length-prefixed. A missing hash (rows older than the response hash) counts as its own value. */
+ * SHA-256 over the version of the piece format and the exchange's id, title hash, time and text
+ * hashes, each length-prefixed. A missing hash counts as its own value. */
 static void piece_key(int64_t id, sl_proj_str_t title, sl_proj_str_t created, const sl_store_value_t *psha,
                       const sl_store_value_t *rsha, unsigned char out[16])
 {
-    unsigned char in[8 + 2 * 8 + 2 * 33 + sizeof(SL_PIECES_REV) + 2048], *q = in;
-    unsigned char th[SHA256_DIGEST_LENGTH];
-    if (title.n + created.n > 2048) { /* cannot happen (500 characters at most): hashed apart */
-        SHA256((const unsigned char *)title.p, title.n, th);
-        title = (sl_proj_str_t){(const char *)th, sizeof(th)};
-    }
+    unsigned char in[8 + 3 * 8 + 2 * 33 + sizeof(SL_PIECES_REV) + 128], *q = in;
+    if (title.n > 32)
+        title.n = 32; /* an MD5: 16 bytes */
     memcpy(q, SL_PIECES_REV, sizeof(SL_PIECES_REV));
     q += sizeof(SL_PIECES_REV);
     uint64_t v[3] = {(uint64_t)id, title.n, created.n < 64 ? created.n : 64};
@@ -351,9 +350,7 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
     for (size_t i = 0; i < b.n; i++) {
         sl_proj_row_t *e = &b.rows[i];
         size_t row = e->at;
-        e->title = str_of(r, row, C_ETITLE);
-        e->created_at = str_of(r, row, C_ECREATED);
-        piece_key(e->id, e->title, e->created_at, sl_store_cell(r, row, C_EPSHA),
+        piece_key(e->id, str_of(r, row, C_ETMD5), str_of(r, row, C_ECRAW), sl_store_cell(r, row, C_EPSHA),
                   sl_store_cell(r, row, C_ERSHA), e->key);
         const sl_store_value_t *pk = sl_store_cell(r, row, C_EPKEY);
         int keyed = !all && is_key(pk) && memcmp(pk->ptr, e->key, 16) == 0, current = 0;
@@ -438,7 +435,7 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
             size_t j = row_by_id(t, b.rows[i].id);
             unsigned char k[16];
             if (j != NONE)
-                piece_key(b.rows[i].id, str_of(t, j, T_TITLE), str_of(t, j, T_CREATED),
+                piece_key(b.rows[i].id, str_of(t, j, T_TMD5), str_of(t, j, T_CRAW),
                           sl_store_cell(t, j, T_PSHA), sl_store_cell(t, j, T_RSHA), k);
             if (j == NONE || memcmp(k, b.rows[i].key, 16) != 0) {
                 rc = conn ? -1 : RETRY;
@@ -450,6 +447,8 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
                 goto out;
             }
             b.text_of[i] = j;
+            b.rows[i].title = str_of(t, j, T_TITLE);
+            b.rows[i].created_at = str_of(t, j, T_CREATED);
             text += sl_store_cell(t, j, T_PROMPT)->len + sl_store_cell(t, j, T_RESPONSE)->len;
         }
         /* Every representation holds the text at least once: text over a third of the cap cannot

@@ -188,6 +188,11 @@ static const char *const m5_steps[] = {
 static const char *const m6_steps[] = {
     "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces LONGBLOB NULL",
     "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS pieces_key BINARY(16) NULL",
+    "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS title_md5 BINARY(16)"
+    " AS (UNHEX(MD5(COALESCE(title, default_title)))) STORED",
+    /* what a projection reads of every exchange, in one index: never the rows' text or pieces */
+    "ALTER TABLE exchanges ADD INDEX IF NOT EXISTS exchanges_pieces (session_id, deleted_at, hidden, id,"
+    " position, created_at, title_md5, pieces_key, prompt_sha256, response_sha256)",
     /* The text's hashes follow the text whoever writes it (an operator scrubbing a secret by hand
      * included): the pieces are checked against them. Not for a deleted exchange, whose wiped
      * text keeps the hashes it had (a re-sync must not bring it back). */
@@ -200,12 +205,12 @@ static const char *const m6_steps[] = {
     "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_exchanges AS"
     " SELECT e.session_id, e.id, e.position, COALESCE(e.title, e.default_title) AS title,"
     "  e.prompt, e.response, DATE_FORMAT(e.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at,"
-    "  e.pieces, e.pieces_key, e.prompt_sha256, e.response_sha256"
+    "  e.pieces, e.pieces_key, e.prompt_sha256, e.response_sha256, e.title_md5, e.created_at AS created_raw"
     " FROM exchanges e JOIN sessions s ON s.id = e.session_id"
     " WHERE s.deleted_at IS NULL AND e.deleted_at IS NULL AND e.hidden = 0",
     "CREATE OR REPLACE SQL SECURITY DEFINER VIEW public_exchanges AS"
     " SELECT e.session_id, e.id, e.position, e.title, e.prompt, e.response, e.created_at, e.pieces,"
-    "  e.pieces_key, e.prompt_sha256, e.response_sha256"
+    "  e.pieces_key, e.prompt_sha256, e.response_sha256, e.title_md5, e.created_raw"
     " FROM viewer_exchanges e JOIN sessions s ON s.id = e.session_id"
     " WHERE s.is_public = 1",
     NULL,

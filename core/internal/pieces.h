@@ -34,12 +34,15 @@ typedef struct sl_piece {
     size_t zlen;
     size_t plain_len;
     uint32_t crc;
+    uint32_t op; /* crc32_combine_gen(plain_len): appending the piece to a CRC costs one product */
 } sl_piece_t;
 
 typedef struct sl_pieces {
     sl_piece_t p[SL_PC_COUNT];
-    const char *desc; /* the page description this exchange gives when it is the first one shown */
-    size_t desc_len;  /* (whitespace collapsed, at most 200 bytes, not escaped) */
+    const char *desc;  /* the page description this exchange gives when it is the first one shown */
+    size_t desc_len;   /* (whitespace collapsed, at most 200 bytes, not escaped) */
+    const char *title; /* its title as shown (the session's, when the session has none and this */
+    size_t title_len;  /* exchange is the first one shown) */
 } sl_pieces_t;
 
 /* What the pieces are made of: the exchange as the public views show it. */
@@ -52,7 +55,7 @@ typedef struct sl_piece_src {
 /* The version of the piece format and of everything rendered into a piece (renderer, markup). It
  * is part of the hash that says whether stored pieces are current: change it whenever a piece of
  * the same exchange would come out different, and every stored piece is rebuilt when next used. */
-#define SL_PIECES_REV "p1"
+#define SL_PIECES_REV "p2"
 
 /* Renders and deflates the pieces of one exchange into *blob (malloc'd, what exchanges.pieces
  * keeps). z is a raw-deflate stream (deflateInit2 with -15) reused between calls. 0, or -1 when

@@ -51,6 +51,7 @@ static void make_piece(z_stream *z, const char *p, size_t n, sl_piece_t *out, sl
     out->zlen = cap - z->avail_out;
     out->plain_len = n;
     out->crc = (uint32_t)crc32(0, (const Bytef *)p, (uInt)n);
+    out->op = (uint32_t)crc32_combine_gen((z_off_t)n);
     (void)store;
 }
 
@@ -160,6 +161,8 @@ static void test_exchange_pieces(void **state)
     assert_int_equal(sl_pieces_read(blob, len, &pc), 0);
     assert_int_equal(pc.desc_len, strlen("Fix the bug **now**"));
     assert_memory_equal(pc.desc, "Fix the bug **now**", pc.desc_len);
+    assert_int_equal(pc.title_len, strlen(title));
+    assert_memory_equal(pc.title, title, pc.title_len);
     check_piece(&pc.p[SL_PC_TOC_HTML],
                 "<li><a href=\"#exchange-42\">A &lt;title&gt; &amp; &quot;quotes&quot;</a></li>");
     check_piece(&pc.p[SL_PC_ART_HTML], "<article id=\"exchange-42\">");
