@@ -70,7 +70,8 @@ have=$(sql -e "SELECT COUNT(*) FROM sessions WHERE id LIKE 'many-%' AND id NOT L
 t0=$(date +%s)
 if [ "$have" -lt "$max" ]; then
     cols() { sql -e "SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position) FROM information_schema.columns
-                     WHERE table_schema = DATABASE() AND table_name = '$1' AND column_name NOT IN ($2)"; }
+                     WHERE table_schema = DATABASE() AND table_name = '$1' AND column_name NOT IN ($2)
+                     AND is_generated = 'NEVER'"; } # generated columns (title_md5) are computed by MariaDB
     scols=$(cols sessions "'id'")
     ecols=$(cols exchanges "'session_id'")
     tsel=$(sed 's/\([a-z_0-9]*\)/t.\1/g' <<<"$scols")
