@@ -208,23 +208,6 @@ static int by_position(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* The row of t (ordered by id, the id in its first column) with this id, or NONE. */
-static size_t row_by_id(const sl_store_result_t *t, int64_t id)
-{
-    size_t lo = 0, hi = t->nrows;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int64_t v = sl_store_cell(t, mid, T_ID)->i;
-        if (v == id)
-            return mid;
-        if (v < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (size_t)-1;
-}
-
 /* Sessions whose pieces and text to render hold more than this are built off the loop. */
 #define INLINE_BUILD (64u << 10)
 #define NONE         ((size_t)-1)
@@ -281,6 +264,15 @@ static void build(void *arg)
         b->rc = sl_projection_plain(b->out, b->flags);
 }
 
+/* Fills err with a message of ours (not MariaDB's); returns -1. */
+static int fail(sl_store_error_t *err, const char *msg)
+{
+    err->code = SL_STORE_E_QUERY;
+    err->server_errno = 0;
+    snprintf(err->message, sizeof(err->message), "%s", msg);
+    return -1;
+}
+
 static int is_key(const sl_store_value_t *v)
 {
     return (v->type == SL_STORE_BLOB || v->type == SL_STORE_TEXT) && v->len == 16;
@@ -327,9 +319,7 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
     sl_store_result_t *t = NULL, *pr = NULL;
     int rc = -1;
     if (b.rows == NULL || b.text_of == NULL || b.blobs == NULL || b.bloblen == NULL || b.held == NULL) {
-        err->code = SL_STORE_E_QUERY;
-        err->server_errno = 0;
-        snprintf(err->message, sizeof(err->message), "out of memory building the projection");
+        fail(err, "out of memory building the projection");
         goto out;
     }
     /* The rows, and which of them have current pieces. */
@@ -382,23 +372,17 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         if (pr == NULL)
             goto out;
         if (pr->ncols != B_COUNT) {
-            err->code = SL_STORE_E_QUERY;
-            err->server_errno = 0;
-            snprintf(err->message, sizeof(err->message), "unexpected columns reading pieces");
+            fail(err, "unexpected columns reading pieces");
             goto out;
         }
         for (size_t i = 0; i < b.n; i++) {
             if (b.text_of[i] != NEED)
                 continue;
-            size_t j = row_by_id(pr, b.rows[i].id);
-            const sl_store_value_t *k = j == NONE ? NULL : sl_store_cell(pr, j, B_KEY);
+            size_t j = sl_store_find_int(pr, B_ID, b.rows[i].id);
+            const sl_store_value_t *k = j == pr->nrows ? NULL : sl_store_cell(pr, j, B_KEY);
             if (k == NULL || !is_key(k) || memcmp(k->ptr, b.rows[i].key, 16) != 0) {
-                rc = conn ? -1 : RETRY;
-                if (conn) {
-                    err->code = SL_STORE_E_QUERY;
-                    err->server_errno = 0;
-                    snprintf(err->message, sizeof(err->message), "the exchanges changed while read");
-                }
+                /* in a transaction the snapshot cannot change; outside one, start over */
+                rc = conn ? fail(err, "the exchanges changed while read") : RETRY;
                 goto out;
             }
             const sl_store_value_t *pc = sl_store_cell(pr, j, B_PIECES);
@@ -423,27 +407,21 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         if (t == NULL)
             goto out;
         if (t->ncols != T_COUNT) {
-            err->code = SL_STORE_E_QUERY;
-            err->server_errno = 0;
-            snprintf(err->message, sizeof(err->message), "unexpected columns reading exchanges");
+            fail(err, "unexpected columns reading exchanges");
             goto out;
         }
         size_t text = 0;
         for (size_t i = 0; i < b.n; i++) {
             if (b.text_of[i] == NONE)
                 continue;
-            size_t j = row_by_id(t, b.rows[i].id);
+            size_t j = sl_store_find_int(t, T_ID, b.rows[i].id);
             unsigned char k[16];
-            if (j != NONE)
+            if (j != t->nrows)
                 piece_key(b.rows[i].id, str_of(t, j, T_TMD5), str_of(t, j, T_CRAW),
                           sl_store_cell(t, j, T_PSHA), sl_store_cell(t, j, T_RSHA), k);
-            if (j == NONE || memcmp(k, b.rows[i].key, 16) != 0) {
-                rc = conn ? -1 : RETRY;
-                if (conn) {
-                    err->code = SL_STORE_E_QUERY;
-                    err->server_errno = 0;
-                    snprintf(err->message, sizeof(err->message), "the exchanges changed while read");
-                }
+            if (j == t->nrows || memcmp(k, b.rows[i].key, 16) != 0) {
+                /* in a transaction the snapshot cannot change; outside one, start over */
+                rc = conn ? fail(err, "the exchanges changed while read") : RETRY;
                 goto out;
             }
             b.text_of[i] = j;
@@ -467,9 +445,7 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
     else
         build(&b);
     if (b.rc != 0) {
-        err->code = SL_STORE_E_QUERY;
-        err->server_errno = 0;
-        snprintf(err->message, sizeof(err->message), "out of memory building the projection");
+        fail(err, "out of memory building the projection");
         goto out;
     }
     size_t largest = 0;
@@ -533,10 +509,7 @@ int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn
         if (rc != RETRY)
             return rc;
     }
-    err->code = SL_STORE_E_QUERY;
-    err->server_errno = 0;
-    snprintf(err->message, sizeof(err->message), "the session kept changing while its page was built; retry");
-    return -1;
+    return fail(err, "the session kept changing while its page was built; retry");
 }
 
 void sl_projection_free(sl_projection_t *p)

@@ -67,23 +67,6 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The row of exchange id in r (ordered by id), or r->nrows. */
-static size_t find_row(const sl_store_result_t *r, int64_t id)
-{
-    size_t lo = 0, hi = r->nrows;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int64_t v = sl_store_cell(r, mid, LIVE_ID)->i;
-        if (v == id)
-            return mid;
-        if (v < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return r->nrows;
-}
-
 void sl_owner_set_exchanges_hidden(sl_op_t *op)
 {
     const char *id;
@@ -138,7 +121,7 @@ void sl_owner_set_exchanges_hidden(sl_op_t *op)
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && want[i] == want[i - 1])
             continue;
-        size_t row = find_row(r, want[i]);
+        size_t row = sl_store_find_int(r, LIVE_ID, want[i]);
         if (row == r->nrows) {
             sl_op_fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)want[i]);
             goto out;

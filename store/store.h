@@ -100,6 +100,24 @@ static inline const sl_store_value_t *sl_store_cell(const sl_store_result_t *r, 
     return &r->cells[row * r->ncols + col];
 }
 
+/* The row of r whose integer column col equals v, r being ordered by that column (binary search);
+ * r->nrows when there is none. */
+static inline size_t sl_store_find_int(const sl_store_result_t *r, size_t col, int64_t v)
+{
+    size_t lo = 0, hi = r->nrows;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int64_t x = sl_store_cell(r, mid, col)->i;
+        if (x == v)
+            return mid;
+        if (x < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return r->nrows;
+}
+
 /* ---- non-blocking pool ---- */
 
 /* Creates the pool on `loop` and starts connecting in the background (reconnecting with backoff
