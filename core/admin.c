@@ -32,7 +32,7 @@ int sl_core_admin_migrate(sl_store_sync_t *db, const char *public_user, const ch
     }
     /* SELECT on the public views is all the public account may do: even a bug in the public read
      * path cannot read a hidden exchange. */
-    static const char *const views[] = {"public_sessions", "public_exchanges"};
+    static const char *const views[] = {"public_sessions", "public_exchanges", "public_exchange_keys"};
     for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
         char sql[300];
         snprintf(sql, sizeof(sql), "GRANT SELECT ON %s TO '%s'@'%s'", views[i], public_user, grantee_host);

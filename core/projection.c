@@ -14,7 +14,9 @@
 #include <string.h>
 #include <stdint.h>
 #include <msgpack.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <zlib.h>
 
 #include "core/internal/pieces.h"
@@ -36,10 +38,10 @@
  * MariaDB sorts that through a temporary table holding the pieces (5 ms at 1,000 exchanges); the
  * rows are sorted here instead. */
 static const char SQL_LOAD_PUBLIC[] =
-    SELECT_COLUMNS " FROM public_sessions s LEFT JOIN public_exchanges e ON e.session_id = s.id"
+    SELECT_COLUMNS " FROM public_sessions s LEFT JOIN public_exchange_keys e ON e.session_id = s.id"
                    " WHERE s.id = ?";
 static const char SQL_LOAD_VIEWER[] =
-    SELECT_COLUMNS " FROM viewer_sessions s LEFT JOIN viewer_exchanges e ON e.session_id = s.id"
+    SELECT_COLUMNS " FROM viewer_sessions s LEFT JOIN viewer_exchange_keys e ON e.session_id = s.id"
                    " WHERE s.id = ?";
 
 /* The text of the exchanges with ids in [?, ?] (those to render are among them). */
@@ -170,6 +172,15 @@ int sl_gunzip(const void *in, size_t len, size_t plain_len, char **out)
 /* The hash stored pieces must carry to be current (see SELECT_COLUMNS): the first 16 bytes of a
  * SHA-256 over the version of the piece format and the exchange's id, title hash, time and text
  * hashes, each length-prefixed. A missing hash counts as its own value. */
+/* SHA256() looks its algorithm up on every call (OpenSSL 3): a projection hashes one key per
+ * exchange, so the lookup is made once. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static void piece_key(int64_t id, sl_proj_str_t title, sl_proj_str_t created, const sl_store_value_t *psha,
                       const sl_store_value_t *rsha, unsigned char out[16])
 {
@@ -195,7 +206,9 @@ static void piece_key(int64_t id, sl_proj_str_t title, sl_proj_str_t created, co
         }
     }
     unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256(in, (size_t)(q - in), d);
+    pthread_once(&sha256_once, sha256_fetch);
+    if (sha256_md == NULL || EVP_Digest(in, (size_t)(q - in), d, NULL, sha256_md, NULL) != 1)
+        SHA256(in, (size_t)(q - in), d);
     memcpy(out, d, 16);
 }
 

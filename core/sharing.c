@@ -52,10 +52,14 @@ void sl_owner_set_visibility(sl_op_t *op)
 
 #define MAX_IDS_PER_CALL 10000
 
+/* The named exchanges' rows, by primary key, IN_BATCH ids a statement (a shorter batch repeats
+ * its last id): a call costs the ids it names, not the session's size. */
 enum { LIVE_ID, LIVE_HIDDEN };
+#define IN_BATCH 64
+#define Q8 "?,?,?,?,?,?,?,?"
 static const char SQL_LIVE_EXCHANGES[] =
-    "SELECT id, hidden FROM exchanges WHERE session_id = ? AND deleted_at IS NULL"
-    " ORDER BY id";
+    "SELECT id, hidden FROM exchanges WHERE session_id = ? AND deleted_at IS NULL AND id IN ("
+    Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 ") ORDER BY id";
 static const char SQL_SET_HIDDEN[] = "UPDATE exchanges SET hidden = ?, updated_at = NOW(6)"
                                      " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 static const char SQL_HIDDEN_COUNT[] = "SELECT COUNT(*) FROM exchanges"
@@ -108,26 +112,35 @@ void sl_owner_set_exchanges_hidden(sl_op_t *op)
     sl_locked_t s;
     if (sl_op_tx_begin(op) != 0 || sl_op_lock_session(op, id, idlen, 0, &s) != 0)
         goto out;
-    {
-        sl_store_value_t p[] = {sl_store_text(id, idlen)};
-        if (sl_op_run(op, SQL_LIVE_EXCHANGES, p, 1, &r) != 0)
-            goto out;
-    }
     change = malloc(n * sizeof(*change));
     if (change == NULL) {
         sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && want[i] == want[i - 1])
-            continue;
-        size_t row = sl_store_find_int(r, LIVE_ID, want[i]);
-        if (row == r->nrows) {
-            sl_op_fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)want[i]);
+    size_t nu = 0; /* want[] sorted and without repeats */
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || want[i] != want[i - 1])
+            want[nu++] = want[i];
+    for (size_t at = 0; at < nu; at += IN_BATCH) {
+        size_t k = nu - at < IN_BATCH ? nu - at : IN_BATCH;
+        sl_store_value_t p[1 + IN_BATCH];
+        p[0] = sl_store_text(id, idlen);
+        for (size_t j = 0; j < IN_BATCH; j++)
+            p[1 + j] = sl_store_int(want[at + (j < k ? j : k - 1)]);
+        sl_store_result_free(r);
+        r = NULL;
+        if (sl_op_run(op, SQL_LIVE_EXCHANGES, p, 1 + IN_BATCH, &r) != 0)
             goto out;
+        for (size_t j = 0; j < k; j++) {
+            size_t row = sl_store_find_int(r, LIVE_ID, want[at + j]);
+            if (row == r->nrows) {
+                sl_op_fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session",
+                           (long long)want[at + j]);
+                goto out;
+            }
+            if ((sl_store_cell(r, row, LIVE_HIDDEN)->i != 0) != hidden)
+                change[nchange++] = want[at + j];
         }
-        if ((sl_store_cell(r, row, LIVE_HIDDEN)->i != 0) != hidden)
-            change[nchange++] = want[i];
     }
     uint64_t version = s.version;
     int publish = nchange > 0 || s.dirty; /* nothing to change, but an earlier publish failed */

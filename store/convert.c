@@ -153,20 +153,55 @@ static sl_store_result_t *result_new(size_t nrows, size_t ncols)
     return r;
 }
 
+/* The text cells of a result live in blocks of at least ARENA_BLOCK bytes, chained through their
+ * first word: one allocation per block, not per cell (a 1,000-row result has thousands of cells). */
+#define ARENA_BLOCK 16384
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    char data[];
+} arena_block_t;
+
 void sl_store_result_free(sl_store_result_t *res)
 {
     if (res == NULL)
         return;
-    for (size_t i = 0; i < res->nrows * res->ncols; i++)
-        if (res->cells[i].type == SL_STORE_TEXT)
-            free((void *)res->cells[i].ptr);
+    for (arena_block_t *b = res->arena, *next; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(res->cells);
     free(res);
 }
 
-static int set_text(sl_store_value_t *cell, const void *bytes, size_t len)
+static char *arena_alloc(sl_store_result_t *r, size_t n)
 {
-    char *p = malloc(len + 1);
+    arena_block_t *b = r->arena;
+    if (b == NULL || b->cap - b->used < n) {
+        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        arena_block_t *nb = malloc(sizeof(*nb) + cap);
+        if (nb == NULL)
+            return NULL;
+        nb->used = 0;
+        nb->cap = cap;
+        if (b != NULL && n > ARENA_BLOCK) {
+            /* a big value gets a block of its own behind the current one, which stays open */
+            nb->next = b->next;
+            b->next = nb;
+            nb->used = n;
+            return nb->data;
+        }
+        nb->next = b;
+        r->arena = b = nb;
+    }
+    char *p = b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static int set_text(sl_store_result_t *r, sl_store_value_t *cell, const void *bytes, size_t len)
+{
+    char *p = arena_alloc(r, len + 1);
     if (p == NULL)
         return -1;
     if (len)
@@ -180,6 +215,9 @@ static int set_text(sl_store_value_t *cell, const void *bytes, size_t len)
 
 typedef struct column {
     int integer;
+    int temporal; /* DATETIME or TIMESTAMP (1), DATE (2): read as MYSQL_TIME, written here */
+    unsigned decimals;
+    MYSQL_TIME tm;
     long long ival;
     char *buf;
     unsigned long buflen;
@@ -187,6 +225,44 @@ typedef struct column {
     my_bool is_null;
     my_bool error;
 } column_t;
+
+static char *digits(char *w, unsigned long v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        w[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return w + n;
+}
+
+/* A DATE, DATETIME or TIMESTAMP as text, byte for byte what the connector makes of it when it is
+ * fetched as a string ("YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS" and, with fractional digits, "." and
+ * as many digits of the microseconds as the column has), without its sprintf per value: a
+ * projection reads one per exchange, and stored pieces are checked against these bytes. */
+static size_t format_time(const MYSQL_TIME *t, int date_only, unsigned decimals, char out[32])
+{
+    char *w = digits(out, t->year > 9999 ? 9999 : t->year, 4);
+    *w++ = '-';
+    w = digits(w, t->month % 100, 2);
+    *w++ = '-';
+    w = digits(w, t->day % 100, 2);
+    if (!date_only) {
+        *w++ = ' ';
+        w = digits(w, t->hour % 100, 2);
+        *w++ = ':';
+        w = digits(w, t->minute % 100, 2);
+        *w++ = ':';
+        w = digits(w, t->second % 100, 2);
+        if (decimals >= 1 && decimals <= 6) {
+            char frac[6];
+            digits(frac, t->second_part % 1000000, 6);
+            *w++ = '.';
+            memcpy(w, frac, decimals);
+            w += decimals;
+        }
+    }
+    return (size_t)(w - out);
+}
 
 int sl_store__collect(MYSQL_STMT *stmt, sl_store_result_t **out, sl_store_error_t *err)
 {
@@ -214,7 +290,14 @@ int sl_store__collect(MYSQL_STMT *stmt, sl_store_result_t **out, sl_store_error_
         b->is_null = &cols[c].is_null;
         b->length = &cols[c].length;
         b->error = &cols[c].error;
-        if (is_integer_type(&fields[c])) {
+        enum enum_field_types t = fields[c].type;
+        if (t == MYSQL_TYPE_DATETIME || t == MYSQL_TYPE_TIMESTAMP || t == MYSQL_TYPE_DATE) {
+            cols[c].temporal = t == MYSQL_TYPE_DATE ? 2 : 1;
+            cols[c].decimals = fields[c].decimals;
+            b->buffer_type = t == MYSQL_TYPE_DATE ? MYSQL_TYPE_DATE : MYSQL_TYPE_DATETIME;
+            b->buffer = &cols[c].tm;
+            b->buffer_length = sizeof(cols[c].tm);
+        } else if (is_integer_type(&fields[c])) {
             cols[c].integer = 1;
             b->buffer_type = MYSQL_TYPE_LONGLONG;
             b->buffer = &cols[c].ival;
@@ -257,6 +340,15 @@ int sl_store__collect(MYSQL_STMT *stmt, sl_store_result_t **out, sl_store_error_
                 cell->i = (int64_t)cols[c].ival;
                 continue;
             }
+            if (cols[c].temporal) {
+                char t[32];
+                size_t tn = format_time(&cols[c].tm, cols[c].temporal == 2, cols[c].decimals, t);
+                if (set_text(r, cell, t, tn) != 0) {
+                    sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
+                    goto done;
+                }
+                continue;
+            }
             if (cols[c].length >= cols[c].buflen) {
                 char *big = malloc(cols[c].length + 1);
                 MYSQL_BIND one;
@@ -267,7 +359,7 @@ int sl_store__collect(MYSQL_STMT *stmt, sl_store_result_t **out, sl_store_error_
                 one.buffer_length = cols[c].length + 1;
                 one.length = &got;
                 if (big == NULL || mysql_stmt_fetch_column(stmt, &one, (unsigned)c, 0) != 0 ||
-                    set_text(cell, big, got < cols[c].length ? got : cols[c].length) != 0) {
+                    set_text(r, cell, big, got < cols[c].length ? got : cols[c].length) != 0) {
                     free(big);
                     sl_store__errorf(err, SL_STORE_E_QUERY, "cannot read column %zu", c);
                     goto done;
@@ -275,7 +367,7 @@ int sl_store__collect(MYSQL_STMT *stmt, sl_store_result_t **out, sl_store_error_
                 free(big);
                 continue;
             }
-            if (set_text(cell, cols[c].buf, cols[c].length) != 0) {
+            if (set_text(r, cell, cols[c].buf, cols[c].length) != 0) {
                 sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
                 goto done;
             }
@@ -316,7 +408,7 @@ int sl_store__collect_text(MYSQL *m, MYSQL_RES *res, sl_store_result_t **out, sl
             sl_store_value_t *cell = &r->cells[row * ncols + c];
             if (vals[c] == NULL) {
                 cell->type = SL_STORE_NULL;
-            } else if (set_text(cell, vals[c], lens[c]) != 0) {
+            } else if (set_text(r, cell, vals[c], lens[c]) != 0) {
                 sl_store_result_free(r);
                 sl_store__errorf(err, SL_STORE_E_QUERY, "out of memory reading a result");
                 return -1;

@@ -91,6 +91,7 @@ typedef struct sl_store_result {
     sl_store_value_t *cells; /* row-major: cells[row * ncols + col] */
     uint64_t affected_rows;
     uint64_t insert_id;
+    void *arena; /* the text cells' bytes (blocks of store/convert.c), freed with the result */
 } sl_store_result_t;
 
 void sl_store_result_free(sl_store_result_t *res);

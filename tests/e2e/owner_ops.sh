@@ -194,6 +194,25 @@ check "an unknown exchange id among known ones: 404, nothing hidden" eq "$(statu
 rpc "$ALICE" GetSession "{\"session_id\":\"$S1\"}" >/dev/null
 check "after the bad calls nothing changed" eq "$(j '[.title,.public,.exchange_count,.hidden_count]|@csv')" '"Renamed session",true,5,1'
 
+# ---- SetExchangesHidden with many ids: looked up 64 a statement, all or nothing ----
+S4="own-$$-many"
+rpc "$ALICE" SyncSession "$(jq -nc --arg s "$S4" '{session_id:$s, project:{name:"many"}, markdown:"_**User**_\n\nfirst\n"}')" >/dev/null
+rpc "$ALICE" AppendExchanges "$(jq -nc --arg s "$S4" '{session_id:$s, exchanges:[range(1;150)|{prompt:"p\(.)",response:"r\(.)"}]}')" >/dev/null
+check "150 exchanges" eq "$(status)/$(j '.exchange_ids|last')" "200/150"
+IDS=$(jq -nc '[range(1;151)] + [5,5,140]')
+rpc "$ALICE" SetExchangesHidden "{\"session_id\":\"$S4\",\"exchange_ids\":$IDS,\"hidden\":true}" >/dev/null
+check "150 ids (3 statements, repeats): 200, 150 hidden" eq "$(status)/$(j .hidden_count)" "200/150"
+IDS=$(jq -nc '[range(1;130)] + [9999] + [range(130;151)]')
+rpc "$ALICE" SetExchangesHidden "{\"session_id\":\"$S4\",\"exchange_ids\":$IDS,\"hidden\":false}" >/dev/null
+check "an unknown id in the third statement: 404 naming it" eq "$(status)/$(j .message)" \
+    "404/exchange 9999 not found in this session"
+rpc "$ALICE" GetShareSettings "{\"session_id\":\"$S4\"}" >/dev/null
+check "... and nothing was shown" eq "$(j .hidden_count)" 150
+rpc "$ALICE" SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[1],\"hidden\":true}" >/dev/null
+rpc "$ALICE" SetExchangesHidden "{\"session_id\":\"$S4\",\"exchange_ids\":[1,2,3],\"hidden\":false}" >/dev/null
+check "ids are per session: 3 shown in S4" eq "$(status)/$(j .hidden_count)" "200/147"
+rpc "$ALICE" SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[1],\"hidden\":false}" >/dev/null
+
 # ---- both encodings: every method through sharectl raw (msgpack on the wire) ----
 export SHARELINE_TOKEN=$ALICE
 for c in "GetSession|{\"session_id\":\"$S1\"}" "ListSessions|{}" "ListProjects|{}" \
@@ -228,6 +247,14 @@ check "public account: SELECT on viewer_exchanges denied" grep -q "denied" <<<"$
 out=$(pub "SELECT prompt FROM public_exchanges WHERE session_id = '$S1'")
 check "public account reads the public view" grep -q "Find every TODO" <<<"$out"
 check "... which has no hidden exchange's text" bash -c '! grep -qF -- "$1" <<<"$2"' _ "$HIDDEN_PROMPT" "$out"
+out=$(pub "SELECT * FROM viewer_exchange_keys")
+check "public account: SELECT on viewer_exchange_keys denied" grep -q "denied" <<<"$out"
+HIDDEN_ID=$(j '.exchanges[] | select(.hidden) | .id' | head -1)
+out=$(pub "SELECT id FROM public_exchange_keys WHERE session_id = '$S1'")
+check "public account reads the public keys view" test -n "$out"
+check "... which has no hidden exchange" bash -c '! grep -qx -- "$1" <<<"$2"' _ "$HIDDEN_ID" "$out"
+check "... and as many rows as the public view" eq "$(wc -l <<<"$out")" \
+    "$(pub "SELECT COUNT(*) FROM public_exchanges WHERE session_id = '$S1'")"
 out=$(pub "UPDATE sessions SET is_public = 1")
 check "public account cannot write" grep -q "denied" <<<"$out"
 
@@ -243,3 +270,5 @@ rpc "$ALICE" ExportSession "{\"session_id\":\"$S1\"}" >/dev/null
 check "deleted: ExportSession not_found" eq "$(status)" 404
 out=$(pub "SELECT COUNT(*) FROM public_exchanges WHERE session_id = '$S1'")
 check "deleted: nothing of it in the public views" eq "$out" 0
+out=$(pub "SELECT COUNT(*) FROM public_exchange_keys WHERE session_id = '$S1'")
+check "deleted: nothing of it in the public keys view" eq "$out" 0
