@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "cache/internal/client.h"
 
@@ -49,11 +51,30 @@ static const char LUA_LEASE[] =
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end "
     "return 0";
 
-/* ARGV: 1 = expected lease value, 2 = new value, 3 = TTL seconds (0 = none) */
-static const char LUA_FILL[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-    "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
-    "else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
+/* Writing a value: fill and publish take it in ARGV[2] or, when ARGV[2] is '', staged under KEYS[2]
+ * by a SET sent just before on the same connection (send_entry). A value passed to a script is
+ * copied into Lua and out again — about 1.8 ms of Redis CPU for 1 MB, against 0.13 ms for a plain
+ * SET — so a large one is staged and moved into place by RENAME (O(1)). A staged value the script
+ * does not use is deleted; one that is gone (its SET failed) is an error, and nothing changed. */
+#define LUA_STAGED                                                                                           \
+    "local staged = ARGV[2] == '' "                                                                          \
+    "if staged and redis.call('EXISTS', KEYS[2]) == 0 then "                                                 \
+    "  return redis.error_reply('the staged value is gone') end "                                            \
+    "local function store() "                                                                               \
+    "  local ttl = tonumber(ARGV[3]) "                                                                        \
+    "  if staged then redis.call('RENAME', KEYS[2], KEYS[1]) "                                               \
+    "    if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end "        \
+    "  elseif ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl) "                                  \
+    "  else redis.call('SET', KEYS[1], ARGV[2]) end "                                                        \
+    "end "                                                                                                   \
+    "local function refuse(r) if staged then redis.call('DEL', KEYS[2]) end return r end "
+
+/* ARGV: 1 = expected lease value, 2 = new value (or '': staged), 3 = TTL seconds (0 = none). The
+ * lease is compared with the key's first bytes: a lease is short, and a PUBLIC value is not
+ * copied into Lua to be compared. */
+static const char LUA_FILL[] = LUA_STAGED
+    "if redis.call('GETRANGE', KEYS[1], 0, 63) ~= ARGV[1] then return refuse(0) end "
+    "store() return 1";
 
 /* ARGV: 1 = version, 2 = TTL ms. A MARK of an equal or lower version and a LEASE are overwritten.
  * Refused, it answers what holds the key ("P<v>", "T<v>" or "M<v>"): the caller learns how far
@@ -68,15 +89,13 @@ static const char LUA_UNMARK[] =
     "if redis.call('GET', KEYS[1]) == 'M' .. ARGV[1] then redis.call('DEL', KEYS[1]) "
     "return 1 end return 0";
 
-/* ARGV: 1 = version, 2 = new value, 3 = TTL seconds (0 = none). Refused, it answers what holds the
- * key, as LUA_MARK does. */
+/* ARGV: 1 = version, 2 = new value (or '': staged), 3 = TTL seconds (0 = none). Refused, it answers
+ * what holds the key, as LUA_MARK does. */
 static const char LUA_PUBLISH[] =
-    LUA_PARSE "if ver and kind == 'M' and gt(ver, ARGV[1]) then return kind .. ver end "
-              "if ver and (kind == 'P' or kind == 'T') and not gt(ARGV[1], ver) "
-              "then return kind .. ver end "
-              "if tonumber(ARGV[3]) > 0 then "
-              "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
-              "else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
+    LUA_STAGED LUA_PARSE "if ver and kind == 'M' and gt(ver, ARGV[1]) then return refuse(kind .. ver) end "
+                         "if ver and (kind == 'P' or kind == 'T') and not gt(ARGV[1], ver) "
+                         "then return refuse(kind .. ver) end "
+                         "store() return 1";
 
 static int parse_u64(const char *s, size_t len, uint64_t *out)
 {
@@ -354,7 +373,43 @@ static int bad_kind(cmd_t *k, sl_proj_kind_t kind)
     return 1;
 }
 
-/* fill and publish: "EVAL <script> 1 <key> <arg> <value> <ttl>", the value a PUBLIC or TOMB entry. */
+/* Values from this size on are staged (LUA_STAGED). */
+#define STAGE_MIN 4096
+
+static void ignore_reply(const sl_cache_reply_t *r, void *data)
+{
+    (void)r; /* a failed staging SET shows in the script's answer (and in the client's error count) */
+    (void)data;
+}
+
+/* "<prefix>s:<id>:<16 hex>": a staging key no other write can have (a per-process random part and
+ * a counter). */
+static char *make_stage_key(sl_cache_t *c, const char *id, size_t idlen, size_t *len)
+{
+    static _Thread_local uint64_t seed, count; /* a client lives on one loop: per thread is enough */
+    if (seed == 0) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+            r = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+        seed = r | 1;
+    }
+    uint64_t nonce = seed ^ (++count * 0x9E3779B97F4A7C15ull);
+    size_t n = c->prefix_len + 2 + idlen + 1 + 16;
+    char *k = malloc(n + 1);
+    if (k == NULL)
+        abort();
+    memcpy(k, c->prefix, c->prefix_len);
+    memcpy(k + c->prefix_len, "s:", 2);
+    if (idlen)
+        memcpy(k + c->prefix_len + 2, id, idlen);
+    snprintf(k + c->prefix_len + 2 + idlen, 18, ":%016" PRIx64, nonce);
+    *len = n;
+    return k;
+}
+
+/* fill and publish: "EVAL <script> 2 <key> <staging key> <arg> <value or ''> <ttl>", the value a
+ * PUBLIC or TOMB entry; a large value goes first in "SET <staging key> <value> PX 60000" (kept a
+ * minute if the script never runs: the connection was lost in between). */
 static void send_entry(sl_cache_t *c, const char *script, size_t scriptlen, const char *id, size_t idlen,
                        const char *arg, size_t arglen, sl_proj_kind_t kind, uint64_t version, uint64_t tag,
                        const sl_proj_content_t *content, sl_proj_cb cb, void *data)
@@ -371,14 +426,22 @@ static void send_entry(sl_cache_t *c, const char *script, size_t scriptlen, cons
         return;
     }
     char kb[256], ttl[24];
-    size_t klen;
+    size_t klen, slen;
     char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
+    char *skey = make_stage_key(c, id, idlen, &slen);
+    int staged = vlen >= STAGE_MIN;
+    if (staged) {
+        const char *sargv[] = {"SET", skey, val, "PX", "60000"};
+        size_t slens[] = {3, slen, vlen, 2, 5};
+        sl_cache_command(c, 5, sargv, slens, ignore_reply, NULL);
+    }
     int tlen =
         snprintf(ttl, sizeof(ttl), "%u", kind == SL_PROJ_PUBLIC ? c->cfg.public_ttl_s : c->cfg.tomb_ttl_s);
-    const char *argv[] = {"EVAL", script, "1", key, arg, val, ttl};
-    size_t lens[] = {4, scriptlen, 1, klen, arglen, vlen, (size_t)tlen};
-    sl_cache__send(k, 7, argv, lens);
+    const char *argv[] = {"EVAL", script, "2", key, skey, arg, staged ? "" : val, ttl};
+    size_t lens[] = {4, scriptlen, 1, klen, slen, arglen, staged ? 0 : vlen, (size_t)tlen};
+    sl_cache__send(k, 8, argv, lens);
     free(val);
+    free(skey);
     if (key != kb)
         free(key);
 }

@@ -559,6 +559,94 @@ static void test_head(void **state)
     close_cache(c, &loop);
 }
 
+/* ---- large values: staged under a key of their own, moved into place by the script ---- */
+
+typedef struct big_read {
+    int called, same;
+    size_t len;
+    const char *want;
+    size_t want_len;
+} big_read_t;
+
+static void on_big(const sl_proj_reply_t *r, void *data)
+{
+    big_read_t *b = data;
+    b->called++;
+    b->len = r->len;
+    b->same = r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && r->len == b->want_len &&
+              memcmp(r->payload, b->want, r->len) == 0;
+}
+
+static int read_back(sl_cache_t *c, uv_loop_t *loop, const char *id, const char *want, size_t n)
+{
+    big_read_t b = {0, 0, 0, want, n};
+    sl_cache_proj_get(c, id, strlen(id), 0, on_big, &b);
+    while (!b.called)
+        uv_run(loop, UV_RUN_ONCE);
+    return b.same;
+}
+
+/* How many staging keys of this run Redis holds. */
+static long long staged_keys(sl_cache_t *c, uv_loop_t *loop)
+{
+    char pat[96];
+    snprintf(pat, sizeof(pat), "%ss:*", prefix);
+    const char *argv[] = {"EVAL", "return #redis.call('KEYS', ARGV[1])", "0", pat};
+    outcome_t o = cmd(c, loop, 4, argv);
+    assert_int_equal(o.gen.status, SL_CACHE_OK);
+    return o.gen.integer;
+}
+
+static void test_staged_values(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    sl_cache_config_t cfg = config(service_port());
+    cfg.public_ttl_s = 100;
+    sl_cache_t *c = open_with(&loop, &cfg);
+    size_t n = 300000;
+    char *big = malloc(n + 1), *big2 = malloc(n + 1);
+    assert_non_null(big);
+    assert_non_null(big2);
+    for (size_t i = 0; i < n; i++) {
+        big[i] = (char)('a' + (i * 7 + i / 1000) % 26);
+        big2[i] = (char)('A' + (i * 3) % 26);
+    }
+    big[n] = big2[n] = 0;
+    /* published: the very bytes, the PUBLIC TTL (not the staging key's minute), no staging key left */
+    assert_int_equal(publish(c, &loop, "st", SL_PROJ_PUBLIC, 3, big), 1);
+    assert_true(read_back(c, &loop, "st", big, n));
+    long long ttl = key_ttl(c, &loop, "TTL", "st");
+    assert_true(ttl > 60 && ttl <= 100);
+    assert_int_equal(staged_keys(c, &loop), 0);
+    /* refused (not newer; under a later MARK): the entry is unchanged and the staged value gone */
+    assert_int_equal(publish(c, &loop, "st", SL_PROJ_PUBLIC, 3, big2), 0);
+    assert_true(read_back(c, &loop, "st", big, n));
+    assert_int_equal(mark(c, &loop, "st", 9), 1);
+    assert_int_equal(publish(c, &loop, "st", SL_PROJ_PUBLIC, 4, big2), 0);
+    assert_int_equal(staged_keys(c, &loop), 0);
+    assert_int_equal(publish(c, &loop, "st", SL_PROJ_PUBLIC, 9, big2), 1);
+    assert_true(read_back(c, &loop, "st", big2, n));
+    /* fill: under its lease it lands; without it, nothing changes and nothing is left behind */
+    assert_int_equal(lease(c, &loop, "st2", 77), 1);
+    assert_int_equal(fill(c, &loop, "st2", 77, SL_PROJ_PUBLIC, 5, big), 1);
+    assert_true(read_back(c, &loop, "st2", big, n));
+    assert_int_equal(fill(c, &loop, "st2", 77, SL_PROJ_PUBLIC, 6, big2), 0);
+    assert_true(read_back(c, &loop, "st2", big, n));
+    assert_int_equal(staged_keys(c, &loop), 0);
+    /* with no PUBLIC TTL configured, a staged value does not keep the staging key's */
+    close_cache(c, &loop);
+    cfg.public_ttl_s = 0;
+    cfg.tomb_ttl_s = 30; /* both zero would mean the defaults (cache.c) */
+    c = open_with(&loop, &cfg);
+    assert_int_equal(publish(c, &loop, "st3", SL_PROJ_PUBLIC, 1, big), 1);
+    assert_int_equal(key_ttl(c, &loop, "TTL", "st3"), -1);
+    assert_true(read_back(c, &loop, "st3", big, n));
+    free(big);
+    free(big2);
+    close_cache(c, &loop);
+}
+
 /* public_ttl_s = 0 next to a tomb TTL: PUBLIC entries do not expire, TOMBs do. */
 static void test_ttl_config(void **state)
 {
@@ -927,6 +1015,7 @@ int main(void)
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_projection_rules),
         cmocka_unit_test(test_head),
+        cmocka_unit_test(test_staged_values),
         cmocka_unit_test(test_ttl_config),
         cmocka_unit_test(test_trust),
         cmocka_unit_test(test_refused_is_reported),
