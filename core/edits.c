@@ -85,6 +85,7 @@ static const char SQL_WIPE_EXCHANGES[] = "UPDATE exchanges SET deleted_at = COAL
                                          " default_title = '', updated_at = NOW(6) WHERE session_id = ?";
 static const char SQL_WIPE_UPLOAD[] = "DELETE FROM session_uploads WHERE session_id = ?";
 static const char SQL_WIPE_HISTORY[] = "DELETE FROM session_upload_history WHERE session_id = ?";
+static const char SQL_WIPE_TAIL[] = "DELETE FROM session_upload_tail WHERE session_id = ?";
 
 void sl_owner_delete_exchange(sl_op_t *op)
 {
@@ -141,7 +142,8 @@ void sl_owner_delete_session(sl_op_t *op)
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
     if (sl_op_run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
-        sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
+        sl_op_run(op, SQL_WIPE_TAIL, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 ||
+        sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
         sl_op_change_commit(op, &s) != 0)
         return;
     msgpack_pack_map(sl_op_pk(op), 0);

@@ -83,19 +83,24 @@ void sl_owner_get_session(sl_op_t *op)
 
 /* ---- ExportSession ("upload": 0 the current upload, 1..5 the ones a sync replaced, newest first) ---- */
 
-enum { X_OWNER, X_MARKDOWN, X_RAW, X_SDATA, X_EXT, X_UPDATED, X_TITLE, X_METADATA };
+enum { X_OWNER, X_MARKDOWN, X_RAW, X_SDATA, X_EXT, X_UPDATED, X_TITLE, X_METADATA, X_TAIL, X_PREFIX, X_SEQ };
 static const char SQL_EXPORT[] = "SELECT s.owner_id, u.markdown, u.raw_data, u.session_data, p.ext_id,"
-                                 " DATE_FORMAT(u.updated_at, '%Y-%m-%dT%H:%i:%sZ'), s.title, u.metadata"
+                                 " DATE_FORMAT(u.updated_at, '%Y-%m-%dT%H:%i:%sZ'), s.title, u.metadata,"
+                                 " u.tail_parts, NULL, NULL"
                                  " FROM sessions s JOIN session_uploads u ON u.session_id = s.id"
                                  " JOIN projects p ON p.id = s.project_id"
                                  " WHERE s.id = ? AND s.deleted_at IS NULL";
-/* the same columns from an earlier upload: "upload" = n is the nth before the current one */
+/* the same columns from an earlier upload: "upload" = n is the nth before the current one; one kept
+ * as a reference (markdown NULL) is the first prefix_len bytes of the next newer upload */
 static const char SQL_EXPORT_EARLIER[] =
     "SELECT s.owner_id, u.markdown, u.raw_data, u.session_data, p.ext_id,"
-    " DATE_FORMAT(u.uploaded_at, '%Y-%m-%dT%H:%i:%sZ'), s.title, u.metadata"
+    " DATE_FORMAT(u.uploaded_at, '%Y-%m-%dT%H:%i:%sZ'), s.title, u.metadata, 0, u.prefix_len, u.seq"
     " FROM sessions s JOIN session_upload_history u ON u.session_id = s.id"
     " JOIN projects p ON p.id = s.project_id"
     " WHERE s.id = ? AND s.deleted_at IS NULL ORDER BY u.seq DESC LIMIT 1 OFFSET ?";
+/* the kept uploads from the one asked for to the newest (a reference needs the next newer one) */
+static const char SQL_KEPT_FROM[] = "SELECT prefix_len, markdown FROM session_upload_history"
+                                    " WHERE session_id = ? AND seq >= ? ORDER BY seq DESC";
 static const sl_col_t EXPORT_COLS[] = {
     [X_OWNER] = {NULL, SL_COL_SKIP},          [X_MARKDOWN] = {"markdown", SL_COL_STR},
     [X_RAW] = {"raw_data", SL_COL_STR},       [X_SDATA] = {"session_data", SL_COL_STR},
@@ -116,21 +121,59 @@ void sl_owner_export_session(sl_op_t *op)
         return;
     }
     sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(upload - 1)};
-    sl_store_error_t err;
-    sl_store_result_t *r =
-        sl_await_query(op->core->owner, upload ? SQL_EXPORT_EARLIER : SQL_EXPORT, p, upload ? 2 : 1, &err);
-    if (r == NULL) {
-        sl_op_fail_store(op, &err);
-        return;
-    }
-    if (r->nrows != 1 || (uint64_t)sl_store_cell(r, 0, X_OWNER)->i != op->who.user_id ||
+    sl_store_result_t *r = NULL, *nk = NULL;
+    char *whole = NULL;
+    /* one snapshot: an upload is a row and its tail parts, or a reference to a newer one */
+    if (sl_op_tx_begin(op) != 0 || sl_op_run(op, upload ? SQL_EXPORT_EARLIER : SQL_EXPORT, p, upload ? 2 : 1, &r) != 0)
+        goto fail;
+    if (r->nrows != 1 || r->ncols != X_SEQ + 1 || (uint64_t)sl_store_cell(r, 0, X_OWNER)->i != op->who.user_id ||
         (ext && !sl_ext_matches(sl_store_cell(r, 0, X_EXT), ext, extlen))) {
-        sl_store_result_free(r);
         sl_op_fail(op, SL_RPC_NOT_FOUND,
                    "session not found (or it has no upload: sessions made only with "
                    "AppendExchanges have nothing to export)");
-        return;
+        goto fail;
     }
+    sl_store_value_t *mc = &r->cells[X_MARKDOWN];
+    size_t wlen = 0;
+    if (!upload && sl_store_cell(r, 0, X_TAIL)->i > 0) {
+        if (sl_upload_read_whole(op, id, idlen, &whole, &wlen) != 0)
+            goto fail;
+    } else if (upload && sl_store_cell(r, 0, X_PREFIX)->type == SL_STORE_INT) {
+        /* a reference: rebuilt from the newest kept upload (or the current one) down to this one */
+        sl_store_value_t q[] = {p[0], sl_store_int(sl_store_cell(r, 0, X_SEQ)->i)};
+        if (sl_op_run(op, SQL_KEPT_FROM, q, 2, &nk) != 0)
+            goto fail;
+        if (nk->nrows > 0 && sl_store_cell(nk, 0, 0)->type == SL_STORE_INT &&
+            sl_upload_read_whole(op, id, idlen, &whole, &wlen) != 0)
+            goto fail;
+        for (size_t i = 0; i < nk->nrows; i++) {
+            const sl_store_value_t *pl = sl_store_cell(nk, i, 0), *tail = sl_store_cell(nk, i, 1);
+            size_t keep = pl->type == SL_STORE_INT ? (size_t)pl->i : 0;
+            if (keep > wlen || (keep > 0 && whole == NULL)) {
+                sl_op_fail(op, SL_RPC_INTERNAL, "the kept uploads of this session do not agree");
+                goto fail;
+            }
+            char *next = malloc(keep + tail->len + 1);
+            if (next == NULL) {
+                sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+                goto fail;
+            }
+            if (keep)
+                memcpy(next, whole, keep);
+            if (tail->len)
+                memcpy(next + keep, tail->ptr, tail->len);
+            free(whole);
+            whole = next;
+            wlen = keep + tail->len;
+        }
+    }
+    if (whole) {
+        mc->type = SL_STORE_TEXT;
+        mc->ptr = whole;
+        mc->len = wlen;
+    }
+    if (sl_op_tx_commit(op) != 0)
+        goto fail;
     const sl_store_value_t *md = sl_store_cell(r, 0, X_MARKDOWN);
     char etag[40];
     sl_upload_etag(md->ptr, md->len, etag);
@@ -150,15 +193,20 @@ void sl_owner_export_session(sl_op_t *op)
         msgpack_pack_nil(pk);
     msgpack_unpacked_destroy(&u);
     sl_pack_kv_str(pk, "etag", etag, strlen(etag));
-    sl_store_result_free(r);
     sl_op_reply(op);
+fail:
+    sl_op_tx_end(op);
+    sl_store_result_free(nk);
+    sl_store_result_free(r);
+    free(whole);
 }
 
 /* ---- SessionSizes ---- */
 
 enum { Z_ID, Z_MARKDOWN, Z_SDATA };
 static const char SQL_SIZES[] =
-    "SELECT s.id, LENGTH(u.markdown), LENGTH(u.session_data) FROM sessions s"
+    "SELECT s.id, CAST(COALESCE(u.markdown_len, LENGTH(u.markdown)) AS SIGNED), LENGTH(u.session_data)"
+    " FROM sessions s"
     " JOIN session_uploads u ON u.session_id = s.id JOIN projects p ON p.id = s.project_id"
     " WHERE p.owner_id = ? AND p.ext_id = ? AND s.owner_id = ? AND s.deleted_at IS NULL"
     " AND (? = '' OR s.id = ?) ORDER BY s.id";

@@ -46,21 +46,50 @@ static const char SQL_EXCHANGE_UPDATE[] =
 static const char SQL_EXCHANGE_SYNC_REMOVE[] =
     "UPDATE exchanges SET deleted_at = NOW(6), removed_by_sync = 1, updated_at = NOW(6)"
     " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
-/* the upload being replaced, kept (its markdown differs): the last SL_UPLOADS_KEPT stay */
-static const char SQL_UPLOAD_ARCHIVE[] =
-    "INSERT INTO session_upload_history (session_id, seq, markdown, raw_data, session_data, metadata, "
-    "uploaded_at)"
+/* The current upload (docs/specstory.md "Uploads"): a base (session_uploads.markdown, base_len,
+ * base_sha256) followed by tail parts (session_upload_tail, part 1..tail_parts, each with len and
+ * sha256); markdown_len and markdown_sha256 are of the whole. A new upload keeps the base and the
+ * parts it still begins with (compared by hash) and adds the rest of its bytes as new parts; the
+ * upload it replaces is kept as a reference: the first prefix_len bytes of the next newer upload,
+ * then its own bytes after them. So a sync that adds to the end of the file writes what it adds,
+ * not the file. A write splits off its last SPLIT_TAIL bytes as a part of their own, so that a file
+ * whose end changes (a trailer, a last line rewritten) still keeps all but that part. An upload
+ * whose base changed, or past TAIL_PARTS_MAX parts, is written whole. */
+#define TAIL_PARTS_MAX 64
+#define SPLIT_TAIL 4096
+enum { U_LEN, U_SHA, U_TAIL, U_BLEN, U_BSHA };
+static const char SQL_UPLOAD_STATE[] = "SELECT markdown_len, markdown_sha256, tail_parts, base_len, base_sha256"
+                                       " FROM session_uploads WHERE session_id = ?";
+static const char SQL_TAIL_STATE[] = "SELECT part, len, sha256 FROM session_upload_tail WHERE session_id = ?"
+                                     " ORDER BY part";
+static const char SQL_UPLOAD_INSERT[] =
+    "INSERT INTO session_uploads (session_id, markdown, base_len, base_sha256, raw_data, session_data, metadata,"
+    " markdown_len, markdown_sha256, tail_parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char SQL_UPLOAD_REWRITE[] =
+    "UPDATE session_uploads SET markdown = ?, base_len = ?, base_sha256 = ?, raw_data = ?, session_data = ?,"
+    " metadata = ?, markdown_len = ?, markdown_sha256 = ?, tail_parts = ?, updated_at = NOW(6) WHERE session_id = ?";
+static const char SQL_UPLOAD_PARTS[] =
+    "UPDATE session_uploads SET raw_data = ?, session_data = ?, metadata = ?, markdown_len = ?,"
+    " markdown_sha256 = ?, tail_parts = ?, updated_at = NOW(6) WHERE session_id = ?";
+static const char SQL_UPLOAD_SAME[] = "UPDATE session_uploads SET raw_data = ?, session_data = ?, metadata = ?,"
+                                      " updated_at = NOW(6) WHERE session_id = ?";
+static const char SQL_TAIL_ADD[] =
+    "INSERT INTO session_upload_tail (session_id, part, len, sha256, bytes) VALUES (?, ?, ?, ?, ?)";
+static const char SQL_TAIL_DROP_AFTER[] = "DELETE FROM session_upload_tail WHERE session_id = ? AND part > ?";
+static const char SQL_TAIL_AFTER[] =
+    "SELECT bytes FROM session_upload_tail WHERE session_id = ? AND part > ? ORDER BY part";
+/* the upload being replaced, kept: ? = its bytes after ? = the prefix it shares with the new one
+ * (NULL: ? holds all of it); the last SL_UPLOADS_KEPT stay */
+static const char SQL_ARCHIVE[] =
+    "INSERT INTO session_upload_history (session_id, seq, markdown, prefix_len, raw_data, session_data,"
+    " metadata, uploaded_at)"
     " SELECT u.session_id, COALESCE((SELECT MAX(h.seq) FROM session_upload_history h"
-    "   WHERE h.session_id = u.session_id), 0) + 1, u.markdown, u.raw_data, u.session_data, u.metadata,"
-    "  u.updated_at FROM session_uploads u WHERE u.session_id = ? AND SHA2(u.markdown, 256) <> ?";
+    "   WHERE h.session_id = u.session_id), 0) + 1, ?, ?, u.raw_data, u.session_data, u.metadata, u.updated_at"
+    " FROM session_uploads u WHERE u.session_id = ?";
+static const char SQL_BASE_READ[] = "SELECT markdown FROM session_uploads WHERE session_id = ?";
 static const char SQL_UPLOAD_PRUNE[] =
     "DELETE FROM session_upload_history WHERE session_id = ? AND seq + ? <= (SELECT m FROM"
     " (SELECT MAX(seq) AS m FROM session_upload_history WHERE session_id = ?) t)";
-static const char SQL_UPLOAD_UPSERT[] =
-    "INSERT INTO session_uploads (session_id, markdown, raw_data, session_data, metadata) VALUES (?, ?, ?, "
-    "?, ?)"
-    " ON DUPLICATE KEY UPDATE markdown = VALUES(markdown), raw_data = VALUES(raw_data),"
-    " session_data = VALUES(session_data), metadata = VALUES(metadata), updated_at = NOW(6)";
 
 /* "2026-08-03 21:15:02Z"-style headings are timestamps, not titles. */
 static int looks_like_timestamp(const char *s)
@@ -343,21 +372,78 @@ out:
     return rc;
 }
 
+/* The bytes of the results' first columns, joined: *out malloc'd. -1 when out of memory. */
+static int join_cells(sl_store_result_t *const *rs, size_t nr, char **out, size_t *len)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < nr; k++)
+        for (size_t i = 0; rs[k] && i < rs[k]->nrows; i++)
+            n += sl_store_cell(rs[k], i, 0)->len;
+    char *m = malloc(n ? n : 1);
+    if (m == NULL)
+        return -1;
+    size_t at = 0;
+    for (size_t k = 0; k < nr; k++)
+        for (size_t i = 0; rs[k] && i < rs[k]->nrows; i++) {
+            const sl_store_value_t *c = sl_store_cell(rs[k], i, 0);
+            if (c->len)
+                memcpy(m + at, c->ptr, c->len);
+            at += c->len;
+        }
+    *out = m;
+    *len = n;
+    return 0;
+}
+
+int sl_upload_read_whole(sl_op_t *op, const char *id, size_t idlen, char **out, size_t *len)
+{
+    sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(0)};
+    sl_store_result_t *r[2] = {NULL, NULL};
+    *out = NULL;
+    *len = 0;
+    int rc = -1;
+    if (sl_op_run(op, SQL_BASE_READ, p, 1, &r[0]) != 0 || sl_op_run(op, SQL_TAIL_AFTER, p, 2, &r[1]) != 0)
+        goto out;
+    if (join_cells(r, 2, out, len) != 0) {
+        sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    sl_store_result_free(r[0]);
+    sl_store_result_free(r[1]);
+    return rc;
+}
+
+/* Adds md[0..n) as parts first, first + 1 (its last SPLIT_TAIL bytes apart): the number added. */
+static int add_parts(sl_op_t *op, sl_store_value_t id, int64_t first, const char *md, size_t n)
+{
+    size_t cut[3] = {0, n > SPLIT_TAIL ? n - SPLIT_TAIL : 0, n};
+    int added = 0;
+    for (int k = 0; k < 2; k++) {
+        size_t len = cut[k + 1] - cut[k];
+        if (len == 0)
+            continue;
+        unsigned char sha[32];
+        SHA256((const unsigned char *)md + cut[k], len, sha);
+        sl_store_value_t t[] = {id, sl_store_int(first + added), sl_store_int((int64_t)len), sl_store_blob(sha, 32),
+                                sl_store_blob(md + cut[k], len)};
+        if (sl_op_run(op, SQL_TAIL_ADD, t, 5, NULL) != 0)
+            return -1;
+        added++;
+    }
+    return added;
+}
+
 /* The upload itself, byte-exact (ExportSession gives it back); the one it replaces is kept when it
- * differs, the last SL_UPLOADS_KEPT of them: a sync never destroys the only copy of anything. */
+ * differs, the last SL_UPLOADS_KEPT of them: a sync never destroys the only copy of anything. What
+ * it writes is what changed (SQL_UPLOAD_STATE above). */
 static int store_upload(sl_op_t *op, const sync_req_t *q)
 {
-    unsigned char sha[32];
-    char hex[65];
-    SHA256((const unsigned char *)q->markdown, q->md_len, sha);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", sha[i]);
-    sl_store_value_t a[] = {sl_store_text(q->id, q->idlen), sl_store_text(hex, 64)};
-    sl_store_value_t d[] = {sl_store_text(q->id, q->idlen), sl_store_int(SL_UPLOADS_KEPT),
-                            sl_store_text(q->id, q->idlen)};
-    if (sl_op_run(op, SQL_UPLOAD_ARCHIVE, a, 2, NULL) != 0 ||
-        sl_op_run(op, SQL_UPLOAD_PRUNE, d, 3, NULL) != 0)
-        return -1;
+    const char *md = q->markdown;
+    size_t L = q->md_len;
+    unsigned char sha[32], bsha[32];
+    SHA256((const unsigned char *)md, L, sha);
     msgpack_sbuffer meta;
     msgpack_sbuffer_init(&meta);
     if (q->metadata) { /* kept as the request's own msgpack map */
@@ -365,11 +451,100 @@ static int store_upload(sl_op_t *op, const sync_req_t *q)
         msgpack_packer_init(&mp, &meta, msgpack_sbuffer_write);
         msgpack_pack_object(&mp, *q->metadata);
     }
-    sl_store_value_t p[] = {sl_store_text(q->id, q->idlen), sl_store_blob(q->markdown, q->md_len),
-                            q->raw ? sl_store_blob(q->raw, q->raw_len) : sl_store_null(),
-                            q->sdata ? sl_store_blob(q->sdata, q->sdata_len) : sl_store_null(),
-                            q->metadata ? sl_store_blob(meta.data, meta.size) : sl_store_null()};
-    int rc = sl_op_run(op, SQL_UPLOAD_UPSERT, p, 5, NULL);
+    sl_store_value_t id = sl_store_text(q->id, q->idlen),
+                     raw = q->raw ? sl_store_blob(q->raw, q->raw_len) : sl_store_null(),
+                     sdata = q->sdata ? sl_store_blob(q->sdata, q->sdata_len) : sl_store_null(),
+                     mt = q->metadata ? sl_store_blob(meta.data, meta.size) : sl_store_null(),
+                     len = sl_store_int((int64_t)L), hash = sl_store_blob(sha, 32);
+    sl_store_result_t *st = NULL, *parts = NULL, *after = NULL;
+    char *old = NULL;
+    size_t oldlen = 0;
+    int rc = -1;
+    /* a write of the whole: the base, and the last SPLIT_TAIL bytes as part 1 */
+    size_t blen = L > SPLIT_TAIL ? L - SPLIT_TAIL : L;
+    SHA256((const unsigned char *)md, blen, bsha);
+    sl_store_value_t base = sl_store_blob(md, blen), base_len = sl_store_int((int64_t)blen),
+                     base_sha = sl_store_blob(bsha, 32);
+    int64_t whole_parts = blen < L ? 1 : 0;
+    if (sl_op_run(op, SQL_UPLOAD_STATE, &id, 1, &st) != 0)
+        goto out;
+    if (st->nrows == 0) {
+        sl_store_value_t p[] = {id, base, base_len, base_sha, raw, sdata, mt, len, hash, sl_store_int(whole_parts)};
+        rc = sl_op_run(op, SQL_UPLOAD_INSERT, p, 10, NULL) != 0 || add_parts(op, id, 1, md + blen, L - blen) < 0 ? -1 : 0;
+        goto out;
+    }
+    const sl_store_value_t *clen = sl_store_cell(st, 0, U_LEN), *csha = sl_store_cell(st, 0, U_SHA),
+                           *cblen = sl_store_cell(st, 0, U_BLEN), *cbsha = sl_store_cell(st, 0, U_BSHA);
+    if (clen->type == SL_STORE_INT && (size_t)clen->i == L && csha->len == 32 && memcmp(csha->ptr, sha, 32) == 0) {
+        sl_store_value_t p[] = {raw, sdata, mt, id}; /* the same bytes: nothing to keep or write */
+        rc = sl_op_run(op, SQL_UPLOAD_SAME, p, 4, NULL);
+        goto out;
+    }
+    /* what the new upload keeps: the base, then the parts it still begins with */
+    size_t off = 0;
+    int64_t kept = -1; /* -1: not even the base; else the last part kept (0: the base only) */
+    unsigned char h[32];
+    if (cblen->type == SL_STORE_INT && (size_t)cblen->i <= L && cbsha->len == 32) {
+        SHA256((const unsigned char *)md, (size_t)cblen->i, h);
+        if (memcmp(h, cbsha->ptr, 32) == 0) {
+            off = (size_t)cblen->i;
+            kept = 0;
+            if (sl_op_run(op, SQL_TAIL_STATE, &id, 1, &parts) != 0)
+                goto out;
+            for (size_t i = 0; i < parts->nrows; i++) {
+                size_t pl = (size_t)sl_store_cell(parts, i, 1)->i;
+                const sl_store_value_t *ps = sl_store_cell(parts, i, 2);
+                if (off + pl > L || ps->len != 32)
+                    break;
+                SHA256((const unsigned char *)md + off, pl, h);
+                if (memcmp(h, ps->ptr, 32) != 0)
+                    break;
+                off += pl;
+                kept = sl_store_cell(parts, i, 0)->i;
+            }
+        }
+    }
+    sl_store_value_t prune[] = {id, sl_store_int(SL_UPLOADS_KEPT), id};
+    if (kept >= 0) {
+        /* the replaced upload: the first `off` bytes of this one, then its parts after `kept` */
+        sl_store_value_t ap[] = {id, sl_store_int(kept)};
+        if (sl_op_run(op, SQL_TAIL_AFTER, ap, 2, &after) != 0)
+            goto out;
+        if (join_cells(&after, 1, &old, &oldlen) != 0) {
+            sl_op_fail(op, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        sl_store_value_t a[] = {sl_store_blob(old, oldlen), sl_store_int((int64_t)off), id};
+        if (sl_op_run(op, SQL_ARCHIVE, a, 3, NULL) != 0 || sl_op_run(op, SQL_UPLOAD_PRUNE, prune, 3, NULL) != 0)
+            goto out;
+        if (kept + 2 <= TAIL_PARTS_MAX) {
+            int added;
+            if (sl_op_run(op, SQL_TAIL_DROP_AFTER, ap, 2, NULL) != 0 ||
+                (added = add_parts(op, id, kept + 1, md + off, L - off)) < 0)
+                goto out;
+            sl_store_value_t u[] = {raw, sdata, mt, len, hash, sl_store_int(kept + added), id};
+            rc = sl_op_run(op, SQL_UPLOAD_PARTS, u, 7, NULL);
+            goto out;
+        }
+    } else {
+        if (sl_upload_read_whole(op, q->id, q->idlen, &old, &oldlen) != 0)
+            goto out;
+        sl_store_value_t a[] = {sl_store_blob(old, oldlen), sl_store_null(), id};
+        if (sl_op_run(op, SQL_ARCHIVE, a, 3, NULL) != 0 || sl_op_run(op, SQL_UPLOAD_PRUNE, prune, 3, NULL) != 0)
+            goto out;
+    }
+    /* written whole: the base changed, or too many parts */
+    sl_store_value_t w[] = {base, base_len, base_sha, raw, sdata, mt, len, hash, sl_store_int(whole_parts), id};
+    sl_store_value_t d[] = {id, sl_store_int(0)};
+    rc = sl_op_run(op, SQL_UPLOAD_REWRITE, w, 10, NULL) != 0 || sl_op_run(op, SQL_TAIL_DROP_AFTER, d, 2, NULL) != 0 ||
+                 add_parts(op, id, 1, md + blen, L - blen) < 0
+             ? -1
+             : 0;
+out:
+    free(old);
+    sl_store_result_free(st);
+    sl_store_result_free(parts);
+    sl_store_result_free(after);
     msgpack_sbuffer_destroy(&meta);
     return rc;
 }

@@ -233,6 +233,33 @@ static const char *const m7_steps[] = {
     NULL,
 };
 
+/* Uploads that grow (core/sync.c, docs/specstory.md "Uploads"): the current upload is a base and
+ * tail parts, each with its length and hash; a new upload that keeps the base and some parts is
+ * stored as the parts it changes, and the one it replaces as a reference to it (a prefix length
+ * and the bytes after it), so that a re-sync writes what changed, not the whole file again. */
+static const char *const m8_steps[] = {
+    "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS markdown_len BIGINT UNSIGNED NULL",
+    "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS markdown_sha256 BINARY(32) NULL",
+    "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS base_len BIGINT UNSIGNED NULL",
+    "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS base_sha256 BINARY(32) NULL",
+    "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS tail_parts INT UNSIGNED NOT NULL DEFAULT 0",
+    "UPDATE session_uploads SET markdown_len = LENGTH(markdown), markdown_sha256 = UNHEX(SHA2(markdown, 256)),"
+    " base_len = LENGTH(markdown), base_sha256 = UNHEX(SHA2(markdown, 256))"
+    " WHERE markdown_sha256 IS NULL AND tail_parts = 0",
+    "CREATE TABLE IF NOT EXISTS session_upload_tail ("
+    " session_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " part INT UNSIGNED NOT NULL,"
+    " len BIGINT UNSIGNED NOT NULL,"
+    " sha256 BINARY(32) NOT NULL,"
+    " bytes LONGBLOB NOT NULL,"
+    " PRIMARY KEY (session_id, part),"
+    " CONSTRAINT upload_tail_session FOREIGN KEY (session_id) REFERENCES sessions (id)"
+    ") ENGINE=InnoDB",
+    "ALTER TABLE session_upload_history MODIFY markdown LONGBLOB NULL",
+    "ALTER TABLE session_upload_history ADD COLUMN IF NOT EXISTS prefix_len BIGINT UNSIGNED NULL",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
@@ -241,6 +268,7 @@ const sl_store_migration_t sl_store_migrations[] = {
     {5, "re-sync identity and upload history", m5_steps},
     {6, "projection pieces with each exchange", m6_steps},
     {7, "projection keys through their index", m7_steps},
+    {8, "uploads that grow: tail parts and references", m8_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

@@ -234,6 +234,9 @@ void sl_owner_update_project(sl_op_t *op);
 /* The ETag of an upload: the first 128 bits of the markdown's SHA-256, quoted. The same bytes
  * always give the same tag, so a client can tell whether the server holds its file (sync.c). */
 void sl_upload_etag(const char *md, size_t len, char out[40]);
+/* The current upload of a session, whole (its base and tail parts, sync.c), read on op's
+ * connection (op->conn: in a transaction, one snapshot): *out malloc'd. 0, or -1 (answered). */
+int sl_upload_read_whole(sl_op_t *op, const char *id, size_t idlen, char **out, size_t *len);
 /* Removes an exchange: text wiped, id kept unused (edits.c). Answers on error. */
 int sl_op_remove_exchange(sl_op_t *op, const char *id, size_t idlen, int64_t exchange_id);
 

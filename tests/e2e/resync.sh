@@ -164,3 +164,76 @@ check "D: upload 5 is kept" eq "$(status)" 200
 rpc "$TOKEN" ExportSession "{\"session_id\":\"$D\",\"upload\":6}" >/dev/null
 check "D: upload 6 is out of range (invalid_argument)" eq "$(status)" 400
 public_lacks "D: after six more syncs nothing hidden or deleted is public" "$D" CANARY-D-P2 CANARY-D-R2 CANARY-D-R3
+
+# ---- G: a growing file (docs/specstory.md "Uploads"): each sync writes the bytes it adds ----
+G="rs-$$-g"
+db_sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
+    -p"$SHARELINE_DB_PASSWORD" "$SHARELINE_DB_NAME" -N -B -e "$1"; }
+GROW=("09:00:00|Start the service skeleton.|Skeleton ready." "09:00:30|Add the health check.|Added /healthz.")
+mk "$WORK/g0.md" "${GROW[@]}"
+sync "$G" "$WORK/g0.md"
+for i in $(seq 1 70); do # more than the 64 tail parts an upload keeps before it is written whole again
+    GROW+=("$(printf '09:%02d:00' $((i % 60)))|Step $i: extend the parser with case $i.|Done with case $i, tests pass.")
+    mk "$WORK/g$i.md" "${GROW[@]}"
+    sync "$G" "$WORK/g$i.md"
+done
+check "G: 70 growing syncs: 72 exchanges" eq "$(ids_of "$G" | tr ',' '\n' | wc -l)" 72
+rpc "$TOKEN" ExportSession "{\"session_id\":\"$G\"}" >/dev/null
+check "G: ExportSession gives the last file byte-exact" eq "$(jq -j .markdown "$WORK/body" | sha256sum)" "$(sha256sum <"$WORK/g70.md")"
+for k in 1 2 3 4 5; do
+    rpc "$TOKEN" ExportSession "{\"session_id\":\"$G\",\"upload\":$k}" >/dev/null
+    check "G: upload $k back is file $((70 - k)), byte-exact" eq "$(jq -j .markdown "$WORK/body" | sha256sum)" \
+        "$(sha256sum <"$WORK/g$((70 - k)).md")"
+done
+check "G: the kept uploads are references, no copies" eq \
+    "$(db_sql "SELECT COUNT(*), SUM(prefix_len IS NOT NULL AND LENGTH(markdown) = 0) FROM session_upload_history WHERE session_id = '$G'")" "$(printf '5\t5')"
+# syncs 1-63 added parts 1-63; the 64th wrote the file whole (its last 4 KB as part 1); 65-70 added 2-7
+check "G: 7 tail parts after the rewrite at the 64th" eq "$(db_sql "SELECT tail_parts FROM session_uploads WHERE session_id = '$G'")" 7
+added=$(( $(stat -c %s "$WORK/g70.md") - $(stat -c %s "$WORK/g69.md") ))
+check "G: the last sync stored exactly the $added bytes it added" eq \
+    "$(db_sql "SELECT len, LENGTH(bytes) FROM session_upload_tail WHERE session_id = '$G' AND part = 7")" "$(printf '%s\t%s' "$added" "$added")"
+check "G: the stored length and hash are the file's" eq \
+    "$(db_sql "SELECT CONCAT(markdown_len, ' ', LOWER(HEX(markdown_sha256))) FROM session_uploads WHERE session_id = '$G'")" \
+    "$(stat -c %s "$WORK/g70.md") $(sha256sum <"$WORK/g70.md" | cut -d' ' -f1)"
+sync "$G" "$WORK/g70.md"
+check "G: the same file again: nothing kept, nothing added" eq \
+    "$(db_sql "SELECT (SELECT COUNT(*) FROM session_upload_history WHERE session_id = '$G'), tail_parts FROM session_uploads WHERE session_id = '$G'")" "$(printf '5\t7')"
+# an edit in the middle: written whole; the grown upload it replaces is kept with its bytes
+EDITED=("${GROW[@]}"); EDITED[3]="09:02:00|Step 2, reworded.|Done with case 2 (edited)."
+mk "$WORK/ge.md" "${EDITED[@]}"
+sync "$G" "$WORK/ge.md"
+rpc "$TOKEN" ExportSession "{\"session_id\":\"$G\"}" >/dev/null
+check "G: after an edit in the middle: the edited file" eq "$(jq -j .markdown "$WORK/body" | sha256sum)" "$(sha256sum <"$WORK/ge.md")"
+check "G: ... written whole (the base, and its last 4 KB apart)" eq \
+    "$(db_sql "SELECT COUNT(*), SUM(len) FROM session_upload_tail WHERE session_id = '$G'")" "$(printf '1\t4096')"
+for k in 1 2; do
+    rpc "$TOKEN" ExportSession "{\"session_id\":\"$G\",\"upload\":$k}" >/dev/null
+    check "G: after the edit, upload $k back is file $((71 - k)), byte-exact" eq "$(jq -j .markdown "$WORK/body" | sha256sum)" \
+        "$(sha256sum <"$WORK/g$((71 - k)).md")"
+done
+rpc "$TOKEN" DeleteSession "{\"session_id\":\"$G\"}" >/dev/null
+check "G: DeleteSession wipes the upload, its tail parts and the kept ones" eq \
+    "$(db_sql "SELECT (SELECT COUNT(*) FROM session_uploads WHERE session_id = '$G') + (SELECT COUNT(*) FROM session_upload_tail WHERE session_id = '$G') + (SELECT COUNT(*) FROM session_upload_history WHERE session_id = '$G')")" 0
+
+# ---- T: a file whose last line changes on every sync (a trailer) and which grows ----
+T="rs-$$-t"
+TR=("10:00:00|Begin the refactor of the storage layer, step by step.|Plan written.")
+for i in $(seq 1 40); do TR+=("10:00:30|Filler exchange $i to make the file longer than a few kilobytes, with enough words in it to matter.|Noted, filler $i."); done
+for i in 0 1 2 3 4 5 6 7; do
+    [ "$i" -gt 0 ] && TR+=("$(printf '11:%02d:00' "$i")|Trailer step $i.|Done $i.")
+    mk "$WORK/t$i.md" "${TR[@]}"
+    printf '<!-- synced %s times -->\n' "$i" >>"$WORK/t$i.md"
+    sync "$T" "$WORK/t$i.md"
+    [ "$i" = 1 ] && tbase=$(db_sql "SELECT base_len FROM session_uploads WHERE session_id = '$T'")
+done
+check "T: the base was written once (the changing end is in the parts)" eq \
+    "$(db_sql "SELECT base_len FROM session_uploads WHERE session_id = '$T'")" "$tbase"
+check "T: each sync rewrote at most its additions and the last 4 KB" eq \
+    "$(db_sql "SELECT MAX(len) <= 4096 + 200 FROM session_upload_tail WHERE session_id = '$T'")" 1
+rpc "$TOKEN" ExportSession "{\"session_id\":\"$T\"}" >/dev/null
+check "T: the current upload byte-exact" eq "$(jq -j .markdown "$WORK/body" | sha256sum)" "$(sha256sum <"$WORK/t7.md")"
+for k in 1 2 3 4 5; do
+    rpc "$TOKEN" ExportSession "{\"session_id\":\"$T\",\"upload\":$k}" >/dev/null
+    check "T: upload $k back is file $((7 - k)), byte-exact" eq "$(jq -j .markdown "$WORK/body" | sha256sum)" \
+        "$(sha256sum <"$WORK/t$((7 - k)).md")"
+done
