@@ -242,6 +242,10 @@ out=$(pub "SELECT prompt FROM exchanges WHERE session_id = '$S1'")
 check "public account: SELECT on exchanges denied" grep -q "denied" <<<"$out"
 out=$(pub "SELECT markdown FROM session_uploads")
 check "public account: SELECT on session_uploads denied" grep -q "denied" <<<"$out"
+out=$(pub "SELECT bytes FROM session_upload_tail")
+check "public account: SELECT on session_upload_tail denied" grep -q "denied" <<<"$out"
+out=$(pub "SELECT markdown FROM session_upload_history")
+check "public account: SELECT on session_upload_history denied" grep -q "denied" <<<"$out"
 out=$(pub "SELECT * FROM viewer_exchanges")
 check "public account: SELECT on viewer_exchanges denied" grep -q "denied" <<<"$out"
 out=$(pub "SELECT prompt FROM public_exchanges WHERE session_id = '$S1'")
