@@ -60,8 +60,8 @@ static const char LUA_LEASE[] =
     "local staged = ARGV[2] == '' "                                                                          \
     "if staged and redis.call('EXISTS', KEYS[2]) == 0 then "                                                 \
     "  return redis.error_reply('the staged value is gone') end "                                            \
-    "local function store() "                                                                               \
-    "  local ttl = tonumber(ARGV[3]) "                                                                        \
+    "local function store() "                                                                                \
+    "  local ttl = tonumber(ARGV[3]) "                                                                       \
     "  if staged then redis.call('RENAME', KEYS[2], KEYS[1]) "                                               \
     "    if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end "        \
     "  elseif ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl) "                                  \
@@ -72,9 +72,9 @@ static const char LUA_LEASE[] =
 /* ARGV: 1 = expected lease value, 2 = new value (or '': staged), 3 = TTL seconds (0 = none). The
  * lease is compared with the key's first bytes: a lease is short, and a PUBLIC value is not
  * copied into Lua to be compared. */
-static const char LUA_FILL[] = LUA_STAGED
-    "if redis.call('GETRANGE', KEYS[1], 0, 63) ~= ARGV[1] then return refuse(0) end "
-    "store() return 1";
+static const char LUA_FILL[] =
+    LUA_STAGED "if redis.call('GETRANGE', KEYS[1], 0, 63) ~= ARGV[1] then return refuse(0) end "
+               "store() return 1";
 
 /* ARGV: 1 = version, 2 = TTL ms. A MARK of an equal or lower version and a LEASE are overwritten.
  * Refused, it answers what holds the key ("P<v>", "T<v>" or "M<v>"): the caller learns how far

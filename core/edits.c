@@ -141,9 +141,8 @@ void sl_owner_delete_session(sl_op_t *op)
      * A public session's entry becomes a tombstone (the public views no longer show it). */
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
     if (sl_op_run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 ||
-        sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
-        sl_op_run(op, SQL_WIPE_TAIL, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 ||
-        sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
+        sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_TAIL, p, 1, NULL) != 0 ||
+        sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
         sl_op_change_commit(op, &s) != 0)
         return;
     msgpack_pack_map(sl_op_pk(op), 0);

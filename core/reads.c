@@ -124,9 +124,11 @@ void sl_owner_export_session(sl_op_t *op)
     sl_store_result_t *r = NULL, *nk = NULL;
     char *whole = NULL;
     /* one snapshot: an upload is a row and its tail parts, or a reference to a newer one */
-    if (sl_op_tx_begin(op) != 0 || sl_op_run(op, upload ? SQL_EXPORT_EARLIER : SQL_EXPORT, p, upload ? 2 : 1, &r) != 0)
+    if (sl_op_tx_begin(op) != 0 ||
+        sl_op_run(op, upload ? SQL_EXPORT_EARLIER : SQL_EXPORT, p, upload ? 2 : 1, &r) != 0)
         goto fail;
-    if (r->nrows != 1 || r->ncols != X_SEQ + 1 || (uint64_t)sl_store_cell(r, 0, X_OWNER)->i != op->who.user_id ||
+    if (r->nrows != 1 || r->ncols != X_SEQ + 1 ||
+        (uint64_t)sl_store_cell(r, 0, X_OWNER)->i != op->who.user_id ||
         (ext && !sl_ext_matches(sl_store_cell(r, 0, X_EXT), ext, extlen))) {
         sl_op_fail(op, SL_RPC_NOT_FOUND,
                    "session not found (or it has no upload: sessions made only with "

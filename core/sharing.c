@@ -56,10 +56,10 @@ void sl_owner_set_visibility(sl_op_t *op)
  * its last id): a call costs the ids it names, not the session's size. */
 enum { LIVE_ID, LIVE_HIDDEN };
 #define IN_BATCH 64
-#define Q8 "?,?,?,?,?,?,?,?"
+#define Q8       "?,?,?,?,?,?,?,?"
 static const char SQL_LIVE_EXCHANGES[] =
-    "SELECT id, hidden FROM exchanges WHERE session_id = ? AND deleted_at IS NULL AND id IN ("
-    Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 ") ORDER BY id";
+    "SELECT id, hidden FROM exchanges WHERE session_id = ? AND deleted_at IS NULL AND id IN (" Q8 "," Q8
+    "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 ") ORDER BY id";
 static const char SQL_SET_HIDDEN[] = "UPDATE exchanges SET hidden = ?, updated_at = NOW(6)"
                                      " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 static const char SQL_HIDDEN_COUNT[] = "SELECT COUNT(*) FROM exchanges"

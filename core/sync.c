@@ -56,23 +56,27 @@ static const char SQL_EXCHANGE_SYNC_REMOVE[] =
  * whose end changes (a trailer, a last line rewritten) still keeps all but that part. An upload
  * whose base changed, or past TAIL_PARTS_MAX parts, is written whole. */
 #define TAIL_PARTS_MAX 64
-#define SPLIT_TAIL 4096
+#define SPLIT_TAIL     4096
 enum { U_LEN, U_SHA, U_TAIL, U_BLEN, U_BSHA };
-static const char SQL_UPLOAD_STATE[] = "SELECT markdown_len, markdown_sha256, tail_parts, base_len, base_sha256"
-                                       " FROM session_uploads WHERE session_id = ?";
+static const char SQL_UPLOAD_STATE[] =
+    "SELECT markdown_len, markdown_sha256, tail_parts, base_len, base_sha256"
+    " FROM session_uploads WHERE session_id = ?";
 static const char SQL_TAIL_STATE[] = "SELECT part, len, sha256 FROM session_upload_tail WHERE session_id = ?"
                                      " ORDER BY part";
 static const char SQL_UPLOAD_INSERT[] =
-    "INSERT INTO session_uploads (session_id, markdown, base_len, base_sha256, raw_data, session_data, metadata,"
+    "INSERT INTO session_uploads (session_id, markdown, base_len, base_sha256, raw_data, session_data, "
+    "metadata,"
     " markdown_len, markdown_sha256, tail_parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char SQL_UPLOAD_REWRITE[] =
     "UPDATE session_uploads SET markdown = ?, base_len = ?, base_sha256 = ?, raw_data = ?, session_data = ?,"
-    " metadata = ?, markdown_len = ?, markdown_sha256 = ?, tail_parts = ?, updated_at = NOW(6) WHERE session_id = ?";
+    " metadata = ?, markdown_len = ?, markdown_sha256 = ?, tail_parts = ?, updated_at = NOW(6) WHERE "
+    "session_id = ?";
 static const char SQL_UPLOAD_PARTS[] =
     "UPDATE session_uploads SET raw_data = ?, session_data = ?, metadata = ?, markdown_len = ?,"
     " markdown_sha256 = ?, tail_parts = ?, updated_at = NOW(6) WHERE session_id = ?";
-static const char SQL_UPLOAD_SAME[] = "UPDATE session_uploads SET raw_data = ?, session_data = ?, metadata = ?,"
-                                      " updated_at = NOW(6) WHERE session_id = ?";
+static const char SQL_UPLOAD_SAME[] =
+    "UPDATE session_uploads SET raw_data = ?, session_data = ?, metadata = ?,"
+    " updated_at = NOW(6) WHERE session_id = ?";
 static const char SQL_TAIL_ADD[] =
     "INSERT INTO session_upload_tail (session_id, part, len, sha256, bytes) VALUES (?, ?, ?, ?, ?)";
 static const char SQL_TAIL_DROP_AFTER[] = "DELETE FROM session_upload_tail WHERE session_id = ? AND part > ?";
@@ -84,7 +88,8 @@ static const char SQL_ARCHIVE[] =
     "INSERT INTO session_upload_history (session_id, seq, markdown, prefix_len, raw_data, session_data,"
     " metadata, uploaded_at)"
     " SELECT u.session_id, COALESCE((SELECT MAX(h.seq) FROM session_upload_history h"
-    "   WHERE h.session_id = u.session_id), 0) + 1, ?, ?, u.raw_data, u.session_data, u.metadata, u.updated_at"
+    "   WHERE h.session_id = u.session_id), 0) + 1, ?, ?, u.raw_data, u.session_data, u.metadata, "
+    "u.updated_at"
     " FROM session_uploads u WHERE u.session_id = ?";
 static const char SQL_BASE_READ[] = "SELECT markdown FROM session_uploads WHERE session_id = ?";
 static const char SQL_UPLOAD_PRUNE[] =
@@ -426,8 +431,8 @@ static int add_parts(sl_op_t *op, sl_store_value_t id, int64_t first, const char
             continue;
         unsigned char sha[32];
         SHA256((const unsigned char *)md + cut[k], len, sha);
-        sl_store_value_t t[] = {id, sl_store_int(first + added), sl_store_int((int64_t)len), sl_store_blob(sha, 32),
-                                sl_store_blob(md + cut[k], len)};
+        sl_store_value_t t[] = {id, sl_store_int(first + added), sl_store_int((int64_t)len),
+                                sl_store_blob(sha, 32), sl_store_blob(md + cut[k], len)};
         if (sl_op_run(op, SQL_TAIL_ADD, t, 5, NULL) != 0)
             return -1;
         added++;
@@ -469,13 +474,18 @@ static int store_upload(sl_op_t *op, const sync_req_t *q)
     if (sl_op_run(op, SQL_UPLOAD_STATE, &id, 1, &st) != 0)
         goto out;
     if (st->nrows == 0) {
-        sl_store_value_t p[] = {id, base, base_len, base_sha, raw, sdata, mt, len, hash, sl_store_int(whole_parts)};
-        rc = sl_op_run(op, SQL_UPLOAD_INSERT, p, 10, NULL) != 0 || add_parts(op, id, 1, md + blen, L - blen) < 0 ? -1 : 0;
+        sl_store_value_t p[] = {id,    base, base_len, base_sha, raw,
+                                sdata, mt,   len,      hash,     sl_store_int(whole_parts)};
+        rc = sl_op_run(op, SQL_UPLOAD_INSERT, p, 10, NULL) != 0 ||
+                     add_parts(op, id, 1, md + blen, L - blen) < 0
+                 ? -1
+                 : 0;
         goto out;
     }
     const sl_store_value_t *clen = sl_store_cell(st, 0, U_LEN), *csha = sl_store_cell(st, 0, U_SHA),
                            *cblen = sl_store_cell(st, 0, U_BLEN), *cbsha = sl_store_cell(st, 0, U_BSHA);
-    if (clen->type == SL_STORE_INT && (size_t)clen->i == L && csha->len == 32 && memcmp(csha->ptr, sha, 32) == 0) {
+    if (clen->type == SL_STORE_INT && (size_t)clen->i == L && csha->len == 32 &&
+        memcmp(csha->ptr, sha, 32) == 0) {
         sl_store_value_t p[] = {raw, sdata, mt, id}; /* the same bytes: nothing to keep or write */
         rc = sl_op_run(op, SQL_UPLOAD_SAME, p, 4, NULL);
         goto out;
@@ -515,7 +525,8 @@ static int store_upload(sl_op_t *op, const sync_req_t *q)
             goto out;
         }
         sl_store_value_t a[] = {sl_store_blob(old, oldlen), sl_store_int((int64_t)off), id};
-        if (sl_op_run(op, SQL_ARCHIVE, a, 3, NULL) != 0 || sl_op_run(op, SQL_UPLOAD_PRUNE, prune, 3, NULL) != 0)
+        if (sl_op_run(op, SQL_ARCHIVE, a, 3, NULL) != 0 ||
+            sl_op_run(op, SQL_UPLOAD_PRUNE, prune, 3, NULL) != 0)
             goto out;
         if (kept + 2 <= TAIL_PARTS_MAX) {
             int added;
@@ -530,13 +541,16 @@ static int store_upload(sl_op_t *op, const sync_req_t *q)
         if (sl_upload_read_whole(op, q->id, q->idlen, &old, &oldlen) != 0)
             goto out;
         sl_store_value_t a[] = {sl_store_blob(old, oldlen), sl_store_null(), id};
-        if (sl_op_run(op, SQL_ARCHIVE, a, 3, NULL) != 0 || sl_op_run(op, SQL_UPLOAD_PRUNE, prune, 3, NULL) != 0)
+        if (sl_op_run(op, SQL_ARCHIVE, a, 3, NULL) != 0 ||
+            sl_op_run(op, SQL_UPLOAD_PRUNE, prune, 3, NULL) != 0)
             goto out;
     }
     /* written whole: the base changed, or too many parts */
-    sl_store_value_t w[] = {base, base_len, base_sha, raw, sdata, mt, len, hash, sl_store_int(whole_parts), id};
+    sl_store_value_t w[] = {base, base_len, base_sha, raw, sdata, mt, len, hash, sl_store_int(whole_parts),
+                            id};
     sl_store_value_t d[] = {id, sl_store_int(0)};
-    rc = sl_op_run(op, SQL_UPLOAD_REWRITE, w, 10, NULL) != 0 || sl_op_run(op, SQL_TAIL_DROP_AFTER, d, 2, NULL) != 0 ||
+    rc = sl_op_run(op, SQL_UPLOAD_REWRITE, w, 10, NULL) != 0 ||
+                 sl_op_run(op, SQL_TAIL_DROP_AFTER, d, 2, NULL) != 0 ||
                  add_parts(op, id, 1, md + blen, L - blen) < 0
              ? -1
              : 0;

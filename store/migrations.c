@@ -243,7 +243,8 @@ static const char *const m8_steps[] = {
     "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS base_len BIGINT UNSIGNED NULL",
     "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS base_sha256 BINARY(32) NULL",
     "ALTER TABLE session_uploads ADD COLUMN IF NOT EXISTS tail_parts INT UNSIGNED NOT NULL DEFAULT 0",
-    "UPDATE session_uploads SET markdown_len = LENGTH(markdown), markdown_sha256 = UNHEX(SHA2(markdown, 256)),"
+    "UPDATE session_uploads SET markdown_len = LENGTH(markdown), markdown_sha256 = UNHEX(SHA2(markdown, "
+    "256)),"
     " base_len = LENGTH(markdown), base_sha256 = UNHEX(SHA2(markdown, 256))"
     " WHERE markdown_sha256 IS NULL AND tail_parts = 0",
     "CREATE TABLE IF NOT EXISTS session_upload_tail ("
