@@ -126,6 +126,7 @@ ref_pid=$!
 for _ in $(seq 1 200); do curl -fsS -o /dev/null "$ref/api/v1/share/many-1" 2>/dev/null && break; sleep 0.1; done
 cmp -s <(curl -s "$ref/api/v1/share/many-7") <(curl -s --http2-prior-knowledge "$url/api/v1/share/many-7") \
     || { echo "many: the reference serves other bytes" >&2; exit 1; }
+ref_headers_check "$ref/api/v1/share/many-7"
 for p in $(pgrep -f "redis-server 127.0.0.1:$SHARELINE_REDIS_PORT") $(pgrep -f "port=$SHARELINE_DB_PORT"); do
     taskset -a -cp 0 "$p" >/dev/null || true
 done
@@ -192,15 +193,15 @@ metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
     echo "connections, a random path per request. Node budget: SHARELINE_NODE_MEMORY_BYTES; the node is restarted"
     echo "(empty memory) for each budget and fills during the 2 s warm-up of each run. RSS: the node's peak (VmHWM)."
     echo
-    echo "| sessions | order | protocol | budget | shareline req/s | h2o req/s | ratio | shareline p99 ms | h2o p99 ms | p99 ratio | copies hit % | node peak RSS MB | RSS - budget MB | target |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| sessions | order | protocol | budget | shareline req/s | h2o req/s | ratio | capacity ratio | shareline p99 ms | h2o p99 ms | p99 ratio | copies hit % | node peak RSS MB | RSS - budget MB | target |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } >>"$OUT/report.md"
 
 point() { # n dist tool budget-label budget-bytes target
     local n=$1 dist=$2 tool=$3 label=$4 budget=$5 want=$6
     start_node "$budget"
     local h0 m0; h0=$(metric shareline_share_copies_hits_total); m0=$(metric shareline_share_copies_misses_total)
-    read -r a ap b bp ratio pr < <(bench_pairs "many $tool $dist n=$n" "$tool" "$url" "$ref" "$dist" "$n")
+    read -r a ap b bp ratio pr cap _ < <(bench_pairs "many $tool $dist n=$n" "$tool" "$url" "$ref" "$dist" "$n")
     local h1 m1; h1=$(metric shareline_share_copies_hits_total); m1=$(metric shareline_share_copies_misses_total)
     local hit; hit=$(awk -v h=$((h1 - h0)) -v m=$((m1 - m0)) 'BEGIN {printf "%.1f", (h + m) ? 100 * h / (h + m) : 0}')
     local hwm; hwm=$(awk '/^VmHWM/ {printf "%d", $2 / 1024}' "/proc/$node/status")
@@ -212,8 +213,8 @@ point() { # n dist tool budget-label budget-bytes target
     *) ok="-" ;;
     esac
     [ "$over" -le 64 ] || ok="$ok; RSS over budget + 64 MB"
-    printf '| %s | %s | %s | %s | %s | %s | %.3f | %s | %s | %.2f | %s | %s | %s | %s |\n' "$n" "$dist" \
-        "$([ "$tool" = h2run ] && echo HTTP/2 || echo HTTP/1.1)" "$label" "$a" "$b" "$ratio" "$ap" "$bp" "$pr" \
+    printf '| %s | %s | %s | %s | %s | %s | %.3f | %.3f | %s | %s | %.2f | %s | %s | %s | %s |\n' "$n" "$dist" \
+        "$([ "$tool" = h2run ] && echo HTTP/2 || echo HTTP/1.1)" "$label" "$a" "$b" "$ratio" "$cap" "$ap" "$bp" "$pr" \
         "$hit" "$hwm" "$over" "$ok" >>"$OUT/report.md"
 }
 
