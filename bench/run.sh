@@ -50,6 +50,17 @@ stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %.1
     echo "- SyncSession end to end over HTTP/2 (JSON body, new session: parse, $RUNS runs): $(stats "${times[@]}")"
     echo "- SyncSession re-sync of the same file ($RUNS runs): $(stats "${resync[@]}")"
 } >"$out/report.md"
+# Secret scanning throughput on realistic session text (our fixtures, and ../shared's when present),
+# one core, all rules (docs/secrets.md). Target: >= 200 MB/s.
+scan_files=("$root"/tests/fixtures/specstory/*.md)
+for f in "$root"/../shared/fixtures/specstory/*.md; do [ -e "$f" ] && scan_files+=("$f"); done
+scan=$(taskset -c 1 build/tests/core/secrets_corpus speed 3 "${scan_files[@]}")
+{
+    echo
+    echo "## Secret scanning (${#scan_files[@]} SpecStory files, one core)"
+    echo
+    echo "- build/tests/core/secrets_corpus speed: \`$scan\` (target >= 200 MB/s: $(awk -v r="${scan%% *}" 'BEGIN {print (r >= 200) ? "met" : "MISSED"}'))"
+} >>"$out/report.md"
 URL=$url TOKEN=$token OUT=$out SERVER_PID=$server bash bench/serve.sh
 URL=$url TOKEN=$token OUT=$out SERVER_PID=$server REDIS_PORT=17379 REDIS_PREFIX=bench: bash bench/workloads.sh
 [ "${SL_BENCH_OPS:-1}" = 0 ] || URL=$url TOKEN=$token OUT=$out bash bench/owner_ops.sh

@@ -86,7 +86,7 @@ int sl_cache_connected(const sl_cache_t *c);
 /* ---- trust (trust.c) ----
  *
  * Entries are trusted only in the Redis that they were written to since it started: the key
- * "<prefix>trusted:2" (2: the entry format) holds that Redis' run_id. After every connect, and every trust_check_ms, the
+ * "<prefix>trusted:3" (3: the entry format) holds that Redis' run_id. After every connect, and every trust_check_ms, the
  * client compares it with INFO's run_id; when they differ (a restart, an RDB snapshot, a failover
  * to a replica, a FLUSHALL, or an operator deleting the key), projection commands fail with
  * SL_CACHE_E_DOWN until the client has deleted every "<prefix>p:*" entry and written the marker.

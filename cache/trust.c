@@ -76,7 +76,9 @@ static void send_flush_step(check_t *k, const char *cursor, size_t n)
 
 /* The marker's name carries the entry format ("2": parts, cache.h): a node of a newer format finds
  * no marker in a Redis written by an older one, so it empties the old entries before using it. */
-#define ENTRY_FORMAT "2"
+/* 3: projections redact secrets (migration 9): an entry of format 2 may hold a secret in the clear,
+ * so a node of this version flushes them all before it trusts a Redis (docs/secrets.md) */
+#define ENTRY_FORMAT "3"
 
 static void marker_key(sl_cache_t *c, char *buf, size_t cap, size_t *len)
 {

@@ -36,7 +36,10 @@ static const char USAGE[] =
     "  list [--project ID] [--query TEXT] [--limit N]\n"
     "                               your sessions, newest first\n"
     "  projects                     your projects\n"
-    "  status SESSION               share settings: public?, URL, hidden/total exchanges\n"
+    "  status SESSION               share settings: public?, URL, hidden/total exchanges, redactions\n"
+    "  findings SESSION             secret-scanning findings: id, exchange, field, kind, preview, state\n"
+    "  reveal SESSION FINDING       not a secret: show it publicly\n"
+    "  redact SESSION FINDING       redact it again (the default)\n"
     "  show-session SESSION         every exchange with its id, title and hidden flag\n"
     "  raw METHOD JSON              call any owner method; JSON in, JSON out\n"
     "\n"
@@ -449,6 +452,65 @@ static int cmd_status(int argc, char **argv)
     print_str(a.map, "share_url");
     printf("\nYou've hidden %llu of %llu exchanges\n", get_u(a.map, "hidden_count"),
            get_u(a.map, "exchange_count"));
+    printf("%llu secrets redacted\n", get_u(a.map, "findings_redacted"));
+    sl_client_answer_free(&a);
+    return 0;
+}
+
+static int cmd_findings(int argc, char **argv)
+{
+    if (argc != 1)
+        return usage_error("findings needs exactly one SESSION");
+    req_t r;
+    req_init(&r, 1);
+    kv_str(&r, "session_id", argv[0]);
+    sl_client_answer_t a;
+    int rc = call("ListFindings", &r.sb, &a);
+    msgpack_sbuffer_destroy(&r.sb);
+    if (rc)
+        return rc;
+    const msgpack_object *list = sl_rpc_field(a.map, "findings");
+    for (uint32_t i = 0; list && list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
+        const msgpack_object *f = &list->via.array.ptr[i];
+        printf("%llu\t", get_u(f, "finding_id"));
+        if (sl_rpc_field(f, "exchange_id"))
+            printf("%llu\t", get_u(f, "exchange_id"));
+        else
+            printf("-\t");
+        print_str(f, "field");
+        printf("\t");
+        print_str(f, "kind");
+        printf("\t");
+        print_str(f, "preview");
+        printf("\t");
+        print_str(f, "state");
+        printf("\n");
+    }
+    if (get_b(a.map, "truncated"))
+        printf("(more findings than listed)\n");
+    sl_client_answer_free(&a);
+    return 0;
+}
+
+static int cmd_resolve(int argc, char **argv, const char *name, const char *state)
+{
+    unsigned long long fid;
+    if (argc != 2)
+        return usage_error("%s needs SESSION and FINDING", name);
+    if (parse_u(argv[1], &fid) != 0)
+        return usage_error("not a finding id: %s", argv[1]);
+    req_t r;
+    req_init(&r, 3);
+    kv_str(&r, "session_id", argv[0]);
+    kv_str(&r, "state", state);
+    sl_rpc_pack_str(&r.pk, "finding_id");
+    msgpack_pack_uint64(&r.pk, fid);
+    sl_client_answer_t a;
+    int rc = call("ResolveFinding", &r.sb, &a);
+    msgpack_sbuffer_destroy(&r.sb);
+    if (rc)
+        return rc;
+    printf("finding %llu %s (version %llu)\n", fid, state, get_u(a.map, "version"));
     sl_client_answer_free(&a);
     return 0;
 }
@@ -573,6 +635,12 @@ int main(int argc, char **argv)
         rc = cmd_projects(n, args);
     else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(n, args);
+    else if (strcmp(cmd, "findings") == 0)
+        rc = cmd_findings(n, args);
+    else if (strcmp(cmd, "reveal") == 0)
+        rc = cmd_resolve(n, args, "reveal", "revealed");
+    else if (strcmp(cmd, "redact") == 0)
+        rc = cmd_resolve(n, args, "redact", "redacted");
     else if (strcmp(cmd, "show-session") == 0)
         rc = cmd_show_session(n, args);
     else if (strcmp(cmd, "raw") == 0)

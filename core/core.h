@@ -54,6 +54,7 @@ typedef struct sl_core_stats {
     uint64_t publishes;            /* projections/tombstones written by owner changes */
     uint64_t public_memory_hits;   /* answered from the node's memory, without asking Redis */
     uint64_t cache_repairs;        /* sessions republished by the repair after a failed publish */
+    uint64_t scan_passes;          /* sessions scanned and republished by the background pass */
     uint64_t versions_behind;      /* owner writes that found Redis ahead of MariaDB (moved past it) */
     uint64_t pieces_hits;          /* exchange pieces found in the node's memory (docs/pieces.md) */
     uint64_t pieces_misses;        /* ... not found there (read from MariaDB, or rendered) */

@@ -7,7 +7,10 @@ static const char SQL_EXCHANGE_LIVE[] = "SELECT COUNT(*) FROM exchanges"
                                         " WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
 static const char SQL_EXCHANGE_REMOVE[] =
     "UPDATE exchanges SET deleted_at = NOW(6), prompt = '', response = '', title = NULL, removed_by_sync = 0,"
+    " public_prompt = NULL, public_response = NULL, public_title = NULL, redaction = NULL,"
     " updated_at = NOW(6) WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+static const char SQL_EXCHANGE_FINDINGS_REMOVE[] =
+    "DELETE FROM session_findings WHERE session_id = ? AND exchange_id = ?";
 
 /* *found = 1 when the session has exchange ex and it is not deleted. Answers on error. */
 static int exchange_live(sl_op_t *op, const char *id, size_t idlen, int64_t ex, int *found)
@@ -24,6 +27,8 @@ static int exchange_live(sl_op_t *op, const char *id, size_t idlen, int64_t ex, 
 int sl_op_remove_exchange(sl_op_t *op, const char *id, size_t idlen, int64_t exchange_id)
 {
     sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(exchange_id)};
+    if (sl_op_run(op, SQL_EXCHANGE_FINDINGS_REMOVE, p, 2, NULL) != 0)
+        return -1;
     return sl_op_run(op, SQL_EXCHANGE_REMOVE, p, 2, NULL);
 }
 
@@ -79,10 +84,13 @@ void sl_owner_update_exchange_title(sl_op_t *op)
 /* ---- DeleteExchange, DeleteSession ---- */
 
 static const char SQL_DELETE_SESSION[] =
-    "UPDATE sessions SET deleted_at = NOW(6), is_public = 0, title = '' WHERE id = ?";
+    "UPDATE sessions SET deleted_at = NOW(6), is_public = 0, title = '', public_title = NULL WHERE id = ?";
 static const char SQL_WIPE_EXCHANGES[] = "UPDATE exchanges SET deleted_at = COALESCE(deleted_at, NOW(6)), "
                                          "prompt = '', response = '', title = NULL, removed_by_sync = 0,"
-                                         " default_title = '', updated_at = NOW(6) WHERE session_id = ?";
+                                         " public_prompt = NULL, public_response = NULL, public_title = NULL,"
+                                         " redaction = NULL, default_title = '', updated_at = NOW(6)"
+                                         " WHERE session_id = ?";
+static const char SQL_WIPE_FINDINGS[] = "DELETE FROM session_findings WHERE session_id = ?";
 static const char SQL_WIPE_UPLOAD[] = "DELETE FROM session_uploads WHERE session_id = ?";
 static const char SQL_WIPE_HISTORY[] = "DELETE FROM session_upload_history WHERE session_id = ?";
 static const char SQL_WIPE_TAIL[] = "DELETE FROM session_upload_tail WHERE session_id = ?";
@@ -141,7 +149,8 @@ void sl_owner_delete_session(sl_op_t *op)
      * A public session's entry becomes a tombstone (the public views no longer show it). */
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
     if (sl_op_run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 ||
-        sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_TAIL, p, 1, NULL) != 0 ||
+        sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
+        sl_op_run(op, SQL_WIPE_FINDINGS, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_TAIL, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
         sl_op_change_commit(op, &s) != 0)
         return;

@@ -25,6 +25,8 @@ static const sl_op_fn methods[SL_M_OWNER_COUNT] = {
     [SL_M_LIST_PROJECTS] = sl_owner_list_projects,
     [SL_M_UPDATE_PROJECT] = sl_owner_update_project,
     [SL_M_SESSION_SIZES] = sl_owner_session_sizes,
+    [SL_M_LIST_FINDINGS] = sl_owner_list_findings,
+    [SL_M_RESOLVE_FINDING] = sl_owner_resolve_finding,
 };
 
 typedef struct owner_call {

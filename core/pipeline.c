@@ -254,6 +254,10 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
     sl_store_value_t p[] = {sl_store_int((int64_t)s->new_version), sl_store_text(s->id, s->idlen)};
     if (sl_op_run(op, s->cached || s->unsure ? SQL_BUMP_DIRTY : SQL_BUMP, p, 2, NULL) != 0)
         return -1;
+    /* What the change made unscanned is scanned before anything is built from it (scan.c): the
+     * public views show scanned rows only, with their secrets redacted. */
+    if (sl_scan_pending(op, s->id, s->idlen) != 0)
+        return -1;
     if (!s->cached || s->late)
         return 0;
     /* Built inside the transaction: the public views show this transaction's own changes. */

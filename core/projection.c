@@ -32,7 +32,7 @@
 #define SELECT_COLUMNS                                                                                       \
     "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"           \
     " s.project_color, s.author_name, s.author_handle, e.id, e.title_md5, e.created_raw, e.pieces_key,"      \
-    " e.prompt_sha256, e.response_sha256, e.position"
+    " e.prompt_sha256, e.response_sha256, e.position, e.redaction"
 
 /* The rows, without their text or pieces: what the document is assembled from. Not ORDER BY e.position, e.id:
  * MariaDB sorts that through a temporary table holding the pieces (5 ms at 1,000 exchanges); the
@@ -47,7 +47,7 @@ static const char SQL_LOAD_VIEWER[] =
 /* The text of the exchanges with ids in [?, ?] (those to render are among them). */
 #define SELECT_TEXT                                                                                          \
     "SELECT e.id, e.prompt, e.response, e.title, e.created_at, e.prompt_sha256, e.response_sha256,"          \
-    " e.title_md5, e.created_raw"
+    " e.title_md5, e.created_raw, e.redaction"
 static const char SQL_TEXT_PUBLIC[] =
     SELECT_TEXT " FROM public_exchanges e WHERE e.session_id = ? AND e.id BETWEEN ? AND ? ORDER BY e.id";
 static const char SQL_TEXT_VIEWER[] =
@@ -84,9 +84,10 @@ enum {
     C_EPSHA,
     C_ERSHA,
     C_EPOS,
+    C_ERED,
     C_COUNT
 };
-enum { T_ID, T_PROMPT, T_RESPONSE, T_TITLE, T_CREATED, T_PSHA, T_RSHA, T_TMD5, T_CRAW, T_COUNT };
+enum { T_ID, T_PROMPT, T_RESPONSE, T_TITLE, T_CREATED, T_PSHA, T_RSHA, T_TMD5, T_CRAW, T_RED, T_COUNT };
 
 static const char *cell(const sl_store_result_t *r, size_t row, size_t col, size_t *len)
 {
@@ -182,9 +183,9 @@ static void sha256_fetch(void)
 }
 
 static void piece_key(int64_t id, sl_proj_str_t title, sl_proj_str_t created, const sl_store_value_t *psha,
-                      const sl_store_value_t *rsha, unsigned char out[16])
+                      const sl_store_value_t *rsha, const sl_store_value_t *red, unsigned char out[16])
 {
-    unsigned char in[8 + 3 * 8 + 2 * 33 + sizeof(SL_PIECES_REV) + 128], *q = in;
+    unsigned char in[8 + 3 * 8 + 3 * 33 + sizeof(SL_PIECES_REV) + 128], *q = in;
     if (title.n > 32)
         title.n = 32; /* an MD5: 16 bytes */
     memcpy(q, SL_PIECES_REV, sizeof(SL_PIECES_REV));
@@ -196,13 +197,16 @@ static void piece_key(int64_t id, sl_proj_str_t title, sl_proj_str_t created, co
     q += title.n;
     memcpy(q, created.p, v[2]);
     q += v[2];
-    const sl_store_value_t *h[2] = {psha, rsha};
-    for (int i = 0; i < 2; i++) {
-        int has = (h[i]->type == SL_STORE_BLOB || h[i]->type == SL_STORE_TEXT) && h[i]->len == 32;
+    /* the text's hashes, and the redaction (the hash of the public text where a secret was
+     * redacted, docs/secrets.md): a decision of the owner changes the pieces, not the text */
+    const sl_store_value_t *h[3] = {psha, rsha, red};
+    for (int i = 0; i < 3; i++) {
+        size_t want = i < 2 ? 32 : 16;
+        int has = (h[i]->type == SL_STORE_BLOB || h[i]->type == SL_STORE_TEXT) && h[i]->len == want;
         *q++ = (unsigned char)has;
         if (has) {
-            memcpy(q, h[i]->ptr, 32);
-            q += 32;
+            memcpy(q, h[i]->ptr, want);
+            q += want;
         }
     }
     unsigned char d[SHA256_DIGEST_LENGTH];
@@ -354,7 +358,7 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         sl_proj_row_t *e = &b.rows[i];
         size_t row = e->at;
         piece_key(e->id, str_of(r, row, C_ETMD5), str_of(r, row, C_ECRAW), sl_store_cell(r, row, C_EPSHA),
-                  sl_store_cell(r, row, C_ERSHA), e->key);
+                  sl_store_cell(r, row, C_ERSHA), sl_store_cell(r, row, C_ERED), e->key);
         const sl_store_value_t *pk = sl_store_cell(r, row, C_EPKEY);
         int keyed = !all && is_key(pk) && memcmp(pk->ptr, e->key, 16) == 0, current = 0;
         const void *blob;
@@ -431,7 +435,8 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
             unsigned char k[16];
             if (j != t->nrows)
                 piece_key(b.rows[i].id, str_of(t, j, T_TMD5), str_of(t, j, T_CRAW),
-                          sl_store_cell(t, j, T_PSHA), sl_store_cell(t, j, T_RSHA), k);
+                          sl_store_cell(t, j, T_PSHA), sl_store_cell(t, j, T_RSHA),
+                          sl_store_cell(t, j, T_RED), k);
             if (j == t->nrows || memcmp(k, b.rows[i].key, 16) != 0) {
                 /* in a transaction the snapshot cannot change; outside one, start over */
                 rc = conn ? fail(err, "the exchanges changed while read") : RETRY;

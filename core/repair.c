@@ -47,6 +47,7 @@ static void repair_task(void *arg)
         sl_op_clean_pending(&op);
     }
     sl_store_result_free(r);
+    sl_scan_pass(core);
     core->repairing = 0;
 }
 

@@ -179,11 +179,16 @@ out:
 
 /* ---- GetShareSettings ---- */
 
-enum { SET_OWNER, SET_PUBLIC, SET_HIDDEN, SET_EXCHANGES };
+enum { SET_OWNER, SET_PUBLIC, SET_HIDDEN, SET_EXCHANGES, SET_REDACTED };
+/* findings_redacted: the redacted findings in what the public view shows (the title, and exchanges
+ * neither hidden nor deleted) */
 static const char SQL_SETTINGS[] =
     "SELECT s.owner_id, s.is_public,"
     " (SELECT COUNT(*) FROM exchanges e WHERE e.session_id = s.id AND e.hidden = 1 AND e.deleted_at IS NULL),"
-    " (SELECT COUNT(*) FROM exchanges e WHERE e.session_id = s.id AND e.deleted_at IS NULL)"
+    " (SELECT COUNT(*) FROM exchanges e WHERE e.session_id = s.id AND e.deleted_at IS NULL),"
+    " (SELECT COUNT(*) FROM session_findings f LEFT JOIN exchanges e ON e.session_id = f.session_id"
+    "  AND e.id = f.exchange_id WHERE f.session_id = s.id AND f.revealed = 0"
+    "  AND (f.exchange_id IS NULL OR (e.deleted_at IS NULL AND e.hidden = 0)))"
     " FROM sessions s WHERE s.id = ? AND s.deleted_at IS NULL";
 
 void sl_owner_get_share_settings(sl_op_t *op)
@@ -205,11 +210,12 @@ void sl_owner_get_share_settings(sl_op_t *op)
         return;
     }
     msgpack_packer *pk = sl_op_pk(op);
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     sl_pack_kv_bool(pk, "public", sl_store_cell(r, 0, SET_PUBLIC)->i != 0);
     sl_op_pack_share_url(op, id, idlen);
     sl_pack_kv_u64(pk, "hidden_count", (uint64_t)sl_store_cell(r, 0, SET_HIDDEN)->i);
     sl_pack_kv_u64(pk, "exchange_count", (uint64_t)sl_store_cell(r, 0, SET_EXCHANGES)->i);
+    sl_pack_kv_u64(pk, "findings_redacted", (uint64_t)sl_store_cell(r, 0, SET_REDACTED)->i);
     sl_store_result_free(r);
     sl_op_reply(op);
 }

@@ -28,6 +28,8 @@ static const char *const method_names[SL_M_COUNT] = {
     [SL_M_LIST_PROJECTS] = SL_RPC_OWNER_SERVICE "/ListProjects",
     [SL_M_UPDATE_PROJECT] = SL_RPC_OWNER_SERVICE "/UpdateProject",
     [SL_M_SESSION_SIZES] = SL_RPC_OWNER_SERVICE "/SessionSizes",
+    [SL_M_LIST_FINDINGS] = SL_RPC_OWNER_SERVICE "/ListFindings",
+    [SL_M_RESOLVE_FINDING] = SL_RPC_OWNER_SERVICE "/ResolveFinding",
     [SL_M_GET_SHARE] = SL_RPC_PUBLIC_SERVICE "/GetShare",
 };
 

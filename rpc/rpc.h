@@ -91,6 +91,8 @@ typedef enum sl_rpc_method_id {
     SL_M_LIST_PROJECTS,
     SL_M_UPDATE_PROJECT,
     SL_M_SESSION_SIZES,
+    SL_M_LIST_FINDINGS,
+    SL_M_RESOLVE_FINDING,
     SL_M_OWNER_COUNT,                  /* the owner methods are the ones above */
     SL_M_GET_SHARE = SL_M_OWNER_COUNT, /* the public read (below) */
     SL_M_COUNT

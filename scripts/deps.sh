@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libh2o-dev libuv1-dev libssl-dev zlib1g-dev libhiredis-dev libmsgpack-dev libmariadb-dev
-      libjansson-dev libcmocka-dev libmd4c-dev libmd4c-html0-dev
+      libjansson-dev libcmocka-dev libmd4c-dev libmd4c-html0-dev libhyperscan-dev libpcre2-dev
       redis-server redis-tools mariadb-server mariadb-client
       libcurl4-openssl-dev curl jq nghttp2-client wrk h2o gnuplot-nox
       chromium fonts-dejavu-core python3 clang-format)

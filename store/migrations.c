@@ -261,6 +261,92 @@ static const char *const m8_steps[] = {
     NULL,
 };
 
+/* Secret scanning (core/scan.c, docs/secrets.md). Every exchange (and session title) is scanned
+ * before a viewer may see it: a row is `scanned` only once its findings and its public text are
+ * written, and the views show only scanned rows, with the redacted text where a finding is
+ * redacted (public_prompt / public_response / public_title; NULL = the text as it is). Whoever
+ * changes a text or title (our code, or an operator in SQL) makes the row unscanned again (the
+ * triggers), so it leaves the public views until the next owner change or the background pass has
+ * scanned it. `redaction` (hash of the public text, NULL without findings) is part of the pieces'
+ * key. The pieces kept before this migration were rendered from unredacted text: dropped. */
+static const char *const m9_steps[] = {
+    "ALTER TABLE exchanges ADD COLUMN IF NOT EXISTS scanned TINYINT(1) NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS public_prompt LONGTEXT NULL,"
+    " ADD COLUMN IF NOT EXISTS public_response LONGTEXT NULL,"
+    " ADD COLUMN IF NOT EXISTS public_title VARCHAR(600) NULL,"
+    " ADD COLUMN IF NOT EXISTS redaction BINARY(16) NULL",
+    "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS title_scanned TINYINT(1) NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS public_title VARCHAR(600) NULL",
+    "ALTER TABLE exchanges DROP INDEX IF EXISTS exchanges_pieces, ADD INDEX exchanges_pieces (session_id,"
+    " deleted_at, hidden, scanned, id, position, created_at, title_md5, pieces_key, prompt_sha256,"
+    " response_sha256, redaction)",
+    "ALTER TABLE exchanges ADD INDEX IF NOT EXISTS exchanges_unscanned (scanned, deleted_at, session_id)",
+    "ALTER TABLE sessions ADD INDEX IF NOT EXISTS sessions_title_unscanned (title_scanned, deleted_at)",
+    "UPDATE exchanges SET pieces = NULL, pieces_key = NULL WHERE pieces IS NOT NULL OR pieces_key IS NOT "
+    "NULL",
+    "CREATE TABLE IF NOT EXISTS session_findings ("
+    " id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " session_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " exchange_id INT UNSIGNED NULL,"   /* NULL: the session's title */
+    " field TINYINT UNSIGNED NOT NULL," /* 0 prompt, 1 response, 2 title, 3 session_title */
+    " kind VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+    " rule_id VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+    " start_offset INT UNSIGNED NOT NULL,"
+    " end_offset INT UNSIGNED NOT NULL,"
+    " value_sha256 BINARY(32) NOT NULL,"
+    " occurrence INT UNSIGNED NOT NULL," /* among equal values in that field */
+    " preview VARCHAR(64) NOT NULL,"
+    " revealed TINYINT(1) NOT NULL DEFAULT 0,"
+    " KEY findings_exchange (session_id, exchange_id, field),"
+    " CONSTRAINT findings_session FOREIGN KEY (session_id) REFERENCES sessions (id)"
+    ") ENGINE=InnoDB",
+    "DROP TRIGGER IF EXISTS exchanges_text_hashes",
+    "CREATE TRIGGER exchanges_text_hashes BEFORE UPDATE ON exchanges FOR EACH ROW BEGIN"
+    " IF NEW.deleted_at IS NULL AND NOT (BINARY NEW.prompt <=> BINARY OLD.prompt) THEN"
+    "  SET NEW.prompt_sha256 = UNHEX(SHA2(NEW.prompt, 256)); SET NEW.scanned = 0; END IF;"
+    " IF NEW.deleted_at IS NULL AND NOT (BINARY NEW.response <=> BINARY OLD.response) THEN"
+    "  SET NEW.response_sha256 = UNHEX(SHA2(NEW.response, 256)); SET NEW.scanned = 0; END IF;"
+    " IF NEW.deleted_at IS NULL AND (NOT (BINARY NEW.title <=> BINARY OLD.title)"
+    "  OR NOT (BINARY NEW.default_title <=> BINARY OLD.default_title)) THEN SET NEW.scanned = 0; END IF;"
+    " END",
+    "CREATE TRIGGER IF NOT EXISTS sessions_title_scan BEFORE UPDATE ON sessions FOR EACH ROW BEGIN"
+    " IF NOT (BINARY NEW.title <=> BINARY OLD.title) THEN SET NEW.title_scanned = 0; END IF;"
+    " END",
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_sessions AS"
+    " SELECT s.id, s.is_public, s.version, IF(s.title_scanned = 1, COALESCE(s.public_title, s.title), '') AS "
+    "title,"
+    "  DATE_FORMAT(s.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at,"
+    "  DATE_FORMAT(s.updated_at, '%Y-%m-%dT%H:%i:%sZ') AS updated_at,"
+    "  p.name AS project_name, p.icon AS project_icon, p.color AS project_color,"
+    "  u.display_name AS author_name, u.handle AS author_handle"
+    " FROM sessions s JOIN projects p ON p.id = s.project_id JOIN users u ON u.id = s.owner_id"
+    " WHERE s.deleted_at IS NULL",
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_exchanges AS"
+    " SELECT e.session_id, e.id, e.position, COALESCE(e.public_title, e.title, e.default_title) AS title,"
+    "  COALESCE(e.public_prompt, e.prompt) AS prompt, COALESCE(e.public_response, e.response) AS response,"
+    "  DATE_FORMAT(e.created_at, '%Y-%m-%dT%H:%i:%sZ') AS created_at,"
+    "  e.pieces, e.pieces_key, e.prompt_sha256, e.response_sha256, e.title_md5, e.created_at AS created_raw,"
+    "  e.redaction"
+    " FROM exchanges e JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.deleted_at IS NULL AND e.deleted_at IS NULL AND e.hidden = 0 AND e.scanned = 1",
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW public_exchanges AS"
+    " SELECT e.session_id, e.id, e.position, e.title, e.prompt, e.response, e.created_at, e.pieces,"
+    "  e.pieces_key, e.prompt_sha256, e.response_sha256, e.title_md5, e.created_raw, e.redaction"
+    " FROM viewer_exchanges e JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.is_public = 1",
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW viewer_exchange_keys AS"
+    " SELECT e.session_id, e.id, e.position, e.title_md5, e.created_at AS created_raw, e.pieces_key,"
+    "  e.prompt_sha256, e.response_sha256, e.redaction"
+    " FROM exchanges e FORCE INDEX (exchanges_pieces) JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.deleted_at IS NULL AND e.deleted_at IS NULL AND e.hidden = 0 AND e.scanned = 1",
+    "CREATE OR REPLACE SQL SECURITY DEFINER VIEW public_exchange_keys AS"
+    " SELECT e.session_id, e.id, e.position, e.title_md5, e.created_raw, e.pieces_key, e.prompt_sha256,"
+    "  e.response_sha256, e.redaction"
+    " FROM viewer_exchange_keys e JOIN sessions s ON s.id = e.session_id"
+    " WHERE s.is_public = 1",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
@@ -270,6 +356,7 @@ const sl_store_migration_t sl_store_migrations[] = {
     {6, "projection pieces with each exchange", m6_steps},
     {7, "projection keys through their index", m7_steps},
     {8, "uploads that grow: tail parts and references", m8_steps},
+    {9, "secret scanning: findings, redacted public text, scanned rows only", m9_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

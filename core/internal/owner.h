@@ -212,6 +212,19 @@ void sl_pack_row(msgpack_packer *pk, const sl_store_result_t *r, size_t row, con
 /* One cell as a string (nil when NULL or not text). */
 void sl_pack_cell_str(msgpack_packer *pk, const sl_store_result_t *r, size_t row, size_t col);
 
+/* ---- secret scanning (scan.c, docs/secrets.md) ---- */
+
+/* Inside the change's transaction, with the session row locked: scans the session's unscanned
+ * exchanges and title, writes their findings and public text, and marks them scanned. On error
+ * answers and returns -1. */
+int sl_scan_pending(sl_op_t *op, const char *id, size_t idlen);
+/* "prompt", "response", "title", "session_title" (session_findings.field 0..3). */
+const char *sl_scan_field_name(int field);
+/* The background pass, run by the repair's timer task (repair.c) after the repair: an owner change
+ * on each session that holds unscanned rows (changed behind the owner's back, or before migration
+ * 9), at most 20 sessions or about a second per tick. */
+void sl_scan_pass(sl_core_t *core);
+
 /* ---- the methods (one file per capability) ---- */
 
 void sl_owner_sync_session(sl_op_t *op);     /* sync.c */
@@ -230,6 +243,8 @@ void sl_owner_session_sizes(sl_op_t *op);
 void sl_owner_list_sessions(sl_op_t *op); /* search.c */
 void sl_owner_list_projects(sl_op_t *op); /* projects.c */
 void sl_owner_update_project(sl_op_t *op);
+void sl_owner_list_findings(sl_op_t *op); /* findings.c */
+void sl_owner_resolve_finding(sl_op_t *op);
 
 /* The ETag of an upload: the first 128 bits of the markdown's SHA-256, quoted. The same bytes
  * always give the same tag, so a client can tell whether the server holds its file (sync.c). */

@@ -114,7 +114,7 @@ check "... and is served" shows "$S" "After the restore"
 
 # ---- 2. Redis restarted from an RDB snapshot that holds an older projection ----
 R="rst-$$-r"
-mk "$WORK/r.md" "10:00:00|Start.|Started." "10:01:00|Show the token.|Token: CANARY-R-$$ here."
+mk "$WORK/r.md" "10:00:00|Start.|Started." "10:01:00|Show the canary.|The canary is CANARY-R-$$ here."
 sync_fixture "$TOKEN" "$WORK/r.md" "$R" >/dev/null
 rpc "$TOKEN" SetVisibility "{\"session_id\":\"$R\",\"public\":true}" >/dev/null
 warm "$R"

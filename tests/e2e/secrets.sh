@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Secret scanning end to end (docs/secrets.md): the labelled corpus (tests/secrets/gen_corpus.py,
+# every kind, many contexts) synced and shared: not one secret value in any public representation
+# (JSON, HTML, Markdown, their gzip, PreviewAsViewer, live events) nor in what the public MariaDB
+# account can select; findings listed and decided through the RPCs and sharectl; decisions kept
+# across a re-sync, a new occurrence redacted; an operator's edit in SQL leaves the page until the
+# background pass scanned it; readers polling while the owner appends secrets never get one.
+source "$(dirname "$0")/lib.sh"
+setup_server scanner
+CTL=("$SL_BUILD_DIR/sharectl" --server "$URL" --token "$TOKEN")
+CORPUS="$WORK/corpus"
+python3 "$SL_SOURCE_DIR/tests/secrets/gen_corpus.py" "$CORPUS" >"$WORK/gen.log" 2>&1 ||
+    { cat "$WORK/gen.log"; not_ok "the corpus is generated"; exit 1; }
+ok "the corpus is generated ($(wc -l <"$CORPUS/labels.tsv") secrets in $(ls "$CORPUS"/transcript-*.md | wc -l) transcripts)"
+
+# needles FILE-OF-SECRETS -> one line per secret that any public encoding of it must contain: its
+# longest run of letters and digits when that is 8 or more (JSON, HTML and Markdown escape only
+# punctuation), else the secret itself.
+needles() {
+    python3 -c '
+import re, sys, json
+for line in open(sys.argv[1], encoding="utf-8"):
+    s = json.loads(line)
+    runs = sorted(re.findall(r"[A-Za-z0-9]+", s), key=len)
+    print(runs[-1] if runs and len(runs[-1]) >= 8 else s.replace("\n", " "))
+' "$1"
+}
+# no_secret_in FILE NEEDLES -> 0 when no needle occurs in FILE
+no_secret_in() {
+    local hits
+    hits=$(grep -aoF -f "$2" "$1" | sort -u | head -5)
+    [ -z "$hits" ] || { echo "     secrets found publicly: $(tr '\n' ' ' <<<"$hits")" >&2; return 1; }
+}
+# public_bytes SID OUT: every public representation of SID, plain and gzip (decompressed)
+public_bytes() {
+    local s=$1 out=$2 a
+    : >"$out"
+    for a in "" "Accept: text/markdown"; do
+        curl -sS --http2-prior-knowledge ${a:+-H "$a"} "$URL/api/v1/share/$s" >>"$out"
+        curl -sS --http2-prior-knowledge ${a:+-H "$a"} -H 'Accept-Encoding: gzip' "$URL/api/v1/share/$s" | gzip -dc >>"$out"
+    done
+    curl -sS --http2-prior-knowledge "$URL/share/$s" >>"$out"
+    curl -sS --http2-prior-knowledge -H 'Accept-Encoding: gzip' "$URL/share/$s" | gzip -dc >>"$out"
+    rpc "$TOKEN" PreviewAsViewer "{\"session_id\":\"$s\"}" | jq -r '.document, .html' >>"$out"
+}
+
+# ---- the corpus: half shared before their sync (live), half after ----
+n=0
+for f in "$CORPUS"/transcript-*.md; do
+    n=$((n + 1))
+    sid="sec-$$-$n"
+    if [ $((n % 2)) -eq 0 ]; then
+        sync_fixture "$TOKEN" <(printf '_**User**_\n\nfirst\n') "$sid" >/dev/null
+        rpc "$TOKEN" SetVisibility "{\"session_id\":\"$sid\",\"public\":true}" >/dev/null
+        sync_fixture "$TOKEN" "$f" "$sid" >/dev/null
+    else
+        sync_fixture "$TOKEN" "$f" "$sid" >/dev/null
+        rpc "$TOKEN" SetVisibility "{\"session_id\":\"$sid\",\"public\":true}" >/dev/null
+    fi
+    [ "$(status)" = 200 ] || not_ok "$f synced and shared ($(status): $(cat "$WORK/body"))"
+    awk -F'\t' -v f="$(basename "$f")" '$1 == f {print $3}' "$CORPUS/labels.tsv" >"$WORK/secrets-$n.jsonl"
+    needles "$WORK/secrets-$n.jsonl" >"$WORK/needles-$n"
+    public_bytes "$sid" "$WORK/public-$n"
+    rpc "$TOKEN" GetSession "{\"session_id\":\"$sid\"}" >"$WORK/owner-$n"
+    check "transcript $n: the owner's GetSession holds every secret (the check below can fail)" \
+        eq "$(grep -aoF -f "$WORK/needles-$n" "$WORK/owner-$n" | sort -u | wc -l)" "$(sort -u "$WORK/needles-$n" | wc -l)"
+    check "transcript $n: no secret in any public representation ($(wc -l <"$WORK/needles-$n") secrets)" \
+        no_secret_in "$WORK/public-$n" "$WORK/needles-$n"
+    check "transcript $n: the page shows redactions" grep -q 'redacted: ' "$WORK/public-$n"
+    rpc "$TOKEN" ListFindings "{\"session_id\":\"$sid\"}" >"$WORK/findings-$n.json"
+    check "transcript $n: ListFindings lists at least one finding per secret" \
+        test "$(jq '.findings | length' "$WORK/findings-$n.json")" -ge "$(wc -l <"$WORK/needles-$n")"
+done
+cat "$WORK"/needles-* >"$WORK/needles-all"
+
+# ---- what the public MariaDB account can select ----
+pub() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_PUBLIC_USER" \
+        -p"$SHARELINE_DB_PUBLIC_PASSWORD" "$SHARELINE_DB_NAME" -N -e "$1" 2>&1; }
+pub "SELECT title, prompt, response FROM public_exchanges WHERE session_id LIKE 'sec-$$-%'" >"$WORK/pub.txt"
+pub "SELECT title FROM public_sessions WHERE id LIKE 'sec-$$-%'" >>"$WORK/pub.txt"
+check "the public account reads the corpus' exchanges" test "$(grep -c 'redacted: ' "$WORK/pub.txt")" -gt 0
+check "the public account can select no secret" no_secret_in "$WORK/pub.txt" "$WORK/needles-all"
+check "the public account cannot read the findings" bash -c "! grep -q '^[0-9]' <<<\"\$(pub 'SELECT COUNT(*) FROM session_findings')\""
+
+# ---- decisions: reveal and redact, through the RPCs and sharectl ----
+KEY="AKIA$(head -c 2000 /dev/urandom | tr -dc 'A-Z2-7' | head -c 16)"
+S="dec-$$"
+printf '_**User**_\n\nmy key is %s\n\n---\n\n_**Agent**_\n\nnoted\n' "$KEY" >"$WORK/dec.md"
+sync_fixture "$TOKEN" "$WORK/dec.md" "$S" >/dev/null
+rpc "$TOKEN" SetVisibility "{\"session_id\":\"$S\",\"public\":true}" >/dev/null
+check "the key is redacted" bash -c "! curl -sS --http2-prior-knowledge '$URL/api/v1/share/$S' | grep -qF '$KEY'"
+"${CTL[@]}" findings "$S" >"$WORK/f.txt"
+FID=$(awk -F'\t' '$3 == "prompt" && $4 == "aws-access-key" {print $1; exit}' "$WORK/f.txt")
+check "sharectl findings lists the prompt's key, masked" bash -c "[ -n '$FID' ] && grep -qF '${KEY:0:3}…' '$WORK/f.txt' && ! grep -qF '$KEY' '$WORK/f.txt'"
+check "GetShareSettings counts the redactions" test "$(rpc "$TOKEN" GetShareSettings "{\"session_id\":\"$S\"}" | jq .findings_redacted)" -ge 1
+"${CTL[@]}" reveal "$S" "$FID" >/dev/null
+check "revealed: the key is public at once" bash -c "curl -sS --http2-prior-knowledge '$URL/api/v1/share/$S' | jq -r '.exchanges[0].prompt' | grep -qF '$KEY'"
+check "ListFindings says revealed" eq "$(rpc "$TOKEN" ListFindings "{\"session_id\":\"$S\"}" | jq -r ".findings[] | select(.finding_id == $FID) | .state")" revealed
+# a re-sync of the same text plus a new exchange with the same key: the decision stays, the new occurrence is redacted
+printf '\n---\n\n_**User**_\n\nagain %s\n\n---\n\n_**Agent**_\n\nok\n' "$KEY" >>"$WORK/dec.md"
+sync_fixture "$TOKEN" "$WORK/dec.md" "$S" >/dev/null
+doc=$(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$S")
+check "re-sync: the revealed finding stays revealed" bash -c "jq -r '.exchanges[0].prompt' <<<'$doc' | grep -qF '$KEY'"
+check "re-sync: the new occurrence is a new finding, redacted" eq "$(jq -r '.exchanges[1].prompt' <<<"$doc")" "again [redacted: aws-access-key]"
+check "the revealed finding keeps its id" eq "$(rpc "$TOKEN" ListFindings "{\"session_id\":\"$S\"}" | jq -r ".findings[] | select(.finding_id == $FID) | .state")" revealed
+rpc "$TOKEN" ResolveFinding "{\"session_id\":\"$S\",\"finding_id\":$FID,\"state\":\"redacted\"}" >/dev/null
+check "redacted again through the RPC: 200" eq "$(status)" 200
+check "redacted again: the key is gone from every representation" bash -c "! (curl -sS --http2-prior-knowledge '$URL/api/v1/share/$S'; curl -sS --http2-prior-knowledge '$URL/share/$S'; curl -sS --http2-prior-knowledge -H 'Accept: text/markdown' '$URL/api/v1/share/$S') | grep -qF '$KEY'"
+check "the owner still sees the original (GetSession)" bash -c "[ \"\$(curl -sS --http2-prior-knowledge -H 'Authorization: Bearer $TOKEN' -H 'Content-Type: application/json' --data-binary '{\"session_id\":\"$S\"}' '$URL/rpc/shareline.v1.Sessions/GetSession' | grep -oF '$KEY' | wc -l)\" -ge 2 ]"
+check "ExportSession is byte-exact" eq "$(rpc "$TOKEN" ExportSession "{\"session_id\":\"$S\"}" | jq -j .markdown | sha256sum)" "$(sha256sum <"$WORK/dec.md")"
+
+# ---- bad input ----
+OTHER=$(new_owner "mallory$$")
+rpc "$OTHER" ListFindings "{\"session_id\":\"$S\"}" >/dev/null
+check "another tenant's ListFindings: 404" eq "$(status)" 404
+rpc "$OTHER" ResolveFinding "{\"session_id\":\"$S\",\"finding_id\":$FID,\"state\":\"revealed\"}" >/dev/null
+check "another tenant's ResolveFinding: 404" eq "$(status)" 404
+rpc "$TOKEN" ResolveFinding "{\"session_id\":\"$S\",\"finding_id\":$FID,\"state\":\"maybe\"}" >/dev/null
+check "an unknown state: 400" eq "$(status)" 400
+rpc "$TOKEN" ResolveFinding "{\"session_id\":\"$S\",\"finding_id\":987654321,\"state\":\"revealed\"}" >/dev/null
+check "an unknown finding: 404" eq "$(status)" 404
+check "and nothing changed" bash -c "! curl -sS --http2-prior-knowledge '$URL/api/v1/share/$S' | grep -qF '$KEY'"
+
+# ---- an operator's edit in SQL: the row leaves the page until the background pass scanned it ----
+sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
+        -p"$SHARELINE_DB_PASSWORD" "$SHARELINE_DB_NAME" -N -e "$1"; }
+KEY2="AKIA$(head -c 2000 /dev/urandom | tr -dc 'A-Z2-7' | head -c 16)"
+sql "UPDATE exchanges SET response = 'pasted by hand: $KEY2' WHERE session_id = '$S' AND id = 2"
+check "the edited row is unscanned" eq "$(sql "SELECT scanned FROM exchanges WHERE session_id = '$S' AND id = 2")" 0
+check "the public account does not see it meanwhile" eq "$(pub "SELECT COUNT(*) FROM public_exchanges WHERE session_id = '$S' AND id = 2")" 0
+passed=0
+for _ in $(seq 1 100); do
+    doc=$(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$S")
+    grep -qF "$KEY2" <<<"$doc" && break
+    [ "$(jq -r '.exchanges[] | select(.id == 2) | .response' <<<"$doc")" = "pasted by hand: [redacted: aws-access-key]" ] && { passed=1; break; }
+    sleep 0.1
+done
+check "the background pass scanned it and republished, redacted (within 10 s)" test "$passed" = 1
+
+# ---- race: readers poll while the owner appends secrets ----
+R="race-$$"
+sync_fixture "$TOKEN" <(printf '_**User**_\n\nstart\n') "$R" >/dev/null
+rpc "$TOKEN" SetVisibility "{\"session_id\":\"$R\",\"public\":true}" >/dev/null
+reader() { # $1: output file
+    local i=0
+    while [ ! -e "$WORK/race.stop" ]; do
+        curl -sS --http2-prior-knowledge "$URL/api/v1/share/$R" >>"$1"
+        curl -sS --http2-prior-knowledge "$URL/share/$R" >>"$1"
+        curl -sS --http2-prior-knowledge -H 'Accept: text/markdown' "$URL/api/v1/share/$R" >>"$1"
+        i=$((i + 1))
+    done
+    echo "$i" >"$1.n"
+}
+curl -sSN --http2-prior-knowledge -m 60 "$URL/share/$R/events" >"$WORK/race.events" 2>/dev/null &
+ev=$!
+reader "$WORK/race.r1" & r1=$!
+reader "$WORK/race.r2" & r2=$!
+: >"$WORK/race.secrets"
+for i in $(seq 1 30); do
+    k="ghp_$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)"
+    echo "$k" >>"$WORK/race.secrets"
+    rpc "$TOKEN" AppendExchanges "{\"session_id\":\"$R\",\"exchanges\":[{\"prompt\":\"use token $k now\",\"response\":\"export GITHUB_TOKEN=$k\"}]}" >/dev/null
+done
+touch "$WORK/race.stop"
+wait "$r1" "$r2"
+sleep 0.5
+kill "$ev" 2>/dev/null
+wait "$ev" 2>/dev/null
+check "race: the readers saw the appends (redacted)" grep -q 'redacted: github-token' "$WORK/race.r1"
+check "race: $(cat "$WORK/race.r1.n") + $(cat "$WORK/race.r2.n") polls, no secret received" \
+    no_secret_in <(cat "$WORK/race.r1" "$WORK/race.r2" "$WORK/race.events") "$WORK/race.secrets"
+check "race: the live events carried the appends" grep -q 'redacted: github-token' "$WORK/race.events"
