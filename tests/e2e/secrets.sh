@@ -109,6 +109,45 @@ check "redacted again: the key is gone from every representation" bash -c "! (cu
 check "the owner still sees the original (GetSession)" bash -c "[ \"\$(curl -sS --http2-prior-knowledge -H 'Authorization: Bearer $TOKEN' -H 'Content-Type: application/json' --data-binary '{\"session_id\":\"$S\"}' '$URL/rpc/shareline.v1.Sessions/GetSession' | grep -oF '$KEY' | wc -l)\" -ge 2 ]"
 check "ExportSession is byte-exact" eq "$(rpc "$TOKEN" ExportSession "{\"session_id\":\"$S\"}" | jq -j .markdown | sha256sum)" "$(sha256sum <"$WORK/dec.md")"
 
+# ---- titles and the SpecStory PUT are scanned too ----
+KEY3="ghp_$(head -c 2000 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)"
+rpc "$TOKEN" UpdateSessionTitle "{\"session_id\":\"$S\",\"title\":\"deploy with $KEY3\"}" >/dev/null
+rpc "$TOKEN" UpdateExchangeTitle "{\"session_id\":\"$S\",\"exchange_id\":2,\"title\":\"token $KEY3\"}" >/dev/null
+public_bytes "$S" "$WORK/titles"
+check "retitled with a token: the titles (page, ToC, JSON, Markdown) show it redacted" \
+    bash -c "grep -qF 'deploy with [redacted: github-token]' '$WORK/titles' && grep -qF 'token [redacted: github-token]' '$WORK/titles'"
+check "... and nowhere in the clear" bash -c "! grep -qF '$KEY3' '$WORK/titles'"
+check "ListFindings lists the session title's finding" \
+    eq "$(rpc "$TOKEN" ListFindings "{\"session_id\":\"$S\"}" | jq -r '[.findings[] | select(.field == "session_title")] | length')" 1
+P="sec-put-$$"
+KEY4="sk_live_$(head -c 2000 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 24)"
+printf '_**User**_\n\nStripe says %s\n\n---\n\n_**Agent**_\n\nok\n' "$KEY4" >"$WORK/put.md"
+jq -n --rawfile md "$WORK/put.md" '{projectId:"secp", projectName:"Sec", name:"put.md", markdown:$md}' | gzip -c >"$WORK/put.json.gz"
+code=$(curl -sS --http2-prior-knowledge -X PUT -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' --data-binary @"$WORK/put.json.gz" \
+    "$URL/api/v1/projects/secp/sessions/$P")
+check "SpecStory PUT of a file with a Stripe key: 201" eq "$code" 201
+rpc "$TOKEN" SetVisibility "{\"session_id\":\"$P\",\"public\":true}" >/dev/null
+public_bytes "$P" "$WORK/put.public"
+check "the PUT's key is redacted everywhere" bash -c "grep -qF '[redacted: stripe-key]' '$WORK/put.public' && ! grep -qF '$KEY4' '$WORK/put.public'"
+
+# ---- a session as migration 9 leaves it (every row unscanned): the pass brings it back, redacted ----
+sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
+        -p"$SHARELINE_DB_PASSWORD" "$SHARELINE_DB_NAME" -N -e "$1"; }
+M="sec-$$-1"
+before=$(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$M" | jq -c '[.exchanges[].id]')
+sql "UPDATE exchanges SET scanned = 0, public_prompt = NULL, public_response = NULL, public_title = NULL WHERE session_id = '$M'; UPDATE sessions SET title_scanned = 0 WHERE id = '$M'"
+back=0
+for _ in $(seq 1 100); do
+    [ "$(sql "SELECT COUNT(*) FROM exchanges WHERE session_id = '$M' AND scanned = 0 AND deleted_at IS NULL")" = 0 ] && { back=1; break; }
+    sleep 0.1
+done
+check "the pass rescanned a session left unscanned (within 10 s)" test "$back" = 1
+sleep 0.3
+public_bytes "$M" "$WORK/rescanned"
+check "... it is served whole again" eq "$(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$M" | jq -c '[.exchanges[].id]')" "$before"
+check "... with no secret" no_secret_in "$WORK/rescanned" "$WORK/needles-1"
+
 # ---- bad input ----
 OTHER=$(new_owner "mallory$$")
 rpc "$OTHER" ListFindings "{\"session_id\":\"$S\"}" >/dev/null
@@ -122,8 +161,6 @@ check "an unknown finding: 404" eq "$(status)" 404
 check "and nothing changed" bash -c "! curl -sS --http2-prior-knowledge '$URL/api/v1/share/$S' | grep -qF '$KEY'"
 
 # ---- an operator's edit in SQL: the row leaves the page until the background pass scanned it ----
-sql() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
-        -p"$SHARELINE_DB_PASSWORD" "$SHARELINE_DB_NAME" -N -e "$1"; }
 KEY2="AKIA$(head -c 2000 /dev/urandom | tr -dc 'A-Z2-7' | head -c 16)"
 sql "UPDATE exchanges SET response = 'pasted by hand: $KEY2' WHERE session_id = '$S' AND id = 2"
 check "the edited row is unscanned" eq "$(sql "SELECT scanned FROM exchanges WHERE session_id = '$S' AND id = 2")" 0
@@ -157,7 +194,8 @@ reader "$WORK/race.r1" & r1=$!
 reader "$WORK/race.r2" & r2=$!
 : >"$WORK/race.secrets"
 for i in $(seq 1 30); do
-    k="ghp_$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)"
+    k="ghp_$(head -c 2000 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)"
+    [ ${#k} -eq 40 ] || { not_ok "a 36-character token was generated ($k)"; continue; }
     echo "$k" >>"$WORK/race.secrets"
     rpc "$TOKEN" AppendExchanges "{\"session_id\":\"$R\",\"exchanges\":[{\"prompt\":\"use token $k now\",\"response\":\"export GITHUB_TOKEN=$k\"}]}" >/dev/null
 done
