@@ -255,8 +255,9 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
     if (sl_op_run(op, s->cached || s->unsure ? SQL_BUMP_DIRTY : SQL_BUMP, p, 2, NULL) != 0)
         return -1;
     /* What the change made unscanned is scanned before anything is built from it (scan.c): the
-     * public views show scanned rows only, with their secrets redacted. */
-    if (sl_scan_pending(op, s->id, s->idlen) != 0)
+     * public views show scanned rows only, with their secrets redacted. A change that wrote no text
+     * made nothing unscanned (a row changed behind our back is the background pass's). */
+    if (s->scan && sl_scan_pending(op, s->id, s->idlen, s->scan) != 0)
         return -1;
     if (!s->cached || s->late)
         return 0;

@@ -34,10 +34,11 @@ const char *sl_scan_field_name(int field)
 }
 
 static const char SQL_UNSCANNED[] =
-    "SELECT id, prompt, response, COALESCE(title, default_title) FROM exchanges"
-    " WHERE scanned = 0 AND session_id = ? AND deleted_at IS NULL ORDER BY id LIMIT " /* SCAN_BATCH */ "200"
-    " FOR UPDATE";
-enum { U_ID, U_PROMPT, U_RESPONSE, U_TITLE };
+    "SELECT e.id, e.prompt, e.response, COALESCE(e.title, e.default_title),"
+    " EXISTS (SELECT 1 FROM session_findings f WHERE f.session_id = e.session_id AND f.exchange_id = e.id)"
+    " FROM exchanges e WHERE e.scanned = 0 AND e.session_id = ? AND e.deleted_at IS NULL ORDER BY e.id"
+    " LIMIT " /* SCAN_BATCH */ "200 FOR UPDATE";
+enum { U_ID, U_PROMPT, U_RESPONSE, U_TITLE, U_HAS_FINDINGS };
 static const char SQL_TITLE_UNSCANNED[] = "SELECT title FROM sessions WHERE id = ? AND title_scanned = 0";
 static const char SQL_OLD_FINDINGS[] =
     "SELECT id, exchange_id, field, value_sha256, occurrence, revealed"
@@ -57,6 +58,15 @@ static const char SQL_ADD_FINDING[] =
 static const char SQL_EXCHANGE_SCANNED[] = "UPDATE exchanges SET scanned = 1, public_prompt = ?, "
                                            "public_response = ?, public_title = ?, redaction = ?"
                                            " WHERE session_id = ? AND id = ?";
+/* Rows without findings are marked in statements of 1, 8 or 64 ids (a shorter batch repeats its
+ * last id): the SQL text must be static (the store caches prepared statements by its address). */
+#define SQL_CLEAN_HEAD                                                                                       \
+    "UPDATE exchanges SET scanned = 1, public_prompt = NULL, public_response = NULL, public_title = NULL,"   \
+    " redaction = NULL WHERE session_id = ? AND id IN ("
+#define Q8 "?,?,?,?,?,?,?,?"
+static const char SQL_CLEAN_1[] = SQL_CLEAN_HEAD "?)";
+static const char SQL_CLEAN_8[] = SQL_CLEAN_HEAD Q8 ")";
+static const char SQL_CLEAN_64[] = SQL_CLEAN_HEAD Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 ")";
 static const char SQL_TITLE_SCANNED[] =
     "UPDATE sessions SET title_scanned = 1, public_title = ? WHERE id = ?";
 
@@ -291,7 +301,11 @@ static int scan_batch(sl_op_t *op, const sl_secret_rules_t *rs, const char *sid,
     int64_t lo = sl_store_cell(r, 0, U_ID)->i, hi = sl_store_cell(r, r->nrows - 1, U_ID)->i;
     sl_store_value_t q[] = {sl_store_text(sid, sidlen), sl_store_int(lo), sl_store_int(hi)};
     batch_job_t j = {.rs = rs, .r = r};
-    int rc = sl_op_run(op, SQL_OLD_FINDINGS, q, 3, &old);
+    int any_old = 0;
+    for (size_t row = 0; row < r->nrows; row++)
+        any_old |= sl_store_cell(r, row, U_HAS_FINDINGS)->i != 0;
+    /* the stored findings (the owner's decisions) only when some row has any: a clean append reads none */
+    int rc = any_old ? sl_op_run(op, SQL_OLD_FINDINGS, q, 3, &old) : 0;
     if (rc == 0 && !(j.f = calloc(r->nrows, sizeof(*j.f)))) {
         sl_op_fail(op, SL_RPC_INTERNAL, "out of memory");
         rc = -1;
@@ -311,9 +325,35 @@ static int scan_batch(sl_op_t *op, const sl_secret_rules_t *rs, const char *sid,
             rc = -1;
         }
     }
+    /* rows without findings, before or now: one statement for all of them */
+    size_t nclean = 0;
+    sl_store_value_t *clean = rc == 0 ? calloc(r->nrows + 1, sizeof(*clean)) : NULL;
+    if (rc == 0 && !clean) {
+        sl_op_fail(op, SL_RPC_INTERNAL, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0) {
+        clean[0] = sl_store_text(sid, sidlen);
+        for (size_t row = 0; row < r->nrows; row++)
+            if (!sl_store_cell(r, row, U_HAS_FINDINGS)->i && !j.f[row][0].n && !j.f[row][1].n &&
+                !j.f[row][2].n)
+                clean[1 + nclean++] = sl_store_int(sl_store_cell(r, row, U_ID)->i);
+    }
+    for (size_t at = 0; rc == 0 && at < nclean;) {
+        size_t left = nclean - at, k = left >= 64 ? 64 : left > 1 ? 8 : 1, take = left < k ? left : k;
+        sl_store_value_t ids[1 + 64];
+        ids[0] = clean[0];
+        for (size_t i = 0; i < k; i++)
+            ids[1 + i] = clean[1 + at + (i < take ? i : take - 1)];
+        rc = sl_op_run(op, k == 64 ? SQL_CLEAN_64 : k == 8 ? SQL_CLEAN_8 : SQL_CLEAN_1, ids, 1 + k, NULL);
+        at += take;
+    }
+    free(clean);
     for (size_t row = 0; rc == 0 && row < r->nrows; row++) {
         int64_t ex = sl_store_cell(r, row, U_ID)->i;
         field_scan_t *f = j.f[row];
+        if (!sl_store_cell(r, row, U_HAS_FINDINGS)->i && !f[0].n && !f[1].n && !f[2].n)
+            continue; /* done above */
         size_t len[3];
         const char *text[3];
         for (int k = 0; k < 3; k++)
@@ -343,7 +383,7 @@ static int scan_batch(sl_op_t *op, const sl_secret_rules_t *rs, const char *sid,
     return rc;
 }
 
-int sl_scan_pending(sl_op_t *op, const char *sid, size_t sidlen)
+int sl_scan_pending(sl_op_t *op, const char *sid, size_t sidlen, int what)
 {
     char err[256];
     const sl_secret_rules_t *rs = sl_secrets_builtin(err, sizeof(err));
@@ -351,9 +391,9 @@ int sl_scan_pending(sl_op_t *op, const char *sid, size_t sidlen)
         sl_op_fail(op, SL_RPC_INTERNAL, "secret scanning is unavailable: %s", err);
         return -1;
     }
-    if (scan_title(op, rs, sid, sidlen) != 0)
+    if ((what & SL_SCAN_TITLE) && scan_title(op, rs, sid, sidlen) != 0)
         return -1;
-    int more = 1;
+    int more = (what & SL_SCAN_EXCHANGES) != 0;
     while (more)
         if (scan_batch(op, rs, sid, sidlen, &more) != 0)
             return -1;
@@ -384,7 +424,8 @@ static void pass_sessions(sl_core_t *core, const char *sql, uint64_t start, unsi
         op.who.user_id = (uint64_t)sl_store_cell(r, i, 1)->i;
         sl_locked_t s;
         int ok = sl_op_tx_begin(&op) == 0 && sl_op_lock_session(&op, id->ptr, id->len, 0, &s) == 0 &&
-                 sl_op_change_begin(&op, &s, 0) == 0 && sl_op_change_commit(&op, &s) == 0;
+                 (s.scan = SL_SCAN_ALL) && sl_op_change_begin(&op, &s, 0) == 0 &&
+                 sl_op_change_commit(&op, &s) == 0;
         if (ok)
             core->stats.scan_passes++;
         sl_op_tx_end(&op);

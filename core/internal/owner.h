@@ -101,6 +101,8 @@ typedef struct sl_locked {
     int begun;            /* sl_op_change_begin succeeded */
     int late;             /* build the projection in sl_op_change_publish, after the commit (a change of
                              many sessions: one projection in memory at a time) */
+    int scan;             /* what the change may have made unscanned (SL_SCAN_*): scanned before the
+                             projection is built (scan.c); other changes make nothing unscanned */
     sl_projection_t proj; /* built by sl_op_change_prepare when cached */
 } sl_locked_t;
 
@@ -214,10 +216,11 @@ void sl_pack_cell_str(msgpack_packer *pk, const sl_store_result_t *r, size_t row
 
 /* ---- secret scanning (scan.c, docs/secrets.md) ---- */
 
+enum { SL_SCAN_EXCHANGES = 1, SL_SCAN_TITLE = 2, SL_SCAN_ALL = 3 };
 /* Inside the change's transaction, with the session row locked: scans the session's unscanned
- * exchanges and title, writes their findings and public text, and marks them scanned. On error
- * answers and returns -1. */
-int sl_scan_pending(sl_op_t *op, const char *id, size_t idlen);
+ * exchanges and/or title (what: SL_SCAN_*), writes their findings and public text, and marks them
+ * scanned. On error answers and returns -1. */
+int sl_scan_pending(sl_op_t *op, const char *id, size_t idlen, int what);
 /* "prompt", "response", "title", "session_title" (session_findings.field 0..3). */
 const char *sl_scan_field_name(int field);
 /* The background pass, run by the repair's timer task (repair.c) after the repair: an owner change
