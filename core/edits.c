@@ -49,7 +49,7 @@ void sl_owner_update_session_title(sl_op_t *op)
         sl_op_change_begin(op, &s, 0) != 0)
         return;
     sl_store_value_t p[] = {sl_store_text(title, tlen), sl_store_text(id, idlen)};
-    s.scan = SL_SCAN_TITLE;
+    s.scan |= SL_SCAN_TITLE;
     if (sl_op_run(op, SQL_SET_SESSION_TITLE, p, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0)
         return;
     sl_op_reply_version(op, s.new_version);
@@ -76,7 +76,7 @@ void sl_owner_update_exchange_title(sl_op_t *op)
     }
     sl_store_value_t p[] = {tlen ? sl_store_text(title, tlen) : sl_store_null(), sl_store_text(id, idlen),
                             sl_store_int(ex)};
-    s.scan = SL_SCAN_EXCHANGES;
+    s.scan |= SL_SCAN_EXCHANGES;
     if (sl_op_change_begin(op, &s, 0) != 0 || sl_op_run(op, SQL_SET_EXCHANGE_TITLE, p, 3, NULL) != 0 ||
         sl_op_change_commit(op, &s) != 0)
         return;

@@ -99,7 +99,7 @@ void sl_owner_resolve_finding(sl_op_t *op)
     sl_store_result_free(r);
     sl_store_value_t d[] = {sl_store_int(reveal), sl_store_int(fid)};
     sl_store_value_t e[] = {sl_store_text(id, idlen), sl_store_int(exchange)};
-    s.scan = exchange >= 0 ? SL_SCAN_EXCHANGES : SL_SCAN_TITLE;
+    s.scan |= exchange >= 0 ? SL_SCAN_EXCHANGES : SL_SCAN_TITLE;
     if (sl_op_change_begin(op, &s, 0) != 0 || sl_op_run(op, SQL_DECIDE, d, 2, NULL) != 0 ||
         (exchange >= 0 ? sl_op_run(op, SQL_RESCAN_EXCHANGE, e, 2, NULL)
                        : sl_op_run(op, SQL_RESCAN_TITLE, e, 1, NULL)) != 0 ||

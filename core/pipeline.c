@@ -124,9 +124,14 @@ void sl_op_tx_end(sl_op_t *op)
 
 /* ---- the change pipeline ---- */
 
-enum { LOCK_OWNER, LOCK_VERSION, LOCK_PUBLIC, LOCK_SEQ, LOCK_DELETED, LOCK_DIRTY };
+enum { LOCK_OWNER, LOCK_VERSION, LOCK_PUBLIC, LOCK_SEQ, LOCK_DELETED, LOCK_DIRTY, LOCK_UNSCANNED };
+/* LOCK_UNSCANNED: the session holds rows changed behind the owner's back (an operator in SQL, the
+ * migration): the change scans them too (scan.c). The subquery is a plain consistent read (the
+ * FOR UPDATE of the outer statement does not lock what a subquery reads) on exchanges_unscanned. */
 static const char SQL_LOCK[] = "SELECT owner_id, version, is_public, exchange_seq, deleted_at IS NOT NULL,"
-                               " cache_dirty FROM sessions WHERE id = ? FOR UPDATE";
+                               " cache_dirty, title_scanned = 0 OR EXISTS (SELECT 1 FROM exchanges e"
+                               " WHERE e.scanned = 0 AND e.deleted_at IS NULL AND e.session_id = sessions.id)"
+                               " FROM sessions WHERE id = ? FOR UPDATE";
 
 void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public,
                        int deleted, int dirty)
@@ -155,6 +160,8 @@ int sl_op_lock_session(sl_op_t *op, const char *id, size_t idlen, int allow_abse
                           sl_store_cell(r, 0, LOCK_PUBLIC)->i != 0, sl_store_cell(r, 0, LOCK_DELETED)->i != 0,
                           sl_store_cell(r, 0, LOCK_DIRTY)->i != 0);
         s->seq = (uint32_t)sl_store_cell(r, 0, LOCK_SEQ)->i;
+        if (sl_store_cell(r, 0, LOCK_UNSCANNED)->i)
+            s->scan = SL_SCAN_ALL;
     } else if (r->nrows == 1 || !allow_absent) {
         /* Another user's session looks exactly like a missing one. */
         sl_store_result_free(r);
@@ -256,7 +263,7 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
         return -1;
     /* What the change made unscanned is scanned before anything is built from it (scan.c): the
      * public views show scanned rows only, with their secrets redacted. A change that wrote no text
-     * made nothing unscanned (a row changed behind our back is the background pass's). */
+     * made nothing unscanned; rows changed behind our back were seen by the lock (s->scan). */
     if (s->scan && sl_scan_pending(op, s->id, s->idlen, s->scan) != 0)
         return -1;
     if (!s->cached || s->late)

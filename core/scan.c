@@ -7,7 +7,7 @@
  *     built (sl_scan_pending, called by sl_op_change_prepare): there is no moment at which a page
  *     shows a fresh secret, and the cost is that of the changed rows;
  *   - a row changed behind our back (an operator in SQL, the migration) leaves the public page
- *     until it is scanned: the background pass (sl_scan_pass_start) finds such sessions and runs an
+ *     until it is scanned: the background pass (sl_scan_pass) finds such sessions and runs an
  *     owner change on each, which scans and republishes.
  *
  * The owner's decisions follow the text: a finding is known by its field, the SHA-256 of its value
@@ -424,7 +424,7 @@ static void pass_sessions(sl_core_t *core, const char *sql, uint64_t start, unsi
         op.who.user_id = (uint64_t)sl_store_cell(r, i, 1)->i;
         sl_locked_t s;
         int ok = sl_op_tx_begin(&op) == 0 && sl_op_lock_session(&op, id->ptr, id->len, 0, &s) == 0 &&
-                 (s.scan = SL_SCAN_ALL) && sl_op_change_begin(&op, &s, 0) == 0 &&
+                 (s.scan |= SL_SCAN_ALL) && sl_op_change_begin(&op, &s, 0) == 0 &&
                  sl_op_change_commit(&op, &s) == 0;
         if (ok)
             core->stats.scan_passes++;

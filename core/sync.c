@@ -645,7 +645,7 @@ void sl_owner_sync_session(sl_op_t *op)
                             sl_store_int(seq), sl_store_text(agent, agent_len), sl_store_text(q.id, q.idlen)};
     if (sl_op_run(op, SQL_SESSION_UPDATE, p, 5, NULL) != 0 || store_upload(op, &q) != 0)
         goto out;
-    s.scan = SL_SCAN_ALL; /* the new and changed text is scanned before the projection is built */
+    s.scan |= SL_SCAN_ALL; /* the new and changed text is scanned before the projection is built */
     if (others.n == 0 && sl_op_change_commit(op, &s) != 0)
         goto out;
     if (others.n > 0) { /* a renamed project: its other public pages change in the same transaction */
@@ -836,7 +836,7 @@ void sl_owner_append_exchanges(sl_op_t *op)
     }
     free(hidden);
     sl_store_value_t q[] = {sl_store_int(seq), sl_store_text(id, idlen)};
-    s.scan = SL_SCAN_EXCHANGES; /* the appended text is scanned before the projection is built */
+    s.scan |= SL_SCAN_EXCHANGES; /* the appended text is scanned before the projection is built */
     if (sl_op_run(op, SQL_SET_SEQ, q, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0) {
         free(ids);
         return;

@@ -101,8 +101,9 @@ typedef struct sl_locked {
     int begun;            /* sl_op_change_begin succeeded */
     int late;             /* build the projection in sl_op_change_publish, after the commit (a change of
                              many sessions: one projection in memory at a time) */
-    int scan;             /* what the change may have made unscanned (SL_SCAN_*): scanned before the
-                             projection is built (scan.c); other changes make nothing unscanned */
+    int scan;             /* what to scan before the projection is built (SL_SCAN_*, scan.c): what the
+                             change wrote, and everything when the lock found unscanned rows (changed
+                             behind the owner's back); other changes make nothing unscanned */
     sl_projection_t proj; /* built by sl_op_change_prepare when cached */
 } sl_locked_t;
 
