@@ -348,22 +348,98 @@ static int contains_ci(const char *s, size_t len, const char *word)
     return 0;
 }
 
-/* a value that stands for a secret rather than being one: "your-api-key", "${TOKEN}", "xxxx" */
+/* the rule's bits per byte, or less for a value of 12 bytes or more: N bytes hold at most log2(N) bits
+ * per byte, and a random 14-character password often has only 3.1 (docs/secrets.md, "The engine").
+ * Shorter values keep the rule's figure: that is what tells "postgres" or "argon2id" from a secret */
+static double entropy_needed(double rule, size_t len)
+{
+    if (len < 12)
+        return rule;
+    double cap = log2((double)len) - 0.75;
+    return cap < rule ? cap : rule;
+}
+
+/* 8 bytes or more with lower-case and upper-case letters, digits and punctuation, three of the four:
+ * made to be a credential ("66NzFm6yA", "Summer2024!"), whatever its entropy; words, paths, hex and
+ * identifiers ("argon2id", "postgres", "MyServiceName") have fewer */
+static int mixed_classes(const char *s, size_t len)
+{
+    int lower = 0, upper = 0, digit = 0, punct = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        lower |= c >= 'a' && c <= 'z';
+        upper |= c >= 'A' && c <= 'Z';
+        digit |= c >= '0' && c <= '9';
+        punct |= c > ' ' && c < 0x7f && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') &&
+                 !(c >= '0' && c <= '9');
+    }
+    return len >= 8 && lower + upper + digit + punct >= 3;
+}
+
+static int is_alnum(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* WORD (lower case) at S[0, wl) written as a person writes it: all lower, all upper or capitalized;
+ * a random value mixes case by chance ("KYoUrUwe"), a placeholder does not */
+static int word_at(const char *s, const char *word, size_t wl)
+{
+    int lower = 1, upper = 1, capital = s[0] == word[0] - 'a' + 'A';
+    for (size_t i = 0; i < wl; i++) {
+        char c = s[i], w = word[i];
+        if (w >= 'a' && w <= 'z') {
+            lower &= c == w;
+            upper &= c == w - 'a' + 'A';
+            capital &= i == 0 || c == w;
+        } else if (c != w)
+            return 0;
+    }
+    return lower || upper || capital;
+}
+
+/* a value that stands for a secret rather than being one: "your-api-key", "${TOKEN}", "xxxxxxxx",
+ * AKIAIOSFODNN7EXAMPLE. Every test here is one that a random value in a provider's format passes
+ * only by rare chance (docs/secrets.md gives the odds): a long word in one case anywhere (7+
+ * letters: about 1e-11 per 36-character token), a short word in one case standing alone between
+ * separators or the value's ends ("your_api_key", "xoxb-your-token"), a run of 8 equal characters,
+ * characters no token format has. */
 static int placeholder(const char *s, size_t len)
 {
-    static const char *const words[] = {"example",     "xxxx",   "your", "changeme", "dummy", "redacted",
-                                        "placeholder", "sample", "****", "${",       "{{",    "%(",
-                                        "<",           ">",      "....", "0000"};
+    static const char *const long_words[] = {"example", "changeme", "redacted", "placeholder"};
+    static const char *const short_words[] = {"your", "dummy", "sample", "xxxx"};
+    static const char *const marks[] = {"****", "${", "{{", "%(", "<", ">", "...."};
     if (len < 8 || s[0] == '$')
         return 1;
-    size_t same = 0;
-    while (same < len && s[same] == s[0])
-        same++;
-    if (same == len)
-        return 1;
-    for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
-        if (contains_ci(s, len, words[i]))
+    size_t run = 1;
+    for (size_t i = 1; i < len; i++) {
+        run = s[i] == s[i - 1] ? run + 1 : 1;
+        if (run >= 8)
             return 1;
+    }
+    if (run == len)
+        return 1;
+    for (size_t w = 0; w < sizeof(marks) / sizeof(*marks); w++) {
+        size_t ml = strlen(marks[w]);
+        for (size_t i = 0; i + ml <= len; i++)
+            if (!memcmp(s + i, marks[w], ml))
+                return 1;
+    }
+    for (size_t w = 0; w < sizeof(long_words) / sizeof(*long_words); w++) {
+        size_t wl = strlen(long_words[w]);
+        for (size_t i = 0; i + wl <= len; i++)
+            if (word_at(s + i, long_words[w], wl))
+                return 1;
+    }
+    for (size_t w = 0; w < sizeof(short_words) / sizeof(*short_words); w++) {
+        size_t wl = strlen(short_words[w]);
+        for (size_t i = 0; i + wl <= len; i++) {
+            if (!word_at(s + i, short_words[w], wl))
+                continue;
+            if ((i == 0 || !is_alnum(s[i - 1])) && (i + wl == len || !is_alnum(s[i + wl])))
+                return 1;
+        }
+    }
     return 0;
 }
 
@@ -469,7 +545,8 @@ static int run_rule(const sl_secret_rules_t *rs, unsigned ri, const scratch_t *s
             const char *v = text + gs;
             size_t vl = ge - gs;
             int ok = 1;
-            if ((r->checks & CHECK_ENTROPY) && entropy(v, vl) < r->entropy)
+            if ((r->checks & CHECK_ENTROPY) && !mixed_classes(v, vl) &&
+                entropy(v, vl) < entropy_needed(r->entropy, vl))
                 ok = 0;
             if (ok && (r->checks & CHECK_PLACEHOLDER) && placeholder(v, vl))
                 ok = 0;

@@ -269,13 +269,86 @@ static void test_linear_cost(void **state)
     }
 }
 
+/* random values in a provider's format, with words that mark placeholders ("your", "xxxx",
+ * "example", "0000", ...) planted inside them in any case, are still secrets: a GitHub token that
+ * happened to hold "YoUr" reached a public page in a fresh-clone CI run. The placeholder check
+ * must look like a placeholder (case-consistent words at a separator, long runs), not like chance. */
+static void test_random_values_with_words(void **state)
+{
+    char err[256];
+    const sl_secret_rules_t *rs = sl_secrets_builtin(err, sizeof(err));
+    assert_non_null(rs);
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static const char letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    static const struct {
+        const char *prefix, *alphabet, *before, *after;
+        size_t body;
+    } fmt[] = {
+        {"ghp_", alnum, "export GITHUB_TOKEN=", "\n", 36},
+        {"ghp_", alnum, "use token ", " now", 36},
+        {"hf_", letters, "HF_TOKEN=", "\n", 34},
+        {"AKIA", b32, "aws_access_key_id = ", "\n", 16},
+    };
+    static const char *const words[] = {"your",    "YoUr",    "yOUR",     "dummy",    "DuMmY",
+                                        "sample",  "SaMPle",  "xxxx",     "XxXx",     "0000",
+                                        "ExAmple", "eXAMPLE", "ChangeMe", "rEDACTED", "PlaceHolder"};
+    unsigned seed = 20261204;
+    int missed = 0, total = 0;
+    for (size_t f = 0; f < sizeof(fmt) / sizeof(*fmt); f++)
+        for (size_t w = 0; w <= sizeof(words) / sizeof(*words); w++) /* w == count: nothing planted */
+            for (int k = 0; k < (w == sizeof(words) / sizeof(*words) ? 2000 : 200); k++) {
+                char tok[64], text[160];
+                size_t pl = strlen(fmt[f].prefix), al = strlen(fmt[f].alphabet);
+                memcpy(tok, fmt[f].prefix, pl);
+                for (size_t i = 0; i < fmt[f].body; i++)
+                    tok[pl + i] = fmt[f].alphabet[rand_r(&seed) % al];
+                tok[pl + fmt[f].body] = 0;
+                if (w < sizeof(words) / sizeof(*words)) {
+                    size_t wl = strlen(words[w]);
+                    if (wl + 2 > fmt[f].body || (fmt[f].alphabet != alnum && strpbrk(words[w], "0123456789")))
+                        continue;
+                    /* upper-cased into an AWS key id, a long word is a placeholder (AKIAIOSFODNN7EXAMPLE) */
+                    if (fmt[f].alphabet == b32 && wl >= 7)
+                        continue;
+                    /* an interior place: a character of the value on both sides */
+                    size_t at = pl + 1 + rand_r(&seed) % (fmt[f].body - wl - 1);
+                    for (size_t i = 0; i < wl; i++) {
+                        char c = words[w][i];
+                        if (fmt[f].alphabet == b32 && c >= 'a' && c <= 'z')
+                            c = (char)(c - 'a' + 'A');
+                        tok[at + i] = c;
+                    }
+                }
+                snprintf(text, sizeof(text), "%s%s%s", fmt[f].before, tok, fmt[f].after);
+                sl_secret_hit_t *h;
+                size_t n;
+                assert_int_equal(sl_secrets_scan(rs, text, strlen(text), &h, &n), 0);
+                size_t start = strlen(fmt[f].before);
+                int found = 0;
+                for (size_t i = 0; i < n; i++)
+                    found |= h[i].start <= start && h[i].end >= start + strlen(tok);
+                free(h);
+                total++;
+                if (!found && missed++ < 10)
+                    fprintf(stderr, "missed: %s\n", text);
+            }
+    fprintf(stderr, "%d of %d random values missed\n", missed, total);
+    assert_int_equal(missed, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_builtin_rules),     cmocka_unit_test(test_spans_and_kinds),
-        cmocka_unit_test(test_pem_whole),         cmocka_unit_test(test_jwt_check),
-        cmocka_unit_test(test_rules_file_errors), cmocka_unit_test(test_preview),
-        cmocka_unit_test(test_match_limit),       cmocka_unit_test(test_linear_cost),
+        cmocka_unit_test(test_builtin_rules),
+        cmocka_unit_test(test_spans_and_kinds),
+        cmocka_unit_test(test_pem_whole),
+        cmocka_unit_test(test_jwt_check),
+        cmocka_unit_test(test_rules_file_errors),
+        cmocka_unit_test(test_preview),
+        cmocka_unit_test(test_match_limit),
+        cmocka_unit_test(test_linear_cost),
+        cmocka_unit_test(test_random_values_with_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

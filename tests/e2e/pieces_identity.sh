@@ -126,7 +126,9 @@ n1=$(rpc "$TOKEN" GetSession "{\"session_id\":\"$S1\"}" | jq '[.exchanges[] | se
 r0=$(rendered)
 call AppendExchanges "$(jq -n --arg id "$S1" '{session_id:$id, exchanges:[{prompt:"one more", response:"**rendered** once"}]}')"
 r1=$(rendered)
-e=$(pick "$S1")
+# a visible exchange: one retitled while hidden has pieces to render when it is shown again (the
+# fresh-clone CI of bb6a83f picked one: "hide+show 1")
+e=$(rpc "$TOKEN" GetSession "{\"session_id\":\"$S1\"}" | jq '[.exchanges[] | select(.deleted != true and .hidden != true) | .id] | .[0]')
 call SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[$e],\"hidden\":true}"
 call SetExchangesHidden "{\"session_id\":\"$S1\",\"exchange_ids\":[$e],\"hidden\":false}"
 r2=$(rendered)
