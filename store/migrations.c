@@ -347,6 +347,17 @@ static const char *const m9_steps[] = {
     NULL,
 };
 
+/* The rules changed in 2c0f221 in a way that finds more (a random token holding a placeholder
+ * word by chance was taken for a placeholder; docs/secret-rules.md "Recall"): every row scanned by
+ * the earlier rules is scanned again. Unscanned rows leave the public pages (the views show scanned
+ * rows only) until the owner's next change or the background pass has scanned them: fail closed.
+ * Re-runnable: it only sets flags. */
+static const char *const m10_steps[] = {
+    "UPDATE exchanges SET scanned = 0 WHERE scanned = 1 AND deleted_at IS NULL",
+    "UPDATE sessions SET title_scanned = 0 WHERE title_scanned = 1 AND deleted_at IS NULL",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
@@ -357,6 +368,7 @@ const sl_store_migration_t sl_store_migrations[] = {
     {7, "projection keys through their index", m7_steps},
     {8, "uploads that grow: tail parts and references", m8_steps},
     {9, "secret scanning: findings, redacted public text, scanned rows only", m9_steps},
+    {10, "secret scanning: rescan with the rules of 2c0f221", m10_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

@@ -48,7 +48,7 @@ read_all
 read_all
 ev1=$(rcli INFO stats | awk -F: '/^evicted_keys:/ {print $2+0}')
 check "Redis evicted projection entries ($((ev1 - ev0)))" test "$((ev1 - ev0))" -gt 0
-check "the trust marker was not evicted" test "$(rcli EXISTS "${P}trusted:3")" = 1
+check "the trust marker was not evicted" test "$(rcli EXISTS "${P}trusted:4")" = 1
 check "no key without a TTL was evicted ($(wc -w <<<"$persistent") of them)" \
     bash -c 'for k in $1; do [ "$(redis-cli -p "$2" EXISTS "$k")" = 1 ] || exit 1; done' _ "$persistent" "$SHARELINE_REDIS_PORT"
 

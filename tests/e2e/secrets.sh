@@ -214,3 +214,36 @@ check "race: the readers saw the appends (redacted)" grep -q 'redacted: github-t
 check "race: $(cat "$WORK/race.r1.n") + $(cat "$WORK/race.r2.n") polls, no secret received" \
     no_secret_in <(cat "$WORK/race.r1" "$WORK/race.r2" "$WORK/race.events") "$WORK/race.secrets"
 check "race: the live events carried the appends" grep -q 'redacted: github-token' "$WORK/race.events"
+
+# ---- an upgrade from rules that missed a token: migration 10 rescans, entry format 4 flushes ----
+# bb6a83f's rules took this token for a placeholder ("YoUr"): its rows were scanned with no finding
+# and the page showed it. After `admin migrate` and a restart, it must be gone at once.
+U="sec-$$-upg"
+KU=ghp_F2Pb6Fx4vFfKYoUrUwejMAnH7x5OEm1F9Iu5
+sync_fixture "$TOKEN" <(printf '_**User**_\n\nfirst\n\n---\n\n_**Agent**_\n\nok\n\n---\n\n_**User**_\n\nuse the token\n\n---\n\n_**Agent**_\n\nexport GITHUB_TOKEN=%s\n' "$KU") "$U" >/dev/null
+rpc "$TOKEN" SetVisibility "{\"session_id\":\"$U\",\"public\":true}" >/dev/null
+public_bytes "$U" "$WORK/upg.0"
+check "upgrade: today's rules redact the token" bash -c "grep -qF '[redacted: github-token]' '$WORK/upg.0' && ! grep -qF '$KU' '$WORK/upg.0'"
+# the state the old rules left: scanned, no finding, the public text is the text; a change republishes it
+sql "DELETE FROM session_findings WHERE session_id = '$U'; UPDATE exchanges SET public_prompt = NULL, public_response = NULL, public_title = NULL, redaction = NULL WHERE session_id = '$U'"
+first=$(rpc "$TOKEN" GetSession "{\"session_id\":\"$U\"}" | jq '.exchanges[0].id')
+rpc "$TOKEN" SetExchangesHidden "{\"session_id\":\"$U\",\"exchange_ids\":[$first],\"hidden\":true}" >/dev/null
+rpc "$TOKEN" SetExchangesHidden "{\"session_id\":\"$U\",\"exchange_ids\":[$first],\"hidden\":false}" >/dev/null
+public_bytes "$U" "$WORK/upg.1"
+check "upgrade: as the old rules left it, the page shows the token (the checks below can fail)" grep -qF "$KU" "$WORK/upg.1"
+sql "DELETE FROM schema_migrations WHERE version = 10"
+"$BIN" admin migrate >"$WORK/migrate10.log" 2>&1 || cat "$WORK/migrate10.log"
+check "upgrade: migration 10 applies again" eq "$(sql "SELECT COUNT(*) FROM schema_migrations WHERE version = 10")" 1
+check "upgrade: it leaves no row of the session scanned" \
+    eq "$(sql "SELECT COUNT(*) FROM exchanges WHERE session_id = '$U' AND scanned = 1")" 0
+# the restart of every node after migrating (docs/secrets.md): a Redis of entry format 3 is emptied
+stop_server
+redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning DEL "${SHARELINE_REDIS_PREFIX}trusted:4" >/dev/null
+start_server || not_ok "the server restarts"
+public_bytes "$U" "$WORK/upg.2"
+check "upgrade: after the restart no public representation holds the token" no_secret_in "$WORK/upg.2" <(echo "$KU")
+rpc "$TOKEN" UpdateSessionTitle "{\"session_id\":\"$U\",\"title\":\"after the upgrade\"}" >/dev/null
+public_bytes "$U" "$WORK/upg.3"
+check "upgrade: the owner's next change scans the rows again: the token is redacted" \
+    bash -c "grep -qF '[redacted: github-token]' '$WORK/upg.3' && ! grep -qF '$KU' '$WORK/upg.3'"
+
