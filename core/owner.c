@@ -1,7 +1,7 @@
 /*
  * The owner methods' dispatch: every method of the owner service (rpc.h) runs as a task that first
  * resolves the caller's bearer token, then runs the method's straight-line code (one file per
- * capability: sync.c, sharing.c, edits.c, reads.c, search.c, projects.c), then clears the cache
+ * capability: sync.c, append.c, sharing.c, edits.c, reads.c, search.c, projects.c), then clears the cache
  * flag its change left pending. Which function implements which method is this table.
  */
 #include <stdlib.h>

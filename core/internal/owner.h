@@ -232,7 +232,7 @@ void sl_scan_pass(sl_core_t *core);
 /* ---- the methods (one file per capability) ---- */
 
 void sl_owner_sync_session(sl_op_t *op);     /* sync.c */
-void sl_owner_append_exchanges(sl_op_t *op); /* sync.c */
+void sl_owner_append_exchanges(sl_op_t *op); /* append.c */
 void sl_owner_set_visibility(sl_op_t *op);   /* sharing.c */
 void sl_owner_set_exchanges_hidden(sl_op_t *op);
 void sl_owner_get_share_settings(sl_op_t *op);
