@@ -417,8 +417,6 @@ static int placeholder(const char *s, size_t len)
         if (run >= 8)
             return 1;
     }
-    if (run == len)
-        return 1;
     for (size_t w = 0; w < sizeof(marks) / sizeof(*marks); w++) {
         size_t ml = strlen(marks[w]);
         for (size_t i = 0; i + ml <= len; i++)
