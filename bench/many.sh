@@ -108,14 +108,16 @@ warm_ok=$(grep -c '^200$' "$work/warm.codes" || true)
 json_total=$(find "$refdir" -maxdepth 1 -name 'many-*' -printf '%f %s\n' |
     awk -v m="$max" '{ i = substr($1, 6) + 0; if (i >= 1 && i <= m) s += $2 } END {printf "%d", s}')
 
-# Redis bytes per session against its JSON: MEMORY USAGE of a sample of entries (every 97th id)
+# Redis bytes per session against its JSON: MEMORY USAGE of a sample of entries (every 97th id) and
+# of the blobs of pieces each names (bench/redis_bytes.py)
 redis_ratio() { # n -> "avg-redis-bytes avg-json-bytes ratio"
-    local i r j rs=0 js=0 c=0
-    for ((i = 1; i <= $1; i += 97)); do
-        r=$(rcli MEMORY USAGE "many:p:many-$i"); j=$(stat -c %s "$refdir/many-$i" 2>/dev/null || echo 0)
-        [ -n "$r" ] && [ "$j" -gt 0 ] || continue
-        rs=$((rs + r)); js=$((js + j)); c=$((c + 1))
-    done
+    local i ids=() sid e b rs=0 js=0 c=0 j
+    for ((i = 1; i <= $1; i += 97)); do ids+=("many-$i"); done
+    while read -r sid e b _; do
+        j=$(stat -c %s "$refdir/$sid" 2>/dev/null || echo 0)
+        [ "$e" -gt 0 ] && [ "$j" -gt 0 ] || continue
+        rs=$((rs + e + b)); js=$((js + j)); c=$((c + 1))
+    done < <(python3 "$root/bench/redis_bytes.py" "$SHARELINE_REDIS_PORT" "many:" "${ids[@]}")
     awk -v r="$rs" -v j="$js" -v c="$c" 'BEGIN {if (c && j) printf "%d %d %.2f\n", r / c, j / c, r / j; else print "0 0 nan"}'
 }
 
@@ -240,7 +242,7 @@ for n in $SIZES; do
 done
 {
     echo
-    echo "Redis bytes per session (MEMORY USAGE of every 97th entry, all of its parts): "
+    echo "Redis bytes per session (MEMORY USAGE of every 97th entry and of the blobs of pieces it names): "
     while read -r n rb jb rr; do
         echo "- first $n sessions: $rb bytes per entry for $jb bytes of JSON: $rr x (target <= 2)"
     done <"$work/redis-ratio.txt"

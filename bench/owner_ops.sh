@@ -5,9 +5,12 @@
 # that change one thing — append 1 exchange, hide 1 (and show it again), retitle 1 — and of a
 # SpecStory re-sync of the whole file with one exchange more; then owner calls/s of 16 clients
 # against the rate of bare one-row UPDATE transactions of the same MariaDB (mariadb-slap, same
-# concurrency, same run). Needs: URL TOKEN OUT in the environment and $OUT/pool.json.
+# concurrency, same run); and the bytes Redis received per append (INFO stats total_net_input_bytes
+# around the call: the MARK, the blobs of pieces, the recipe, the invalidations) against the
+# appended exchange's rendered size (what the JSON, page and Markdown grew by). Needs: URL TOKEN
+# OUT REDIS_PORT in the environment and $OUT/pool.json.
 set -euo pipefail
-: "${URL:?}" "${TOKEN:?}" "${OUT:?}"
+: "${URL:?}" "${TOKEN:?}" "${OUT:?}" "${REDIS_PORT:?}"
 root=$(cd "$(dirname "$0")/.." && pwd)
 SIZES=${SL_BENCH_OP_SIZES:-"1 10 100 1000 10000"}
 pool="$OUT/pool.json"
@@ -21,6 +24,16 @@ timed() {
         -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data-binary @"$2" \
         "$URL/rpc/shareline.v1.Sessions/$1")
     [ "$code" = 200 ] && echo "$t" || { echo "owner_ops.sh: $1 answered $code: $(head -c 300 "$OUT/op.out")" >&2; echo err; }
+}
+# bytes Redis has received so far
+rin() { redis-cli -p "$REDIS_PORT" INFO stats | awk -F: '/^total_net_input_bytes:/ {print $2 + 0}'; }
+# the plain JSON, page and Markdown of a public session: their total size
+docs() {
+    local j h m
+    j=$(curl -sS --http2-prior-knowledge -o /dev/null -w '%{size_download}' "$URL/api/v1/share/$1")
+    h=$(curl -sS --http2-prior-knowledge -o /dev/null -w '%{size_download}' "$URL/share/$1")
+    m=$(curl -sS --http2-prior-knowledge -H 'Accept: text/markdown' -o /dev/null -w '%{size_download}' "$URL/api/v1/share/$1")
+    echo $((j + h + m))
 }
 pct() { grep -v err | sort -g | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p+0.999999); if (i<1) i=1; if (i>NR) i=NR; if (NR) printf "%.1f", a[i]*1000; else print "n/a"}'; }
 # markdown N CUT -> a SpecStory file of the first N exchanges of the pool, each field cut to CUT characters
@@ -50,10 +63,15 @@ for n in $SIZES; do
     rpc SyncSession <"$OUT/op-sync.json" >/dev/null
     echo "{\"session_id\":\"$sid\",\"public\":true}" | rpc SetVisibility >/dev/null
     first=$(echo "{\"session_id\":\"$sid\"}" | rpc GetSession | jq -r '.exchanges[0].id')
-    app=() hide=() ret=() resync=()
+    app=() hide=() ret=() resync=() rbytes=() grown=()
     for i in $(seq 1 "$runs"); do
         jq --arg id "$sid" --argjson i "$i" --argjson c "$cut" '{session_id:$id, exchanges:[.[$i % length] | {prompt: .prompt[0:$c], response: .response[0:$c]}]}' "$pool" >"$OUT/op-append.json"
+        d0=$(docs "$sid")
+        r0=$(rin)
         app+=("$(timed AppendExchanges "$OUT/op-append.json")")
+        r1=$(rin)
+        rbytes+=($((r1 - r0)))
+        grown+=($(($(docs "$sid") - d0)))
         jq -n --arg id "$sid" --argjson e "$first" --argjson h "$([ $((i % 2)) = 1 ] && echo true || echo false)" \
             '{session_id:$id, exchange_ids:[$e], hidden:$h}' >"$OUT/op-hide.json"
         hide+=("$(timed SetExchangesHidden "$OUT/op-hide.json")")
@@ -71,7 +89,21 @@ for n in $SIZES; do
     done
     f() { echo "$(printf '%s\n' "$@" | pct 0.5) / $(printf '%s\n' "$@" | pct 0.99)"; }
     echo "| $n | $(f "${app[@]}") | $(f "${hide[@]}") | $(f "${ret[@]}") | $(f "${resync[@]}") |" >>"$OUT/report.md"
+    med() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+    echo "$n $(med "${rbytes[@]}") $(med "${grown[@]}")" >>"$OUT/op-bytes.txt"
 done
+{
+    echo
+    echo "Bytes Redis received per append of one exchange (median; INFO stats total_net_input_bytes around the"
+    echo "call: MARK, blobs of pieces, recipe, invalidations) against what the three plain documents grew by:"
+    echo
+    echo "| exchanges | Redis bytes in per append | documents grew by | ratio (target <= 4 + a constant) |"
+    echo "|---|---|---|---|"
+    while read -r n rb g; do
+        echo "| $n | $rb | $g | $(awk -v a="$rb" -v b="$g" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}') |"
+    done <"$OUT/op-bytes.txt"
+} >>"$OUT/report.md"
+rm -f "$OUT/op-bytes.txt"
 
 # ---- the constant part: owner calls/s of 16 clients vs bare one-row UPDATE transactions ----
 ids=()

@@ -59,7 +59,8 @@ for n in $SIZES; do
     seed_n "$id" "$n"
     json=$(curl -sS --http2-prior-knowledge -o /dev/null -w '%{size_download}' "$URL/api/v1/share/$id")
     html=$(curl -sS --http2-prior-knowledge -o /dev/null -w '%{size_download}' "$URL/share/$id")
-    mem=$(rcli MEMORY USAGE "${REDIS_PREFIX}p:$id")
+    # the entry (a recipe) and the blobs of pieces it names (bench/redis_bytes.py)
+    mem=$(python3 "$root/bench/redis_bytes.py" "$REDIS_PORT" "$REDIS_PREFIX" "$id" | awk '{print $2 + $3}')
     cold=()
     for _ in $(seq 1 "${SL_BENCH_COLD_RUNS:-25}"); do
         rcli DEL "${REDIS_PREFIX}p:$id" >/dev/null

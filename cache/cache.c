@@ -109,6 +109,12 @@ static void deliver_now(cmd_t *k, sl_cache_status_t status, const char *error, c
         status = SL_CACHE_E_REPLY;
         error = r->str;
     }
+    if (k->kind == K_BLOBS) {
+        if (status != SL_CACHE_OK)
+            c->stats.errors++;
+        sl_cache__deliver_blobs(k, status, error, status == SL_CACHE_OK ? r : NULL);
+        return;
+    }
     if (k->kind == K_GENERIC) {
         sl_cache_reply_t gr = {.status = status, .error = error};
         if (status == SL_CACHE_OK) {

@@ -156,6 +156,38 @@ void sl_cache_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
 void sl_cache_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, sl_proj_cb cb,
                           void *data);
 
+/* drop: removes the entry only when it is still exactly the PUBLIC entry of version with content
+ * tag `tag` (a reader found blobs it names gone: the key is left absent, so the next reader takes a
+ * lease and refills it from MariaDB); stored = 1 when removed. */
+void sl_cache_proj_drop(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, uint64_t tag,
+                        sl_proj_cb cb, void *data);
+
+/* ---- exchange pieces (blobs.c, docs/pieces.md) ----
+ *
+ * "<prefix>x:<32 hex>": the blob of one exchange's pieces under the key it is named by (the hash of
+ * everything it was made from: equal keys, equal bytes, for any session and node). A PUBLIC entry
+ * holds a recipe naming its blobs; readers fetch the ones they lack. Written with a TTL (a blob no
+ * recipe names any more goes by itself); a blob Redis evicted or let expire makes the reader drop
+ * the entry and rebuild it from MariaDB. Like the projection commands, these run only while Redis
+ * is trusted. */
+typedef struct sl_blobs_reply {
+    sl_cache_status_t status;
+    const char *error;
+    size_t n;                /* get: one per key asked */
+    const void *const *blob; /* get: NULL where Redis holds none; valid only during the callback */
+    const size_t *len;
+} sl_blobs_reply_t;
+
+typedef void (*sl_blobs_cb)(const sl_blobs_reply_t *reply, void *data);
+
+/* MGET of n keys (n >= 1). */
+void sl_cache_blobs_get(sl_cache_t *c, size_t n, const unsigned char (*keys)[16], sl_blobs_cb cb, void *data);
+/* DEL of n keys (n >= 1): blobs of exchanges deleted by their owner; status OK when done. */
+void sl_cache_blobs_del(sl_cache_t *c, size_t n, const unsigned char (*keys)[16], sl_blobs_cb cb, void *data);
+/* SET of one blob with a TTL (seconds); status OK when stored. */
+void sl_cache_blob_put(sl_cache_t *c, const unsigned char key[16], const void *blob, size_t len,
+                       unsigned ttl_s, sl_blobs_cb cb, void *data);
+
 /* ---- plain commands (health checks, tests, bench) ---- */
 
 typedef struct sl_cache_reply {

@@ -97,6 +97,10 @@ static const char LUA_PUBLISH[] =
                          "then return refuse(kind .. ver) end "
                          "store() return 1";
 
+/* ARGV: 1 = the head's start "P<version> <tag> ". Removes exactly that PUBLIC entry. */
+static const char LUA_DROP[] = "if redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1) == ARGV[1] then "
+                               "redis.call('DEL', KEYS[1]) return 1 end return 0";
+
 static int parse_u64(const char *s, size_t len, uint64_t *out)
 {
     if (len == 0 || len > 20)
@@ -495,6 +499,23 @@ void sl_cache_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t 
     int vlen = snprintf(ver, sizeof(ver), "%" PRIu64, version);
     const char *argv[] = {"EVAL", LUA_UNMARK, "1", key, ver};
     size_t lens[] = {4, sizeof(LUA_UNMARK) - 1, 1, klen, (size_t)vlen};
+    sl_cache__send(k, 5, argv, lens);
+    if (key != kb)
+        free(key);
+}
+
+void sl_cache_proj_drop(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, uint64_t tag,
+                        sl_proj_cb cb, void *data)
+{
+    cmd_t *k = sl_cache__cmd_new(c, K_WRITE);
+    k->pcb = cb;
+    k->data = data;
+    char kb[256], head[64];
+    size_t klen;
+    char *key = make_key(c, id, idlen, &klen, kb, sizeof(kb));
+    int hlen = snprintf(head, sizeof(head), "P%" PRIu64 " %016" PRIx64 " ", version, tag);
+    const char *argv[] = {"EVAL", LUA_DROP, "1", key, head};
+    size_t lens[] = {4, sizeof(LUA_DROP) - 1, 1, klen, (size_t)hlen};
     sl_cache__send(k, 5, argv, lens);
     if (key != kb)
         free(key);

@@ -39,6 +39,13 @@ void sl_app_metrics(void *data, char **buf, size_t *len)
             "Exchange pieces not in the node's memory (read from MariaDB, or rendered).", c.pieces_misses);
     COUNTER("shareline_pieces_rendered_total", "Exchanges whose pieces were rendered (new or changed).",
             c.pieces_rendered);
+    COUNTER("shareline_pieces_stored_total", "Blobs of exchange pieces written to Redis (docs/pieces.md).",
+            c.pieces_stored);
+    COUNTER("shareline_pieces_fetched_total",
+            "Blobs of exchange pieces read from Redis to assemble a document.", c.pieces_fetched);
+    COUNTER("shareline_recipe_drops_total",
+            "Redis entries dropped by a reader because a blob they name was gone (rebuilt from MariaDB).",
+            c.recipe_drops);
     GAUGE("shareline_pieces_bytes",
           "Bytes of exchange pieces the node's memory holds (SHARELINE_PIECES_CACHE_BYTES).", c.pieces_bytes);
     COUNTER("shareline_cache_repairs_total", "Sessions published again by the repair after a failed publish.",

@@ -281,24 +281,32 @@ static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_pro
     sl_zdoc_gstr(d, "</script></body></html>\n");
 }
 
+int sl_projection_assemble_part(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n,
+                                uint64_t version, unsigned part, int dry, char **gz, size_t *gzlen,
+                                uint32_t *crc, size_t *plain)
+{
+    sl_zdoc_t d;
+    sl_zdoc_init(&d);
+    d.dry = dry;
+    if (part == 0)
+        assemble_json(&d, s, rows, n);
+    else if (part == 1)
+        assemble_html(&d, s, rows, n, version);
+    else
+        assemble_markdown(&d, s, rows, n);
+    return sl_zdoc_finish(&d, gz, gzlen, crc, plain);
+}
+
 int sl_projection_assemble(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
-                           sl_projection_t *out)
+                           int dry, sl_projection_t *out)
 {
     uint32_t crc[3];
-    size_t plain[3];
-    for (int part = 0; part < 3; part++) {
-        sl_zdoc_t d;
-        sl_zdoc_init(&d);
-        if (part == 0)
-            assemble_json(&d, s, rows, n);
-        else if (part == 1)
-            assemble_html(&d, s, rows, n, version);
-        else
-            assemble_markdown(&d, s, rows, n);
-        int gz = 2 * part + 1;
-        if (sl_zdoc_finish(&d, &out->rep[gz], &out->rep_len[gz], &crc[part], &plain[part]) != 0)
+    for (unsigned part = 0; part < 3; part++) {
+        int gz = 2 * (int)part + 1;
+        if (sl_projection_assemble_part(s, rows, n, version, part, dry, &out->rep[gz], &out->rep_len[gz],
+                                        &crc[part], &out->plain_len[part]) != 0)
             return -1;
-        out->plain_len[part] = plain[part];
+        out->gz_len[part] = out->rep_len[gz];
     }
     out->len = out->rep_len[SL_REP_JSON_GZ] + out->rep_len[SL_REP_HTML_GZ] + out->rep_len[SL_REP_MD_GZ];
     /* The ETag names the version and the content (the CRC-32 of the JSON, the page and the
@@ -308,6 +316,17 @@ int sl_projection_assemble(const sl_proj_session_t *s, const sl_proj_row_t *rows
     out->etag_len = (size_t)k;
     out->tag = sl_rpc_etag_tag(out->etag, out->etag_len);
     return 0;
+}
+
+int sl_etag_part_matches(const char *etag, size_t len, unsigned part, uint32_t crc)
+{
+    const char *dash = memchr(etag, '-', len);
+    if (dash == NULL || (size_t)(etag + len - dash) != 1 + 8 + 8 + 4 || part > 2)
+        return 0;
+    char want[9];
+    int n = part < 2 ? snprintf(want, sizeof(want), "%08x", (unsigned)crc)
+                     : snprintf(want, sizeof(want), "%04x", (unsigned)(crc >> 16));
+    return memcmp(dash + 1 + 8 * part, want, (size_t)n) == 0;
 }
 
 int sl_projection_plain(sl_projection_t *p, unsigned flags)

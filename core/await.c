@@ -163,6 +163,14 @@ void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
     wait_until(&w.done);
 }
 
+void sl_await_proj_drop(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, uint64_t tag,
+                        sl_proj_reply_t *out)
+{
+    wait_proj_t w = {sl_task_current(), 0, out, NULL};
+    sl_cache_proj_drop(c, id, idlen, version, tag, on_proj, &w);
+    wait_until(&w.done);
+}
+
 void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t version,
                              sl_proj_reply_t *out)
 {

@@ -60,6 +60,9 @@ typedef struct sl_core_stats {
     uint64_t pieces_misses;        /* ... not found there (read from MariaDB, or rendered) */
     uint64_t pieces_bytes;         /* bytes the node's memory of pieces holds */
     uint64_t pieces_rendered;      /* exchanges whose pieces were rendered (new or changed) */
+    uint64_t pieces_stored;        /* blobs of pieces written to Redis (new, changed, or not known there) */
+    uint64_t pieces_fetched;       /* blobs of pieces a reader read from Redis (not in its memory) */
+    uint64_t recipe_drops;         /* entries dropped by a reader: a blob they name was gone (rebuilt) */
 } sl_core_stats_t;
 
 /* owner: the pool for the owner path (full access); public: the pool of the account that can read

@@ -1,4 +1,5 @@
 /* What the owner can edit: session and exchange titles, deleting an exchange, deleting the session. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/internal/owner.h"
@@ -8,7 +9,8 @@ static const char SQL_EXCHANGE_LIVE[] = "SELECT COUNT(*) FROM exchanges"
 static const char SQL_EXCHANGE_REMOVE[] =
     "UPDATE exchanges SET deleted_at = NOW(6), prompt = '', response = '', title = NULL, removed_by_sync = 0,"
     " public_prompt = NULL, public_response = NULL, public_title = NULL, redaction = NULL,"
-    " updated_at = NOW(6) WHERE session_id = ? AND id = ? AND deleted_at IS NULL";
+    " pieces = NULL, pieces_key = NULL, updated_at = NOW(6) WHERE session_id = ? AND id = ? AND deleted_at "
+    "IS NULL";
 static const char SQL_EXCHANGE_FINDINGS_REMOVE[] =
     "DELETE FROM session_findings WHERE session_id = ? AND exchange_id = ?";
 
@@ -85,13 +87,32 @@ void sl_owner_update_exchange_title(sl_op_t *op)
 
 /* ---- DeleteExchange, DeleteSession ---- */
 
+/* Deleted means gone, in Redis too: the keys of the pieces the deleted exchanges had, whose blobs
+ * are deleted from Redis after the commit (recipe.c). */
+static const char SQL_PIECE_KEY[] = "SELECT pieces_key FROM exchanges WHERE session_id = ? AND id = ?";
+static const char SQL_PIECE_KEYS[] =
+    "SELECT pieces_key FROM exchanges WHERE session_id = ? AND pieces_key IS NOT NULL";
+
+/* The keys in r's first column (16 bytes each; others skipped), malloc'd, or NULL (none). */
+static unsigned char (*piece_keys(const sl_store_result_t *r, size_t *n))[16]
+{
+    *n = 0;
+    unsigned char(*k)[16] = r->nrows ? malloc(r->nrows * 16) : NULL;
+    for (size_t i = 0; k && i < r->nrows; i++) {
+        const sl_store_value_t *v = sl_store_cell(r, i, 0);
+        if ((v->type == SL_STORE_BLOB || v->type == SL_STORE_TEXT) && v->len == 16)
+            memcpy(k[(*n)++], v->ptr, 16);
+    }
+    return k;
+}
+
 static const char SQL_DELETE_SESSION[] =
     "UPDATE sessions SET deleted_at = NOW(6), is_public = 0, title = '', public_title = NULL WHERE id = ?";
 static const char SQL_WIPE_EXCHANGES[] = "UPDATE exchanges SET deleted_at = COALESCE(deleted_at, NOW(6)), "
                                          "prompt = '', response = '', title = NULL, removed_by_sync = 0,"
                                          " public_prompt = NULL, public_response = NULL, public_title = NULL,"
-                                         " redaction = NULL, default_title = '', updated_at = NOW(6)"
-                                         " WHERE session_id = ?";
+                                         " redaction = NULL, default_title = '', pieces = NULL,"
+                                         " pieces_key = NULL, updated_at = NOW(6) WHERE session_id = ?";
 static const char SQL_WIPE_FINDINGS[] = "DELETE FROM session_findings WHERE session_id = ?";
 static const char SQL_WIPE_UPLOAD[] = "DELETE FROM session_uploads WHERE session_id = ?";
 static const char SQL_WIPE_HISTORY[] = "DELETE FROM session_upload_history WHERE session_id = ?";
@@ -115,9 +136,21 @@ void sl_owner_delete_exchange(sl_op_t *op)
             sl_op_fail(op, SL_RPC_NOT_FOUND, "exchange %lld not found in this session", (long long)ex);
         return;
     }
-    if (sl_op_change_begin(op, &s, 0) != 0 || sl_op_remove_exchange(op, id, idlen, ex) != 0 ||
-        sl_op_change_commit(op, &s) != 0)
+    sl_store_value_t q[] = {sl_store_text(id, idlen), sl_store_int(ex)};
+    sl_store_result_t *r;
+    if (sl_op_run(op, SQL_PIECE_KEY, q, 2, &r) != 0)
         return;
+    size_t nkeys;
+    unsigned char(*keys)[16] = piece_keys(r, &nkeys);
+    sl_store_result_free(r);
+    if (sl_op_change_begin(op, &s, 0) != 0 || sl_op_remove_exchange(op, id, idlen, ex) != 0 ||
+        sl_op_change_commit(op, &s) != 0) {
+        free(keys);
+        return;
+    }
+    if (nkeys)
+        sl_recipe_forget(op->core, (const unsigned char(*)[16])keys, nkeys);
+    free(keys);
     sl_op_reply_version(op, s.new_version);
 }
 
@@ -147,15 +180,27 @@ void sl_owner_delete_session(sl_op_t *op)
     }
     if (sl_op_change_begin(op, &s, 0) != 0)
         return;
-    /* Deleted means gone: the text of every exchange and the upload are wiped, not only flagged.
-     * A public session's entry becomes a tombstone (the public views no longer show it). */
+    /* Deleted means gone: the text of every exchange, its pieces (in MariaDB and Redis) and the
+     * upload are wiped, not only flagged. A public session's entry becomes a tombstone (the public
+     * views no longer show it). */
     sl_store_value_t p[] = {sl_store_text(id, idlen)};
+    sl_store_result_t *r;
+    if (sl_op_run(op, SQL_PIECE_KEYS, p, 1, &r) != 0)
+        return;
+    size_t nkeys;
+    unsigned char(*keys)[16] = piece_keys(r, &nkeys);
+    sl_store_result_free(r);
     if (sl_op_run(op, SQL_DELETE_SESSION, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_FINDINGS, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_TAIL, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
-        sl_op_change_commit(op, &s) != 0)
+        sl_op_change_commit(op, &s) != 0) {
+        free(keys);
         return;
+    }
+    if (nkeys)
+        sl_recipe_forget(op->core, (const unsigned char(*)[16])keys, nkeys);
+    free(keys);
     msgpack_pack_map(sl_op_pk(op), 0);
     sl_op_reply(op);
 }

@@ -12,7 +12,8 @@ struct sl_pc_entry {
     sl_pc_entry_t *next_hash;
     sl_pc_entry_t *prev, *next; /* LRU: head = most recent */
     unsigned refs;
-    int linked; /* in the table and the list */
+    int linked;                   /* in the table and the list */
+    uint64_t redis_gen, redis_ms; /* Redis held it (its trust generation, when): sl_pcache_in_redis */
     unsigned char key[16];
     size_t len;
     unsigned char blob[];
@@ -177,6 +178,21 @@ void sl_pcache_release(sl_pcache_t *c, sl_pc_entry_t *e)
         return;
     if (--e->refs == 0 && !e->linked)
         free(e);
+}
+
+int sl_pcache_in_redis(const sl_pc_entry_t *e, uint64_t gen, uint64_t now_ms, uint64_t max_age_ms)
+{
+    return e != NULL && e->redis_ms != 0 && e->redis_gen == gen && now_ms - e->redis_ms < max_age_ms;
+}
+
+void sl_pcache_set_in_redis(sl_pcache_t *c, const unsigned char key[16], uint64_t gen, uint64_t now_ms)
+{
+    for (sl_pc_entry_t *e = c->buckets[slot(c, key)]; e; e = e->next_hash)
+        if (memcmp(e->key, key, 16) == 0) {
+            e->redis_gen = gen;
+            e->redis_ms = now_ms ? now_ms : 1;
+            return;
+        }
 }
 
 void sl_pcache_stats(const sl_pcache_t *c, sl_pcache_stats_t *out)

@@ -333,7 +333,10 @@ static void flush_glue(sl_zdoc_t *d)
 void sl_zdoc_piece(sl_zdoc_t *d, const sl_piece_t *p)
 {
     flush_glue(d);
-    sl_buf_add(&d->out, p->z, p->zlen);
+    if (d->dry)
+        d->skipped += p->zlen;
+    else
+        sl_buf_add(&d->out, p->z, p->zlen);
     d->crc = (uint32_t)crc32_combine_op(d->crc, p->crc, p->op);
     d->plain += p->plain_len;
 }
@@ -362,11 +365,12 @@ int sl_zdoc_finish(sl_zdoc_t *d, char **out, size_t *outlen, uint32_t *crc, size
         }
     }
     if (rc == 0) {
-        *out = d->out.p;
-        *outlen = d->out.len;
+        *out = d->dry ? NULL : d->out.p;
+        *outlen = d->out.len + d->skipped;
         *crc = d->crc;
         *plain = d->plain;
-        d->out.p = NULL;
+        if (!d->dry)
+            d->out.p = NULL;
     }
     sl_zdoc_free(d);
     return rc;

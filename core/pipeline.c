@@ -270,8 +270,8 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
         return 0;
     /* Built inside the transaction: the public views show this transaction's own changes. */
     sl_store_error_t err;
-    int rc = sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen, 0,
-                                &s->proj, &err);
+    int rc = sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen,
+                                SL_PROJ_DRY, &s->proj, &err);
     if (rc == -2 && op->call == NULL) {
         /* the repair of a session over the cap: its public page goes (fail closed), no retry loop */
         s->proj.found = 0;
@@ -298,8 +298,8 @@ int sl_op_change_publish(sl_op_t *op, sl_locked_t *s)
          * one whose own publish carries a greater version and wins): one projection in memory at a
          * time, however many sessions the change touched. */
         sl_store_error_t err;
-        int rc = sl_projection_load(op->core, op->core->owner, NULL, SL_VIEW_PUBLIC, s->id, s->idlen, 0,
-                                    &s->proj, &err);
+        int rc = sl_projection_load(op->core, op->core->owner, NULL, SL_VIEW_PUBLIC, s->id, s->idlen,
+                                    SL_PROJ_DRY, &s->proj, &err);
         if (rc == -1)
             return -1; /* cache_dirty stays 1: the repair publishes */
         if (rc == -2 || !s->proj.found)

@@ -110,15 +110,14 @@ static sl_proj_str_t str_of(const sl_store_result_t *r, size_t row, size_t col)
 void sl_projection_content(const sl_projection_t *p, sl_proj_content_t *ct, char metabuf[SL_PROJ_META_MAX])
 {
     memset(ct, 0, sizeof(*ct));
-    int n = snprintf(metabuf, SL_PROJ_META_MAX, "%.*s %zu %zu %zu", (int)p->etag_len, p->etag,
-                     p->plain_len[0], p->plain_len[1], p->plain_len[2]);
+    int n =
+        snprintf(metabuf, SL_PROJ_META_MAX, "%.*s %zu %zu %zu %zu %zu %zu", (int)p->etag_len, p->etag,
+                 p->plain_len[0], p->plain_len[1], p->plain_len[2], p->gz_len[0], p->gz_len[1], p->gz_len[2]);
     ct->meta = metabuf;
     ct->meta_len = n > 0 && n < SL_PROJ_META_MAX ? (size_t)n : 0;
-    ct->nparts = 3;
-    for (unsigned i = 0; i < 3; i++) {
-        ct->part[i] = p->rep[2 * i + 1];
-        ct->len[i] = p->rep_len[2 * i + 1];
-    }
+    ct->nparts = 1;
+    ct->part[0] = p->recipe;
+    ct->len[0] = p->recipe_len;
 }
 
 int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out)
@@ -129,7 +128,7 @@ int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out)
     out->etag = meta;
     out->etag_len = (size_t)(sp - meta);
     const char *p = sp;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 6; i++) {
         if (p >= end || *p != ' ')
             return -1;
         p++;
@@ -139,7 +138,10 @@ int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out)
             v = v * 10 + (size_t)(*p++ - '0');
         if (p == d || v > SL_MAX_PUBLIC_BYTES)
             return -1;
-        out->plain_len[i] = v;
+        if (i < 3)
+            out->plain_len[i] = v;
+        else
+            out->gz_len[i - 3] = v;
     }
     return p == end ? 0 : -1;
 }
@@ -239,6 +241,8 @@ typedef struct build {
     unsigned char **blobs; /* per row: the pieces rendered now (malloc'd), or NULL */
     size_t *bloblen;
     sl_pc_entry_t **held; /* per row: the node's copy of its pieces, referenced while building */
+    const void **hblob;   /* ... and that copy's blob */
+    size_t *hlen;
     uint64_t version;
     unsigned flags;
     sl_projection_t *out;
@@ -275,9 +279,10 @@ static void build(void *arg)
     }
     if (zok)
         deflateEnd(&z);
+    int dry = (b->flags & SL_PROJ_DRY) != 0;
     if (b->rc == 0)
-        b->rc = sl_projection_assemble(&b->sess, b->rows, b->n, b->version, b->out);
-    if (b->rc == 0)
+        b->rc = sl_projection_assemble(&b->sess, b->rows, b->n, b->version, dry, b->out);
+    if (b->rc == 0 && !dry)
         b->rc = sl_projection_plain(b->out, b->flags);
 }
 
@@ -307,6 +312,38 @@ static void too_large(sl_store_error_t *err, size_t text)
 
 #define RETRY 1
 
+/* out's recipe, and the blobs it names that this node does not know Redis holds (copies): those
+ * rendered now, read from MariaDB (rblob), or held but not known to be in Redis. 0, or -1. */
+static int keep_recipe(sl_core_t *core, const build_t *b, const void *const *rblob, const size_t *rlen,
+                       sl_projection_t *out)
+{
+    if (sl_recipe_encode(&b->sess, b->rows, b->n, b->version, &out->recipe, &out->recipe_len) != 0)
+        return -1;
+    uint64_t gen = core->cache ? sl_cache_trust_generation(core->cache) : 0, now = uv_now(core->loop);
+    for (size_t i = 0; i < b->n; i++) {
+        const void *blob = b->blobs[i] ? (const void *)b->blobs[i] : rblob[i] ? rblob[i] : b->hblob[i];
+        size_t len = b->blobs[i] ? b->bloblen[i] : rblob[i] ? rlen[i] : b->hlen[i];
+        if (blob == NULL || (b->blobs[i] == NULL && rblob[i] == NULL &&
+                             sl_pcache_in_redis(b->held[i], gen, now, SL_BLOB_KNOWN_MS)))
+            continue;
+        if (out->nstore == 0 || (out->nstore & (out->nstore - 1)) == 0) {
+            sl_blob_t *g = realloc(out->store, (out->nstore ? 2 * out->nstore : 1) * sizeof(*g));
+            if (g == NULL)
+                return -1;
+            out->store = g;
+        }
+        sl_blob_t *s = &out->store[out->nstore];
+        s->blob = malloc(len);
+        if (s->blob == NULL)
+            return -1;
+        memcpy(s->key, b->rows[i].key, 16);
+        memcpy(s->blob, blob, len);
+        s->len = len;
+        out->nstore++;
+    }
+    return 0;
+}
+
 static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
                      const char *id, size_t idlen, unsigned flags, sl_projection_t *out,
                      sl_store_error_t *err)
@@ -333,9 +370,14 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
     b.blobs = calloc(rows, sizeof(*b.blobs));
     b.bloblen = calloc(rows, sizeof(*b.bloblen));
     b.held = calloc(rows, sizeof(*b.held));
+    b.hblob = calloc(rows, sizeof(*b.hblob));
+    b.hlen = calloc(rows, sizeof(*b.hlen));
+    const void **rblob = calloc(rows, sizeof(*rblob)); /* per row: its blob read from MariaDB (in pr) */
+    size_t *rlen = calloc(rows, sizeof(*rlen));
     sl_store_result_t *t = NULL, *pr = NULL;
     int rc = -1;
-    if (b.rows == NULL || b.text_of == NULL || b.blobs == NULL || b.bloblen == NULL || b.held == NULL) {
+    if (b.rows == NULL || b.text_of == NULL || b.blobs == NULL || b.bloblen == NULL || b.held == NULL ||
+        b.hblob == NULL || b.hlen == NULL || rblob == NULL || rlen == NULL) {
         fail(err, "out of memory building the projection");
         goto out;
     }
@@ -365,6 +407,8 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         size_t len;
         if (keyed && (b.held[i] = sl_pcache_get(core->pieces, e->key, &blob, &len)) != NULL) {
             current = sl_pieces_read(blob, len, &e->pieces) == 0;
+            b.hblob[i] = blob;
+            b.hlen[i] = len;
             bytes += len;
         } else if (keyed) {
             need++; /* stored, not held: read below */
@@ -406,6 +450,8 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
             int current = sl_pieces_read(pc->ptr, pc->len, &b.rows[i].pieces) == 0;
             if (current) {
                 sl_pcache_put(core->pieces, b.rows[i].key, pc->ptr, pc->len);
+                rblob[i] = pc->ptr;
+                rlen[i] = pc->len;
                 bytes += pc->len;
             } else {
                 lo = b.rows[i].id < lo ? b.rows[i].id : lo;
@@ -474,6 +520,11 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         rc = -2;
         goto out;
     }
+    /* What Redis will hold (recipe.c): the recipe, and the blobs this node does not know it holds. */
+    if (view == SL_VIEW_PUBLIC && keep_recipe(core, &b, rblob, rlen, out) != 0) {
+        fail(err, "out of memory building the projection");
+        goto out;
+    }
     /* The pieces rendered now stay with their exchange: the next change renders only what it
      * touches. In the node's memory always (named by their key, they are right wherever they
      * came from); in MariaDB only inside the owner's transaction, where the rows cannot change
@@ -510,6 +561,10 @@ out:
     for (size_t i = 0; b.held && i < b.n; i++)
         sl_pcache_release(core->pieces, b.held[i]);
     free(b.held);
+    free(b.hblob);
+    free(b.hlen);
+    free(rblob);
+    free(rlen);
     sl_store_result_free(pr);
     sl_store_result_free(t);
     sl_store_result_free(r);
@@ -536,4 +591,12 @@ void sl_projection_free(sl_projection_t *p)
         free(p->rep[r]);
         p->rep[r] = NULL;
     }
+    free(p->recipe);
+    p->recipe = NULL;
+    p->recipe_len = 0;
+    for (size_t i = 0; i < p->nstore; i++)
+        free(p->store[i].blob);
+    free(p->store);
+    p->store = NULL;
+    p->nstore = 0;
 }

@@ -90,28 +90,33 @@ static void run_inflate(void *arg)
     j->rc = sl_gunzip(j->in, j->len, j->plain_len, &j->out);
 }
 
-/* Answers g from a stored PUBLIC entry: the part holding g->rep's gzip form and the entry's meta.
- * In a task (in_task), large inflates go to the thread pool. Outside one, a large inflate is not
- * done: returns 0 with nothing answered (the caller hands g to a task); else 1, answered. */
-static int reply_stored(get_share_t *g, const sl_proj_reply_t *r, int in_task)
+/* Answers g from a stored PUBLIC entry: the form asked for, assembled from the entry's recipe and
+ * the pieces it names (recipe.c), inflated when a plain form is asked for (large ones off the loop).
+ * Runs in a task. 1: answered; 0: a blob the recipe names is gone, or the bytes do not match the
+ * entry's ETag (nothing answered: the caller drops the entry and rebuilds); -1: Redis could not be
+ * read (nothing answered: the caller reads MariaDB). */
+static int reply_stored(get_share_t *g, const sl_proj_reply_t *r)
 {
     sl_stored_meta_t m;
-    if (sl_stored_meta_parse(r->meta, r->meta_len, &m) != 0) {
-        sl_rpc_fail(g->call, SL_RPC_INTERNAL, "malformed projection entry");
-        return 1;
-    }
+    if (sl_stored_meta_parse(r->meta, r->meta_len, &m) != 0)
+        return 0;
+    char *gz = NULL;
+    size_t gzlen = 0;
+    unsigned part = SL_PART_OF(g->rep);
+    int rc = sl_recipe_assemble(g->core, r->payload, r->len, &m, r->version, part, &gz, &gzlen);
+    if (rc != 0)
+        return rc == 1 ? 0 : -1;
     if (SL_REP_IS_GZ(g->rep)) {
-        reply_rep(g->call, r->version, m.etag, m.etag_len, g->rep, r->payload, r->len);
+        reply_rep(g->call, r->version, m.etag, m.etag_len, g->rep, gz, gzlen);
+        free(gz);
         return 1;
     }
-    inflate_job_t j = {r->payload, r->len, m.plain_len[SL_PART_OF(g->rep)], NULL, 0};
-    if (j.plain_len > INLINE_INFLATE) {
-        if (!in_task)
-            return 0;
+    inflate_job_t j = {gz, gzlen, m.plain_len[part], NULL, 0};
+    if (j.plain_len > INLINE_INFLATE)
         sl_await_work(g->core->loop, run_inflate, &j);
-    } else {
+    else
         run_inflate(&j);
-    }
+    free(gz);
     if (j.rc != 0) {
         sl_rpc_fail(g->call, SL_RPC_INTERNAL, "malformed projection entry");
         return 1;
@@ -192,6 +197,14 @@ static int reads_store(const sl_proj_reply_t *r, int probed)
     return r->kind == SL_PROJ_TOMB || r->kind == SL_PROJ_MARK || (r->kind == SL_PROJ_ABSENT && !probed);
 }
 
+/* A Redis answer, remembered by the node when nothing changed since the ticket was taken. A TOMB is
+ * not: what the node remembers as 404 it learnt from MariaDB, as for ids never shared. */
+static void learn(get_share_t *g, const sl_proj_reply_t *r)
+{
+    if (g->core->coh && r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC)
+        sl_coh_learn(g->core->coh, g->ticket, g->id, g->idlen, r->kind, r->version, r->tag);
+}
+
 static void slow_path_run(get_share_t *g, int *slot)
 {
     sl_core_t *core = g->core;
@@ -202,7 +215,7 @@ static void slow_path_run(get_share_t *g, int *slot)
         sl_proj_result_t pr;
         if (core->coh)
             g->ticket = sl_coh_ticket(core->coh);
-        sl_await_proj_get(core->cache, g->id, g->idlen, SL_PART_OF(g->rep), &pr);
+        sl_await_proj_get(core->cache, g->id, g->idlen, SL_ENTRY_PART, &pr);
         if (pr.r.status != SL_CACHE_OK) {
             may_fill = 0;
             break;
@@ -228,13 +241,30 @@ static void slow_path_run(get_share_t *g, int *slot)
             *slot = flight_enter(core, g->id, g->idlen);
         }
         if (pr.r.kind == SL_PROJ_PUBLIC) {
-            if (!answered) {
-                core->stats.public_cache_hits++;
-                reply_stored(g, &pr.r, 1);
-            }
+            int rc = answered ? 1 : reply_stored(g, &pr.r);
             free(pr.payload);
-            free(g);
-            return;
+            if (rc == 1) {
+                if (!answered) {
+                    core->stats.public_cache_hits++;
+                    learn(g, &pr.r);
+                }
+                free(g);
+                return;
+            }
+            if (rc < 0) {
+                may_fill = 0; /* Redis failed us midway: MariaDB answers, nothing is filled */
+                break;
+            }
+            /* A blob it names is gone (evicted, expired): the entry goes, exactly that one, and the
+             * next look finds the key absent and rebuilds it like any miss. */
+            core->stats.recipe_drops++;
+            sl_proj_reply_t dr;
+            sl_await_proj_drop(core->cache, g->id, g->idlen, pr.r.version, pr.r.tag, &dr);
+            if (dr.status != SL_CACHE_OK) {
+                may_fill = 0;
+                break;
+            }
+            continue;
         }
         free(pr.payload);
         if (pr.r.kind == SL_PROJ_TOMB) {
@@ -308,13 +338,15 @@ static void slow_path_run(get_share_t *g, int *slot)
          * by any later owner write, which always carries a greater version. */
         if (core->hooks.fill_delay_ms)
             sl_await_sleep(core->loop, core->hooks.fill_delay_ms); /* the stale write-back test */
-        sl_proj_reply_t fr;
+        sl_proj_reply_t fr = {.status = SL_CACHE_E_DOWN};
         sl_proj_content_t ct;
         char meta[SL_PROJ_META_MAX];
         if (p.found)
             sl_projection_content(&p, &ct, meta);
-        sl_await_proj_fill(core->cache, g->id, g->idlen, token, p.found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB,
-                           p.version, p.tag, p.found ? &ct : NULL, &fr);
+        /* the blobs the recipe names first: an entry whose blobs Redis did not take is not written */
+        if (!p.found || sl_recipe_store(core, &p) == 0)
+            sl_await_proj_fill(core->cache, g->id, g->idlen, token, p.found ? SL_PROJ_PUBLIC : SL_PROJ_TOMB,
+                               p.version, p.tag, p.found ? &ct : NULL, &fr);
         if (fr.status == SL_CACHE_OK && fr.stored)
             core->stats.public_fills++;
         else if (fr.status == SL_CACHE_OK)
@@ -331,26 +363,10 @@ static void slow_path(void *arg)
     flight_leave(slot);
 }
 
-/* A Redis answer, remembered by the node when nothing changed since the ticket was taken. A TOMB is
- * not: what the node remembers as 404 it learnt from MariaDB, as for ids never shared. */
-static void learn(get_share_t *g, const sl_proj_reply_t *r)
+/* Everything that is not answered from the node's memory goes to a task: it reads the entry, and a
+ * PUBLIC entry is a recipe, assembled there from the pieces the node holds or reads from Redis. */
+static void go_slow(get_share_t *g)
 {
-    if (g->core->coh && r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC)
-        sl_coh_learn(g->core->coh, g->ticket, g->id, g->idlen, r->kind, r->version, r->tag);
-}
-
-static void on_hot_get(const sl_proj_reply_t *r, void *data)
-{
-    get_share_t *g = data;
-    sl_core_t *core = g->core;
-    learn(g, r);
-    if (r->status == SL_CACHE_OK && r->kind == SL_PROJ_PUBLIC && reply_stored(g, r, 0)) {
-        core->stats.public_cache_hits++;
-        free(g);
-        return;
-    }
-    /* anything else, and a large plain form (the slow path reads the entry again in its task and
-     * inflates off the loop), goes to a task */
     if (sl_task_spawn(slow_path, g) != 0) {
         sl_rpc_fail(g->call, SL_RPC_RESOURCE_EXHAUSTED, "server overloaded");
         free(g);
@@ -386,9 +402,7 @@ static void on_head(const sl_proj_reply_t *r, void *data)
     }
     /* another version or content, a tombstone, a mark, a lease, absent, or Redis trouble: the full
      * path decides */
-    if (core->coh)
-        g->ticket = sl_coh_ticket(core->coh);
-    sl_cache_proj_get(core->cache, g->id, g->idlen, SL_PART_OF(g->rep), on_hot_get, g);
+    go_slow(g);
 }
 
 static void get_share(sl_rpc_call_t *call, void *data)
@@ -439,8 +453,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
                 return;
             }
             /* a version the caller does not hold: fetch it */
-            g->ticket = sl_coh_ticket(core->coh);
-            sl_cache_proj_get(core->cache, g->id, idlen, SL_PART_OF(g->rep), on_hot_get, g);
+            go_slow(g);
             return;
         }
         g->ticket = sl_coh_ticket(core->coh);
@@ -448,7 +461,7 @@ static void get_share(sl_rpc_call_t *call, void *data)
     if (g->have_version)
         sl_cache_proj_head(core->cache, g->id, idlen, on_head, g);
     else
-        sl_cache_proj_get(core->cache, g->id, idlen, SL_PART_OF(g->rep), on_hot_get, g);
+        go_slow(g);
 }
 
 /* GetShare's confirmer (rpc.h): the node memory's half of get_share, for a caller that holds a

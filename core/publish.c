@@ -89,6 +89,9 @@ int sl_invalidate_finish(sl_core_t *core, const char *id, size_t idlen, const sl
     for (size_t i = 0; i < RETRIES; i++) {
         if (RETRY_MS[i])
             sl_await_sleep(core->loop, RETRY_MS[i]);
+        /* the blobs the recipe names that Redis may lack go first (recipe.c) */
+        if (p->found && sl_recipe_store(core, p) != 0)
+            continue;
         sl_proj_reply_t r;
         sl_proj_content_t ct;
         char meta[SL_PROJ_META_MAX];

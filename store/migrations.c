@@ -358,6 +358,17 @@ static const char *const m10_steps[] = {
     NULL,
 };
 
+/* Deleted means gone: an exchange the owner deleted kept its rendered pieces (its text, rendered)
+ * in exchanges.pieces although its text was wiped. The deletes clear them now; this clears those
+ * deleted before. (Exchanges removed by a re-sync keep their text to be matched, and their pieces.)
+ * Re-runnable. */
+static const char *const m11_steps[] = {
+    "UPDATE exchanges SET pieces = NULL, pieces_key = NULL"
+    " WHERE deleted_at IS NOT NULL AND removed_by_sync = 0 AND (pieces IS NOT NULL OR pieces_key IS NOT "
+    "NULL)",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
@@ -369,6 +380,7 @@ const sl_store_migration_t sl_store_migrations[] = {
     {8, "uploads that grow: tail parts and references", m8_steps},
     {9, "secret scanning: findings, redacted public text, scanned rows only", m9_steps},
     {10, "secret scanning: rescan with the rules of 2c0f221", m10_steps},
+    {11, "deleted exchanges lose their rendered pieces", m11_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

@@ -11,7 +11,7 @@
 
 #include "cache/cache.h"
 
-typedef enum ckind { K_GENERIC, K_GET, K_HEAD, K_WRITE } ckind_t;
+typedef enum ckind { K_GENERIC, K_GET, K_HEAD, K_WRITE, K_BLOBS } ckind_t;
 
 typedef struct cmd {
     struct cmd *next, *prev; /* pending list (sent, awaiting reply), FIFO = deadline order */
@@ -20,6 +20,8 @@ typedef struct cmd {
     ckind_t kind;
     sl_cache_cb gcb;
     sl_proj_cb pcb;
+    sl_blobs_cb bcb;
+    size_t nblobs; /* K_BLOBS: keys asked (0: a SET) */
     void *data;
     uint64_t deadline;
     int in_hiredis; /* hiredis holds privdata = this */
@@ -69,6 +71,8 @@ void sl_cache__fail(cmd_t *k, sl_cache_status_t status, const char *error);
  * connection does (nothing trusted until checked). */
 void sl_cache__trust_check(sl_cache_t *c);
 void sl_cache__trust_connected(sl_cache_t *c);
+/* Delivers a K_BLOBS reply (blobs.c); r is NULL unless status is OK. */
+void sl_cache__deliver_blobs(cmd_t *k, sl_cache_status_t status, const char *error, const redisReply *r);
 /* Parses a projection value (or, for HEAD, its first bytes) into pr (proj.c). */
 void sl_cache__parse_proj(sl_proj_reply_t *pr, const redisReply *r, int head_only);
 /* A refused mark or publish answers "P<v>", "T<v>" or "M<v>": what holds the key. 0, or -1 when s is

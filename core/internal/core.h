@@ -74,6 +74,8 @@ void sl_await_proj_publish(sl_cache_t *c, const char *id, size_t idlen, sl_proj_
                            uint64_t tag, const sl_proj_content_t *content, sl_proj_reply_t *out);
 void sl_await_proj_unmark(sl_cache_t *c, const char *id, size_t idlen, uint64_t version,
                           sl_proj_reply_t *out);
+void sl_await_proj_drop(sl_cache_t *c, const char *id, size_t idlen, uint64_t version, uint64_t tag,
+                        sl_proj_reply_t *out);
 void sl_await_sleep(uv_loop_t *loop, unsigned ms);
 /* Runs fn(arg) on libuv's thread pool and waits for it: CPU-heavy work (importing, rendering,
  * compressing, decoding a large body) that must not stall the loop. fn must touch nothing the loop

@@ -33,6 +33,12 @@ void sl_pcache_put(sl_pcache_t *c, const unsigned char key[16], const void *blob
 /* Releases a reference from sl_pcache_get (e may be NULL). */
 void sl_pcache_release(sl_pcache_t *c, sl_pc_entry_t *e);
 
+/* Whether the node knows Redis holds e's blob (cache/blobs.c): it stored or read it there, in the
+ * same trust generation of its Redis (a restarted or emptied Redis is another generation), less than
+ * max_age_ms ago (blobs are written with a TTL). */
+int sl_pcache_in_redis(const sl_pc_entry_t *e, uint64_t gen, uint64_t now_ms, uint64_t max_age_ms);
+void sl_pcache_set_in_redis(sl_pcache_t *c, const unsigned char key[16], uint64_t gen, uint64_t now_ms);
+
 void sl_pcache_stats(const sl_pcache_t *c, sl_pcache_stats_t *out);
 
 #endif

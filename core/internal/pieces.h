@@ -76,7 +76,9 @@ typedef struct sl_zdoc {
     z_stream zs;   /* raw deflate for glue */
     int zinit;
     uint32_t crc;
-    size_t plain; /* plain bytes so far */
+    size_t plain;   /* plain bytes so far */
+    int dry;        /* pieces are counted, not copied: the length and CRC of the member, no bytes */
+    size_t skipped; /* bytes of the pieces not copied (dry) */
 } sl_zdoc_t;
 
 void sl_zdoc_init(sl_zdoc_t *d);
@@ -84,7 +86,7 @@ void sl_zdoc_init(sl_zdoc_t *d);
 void sl_zdoc_glue(sl_zdoc_t *d, const char *s, size_t n);
 void sl_zdoc_gstr(sl_zdoc_t *d, const char *s);
 void sl_zdoc_piece(sl_zdoc_t *d, const sl_piece_t *p);
-/* Ends the member: *out (malloc'd), its length, the CRC-32 and length of the plain document.
+/* Ends the member: *out (malloc'd; NULL when dry), its length, the CRC-32 and length of the plain document.
  * 0, or -1 when out of memory. d is freed either way. */
 int sl_zdoc_finish(sl_zdoc_t *d, char **out, size_t *outlen, uint32_t *crc, size_t *plain);
 void sl_zdoc_free(sl_zdoc_t *d);

@@ -7,9 +7,18 @@
 
 /* ---- the projection (projection.c) ---- */
 
-/* A built projection: every representation (malloc'd), its ETag and content tag. Redis stores only
- * the three gzip forms (stored parts, below) and the meta text "<etag> <json len> <html len> <md
- * len>"; the plain forms are inflated from them when asked for (sl_gunzip). */
+/* A blob of pieces Redis may lack: stored before the entry that names it (recipe.c). */
+typedef struct sl_blob {
+    unsigned char key[16];
+    unsigned char *blob; /* malloc'd */
+    size_t len;
+} sl_blob_t;
+
+/* A built projection: every representation (malloc'd), its ETag and content tag. Redis stores its
+ * recipe (the session's fields and the keys of its exchanges' pieces, recipe.c) and the meta text
+ * "<etag> <json len> <html len> <md len> <json gz len> <html gz len> <md gz len>"; a reader
+ * assembles a gzip form from the recipe and the pieces, and inflates a plain form when asked for
+ * (sl_gunzip). */
 typedef struct sl_projection {
     int found; /* 0: the session is not visible (TOMB) */
     uint64_t version;
@@ -19,7 +28,12 @@ typedef struct sl_projection {
     char *rep[SL_REP_COUNT]; /* the gzip forms; the plain ones only when asked for (SL_PROJ_PLAIN) */
     size_t rep_len[SL_REP_COUNT];
     size_t plain_len[3]; /* of the JSON, the page and the Markdown */
-    size_t len;          /* bytes stored in Redis: the three gzip forms (the size cap applies to it) */
+    size_t len;          /* the three gzip forms (the size cap applies to it) */
+    size_t gz_len[3];    /* of each gzip form (also when built SL_PROJ_DRY, without the bytes) */
+    char *recipe;        /* public view only: what the Redis entry holds (recipe.c) */
+    size_t recipe_len;
+    sl_blob_t *store; /* the blobs the recipe names that this node does not know Redis holds */
+    size_t nstore;
 } sl_projection_t;
 
 /* What a document is assembled from (core/pieces.h): the session's fields and, in order, its
@@ -43,14 +57,23 @@ typedef struct sl_proj_row {
 } sl_proj_row_t;
 
 /* Assembles the three gzip forms, their plain lengths and the ETag from s and rows (pure: equal
- * inputs, equal bytes). 0, or -1 when out of memory. */
+ * inputs, equal bytes); dry: the lengths, CRCs and ETag without the bytes (rep[] NULL). 0, or -1
+ * when out of memory. */
 int sl_projection_assemble(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
-                           sl_projection_t *out);
+                           int dry, sl_projection_t *out);
+/* One of them (part 0 JSON, 1 page, 2 Markdown): *gz malloc'd (NULL when dry). 0, or -1. */
+int sl_projection_assemble_part(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n,
+                                uint64_t version, unsigned part, int dry, char **gz, size_t *gzlen,
+                                uint32_t *crc, size_t *plain);
+/* 1 when etag (made by sl_projection_assemble) names `crc` as the CRC-32 of part `part`. */
+int sl_etag_part_matches(const char *etag, size_t len, unsigned part, uint32_t crc);
 
 /* Inflates the plain forms of p that `flags` names (SL_PROJ_PLAIN_PART) and are not there yet. 0, or -1. */
 int sl_projection_plain(sl_projection_t *p, unsigned flags);
 
-/* The Redis part holding a representation (its gzip form): 0 JSON, 1 HTML, 2 Markdown. */
+/* The one part of a PUBLIC entry: its recipe. */
+#define SL_ENTRY_PART 0u
+/* The document of a representation (its gzip form): 0 JSON, 1 HTML, 2 Markdown. */
 #define SL_PART_OF(rep) ((unsigned)(rep) / 2)
 /* 1 when rep is a gzip form (served from the part as stored). */
 #define SL_REP_IS_GZ(rep) ((unsigned)(rep) % 2 == 1)
@@ -58,12 +81,13 @@ int sl_projection_plain(sl_projection_t *p, unsigned flags);
 /* The content stored in Redis for p (found): parts point into p; meta written into metabuf. */
 void sl_projection_content(const sl_projection_t *p, sl_proj_content_t *ct, char metabuf[SL_PROJ_META_MAX]);
 
-/* What a stored PUBLIC entry's meta says: the etag and the plain length of each part. 0, or -1 when
- * malformed. */
+/* What a stored PUBLIC entry's meta says: the etag and the plain and gzip length of each part. 0,
+ * or -1 when malformed. */
 typedef struct sl_stored_meta {
     const char *etag;
     size_t etag_len;
     size_t plain_len[3];
+    size_t gz_len[3];
 } sl_stored_meta_t;
 int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out);
 
@@ -87,12 +111,42 @@ typedef enum { SL_VIEW_PUBLIC, SL_VIEW_VIEWER } sl_view_t;
  * times). Returns 0; -1 with err filled (store errors, out of memory); or -2 when the projection
  * would exceed SL_MAX_PUBLIC_BYTES (err->message says so; nothing is kept). */
 #define SL_PROJ_SCRATCH       2u /* ignore stored pieces and keep none (the identity check's full rebuild) */
+#define SL_PROJ_DRY           4u /* no document bytes: lengths, ETag and recipe only (an owner's publish) */
 #define SL_PROJ_PLAIN_PART(n) (8u << (n)) /* also inflate the plain form of part n (0 JSON, 1 page, 2 MD) */
 #define SL_PROJ_PLAIN         (SL_PROJ_PLAIN_PART(0) | SL_PROJ_PLAIN_PART(1) | SL_PROJ_PLAIN_PART(2))
 int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
                        const char *id, size_t idlen, unsigned flags, sl_projection_t *out,
                        sl_store_error_t *err);
 void sl_projection_free(sl_projection_t *p);
+
+/* ---- recipes (recipe.c, docs/pieces.md) ---- */
+
+/* Blobs are stored in Redis for SL_BLOB_TTL_S; a node trusts its knowledge that Redis holds one
+ * (it stored or read it there) for SL_BLOB_KNOWN_MS, then stores it again with the next change. */
+#define SL_BLOB_TTL_S    (7u * 24 * 3600)
+#define SL_BLOB_KNOWN_MS (3ull * 24 * 3600 * 1000)
+
+/* The recipe of a projection: its version, the session's fields and, in order, the keys of its
+ * visible exchanges' pieces. Everything a reader needs to assemble the documents byte for byte,
+ * given the blobs. *out malloc'd. 0, or -1 when out of memory. */
+int sl_recipe_encode(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
+                     char **out, size_t *len);
+
+/* Stores in Redis the blobs of p (p->store) the node does not know Redis holds, and remembers that
+ * it does. Runs in a task. 0, or -1 when Redis did not take one (the entry must not be written). */
+int sl_recipe_store(sl_core_t *core, const sl_projection_t *p);
+
+/* Deletes from Redis the blobs of exchanges their owner deleted (after the commit, before the call
+ * returns; a blob Redis could not delete expires with its TTL, and no recipe names it). In a task. */
+void sl_recipe_forget(sl_core_t *core, const unsigned char (*keys)[16], size_t n);
+
+/* A reader's assembly of one gzip form (part) from a stored entry's recipe and meta: the blobs the
+ * node holds, the others read from Redis (and kept). Runs in a task; large assemblies go to the
+ * thread pool. 0 with *gz (malloc'd) and *gzlen; 1 when Redis no longer holds a blob the recipe
+ * names (or the result does not match the ETag): the entry is to be dropped and rebuilt; -1 on
+ * other failures (Redis down, out of memory, a malformed recipe). */
+int sl_recipe_assemble(sl_core_t *core, const void *recipe, size_t len, const sl_stored_meta_t *m,
+                       uint64_t version, unsigned part, char **gz, size_t *gzlen);
 
 /* ---- invalidation (publish.c) ---- */
 

@@ -754,7 +754,7 @@ static void test_trust(void **state)
     assert_int_equal(o.proj.version, 7);
     /* the marker goes: within a check or two the entry is gone and trust is back */
     char mk[96];
-    snprintf(mk, sizeof(mk), "%strusted:4", prefix);
+    snprintf(mk, sizeof(mk), "%strusted:5", prefix);
     const char *del[] = {"DEL", mk};
     assert_int_equal(cmd(c, &loop, 2, del).gen.integer, 1);
     pump(&loop, 400);

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Redis under maxmemory (README "Redis memory"): with the documented policy (volatile-lru) Redis
-# evicts projection entries, never the coherence and trust keys, and an evicted entry is a miss
-# (rebuilt from MariaDB), never a stale hit. 30 public sessions of ~20 KB of incompressible text,
+# evicts projection entries and blobs of pieces, never the coherence and trust keys; an evicted
+# entry, or an entry whose blob was evicted, is a miss (rebuilt from MariaDB), never a stale hit. 30 public sessions of ~20 KB of incompressible text,
 # each with a canary exchange, in a Redis capped below what they need; the canary is hidden in
 # every other session; every representation of every session then shows exactly what MariaDB says.
 source "$(dirname "$0")/lib.sh"
 rcli() { redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning "$@"; }
 before_finish() { rcli CONFIG SET maxmemory 0 >/dev/null; rcli CONFIG SET maxmemory-policy noeviction >/dev/null; }
 export SHARELINE_NODE_MEMORY=0 # every GET asks Redis: the entries themselves are under test
+export SHARELINE_PIECES_CACHE_BYTES=1048576 # the least: 1 MiB, less than the 30 sessions hold, read in
+# turn (least recently used out first): readers fetch blobs of pieces from Redis, so those are under test too
 setup_server evictor
 P="${SHARELINE_REDIS_PREFIX}"
 # a node that meets a Redis of another entry format (or another run_id) empties it before trusting
@@ -28,15 +30,20 @@ for i in $(seq 1 $N); do
 done
 check "$N public sessions with a canary exchange each" eq "$(status)" 200
 
+# only this test's keys: what earlier tests left in the shared test Redis (other prefixes) would be
+# the least recently used, and evicted instead of the entries and blobs under test
+rcli --scan | grep -v "^$P" | while read -r k; do rcli DEL "$k" >/dev/null; done
+check "the test Redis holds this test's keys only" eq "$(rcli --scan | grep -vc "^$P")" 0
 # the keys without a TTL (the trust marker; the node lease set when node memory is on): volatile-lru
 # may not evict them
 persistent=$(rcli --scan --pattern "${P}*" | while read -r k; do [ "$(rcli TTL "$k")" = -1 ] && echo "$k"; done)
 # cap Redis below what it holds now: the 30 entries (~45 KB each) cannot all stay
 used=$(rcli INFO memory | awk -F: '/^used_memory:/ {print $2+0}')
-rcli CONFIG SET maxmemory-policy volatile-lru >/dev/null
-rcli CONFIG SET maxmemory $((used - 700000)) >/dev/null
 ev0=$(rcli INFO stats | awk -F: '/^evicted_keys:/ {print $2+0}')
 fills0=$(metric shareline_public_fills_total)
+drops0=$(metric shareline_recipe_drops_total)
+rcli CONFIG SET maxmemory-policy volatile-lru >/dev/null
+rcli CONFIG SET maxmemory $((used - 700000)) >/dev/null
 
 # every representation of every session, twice over (fills, evictions, refills)
 read_all() {
@@ -52,8 +59,8 @@ read_all() {
 read_all
 read_all
 ev1=$(rcli INFO stats | awk -F: '/^evicted_keys:/ {print $2+0}')
-check "Redis evicted projection entries ($((ev1 - ev0)))" test "$((ev1 - ev0))" -gt 0
-check "the trust marker was not evicted" test "$(rcli EXISTS "${P}trusted:4")" = 1
+check "Redis evicted keys: entries and blobs of pieces ($((ev1 - ev0)))" test "$((ev1 - ev0))" -gt 0
+check "the trust marker was not evicted" test "$(rcli EXISTS "${P}trusted:5")" = 1
 check "no key without a TTL was evicted ($(wc -w <<<"$persistent") of them)" \
     bash -c 'for k in $1; do [ "$(redis-cli -p "$2" EXISTS "$k")" = 1 ] || exit 1; done' _ "$persistent" "$SHARELINE_REDIS_PORT"
 
@@ -83,7 +90,9 @@ for i in $(seq 1 $N); do
     done
 done
 fills=$(( $(metric shareline_public_fills_total) - fills0 ))
-check "evicted entries were rebuilt from MariaDB ($fills fills)" test "$fills" -gt 0
+drops=$(( $(metric shareline_recipe_drops_total) - drops0 ))
+check "entries whose blob was evicted were dropped by readers ($drops)" test "$drops" -gt 0
+check "evicted entries and blobs were rebuilt from MariaDB ($fills fills)" test "$fills" -gt 0
 check "no hidden canary in any representation (stale hits: 0)" eq "$stale" 0
 check "every visible canary in every representation (misses rebuilt)" eq "$missing" 0
 check "the JSON documents are whole" bash -c 'for f in "$@"; do jq -e .exchanges "$f" >/dev/null || exit 1; done' _ "$WORK"/r.*.json

@@ -21,6 +21,7 @@ check() { # description command...
     if "$@"; then ok "$d"; else not_ok "$d"; fi
 }
 eq() { [ "$1" = "$2" ] || { echo "     expected [$2], got [$1]" >&2; return 1; }; }
+ne() { [ "$1" != "$2" ] || { echo "     expected anything but [$2]" >&2; return 1; }; }
 
 start_server() {
     if curl -fsS -m 2 "$URL/healthz" >/dev/null 2>&1; then
@@ -147,25 +148,12 @@ wait_coherent() {
     done
     return 1
 }
-# entry_text KEY [PORT] -> what a Redis projection entry holds, readable: its head line, then each
-# stored part inflated (the parts are the gzip forms of JSON, HTML and Markdown; cache/cache.h)
-entry_text() {
-    local f="$WORK/entry.raw" head n off len i
-    redis-cli -h 127.0.0.1 -p "${2:-$SHARELINE_REDIS_PORT}" --no-auth-warning --raw GET "$1" >"$f"
-    head=$(head -n 1 "$f")
-    echo "$head"
-    [ "${head:0:1}" = P ] || return 0
-    set -- $head
-    n=$3
-    off=$((${#head} + 1))
-    shift 3
-    for ((i = 0; i < n; i++)); do
-        len=$1
-        shift
-        tail -c +$((off + 1)) "$f" | head -c "$len" | gzip -dc 2>/dev/null
-        echo
-        off=$((off + len))
-    done
+# entry_head KEY [PORT] -> "P<version> <tag>" (or "T<v>", "M<v>", "L<token>", "" when absent): what a
+# Redis projection entry is. A PUBLIC entry holds a recipe (core/recipe.c): the session's fields and
+# the keys of its pieces, not the documents; its version and content tag name the bytes served.
+entry_head() {
+    redis-cli -h 127.0.0.1 -p "${2:-$SHARELINE_REDIS_PORT}" --no-auth-warning --raw GETRANGE "$1" 0 47 |
+        head -n 1 | awk '{ if (substr($1, 1, 1) == "P") print $1, $2; else print $1 }'
 }
 # A second node ("B") on SL_TEST_HTTP_PORT + 1, same Redis and MariaDB. start_b [VAR=value...]
 # starts it (extra environment for it only) and waits until it is ready; stop_b stops it (thawing it

@@ -77,8 +77,16 @@ get /api/v1/share/$S1 >/dev/null
 check "an empty exchange title restores the default" eq "$(jq -r .toc[0].title "$WORK/get.body")" "Find every TODO in the repo."
 
 # ---- DeleteExchange: gone, id never reused ----
+own() { mariadb --no-defaults -h 127.0.0.1 -P "$SHARELINE_DB_PORT" -u "$SHARELINE_DB_USER" \
+        -p"$SHARELINE_DB_PASSWORD" "$SHARELINE_DB_NAME" -N -e "$1" 2>&1; }
+rcli() { redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning "$@"; }
+# the blob of pieces of exchange 4, in Redis under its key (docs/pieces.md "Redis: recipes and blobs")
+K4=$(own "SELECT LOWER(HEX(pieces_key)) FROM exchanges WHERE session_id = '$S1' AND id = 4")
+check "exchange 4's pieces are in Redis before its delete" eq "$(rcli EXISTS "${SHARELINE_REDIS_PREFIX}x:$K4")" 1
 rpc "$ALICE" DeleteExchange "{\"session_id\":\"$S1\",\"exchange_id\":4}" >/dev/null
 check "DeleteExchange 200" eq "$(status)" 200
+check "deleted exchange's pieces gone from MariaDB" eq "$(own "SELECT COUNT(*) FROM exchanges WHERE session_id = '$S1' AND id = 4 AND (pieces IS NOT NULL OR pieces_key IS NOT NULL)")" 0
+check "deleted exchange's pieces gone from Redis" eq "$(rcli EXISTS "${SHARELINE_REDIS_PREFIX}x:$K4")" 0
 get /api/v1/share/$S1 >/dev/null
 check "deleted exchange gone publicly" eq "$(jq -c '[.exchanges[].id]' "$WORK/get.body")" "[1,3,5]"
 check "deleted exchange's text gone" bash -c '! grep -q "Appended prompt" "$1"' _ "$WORK/get.body"
@@ -264,8 +272,13 @@ check "public account cannot write" grep -q "denied" <<<"$out"
 
 # ---- DeleteSession ----
 get /api/v1/share/no-such-$$ >/dev/null; cp "$WORK/get.body" "$WORK/unknown.json"
+KEYS=$(own "SELECT LOWER(HEX(pieces_key)) FROM exchanges WHERE session_id = '$S1' AND pieces_key IS NOT NULL")
+blobs() { local k n=0; for k in $KEYS; do n=$((n + $(rcli EXISTS "${SHARELINE_REDIS_PREFIX}x:$k"))); done; echo "$n"; }
+check "the session's pieces are in Redis before its delete ($(blobs))" test "$(blobs)" -gt 0
 rpc "$ALICE" DeleteSession "{\"session_id\":\"$S1\"}" >/dev/null
 check "DeleteSession 200" eq "$(status)" 200
+check "deleted: its pieces gone from MariaDB" eq "$(own "SELECT COUNT(*) FROM exchanges WHERE session_id = '$S1' AND (pieces IS NOT NULL OR pieces_key IS NOT NULL)")" 0
+check "deleted: its pieces gone from Redis" eq "$(blobs)" 0
 check "deleted: public 404" eq "$(get /api/v1/share/$S1)" 404
 check "deleted: 404 byte-identical to unknown" cmp -s "$WORK/get.body" "$WORK/unknown.json"
 rpc "$ALICE" GetSession "{\"session_id\":\"$S1\"}" >/dev/null

@@ -238,7 +238,7 @@ check "upgrade: it leaves no row of the session scanned" \
     eq "$(sql "SELECT COUNT(*) FROM exchanges WHERE session_id = '$U' AND scanned = 1")" 0
 # the restart of every node after migrating (docs/secrets.md): a Redis of entry format 3 is emptied
 stop_server
-redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning DEL "${SHARELINE_REDIS_PREFIX}trusted:4" >/dev/null
+redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning DEL "${SHARELINE_REDIS_PREFIX}trusted:5" >/dev/null
 start_server || not_ok "the server restarts"
 public_bytes "$U" "$WORK/upg.2"
 check "upgrade: after the restart no public representation holds the token" no_secret_in "$WORK/upg.2" <(echo "$KU")

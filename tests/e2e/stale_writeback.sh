@@ -21,10 +21,10 @@ check "the cold GET answered (version $V)" grep -qF -- "$CANARY" "$WORK/get.body
 check "its lease is in Redis" grep -q '^L' <<<"$(rcli GET "$KEY")"
 rpc "$TOKEN" SetExchangesHidden "{\"session_id\":\"$SID\",\"exchange_ids\":[1],\"hidden\":true}" >/dev/null
 check "owner hides exchange 1 (version $((V + 1)))" eq "$(status)/$(jq -r .version "$WORK/body")" "200/$((V + 1))"
-check "Redis holds version $((V + 1)) right after the call" grep -qE "^P$((V + 1)) [0-9a-f]{16} 3 " <<<"$(rcli GET "$KEY" | head -1)"
+check "Redis holds version $((V + 1)) right after the call" grep -qE "^P$((V + 1)) [0-9a-f]{16} 1 " <<<"$(rcli GET "$KEY" | head -1)"
 sleep 2.5                             # the delayed fill of version V has been attempted by now
 check "the delayed fill of version $V was refused" eq "$(( $(metric shareline_public_fills_refused_total) - refused0 ))" 1
 check "... and not stored" eq "$(( $(metric shareline_public_fills_total) - fills0 ))" 0
-check "Redis still holds version $((V + 1))" grep -qE "^P$((V + 1)) [0-9a-f]{16} 3 " <<<"$(rcli GET "$KEY" | head -1)"
+check "Redis still holds version $((V + 1))" grep -qE "^P$((V + 1)) [0-9a-f]{16} 1 " <<<"$(rcli GET "$KEY" | head -1)"
 get /api/v1/share/$SID >/dev/null
 check "viewers get version $((V + 1)) without the hidden prompt" bash -c '! grep -qF -- "$1" "$2"' _ "$CANARY" "$WORK/get.body"
