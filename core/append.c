@@ -16,8 +16,11 @@
 #define MAX_APPEND_PER_CALL 1000
 
 enum { MAXPOS_POSITION, MAXPOS_LIVE };
-static const char SQL_MAX_POSITION[] = "SELECT COALESCE(MAX(position), 0), COUNT(*) FROM exchanges"
-                                       " WHERE session_id = ? AND deleted_at IS NULL";
+/* Through the index of the projection's keys (it holds position): the rows themselves, with their
+ * text and pieces, are not read — an append costs what it appends, not the session's size. */
+static const char SQL_MAX_POSITION[] =
+    "SELECT COALESCE(MAX(position), 0), COUNT(*) FROM exchanges"
+    " FORCE INDEX (exchanges_pieces) WHERE session_id = ? AND deleted_at IS NULL";
 static const char SQL_APPEND_INSERT[] =
     "INSERT INTO exchanges (session_id, id, position, title, default_title, prompt, response, prompt_sha256,"
     " response_sha256, hidden, created_at)"

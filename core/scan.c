@@ -36,7 +36,8 @@ const char *sl_scan_field_name(int field)
 static const char SQL_UNSCANNED[] =
     "SELECT e.id, e.prompt, e.response, COALESCE(e.title, e.default_title),"
     " EXISTS (SELECT 1 FROM session_findings f WHERE f.session_id = e.session_id AND f.exchange_id = e.id)"
-    " FROM exchanges e WHERE e.scanned = 0 AND e.session_id = ? AND e.deleted_at IS NULL ORDER BY e.id"
+    " FROM exchanges e FORCE INDEX (exchanges_unscanned)"
+    " WHERE e.scanned = 0 AND e.session_id = ? AND e.deleted_at IS NULL ORDER BY e.id"
     " LIMIT " /* SCAN_BATCH */ "200 FOR UPDATE";
 enum { U_ID, U_PROMPT, U_RESPONSE, U_TITLE, U_HAS_FINDINGS };
 static const char SQL_TITLE_UNSCANNED[] = "SELECT title FROM sessions WHERE id = ? AND title_scanned = 0";

@@ -32,7 +32,7 @@ static const char SQL_EXCHANGES_OF[] =
     " WHERE session_id = ? ORDER BY position, id";
 static const char SQL_HIDDEN_OF[] =
     "SELECT id, position, prompt_sha256, response_sha256, 0, 0, hidden, '' FROM exchanges"
-    " WHERE session_id = ? AND hidden = 1";
+    " FORCE INDEX (exchanges_pieces) WHERE session_id = ? AND hidden = 1";
 static const char SQL_EXCHANGE_INSERT[] =
     "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256,"
     " response_sha256, hidden, created_at)"
