@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Redis bytes of one public projection: its entry and the blobs of pieces its recipe names.
+"""Redis bytes of one public projection: its entry and the blobs its recipe names (the chunks of
+keys and the pieces).
 
 usage: redis_bytes.py PORT PREFIX SESSION_ID...
 prints, per session: "<id> <entry bytes> <blob bytes> <blobs>" (MEMORY USAGE of each key; a blob
-named twice is counted once). The entry's format is core/recipe.c's: a head line, then "SLR1",
-version (u64), count (u32), nine length-prefixed strings, count 16-byte keys; each blob is
+named twice is counted once). The formats are core/recipe.c's: the entry is a head line, then
+"SLR2", version (u64), exchange count (u32), chunk count (u32), nine length-prefixed strings, the
+chunks' 16-byte keys; a chunk is "SLC1", count (u32), the pieces' keys; each blob is
 "<prefix>x:<32 hex of its key>" (cache/blobs.c).
 """
 import socket
@@ -43,17 +45,24 @@ class Redis:
         return rest
 
 
-def recipe_keys(value):
+def recipe_chunks(value):
     nl = value.index(b"\n")
     r = value[nl + 1:]
-    if r[:4] != b"SLR1":
+    if r[:4] != b"SLR2":
         raise ValueError("not a recipe")
-    (n,) = struct.unpack_from("<I", r, 12)
-    at = 16
+    (nc,) = struct.unpack_from("<I", r, 16)
+    at = 20
     for _ in range(9):
         (ln,) = struct.unpack_from("<I", r, at)
         at += 4 + ln
-    return [r[at + 16 * i:at + 16 * i + 16] for i in range(n)]
+    return [r[at + 16 * i:at + 16 * i + 16] for i in range(nc)]
+
+
+def chunk_keys(blob):
+    if blob is None or blob[:4] != b"SLC1":
+        return []
+    (n,) = struct.unpack_from("<I", blob, 4)
+    return [blob[8 + 16 * i:8 + 16 * i + 16] for i in range(n)]
 
 
 def main():
@@ -67,7 +76,11 @@ def main():
             continue
         entry = r.call("MEMORY", "USAGE", key) or 0
         blobs = 0
-        keys = sorted(set(recipe_keys(value)))
+        chunks = recipe_chunks(value)
+        keys = set(chunks)
+        for c in chunks:
+            keys.update(chunk_keys(r.call("GET", prefix + "x:" + c.hex())))
+        keys = sorted(keys)
         for k in keys:
             blobs += r.call("MEMORY", "USAGE", prefix + "x:" + k.hex()) or 0
         print(sid, entry, blobs, len(keys))

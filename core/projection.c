@@ -312,36 +312,61 @@ static void too_large(sl_store_error_t *err, size_t text)
 
 #define RETRY 1
 
-/* out's recipe, and the blobs it names that this node does not know Redis holds (copies): those
- * rendered now, read from MariaDB (rblob), or held but not known to be in Redis. 0, or -1. */
+/* Appends a copy of blob to out->store. 0, or -1 when out of memory. */
+static int to_store(sl_projection_t *out, const unsigned char key[16], const void *blob, size_t len)
+{
+    if (out->nstore == 0 || (out->nstore & (out->nstore - 1)) == 0) {
+        sl_blob_t *g = realloc(out->store, (out->nstore ? 2 * out->nstore : 1) * sizeof(*g));
+        if (g == NULL)
+            return -1;
+        out->store = g;
+    }
+    sl_blob_t *s = &out->store[out->nstore];
+    s->blob = malloc(len ? len : 1);
+    if (s->blob == NULL)
+        return -1;
+    memcpy(s->key, key, 16);
+    memcpy(s->blob, blob, len);
+    s->len = len;
+    out->nstore++;
+    return 0;
+}
+
+/* out's recipe, and the blobs it names that this node does not know Redis holds (copies): the
+ * chunks of keys it does not know there, and the pieces rendered now, read from MariaDB (rblob),
+ * or held but not known to be in Redis. 0, or -1. */
 static int keep_recipe(sl_core_t *core, const build_t *b, const void *const *rblob, const size_t *rlen,
                        sl_projection_t *out)
 {
-    if (sl_recipe_encode(&b->sess, b->rows, b->n, b->version, &out->recipe, &out->recipe_len) != 0)
+    sl_blob_t *chunks;
+    size_t nc;
+    if (sl_recipe_encode(&b->sess, b->rows, b->n, b->version, &out->recipe, &out->recipe_len, &chunks, &nc) !=
+        0)
         return -1;
     uint64_t gen = core->cache ? sl_cache_trust_generation(core->cache) : 0, now = uv_now(core->loop);
-    for (size_t i = 0; i < b->n; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < nc && rc == 0; i++) {
+        const void *blob;
+        size_t len;
+        sl_pc_entry_t *e = sl_pcache_get(core->pieces, chunks[i].key, &blob, &len);
+        int known = sl_pcache_in_redis(e, gen, now, SL_BLOB_KNOWN_MS);
+        sl_pcache_release(core->pieces, e);
+        if (known)
+            continue;
+        if (e == NULL)
+            sl_pcache_put(core->pieces, chunks[i].key, chunks[i].blob, chunks[i].len);
+        rc = to_store(out, chunks[i].key, chunks[i].blob, chunks[i].len);
+    }
+    sl_recipe_chunks_free(chunks, nc);
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
         const void *blob = b->blobs[i] ? (const void *)b->blobs[i] : rblob[i] ? rblob[i] : b->hblob[i];
         size_t len = b->blobs[i] ? b->bloblen[i] : rblob[i] ? rlen[i] : b->hlen[i];
         if (blob == NULL || (b->blobs[i] == NULL && rblob[i] == NULL &&
                              sl_pcache_in_redis(b->held[i], gen, now, SL_BLOB_KNOWN_MS)))
             continue;
-        if (out->nstore == 0 || (out->nstore & (out->nstore - 1)) == 0) {
-            sl_blob_t *g = realloc(out->store, (out->nstore ? 2 * out->nstore : 1) * sizeof(*g));
-            if (g == NULL)
-                return -1;
-            out->store = g;
-        }
-        sl_blob_t *s = &out->store[out->nstore];
-        s->blob = malloc(len);
-        if (s->blob == NULL)
-            return -1;
-        memcpy(s->key, b->rows[i].key, 16);
-        memcpy(s->blob, blob, len);
-        s->len = len;
-        out->nstore++;
+        rc = to_store(out, b->rows[i].key, blob, len);
     }
-    return 0;
+    return rc;
 }
 
 static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,

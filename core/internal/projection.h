@@ -126,11 +126,14 @@ void sl_projection_free(sl_projection_t *p);
 #define SL_BLOB_TTL_S    (7u * 24 * 3600)
 #define SL_BLOB_KNOWN_MS (3ull * 24 * 3600 * 1000)
 
-/* The recipe of a projection: its version, the session's fields and, in order, the keys of its
- * visible exchanges' pieces. Everything a reader needs to assemble the documents byte for byte,
- * given the blobs. *out malloc'd. 0, or -1 when out of memory. */
+/* The recipe of a projection: its version, the session's fields and the keys of the chunks of its
+ * visible exchanges' piece keys, in order (recipe.c). Everything a reader needs to assemble the
+ * documents byte for byte, given the blobs. *out malloc'd; *chunks (each chunk's key and bytes,
+ * stored in Redis like the pieces' blobs) freed with sl_recipe_chunks_free. 0, or -1 when out of
+ * memory. */
 int sl_recipe_encode(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
-                     char **out, size_t *len);
+                     char **out, size_t *len, sl_blob_t **chunks, size_t *nchunks);
+void sl_recipe_chunks_free(sl_blob_t *chunks, size_t n);
 
 /* Stores in Redis the blobs of p (p->store) the node does not know Redis holds, and remembers that
  * it does. Runs in a task. 0, or -1 when Redis did not take one (the entry must not be written). */
