@@ -44,6 +44,21 @@ static const char SQL_LOAD_VIEWER[] =
     SELECT_COLUMNS " FROM viewer_sessions s LEFT JOIN viewer_exchange_keys e ON e.session_id = s.id"
                    " WHERE s.id = ?";
 
+/* Inside an owner's transaction (one snapshot for every statement), the session's fields once and
+ * its exchanges' keys apart: the join repeats the fields, formatted, on every row (22 ms against
+ * 0.8 + 10 ms at 10,000 exchanges). Same columns as SELECT_COLUMNS (the session's are NULL in the
+ * second). */
+#define SESSION_COLUMNS                                                                                      \
+    "SELECT s.id, s.version, s.title, s.created_at, s.updated_at, s.project_name, s.project_icon,"           \
+    " s.project_color, s.author_name, s.author_handle"
+static const char SQL_SESSION_PUBLIC[] = SESSION_COLUMNS " FROM public_sessions s WHERE s.id = ?";
+static const char SQL_SESSION_VIEWER[] = SESSION_COLUMNS " FROM viewer_sessions s WHERE s.id = ?";
+#define KEY_COLUMNS                                                                                          \
+    "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, e.id, e.title_md5, e.created_raw,"   \
+    " e.pieces_key, e.prompt_sha256, e.response_sha256, e.position, e.redaction"
+static const char SQL_KEYS_PUBLIC[] = KEY_COLUMNS " FROM public_exchange_keys e WHERE e.session_id = ?";
+static const char SQL_KEYS_VIEWER[] = KEY_COLUMNS " FROM viewer_exchange_keys e WHERE e.session_id = ?";
+
 /* The text of the exchanges with ids in [?, ?] (those to render are among them). */
 #define SELECT_TEXT                                                                                          \
     "SELECT e.id, e.prompt, e.response, e.title, e.created_at, e.prompt_sha256, e.response_sha256,"          \
@@ -375,30 +390,49 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
 {
     memset(out, 0, sizeof(*out));
     sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(0)};
-    const char *sql = view == SL_VIEW_PUBLIC ? SQL_LOAD_PUBLIC : SQL_LOAD_VIEWER;
-    sl_store_result_t *r = conn ? sl_await_exec(conn, sql, p, 1, err) : sl_await_query(store, sql, p, 1, err);
-    if (r == NULL)
-        return -1;
-    if (r->nrows == 0 || r->ncols != C_COUNT) {
-        sl_store_result_free(r);
-        return 0; /* not visible: found = 0 */
+    sl_store_result_t *r, *rs; /* the exchanges' rows; the session's (the same result when joined) */
+    if (conn) {
+        rs = sl_await_exec(conn, view == SL_VIEW_PUBLIC ? SQL_SESSION_PUBLIC : SQL_SESSION_VIEWER, p, 1, err);
+        if (rs == NULL)
+            return -1;
+        if (rs->nrows == 0 || rs->ncols != C_EID) {
+            sl_store_result_free(rs);
+            return 0; /* not visible: found = 0 */
+        }
+        r = sl_await_exec(conn, view == SL_VIEW_PUBLIC ? SQL_KEYS_PUBLIC : SQL_KEYS_VIEWER, p, 1, err);
+        if (r == NULL || r->ncols != C_COUNT) {
+            if (r != NULL)
+                fail(err, "unexpected columns reading the exchanges' keys");
+            sl_store_result_free(r);
+            sl_store_result_free(rs);
+            return -1;
+        }
+    } else {
+        const char *sql = view == SL_VIEW_PUBLIC ? SQL_LOAD_PUBLIC : SQL_LOAD_VIEWER;
+        rs = r = sl_await_query(store, sql, p, 1, err);
+        if (r == NULL)
+            return -1;
+        if (r->nrows == 0 || r->ncols != C_COUNT) {
+            sl_store_result_free(r);
+            return 0; /* not visible: found = 0 */
+        }
     }
     out->found = 1;
-    build_t b = {.version = (uint64_t)sl_store_cell(r, 0, C_VERSION)->i, .flags = flags, .out = out};
+    build_t b = {.version = (uint64_t)sl_store_cell(rs, 0, C_VERSION)->i, .flags = flags, .out = out};
     out->version = b.version;
-    b.sess = (sl_proj_session_t){str_of(r, 0, C_ID),      str_of(r, 0, C_TITLE), str_of(r, 0, C_CREATED),
-                                 str_of(r, 0, C_UPDATED), str_of(r, 0, C_PNAME), str_of(r, 0, C_PICON),
-                                 str_of(r, 0, C_PCOLOR),  str_of(r, 0, C_ANAME), str_of(r, 0, C_AHANDLE)};
-    size_t rows = r->nrows;
-    b.rows = calloc(rows, sizeof(*b.rows));
-    b.text_of = calloc(rows, sizeof(*b.text_of));
-    b.blobs = calloc(rows, sizeof(*b.blobs));
-    b.bloblen = calloc(rows, sizeof(*b.bloblen));
-    b.held = calloc(rows, sizeof(*b.held));
-    b.hblob = calloc(rows, sizeof(*b.hblob));
-    b.hlen = calloc(rows, sizeof(*b.hlen));
-    const void **rblob = calloc(rows, sizeof(*rblob)); /* per row: its blob read from MariaDB (in pr) */
-    size_t *rlen = calloc(rows, sizeof(*rlen));
+    b.sess = (sl_proj_session_t){str_of(rs, 0, C_ID),      str_of(rs, 0, C_TITLE), str_of(rs, 0, C_CREATED),
+                                 str_of(rs, 0, C_UPDATED), str_of(rs, 0, C_PNAME), str_of(rs, 0, C_PICON),
+                                 str_of(rs, 0, C_PCOLOR),  str_of(rs, 0, C_ANAME), str_of(rs, 0, C_AHANDLE)};
+    size_t rows = r->nrows, cap = rows ? rows : 1; /* cap: what calloc is asked for */
+    b.rows = calloc(cap, sizeof(*b.rows));
+    b.text_of = calloc(cap, sizeof(*b.text_of));
+    b.blobs = calloc(cap, sizeof(*b.blobs));
+    b.bloblen = calloc(cap, sizeof(*b.bloblen));
+    b.held = calloc(cap, sizeof(*b.held));
+    b.hblob = calloc(cap, sizeof(*b.hblob));
+    b.hlen = calloc(cap, sizeof(*b.hlen));
+    const void **rblob = calloc(cap, sizeof(*rblob)); /* per row: its blob read from MariaDB (in pr) */
+    size_t *rlen = calloc(cap, sizeof(*rlen));
     sl_store_result_t *t = NULL, *pr = NULL;
     int rc = -1;
     if (b.rows == NULL || b.text_of == NULL || b.blobs == NULL || b.bloblen == NULL || b.held == NULL ||
@@ -592,6 +626,8 @@ out:
     free(rlen);
     sl_store_result_free(pr);
     sl_store_result_free(t);
+    if (rs != r)
+        sl_store_result_free(rs);
     sl_store_result_free(r);
     return rc;
 }
