@@ -14,9 +14,7 @@
 
 #include <cmocka.h>
 
-#include "cache/cache.h"
-
-static char prefix[64];
+#include "tests/cache/cache_helpers.h"
 
 typedef struct got {
     int called;
@@ -44,7 +42,7 @@ static void on_blobs(const sl_blobs_reply_t *r, void *data)
     }
 }
 
-static void on_proj(const sl_proj_reply_t *r, void *data)
+static void on_got_proj(const sl_proj_reply_t *r, void *data)
 {
     got_t *g = data;
     g->called++;
@@ -54,7 +52,7 @@ static void on_proj(const sl_proj_reply_t *r, void *data)
     g->proj.error = NULL;
 }
 
-static void on_gen(const sl_cache_reply_t *r, void *data)
+static void on_got_gen(const sl_cache_reply_t *r, void *data)
 {
     got_t *g = data;
     g->called++;
@@ -62,37 +60,22 @@ static void on_gen(const sl_cache_reply_t *r, void *data)
     g->integer = r->integer;
 }
 
-static void wait(uv_loop_t *loop, got_t *g)
+static void wait_got(uv_loop_t *loop, got_t *g)
 {
     while (!g->called)
         uv_run(loop, UV_RUN_ONCE);
     assert_int_equal(g->called, 1);
 }
 
+/* A client of the services' Redis that trusts it (blob commands, like the projection's, wait for
+ * that). */
 static sl_cache_t *open_trusted(uv_loop_t *loop)
 {
-    sl_cache_config_t cfg = {0};
-    cfg.host = "127.0.0.1";
-    cfg.port = (unsigned)atoi(getenv("SHARELINE_REDIS_PORT") ? getenv("SHARELINE_REDIS_PORT") : "6379");
-    cfg.key_prefix = prefix;
-    cfg.command_timeout_ms = 1000;
-    cfg.connect_timeout_ms = 1000;
-    sl_cache_t *c;
-    assert_int_equal(uv_loop_init(loop), 0);
-    assert_int_equal(sl_cache_open(&c, loop, &cfg), 0);
-    for (int i = 0; i < 5000 && !sl_cache_trusted(c); i++) {
-        uv_run(loop, UV_RUN_NOWAIT);
-        usleep(1000);
-    }
+    sl_cache_t *c = open_service(loop);
+    for (int i = 0; i < 5000 && !sl_cache_trusted(c); i++)
+        pump(loop, 1);
     assert_true(sl_cache_trusted(c));
     return c;
-}
-
-static void close_cache(sl_cache_t *c, uv_loop_t *loop)
-{
-    sl_cache_close(c);
-    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(uv_loop_close(loop), 0);
 }
 
 static void key_of(unsigned char k[16], int seed)
@@ -114,17 +97,17 @@ static void test_blobs(void **state)
 
     got_t g = {0};
     sl_cache_blob_put(c, keys[0], b0, sizeof(b0) - 1, 604800, on_blobs, &g);
-    wait(&loop, &g);
+    wait_got(&loop, &g);
     assert_int_equal(g.status, SL_CACHE_OK);
     memset(&g, 0, sizeof(g));
     sl_cache_blob_put(c, keys[2], b2, sizeof(b2) - 1, 604800, on_blobs, &g);
-    wait(&loop, &g);
+    wait_got(&loop, &g);
     assert_int_equal(g.status, SL_CACHE_OK);
 
     /* read back: byte for byte, the missing one reported missing, in the order asked */
     memset(&g, 0, sizeof(g));
     sl_cache_blobs_get(c, 3, (const unsigned char(*)[16])keys, on_blobs, &g);
-    wait(&loop, &g);
+    wait_got(&loop, &g);
     assert_int_equal(g.status, SL_CACHE_OK);
     assert_int_equal(g.n, 3);
     assert_int_equal(g.present[0], 1);
@@ -142,18 +125,18 @@ static void test_blobs(void **state)
     const char *argv[] = {"TTL", name};
     size_t lens[] = {3, strlen(name)};
     memset(&g, 0, sizeof(g));
-    sl_cache_command(c, 2, argv, lens, on_gen, &g);
-    wait(&loop, &g);
+    sl_cache_command(c, 2, argv, lens, on_got_gen, &g);
+    wait_got(&loop, &g);
     assert_true(g.integer > 604000 && g.integer <= 604800);
 
     /* deleted: read as missing */
     memset(&g, 0, sizeof(g));
     sl_cache_blobs_del(c, 1, (const unsigned char(*)[16])keys, on_blobs, &g);
-    wait(&loop, &g);
+    wait_got(&loop, &g);
     assert_int_equal(g.status, SL_CACHE_OK);
     memset(&g, 0, sizeof(g));
     sl_cache_blobs_get(c, 3, (const unsigned char(*)[16])keys, on_blobs, &g);
-    wait(&loop, &g);
+    wait_got(&loop, &g);
     assert_int_equal(g.present[0], 0);
     assert_int_equal(g.present[2], 1);
 
@@ -161,18 +144,18 @@ static void test_blobs(void **state)
     memset(&g, 0, sizeof(g));
     sl_cache_blobs_get(c, 0, (const unsigned char(*)[16])keys, on_blobs, &g);
     assert_int_equal(g.called, 0);
-    wait(&loop, &g);
+    wait_got(&loop, &g);
     assert_int_not_equal(g.status, SL_CACHE_OK);
     close_cache(c, &loop);
 }
 
-static int publish(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t v, uint64_t tag)
+static int publish_recipe(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t v, uint64_t tag)
 {
     static const char recipe[] = "a recipe";
     sl_proj_content_t ct = {.meta = "m", .meta_len = 1, .nparts = 1, .part = {recipe}, .len = {8}};
     got_t g = {0};
-    sl_cache_proj_publish(c, id, strlen(id), SL_PROJ_PUBLIC, v, tag, &ct, on_proj, &g);
-    wait(loop, &g);
+    sl_cache_proj_publish(c, id, strlen(id), SL_PROJ_PUBLIC, v, tag, &ct, on_got_proj, &g);
+    wait_got(loop, &g);
     assert_int_equal(g.proj.status, SL_CACHE_OK);
     return g.proj.stored;
 }
@@ -180,8 +163,8 @@ static int publish(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t v, u
 static int drop(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t v, uint64_t tag)
 {
     got_t g = {0};
-    sl_cache_proj_drop(c, id, strlen(id), v, tag, on_proj, &g);
-    wait(loop, &g);
+    sl_cache_proj_drop(c, id, strlen(id), v, tag, on_got_proj, &g);
+    wait_got(loop, &g);
     assert_int_equal(g.proj.status, SL_CACHE_OK);
     return g.proj.stored;
 }
@@ -189,8 +172,8 @@ static int drop(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t v, uint
 static sl_proj_kind_t kind(sl_cache_t *c, uv_loop_t *loop, const char *id, uint64_t *version)
 {
     got_t g = {0};
-    sl_cache_proj_head(c, id, strlen(id), on_proj, &g);
-    wait(loop, &g);
+    sl_cache_proj_head(c, id, strlen(id), on_got_proj, &g);
+    wait_got(loop, &g);
     *version = g.proj.version;
     return g.proj.kind;
 }
@@ -201,11 +184,11 @@ static void test_drop(void **state)
     uv_loop_t loop;
     sl_cache_t *c = open_trusted(&loop);
     uint64_t v;
-    assert_int_equal(publish(c, &loop, "d1", 5, 0xabc), 1);
+    assert_int_equal(publish_recipe(c, &loop, "d1", 5, 0xabc), 1);
     /* another tag, another version, a version that is a prefix of this one: kept */
     assert_int_equal(drop(c, &loop, "d1", 5, 0xabd), 0);
     assert_int_equal(drop(c, &loop, "d1", 4, 0xabc), 0);
-    assert_int_equal(publish(c, &loop, "d2", 51, 0xabc), 1);
+    assert_int_equal(publish_recipe(c, &loop, "d2", 51, 0xabc), 1);
     assert_int_equal(drop(c, &loop, "d2", 5, 0xabc), 0);
     assert_int_equal(kind(c, &loop, "d2", &v), SL_PROJ_PUBLIC);
     assert_int_equal(kind(c, &loop, "d1", &v), SL_PROJ_PUBLIC);
@@ -215,8 +198,8 @@ static void test_drop(void **state)
     assert_int_equal(kind(c, &loop, "d1", &v), SL_PROJ_ABSENT);
     /* a MARK (an owner change in flight) is never dropped */
     got_t g = {0};
-    sl_cache_proj_mark(c, "d3", 2, 9, 60000, on_proj, &g);
-    wait(&loop, &g);
+    sl_cache_proj_mark(c, "d3", 2, 9, 60000, on_got_proj, &g);
+    wait_got(&loop, &g);
     assert_int_equal(g.proj.stored, 1);
     assert_int_equal(drop(c, &loop, "d3", 9, 0), 0);
     assert_int_equal(kind(c, &loop, "d3", &v), SL_PROJ_MARK);
