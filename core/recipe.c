@@ -358,8 +358,10 @@ int sl_recipe_assemble(sl_core_t *core, const void *recipe, size_t len, const sl
     size_t n, nc;
     const unsigned char *ckeys;
     (void)version; /* the entry's version; the documents carry the one they were built at (rv) */
-    if (decode(recipe, len, &s, &rv, &n, &nc, &ckeys) != 0 || part > 2)
+    if (part > 2)
         return -1;
+    if (decode(recipe, len, &s, &rv, &n, &nc, &ckeys) != 0)
+        return 1; /* not a recipe of ours (another writer, a damaged value): dropped and rebuilt */
     fetched_t chunks = {0}, pieces = {0};
     sl_proj_row_t *rows = calloc(n ? n : 1, sizeof(*rows));
     unsigned char *keys = malloc(n ? 16 * n : 1);

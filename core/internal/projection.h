@@ -145,9 +145,9 @@ void sl_recipe_forget(sl_core_t *core, const unsigned char (*keys)[16], size_t n
 
 /* A reader's assembly of one gzip form (part) from a stored entry's recipe and meta: the blobs the
  * node holds, the others read from Redis (and kept). Runs in a task; large assemblies go to the
- * thread pool. 0 with *gz (malloc'd) and *gzlen; 1 when Redis no longer holds a blob the recipe
- * names (or the result does not match the ETag): the entry is to be dropped and rebuilt; -1 on
- * other failures (Redis down, out of memory, a malformed recipe). */
+ * thread pool. 0 with *gz (malloc'd) and *gzlen; 1 when the recipe is malformed, Redis no longer
+ * holds a blob it names, or the result does not match the ETag: the entry is to be dropped and
+ * rebuilt; -1 on other failures (Redis down, out of memory). */
 int sl_recipe_assemble(sl_core_t *core, const void *recipe, size_t len, const sl_stored_meta_t *m,
                        uint64_t version, unsigned part, char **gz, size_t *gzlen);
 

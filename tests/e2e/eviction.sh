@@ -104,3 +104,20 @@ check "evicted entries and blobs were rebuilt from MariaDB ($fills fills)" test 
 check "no hidden canary in any representation (stale hits: 0)" eq "$stale" 0
 check "every visible canary in every representation (misses rebuilt)" eq "$missing" 0
 check "the JSON documents are whole" bash -c 'for f in "$@"; do jq -e .exchanges "$f" >/dev/null || exit 1; done' _ "$WORK"/r.*.json
+
+# an entry whose recipe is damaged (not one of ours): dropped by its reader and rebuilt, never served
+rcli CONFIG SET maxmemory 0 >/dev/null
+sid="ev-$$-1"
+key="${P}p:$sid"
+curl -sS --http2-prior-knowledge -o /dev/null "$URL/api/v1/share/$sid" # an entry to damage
+line=$(rcli GETRANGE "$key" 0 511 | head -n 1)
+check "the entry of $sid is PUBLIC" eq "${line:0:1}" P
+read -r v _ _ _ meta <<<"$line"
+# another content tag than the node's copies carry, so that the reader reads the recipe
+printf '%s 00000000000000%02x 1 7 %s\ngarbage' "$v" "$((RANDOM % 200))" "$meta" | redis-cli -h 127.0.0.1 -p "$SHARELINE_REDIS_PORT" --no-auth-warning -x SET "$key" >/dev/null
+check "the recipe is damaged (7 bytes of garbage)" eq "$(rcli GETRANGE "$key" -7 -1)" garbage
+d0=$(metric shareline_recipe_drops_total)
+check "a damaged recipe: the page is rebuilt and served (200, the canary)" \
+    grep -qF "EVC-$$-1" <(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$sid")
+check "... by dropping the entry" eq "$(( $(metric shareline_recipe_drops_total) - d0 ))" 1
+check "... and filling it again" test "$(rcli GETRANGE "$key" -7 -1)" != garbage
