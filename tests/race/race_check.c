@@ -46,16 +46,17 @@
 
 #include "client/client.h"
 #include "rpc/rpc.h"
+#include "tests/race/race.h"
 
 static int PRIVATE_EVERY = 10; /* env SL_RACE_PRIVATE_EVERY */
 #define MAX_CANARIES_PER_GET 64
 
-static const char *base, *read_base, *session;
-static char tag[64]; /* "CANARY-<pid>-" */
-static atomic_int stop;
-static const char *fault_cmd; /* fault mode when set */
+const char *base, *read_base, *session;
+char tag[64]; /* "CANARY-<pid>-" */
+atomic_int stop;
+const char *fault_cmd; /* fault mode when set */
 
-static uint64_t now_ns(void)
+uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -80,12 +81,7 @@ typedef struct reader {
     uint64_t errors;
 } reader_t;
 
-typedef struct body {
-    char *p;
-    size_t n, cap;
-} body_t;
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     body_t *b = ud;
     size_t n = size * nmemb;
@@ -226,13 +222,13 @@ static int rpc_ex(const char *method, msgpack_sbuffer *sb, sl_client_answer_t *a
     }
 }
 
-static int rpc(const char *method, msgpack_sbuffer *sb, sl_client_answer_t *a)
+int rpc(const char *method, msgpack_sbuffer *sb, sl_client_answer_t *a)
 {
     int rc = rpc_ex(method, sb, a, 1);
     return rc == 0 ? 0 : -1;
 }
 
-static void pk_str(msgpack_packer *pk, const char *k, const char *v)
+void pk_str(msgpack_packer *pk, const char *k, const char *v)
 {
     sl_rpc_pack_str(pk, k);
     sl_rpc_pack_str(pk, v);
@@ -365,14 +361,6 @@ typedef struct event {
     uint64_t version;
 } event_t;
 
-/* What the owner did to canary i, by version. 0 = not (yet) done. */
-typedef struct canary {
-    uint64_t appended, hidden, shown, deleted;
-    int ghost;  /* an append that failed and may have been applied */
-    int ledger; /* stays; checked at the end */
-    uint64_t id;
-} canary_t;
-
 static event_t *events;
 static size_t nevents, events_cap;
 
@@ -414,208 +402,9 @@ typedef struct span {
     uint64_t from, to; /* private for versions [from, to) */
 } span_t;
 
-/* ---- faults ---- */
-
-typedef struct window {
-    const char *what;
-    int redis_down; /* public reads must keep working from MariaDB inside it */
-    int db_down;    /* /readyz must say 503 inside it */
-    uint64_t from, to;
-} window_t;
-
-static window_t windows[8];
-static int nwindows;
-static atomic_int faults_done;
-static uint64_t recovered_at; /* every GET that starts after this must succeed */
-static int fault_failed;
-
-typedef struct probe {
-    uint64_t t;
-    int status;        /* /readyz */
-    int steady_status; /* GET of a public session nobody edits (SL_FAULT_STEADY_URL), 0: none */
-} probe_t;
-static probe_t *probes;
-static size_t nprobes, probes_cap;
-
 static void sleep_ms(unsigned ms)
 {
     usleep(ms * 1000u);
-}
-
-static void fault(const char *action)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s %s", fault_cmd, action);
-    uint64_t t = now_ns();
-    int rc = system(cmd);
-    fprintf(stderr, "race_check: fault %-13s exit %d (%.2f s)\n", action, rc, (double)(now_ns() - t) / 1e9);
-    if (rc != 0)
-        fault_failed = 1;
-}
-
-static void *fault_main(void *arg)
-{
-    (void)arg;
-    static const struct {
-        const char *what, *down, *up;
-        unsigned hold_ms;
-        int redis_down, db_down;
-    } plan[] = {
-        {"Redis restart 1 (SIGKILL)", "redis-kill", "redis-start", 2000, 1, 0},
-        {"Redis frozen (SIGSTOP)", "redis-stop", "redis-cont", 3000, 0, 0},
-        {"Redis restart 2 (SIGKILL)", "redis-kill", "redis-start", 2000, 1, 0},
-        {"MariaDB killed (SIGKILL)", "mariadb-kill", "mariadb-start", 4000, 0, 1},
-    };
-    sleep_ms(3000);
-    for (size_t i = 0; i < sizeof(plan) / sizeof(plan[0]); i++) {
-        window_t *w = &windows[nwindows];
-        w->what = plan[i].what;
-        w->redis_down = plan[i].redis_down;
-        w->db_down = plan[i].db_down;
-        fault(plan[i].down);
-        w->from = now_ns(); /* the service is down (or frozen) from here */
-        sleep_ms(plan[i].hold_ms);
-        w->to = now_ns(); /* ... at least until here */
-        fault(plan[i].up);
-        nwindows++;
-        sleep_ms(3000);
-    }
-    recovered_at = now_ns() + 2000000000ull; /* 3 s after the last fault, plus these 2 */
-    sleep_ms(3000);
-    atomic_store(&faults_done, 1);
-    return NULL;
-}
-
-static size_t discard(char *p, size_t size, size_t nmemb, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return size * nmemb;
-}
-
-static int get_status(CURL *c, const char *url)
-{
-    long status = -1;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    return (int)status;
-}
-
-/* GET /readyz (and the steady session) every 100 ms, until stop. */
-static void *probe_main(void *arg)
-{
-    (void)arg;
-    CURL *c = curl_easy_init();
-    char url[1024];
-    snprintf(url, sizeof(url), "%s/readyz", base);
-    const char *steady = getenv("SL_FAULT_STEADY_URL");
-    while (!atomic_load(&stop)) {
-        uint64_t t = now_ns();
-        int ready = get_status(c, url);
-        int st = steady && *steady ? get_status(c, steady) : 0;
-        if (nprobes < probes_cap)
-            probes[nprobes++] = (probe_t){t, ready, st};
-        sleep_ms(100);
-    }
-    curl_easy_cleanup(c);
-    return NULL;
-}
-
-/* ---- the end state (fault mode) ---- */
-
-/* GetSession: every ledger canary present with its acknowledged hidden flag. Returns the number
- * of ledger canaries lost or wrong. */
-static uint64_t check_ledger(const canary_t *can, int ncan, uint64_t *checked)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    pk_str(&pk, "session_id", session);
-    sl_client_answer_t a;
-    int rc = rpc("GetSession", &sb, &a);
-    msgpack_sbuffer_destroy(&sb);
-    if (rc != 0)
-        return (uint64_t)-1;
-    const msgpack_object *ex = sl_rpc_field(a.map, "exchanges");
-    uint64_t lost = 0;
-    for (int i = 0; i < ncan; i++) {
-        if (!can[i].ledger)
-            continue;
-        (*checked)++;
-        char want[96];
-        snprintf(want, sizeof(want), "%s%d-", tag, i);
-        size_t wl = strlen(want);
-        int present = 0, text_ok = 0, hidden_ok = 0;
-        for (uint32_t k = 0; ex && ex->type == MSGPACK_OBJECT_ARRAY && k < ex->via.array.size; k++) {
-            const msgpack_object *e = &ex->via.array.ptr[k];
-            const msgpack_object *id = sl_rpc_field(e, "id");
-            if (!id || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER || id->via.u64 != can[i].id)
-                continue;
-            present = 1;
-            const msgpack_object *h = sl_rpc_field(e, "hidden");
-            const msgpack_object *pr = sl_rpc_field(e, "prompt");
-            if (pr && (pr->type == MSGPACK_OBJECT_STR || pr->type == MSGPACK_OBJECT_BIN)) {
-                const char *p = pr->type == MSGPACK_OBJECT_STR ? pr->via.str.ptr : pr->via.bin.ptr;
-                uint32_t n = pr->type == MSGPACK_OBJECT_STR ? pr->via.str.size : pr->via.bin.size;
-                for (uint32_t o = 0; o + wl <= n && !text_ok; o++)
-                    text_ok = memcmp(p + o, want, wl) == 0;
-            }
-            hidden_ok = h && h->type == MSGPACK_OBJECT_BOOLEAN && h->via.boolean == (can[i].hidden != 0);
-        }
-        if (!present || !text_ok || !hidden_ok) {
-            lost++;
-            fprintf(stderr, "LOST: ledger canary %d (exchange %llu): %s\n", i, (unsigned long long)can[i].id,
-                    !present   ? "missing"
-                    : !text_ok ? "wrong text"
-                               : "wrong hidden flag");
-        }
-    }
-    sl_client_answer_free(&a);
-    return lost;
-}
-
-/* One public GET at the end: every visible ledger canary shown, no removed canary shown. */
-static uint64_t check_final_get(const canary_t *can, int ncan, uint64_t *checked)
-{
-    CURL *c = curl_easy_init();
-    char url[1024];
-    snprintf(url, sizeof(url), "%s/api/v1/share/%s", read_base, session);
-    body_t b = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    long status = 0;
-    uint64_t bad = 0;
-    if (curl_easy_perform(c) != CURLE_OK ||
-        (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status), status != 200)) {
-        fprintf(stderr, "race_check: the final public GET failed (HTTP %ld)\n", status);
-        bad = 1;
-    }
-    for (int i = 0; !bad && i < ncan; i++) {
-        if (can[i].ghost)
-            continue;
-        char want[96];
-        snprintf(want, sizeof(want), "%s%d-", tag, i);
-        int seen = b.p && strstr(b.p, want) != NULL;
-        int vis = can[i].ledger && !can[i].hidden;
-        (*checked)++;
-        if (seen != vis) {
-            bad++;
-            fprintf(stderr, "%s: canary %d is %s in the final public GET\n", vis ? "LOST" : "VIOLATION", i,
-                    seen ? "shown" : "absent");
-        }
-    }
-    free(b.p);
-    curl_easy_cleanup(c);
-    return bad;
 }
 
 int main(int argc, char **argv)
