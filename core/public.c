@@ -103,7 +103,7 @@ static int reply_stored(get_share_t *g, const sl_proj_reply_t *r)
     char *gz = NULL;
     size_t gzlen = 0;
     unsigned part = SL_PART_OF(g->rep);
-    int rc = sl_recipe_assemble(g->core, r->payload, r->len, &m, r->version, part, &gz, &gzlen);
+    int rc = sl_recipe_assemble(g->core, r->payload, r->len, &m, part, &gz, &gzlen);
     if (rc != 0)
         return rc == 1 ? 0 : -1;
     if (SL_REP_IS_GZ(g->rep)) {

@@ -351,13 +351,12 @@ static int fetch(sl_core_t *core, const unsigned char *keys, size_t n, fetched_t
 }
 
 int sl_recipe_assemble(sl_core_t *core, const void *recipe, size_t len, const sl_stored_meta_t *m,
-                       uint64_t version, unsigned part, char **gz, size_t *gzlen)
+                       unsigned part, char **gz, size_t *gzlen)
 {
     sl_proj_session_t s;
     uint64_t rv;
     size_t n, nc;
     const unsigned char *ckeys;
-    (void)version; /* the entry's version; the documents carry the one they were built at (rv) */
     if (part > 2)
         return -1;
     if (decode(recipe, len, &s, &rv, &n, &nc, &ckeys) != 0)

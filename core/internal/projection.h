@@ -149,7 +149,7 @@ void sl_recipe_forget(sl_core_t *core, const unsigned char (*keys)[16], size_t n
  * holds a blob it names, or the result does not match the ETag: the entry is to be dropped and
  * rebuilt; -1 on other failures (Redis down, out of memory). */
 int sl_recipe_assemble(sl_core_t *core, const void *recipe, size_t len, const sl_stored_meta_t *m,
-                       uint64_t version, unsigned part, char **gz, size_t *gzlen);
+                       unsigned part, char **gz, size_t *gzlen);
 
 /* ---- invalidation (publish.c) ---- */
 
