@@ -130,7 +130,10 @@ int sl_client_call(sl_client_t *c, const char *method, const void *req, size_t l
     msgpack_unpacked_init(&ans->unpacked);
     char url[2048];
     const char *prefix = strchr(method, '/') ? "" : SL_RPC_OWNER_SERVICE "/";
-    snprintf(url, sizeof(url), "%s/rpc/%s%s", c->base, prefix, method);
+    if (method[0] == '/') /* a path of the server's own, e.g. "/console/login-link" */
+        snprintf(url, sizeof(url), "%s%s", c->base, method);
+    else
+        snprintf(url, sizeof(url), "%s/rpc/%s%s", c->base, prefix, method);
     msgpack_sbuffer with_user;
     msgpack_sbuffer_init(&with_user);
     if (c->as_user) {

@@ -42,7 +42,8 @@ typedef struct sl_client_answer {
     size_t body_len;
 } sl_client_answer_t;
 
-/* method: "SyncSession" or a full "shareline.v1.Sessions/SyncSession". req: a packed msgpack map.
+/* method: "SyncSession" or a full "shareline.v1.Sessions/SyncSession", or a path of the server
+ * starting with '/' ("/console/login-link"). req: a packed msgpack map.
  * Returns 0 when an HTTP answer arrived (look at ans->status), or -1 with err filled when the
  * server could not be reached. */
 int sl_client_call(sl_client_t *c, const char *method, const void *req, size_t len, sl_client_answer_t *ans,

@@ -36,6 +36,8 @@ static const char USAGE[] =
     "  list [--project ID] [--query TEXT] [--limit N]\n"
     "                               your sessions, newest first\n"
     "  projects                     your projects\n"
+    "  login-link                   a one-time URL that signs you in to the owner console\n"
+    "                               (/console/; expires in 10 minutes, works once)\n"
     "  status SESSION               share settings: public?, URL, hidden/total exchanges, redactions\n"
     "  findings SESSION             secret-scanning findings: id, exchange, field, kind, preview, state\n"
     "  reveal SESSION FINDING       not a secret: show it publicly\n"
@@ -436,6 +438,24 @@ static int cmd_projects(int argc, char **argv)
     return 0;
 }
 
+static int cmd_login_link(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return usage_error("login-link takes no arguments");
+    req_t r;
+    req_init(&r, 0);
+    sl_client_answer_t a;
+    int rc = call("/console/login-link", &r.sb, &a);
+    msgpack_sbuffer_destroy(&r.sb);
+    if (rc)
+        return rc;
+    print_str(a.map, "url");
+    printf("\n");
+    sl_client_answer_free(&a);
+    return 0;
+}
+
 static int cmd_status(int argc, char **argv)
 {
     if (argc != 1)
@@ -631,6 +651,8 @@ int main(int argc, char **argv)
         rc = cmd_export(n, args);
     else if (strcmp(cmd, "list") == 0)
         rc = cmd_list(n, args);
+    else if (strcmp(cmd, "login-link") == 0)
+        rc = cmd_login_link(n, args);
     else if (strcmp(cmd, "projects") == 0)
         rc = cmd_projects(n, args);
     else if (strcmp(cmd, "status") == 0)

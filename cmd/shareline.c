@@ -8,6 +8,7 @@
  *   shareline admin user create --tenant ID --handle H --name N -> user id
  *   shareline admin token create --user ID                     -> the token (shown once)
  *   shareline admin token revoke TOKEN_OR_HASH                 (the token stops working at once)
+ *   shareline admin login-link --user ID                       -> a one-time console sign-in URL
  *
  * This file only wires the modules together (store, cache, core, rpc, gateway); metrics.c says
  * which of their counters /metrics exports.
@@ -33,6 +34,7 @@ static void usage(FILE *f)
                "       shareline admin token create --user ID\n"
                "       shareline admin token create --service-tenant ID\n"
                "       shareline admin token revoke TOKEN_OR_HASH\n"
+               "       shareline admin login-link --user ID\n"
                "Configuration: var/shareline.env (or $SHARELINE_CONFIG) and SHARELINE_* environment "
                "variables; see README.md.\n");
 }
@@ -87,11 +89,12 @@ static int admin(int argc, char **argv)
     int is_token = argc >= 2 && strcmp(argv[0], "token") == 0 && strcmp(argv[1], "create") == 0;
     int is_revoke = argc >= 3 && strcmp(argv[0], "token") == 0 && strcmp(argv[1], "revoke") == 0;
     int is_migrate = argc >= 1 && strcmp(argv[0], "migrate") == 0;
-    uint64_t user = is_token ? opt_id(argc, argv, "--user") : 0;
+    int is_link = argc >= 1 && strcmp(argv[0], "login-link") == 0;
+    uint64_t user = is_token || is_link ? opt_id(argc, argv, "--user") : 0;
     uint64_t service = is_token ? opt_id(argc, argv, "--service-tenant") : 0;
     uint64_t tenant = is_user ? opt_id(argc, argv, "--tenant") : 0;
     const char *handle = opt(argc, argv, "--handle"), *name = opt(argc, argv, "--name");
-    if (!is_tenant && !is_user && !is_token && !is_migrate && !is_revoke) {
+    if (!is_tenant && !is_user && !is_token && !is_migrate && !is_revoke && !is_link) {
         usage(stderr);
         return 2;
     }
@@ -102,6 +105,10 @@ static int admin(int argc, char **argv)
     }
     if (is_token && user == 0 && service == 0) {
         fprintf(stderr, "shareline: token create needs --user ID (or --service-tenant ID)\n");
+        return 2;
+    }
+    if (is_link && user == 0) {
+        fprintf(stderr, "shareline: login-link needs --user ID\n");
         return 2;
     }
     sl_store_sync_t *db = admin_db();
@@ -117,6 +124,11 @@ static int admin(int argc, char **argv)
         rc = sl_core_admin_tenant_create(db, argv[2], &id, err, sizeof(err));
         snprintf(value, sizeof(value), "%llu", (unsigned long long)id);
         rc = done(rc, value, err);
+    } else if (is_link) {
+        char url[2048];
+        rc = done(sl_core_admin_login_link(db, user, cfg.public_url, url, sizeof(url), err, sizeof(err)), url,
+                  err);
+        explicit_bzero(url, sizeof(url));
     } else if (is_revoke) {
         rc = done(sl_core_admin_token_revoke(db, argv[2], err, sizeof(err)), NULL, err);
     } else if (is_user) {

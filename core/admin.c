@@ -125,6 +125,32 @@ int sl_core_admin_token_create(sl_store_sync_t *db, uint64_t user, uint64_t serv
     return rc;
 }
 
+int sl_core_admin_login_link(sl_store_sync_t *db, uint64_t user, const char *base_url, char *url, size_t cap,
+                             char *err, size_t errlen)
+{
+    char link[80];
+    if (sl_token_new(link, sizeof(link)) != 0) {
+        snprintf(err, errlen, "no randomness available");
+        return -1;
+    }
+    unsigned char hash[32];
+    sl_token_hash(link, strlen(link), hash);
+    sl_store_value_t p[] = {sl_store_blob(hash, 32), sl_store_int((int64_t)user),
+                            sl_store_int(SL_CONSOLE_LINK_TTL_S), sl_store_int((int64_t)user)};
+    char none[64];
+    snprintf(none, sizeof(none), "no user with id %llu", (unsigned long long)user);
+    int rc = insert(db,
+                    "INSERT INTO tokens (token_hash, tenant_id, user_id, kind, expires_at)"
+                    " SELECT ?, tenant_id, ?, 'login', NOW(6) + INTERVAL ? SECOND FROM users WHERE id = ?",
+                    p, 4, NULL, none, err, errlen);
+    if (rc == 0 && (size_t)snprintf(url, cap, "%s/console/login?link=%s", base_url, link) >= cap) {
+        snprintf(err, errlen, "the public URL is too long");
+        rc = -1;
+    }
+    explicit_bzero(link, sizeof(link));
+    return rc;
+}
+
 int sl_core_admin_token_revoke(sl_store_sync_t *db, const char *token_or_hash, char *err, size_t errlen)
 {
     unsigned char hash[32];

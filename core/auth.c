@@ -17,8 +17,11 @@
 #include "core/internal/core.h"
 
 enum { T_TENANT, T_USER, T_KIND, T_HASH };
+/* A sign-in link (kind 'login') is never a bearer token; a console session is its user's until it
+ * expires (console.c). */
 static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind, token_hash FROM tokens"
-                                " WHERE token_hash = ? AND revoked_at IS NULL";
+                                " WHERE token_hash = ? AND revoked_at IS NULL AND kind <> 'login'"
+                                " AND (expires_at IS NULL OR expires_at > NOW(6))";
 static const char SQL_USER_TENANT[] = "SELECT tenant_id FROM users WHERE id = ?";
 
 void sl_token_hash(const char *token, size_t len, unsigned char out[32])
@@ -93,7 +96,8 @@ int sl_auth_token(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
     const sl_store_value_t *kind = sl_store_cell(r, 0, T_KIND);
     out->tenant_id = (uint64_t)sl_store_cell(r, 0, T_TENANT)->i;
     out->user_id = 0;
-    out->service = !(kind->len == 4 && memcmp(kind->ptr, "user", 4) == 0);
+    out->service = !((kind->len == 4 && memcmp(kind->ptr, "user", 4) == 0) ||
+                     (kind->len == 7 && memcmp(kind->ptr, "console", 7) == 0));
     if (!out->service)
         out->user_id = (uint64_t)sl_store_cell(r, 0, T_USER)->i;
     sl_store_result_free(r);

@@ -81,7 +81,8 @@ static void on_invalidation(void *data, const char *id, size_t idlen)
 
 int sl_core_register(sl_core_t *core, sl_rpc_server_t *srv)
 {
-    if (sl_public_register(core, srv) != 0 || sl_owner_register(core, srv) != 0)
+    if (sl_public_register(core, srv) != 0 || sl_owner_register(core, srv) != 0 ||
+        sl_console_register(core, srv) != 0)
         return -1;
     if (core->coh) {
         sl_coh_set_listener(core->coh, on_invalidation, srv);

@@ -106,4 +106,9 @@ int sl_core_admin_token_create(sl_store_sync_t *db, uint64_t user, uint64_t serv
  * with it is refused from now on (tokens are looked up on every call). */
 int sl_core_admin_token_revoke(sl_store_sync_t *db, const char *token_or_hash, char *err, size_t errlen);
 
+/* A one-time sign-in link to the owner console for user (docs/console.md): written into url as
+ * "<base_url>/console/login?link=<secret>"; it expires after 10 minutes and works once. */
+int sl_core_admin_login_link(sl_store_sync_t *db, uint64_t user, const char *base_url, char *url, size_t cap,
+                             char *err, size_t errlen);
+
 #endif

@@ -48,6 +48,7 @@ static void repair_task(void *arg)
     }
     sl_store_result_free(r);
     sl_scan_pass(core);
+    sl_console_sweep(core);
     core->repairing = 0;
 }
 

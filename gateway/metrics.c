@@ -15,6 +15,7 @@ static const char *const route_names[SL_GW_ROUTES] = {
     [SL_ROUTE_HEALTH] = "healthz",
     [SL_ROUTE_READY] = "readyz",
     [SL_ROUTE_METRICS] = "metrics",
+    [SL_ROUTE_CONSOLE] = "console",
     [SL_ROUTE_OTHER] = "other",
 };
 

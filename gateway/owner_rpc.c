@@ -82,6 +82,9 @@ void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_
     }
     size_t auth_len = 0;
     const char *auth = sl_gw_bearer(req, &auth_len);
+    /* no bearer token: the console's cookie, with its CSRF and origin checks (console.c) */
+    if (auth == NULL && sl_gw_console_credential(gw, req, &auth, &auth_len) < 0)
+        return;
     sl_pending_t *pd = sl_gw_pending_new(gw, req, SL_ROUTE_RPC);
     if (pd == NULL) {
         sl_gw_send_error(gw, req, SL_RPC_RESOURCE_EXHAUSTED, "out of memory");

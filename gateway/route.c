@@ -44,6 +44,8 @@ void sl_route_classify(const char *path, size_t len, sl_route_t *out)
         set(out, SL_ROUTE_READY, NULL, 0);
     else if (equals(path, len, "/metrics"))
         set(out, SL_ROUTE_METRICS, NULL, 0);
+    else if (starts(path, len, "/console") && (len == 8 || path[8] == '/'))
+        set(out, SL_ROUTE_CONSOLE, path + 8, len - 8);
     else
         set(out, SL_ROUTE_OTHER, NULL, 0);
 }

@@ -111,6 +111,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     case SL_ROUTE_METRICS:
         send_metrics(gw, req);
         return 0;
+    case SL_ROUTE_CONSOLE:
+        sl_gw_console(gw, req, rt.rest, rt.rest_len);
+        return 0;
     case SL_ROUTE_OTHER:
         break;
     }

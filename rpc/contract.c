@@ -31,6 +31,10 @@ static const char *const method_names[SL_M_COUNT] = {
     [SL_M_LIST_FINDINGS] = SL_RPC_OWNER_SERVICE "/ListFindings",
     [SL_M_RESOLVE_FINDING] = SL_RPC_OWNER_SERVICE "/ResolveFinding",
     [SL_M_GET_SHARE] = SL_RPC_PUBLIC_SERVICE "/GetShare",
+    [SL_M_CONSOLE_SIGN_IN] = SL_RPC_CONSOLE_SERVICE "/SignIn",
+    [SL_M_CONSOLE_SIGN_OUT] = SL_RPC_CONSOLE_SERVICE "/SignOut",
+    [SL_M_CONSOLE_WHOAMI] = SL_RPC_CONSOLE_SERVICE "/WhoAmI",
+    [SL_M_CONSOLE_LOGIN_LINK] = SL_RPC_CONSOLE_SERVICE "/CreateLoginLink",
 };
 
 const char *sl_rpc_method_name(sl_rpc_method_id_t m)

@@ -73,6 +73,9 @@ int sl_rpc_msgpack_to_json(const void *buf, size_t len, char **out, size_t *outl
  * service is internal (the gateway calls it for public GETs) and never reachable from outside. */
 #define SL_RPC_OWNER_SERVICE  "shareline.v1.Sessions"
 #define SL_RPC_PUBLIC_SERVICE "shareline.v1.Public"
+/* The owner console's sign-in (docs/console.md), internal like the public service: the gateway
+ * calls it for /console/ requests. */
+#define SL_RPC_CONSOLE_SERVICE "shareline.v1.Console"
 
 typedef enum sl_rpc_method_id {
     SL_M_SYNC_SESSION,
@@ -95,6 +98,15 @@ typedef enum sl_rpc_method_id {
     SL_M_RESOLVE_FINDING,
     SL_M_OWNER_COUNT,                  /* the owner methods are the ones above */
     SL_M_GET_SHARE = SL_M_OWNER_COUNT, /* the public read (below) */
+    /* The console's sign-in (internal). Requests and answers:
+     *   SignIn {"login_link": L} or {"token": T} (no auth)  -> {"session_token", "max_age"}
+     *   SignOut (auth: the console session's token)          -> {}
+     *   WhoAmI (auth: any token of a user)                   -> {"user_id", "handle", "name", "expires_at"?}
+     *   CreateLoginLink (auth: a user's bearer token)        -> {"url", "expires_in"} */
+    SL_M_CONSOLE_SIGN_IN,
+    SL_M_CONSOLE_SIGN_OUT,
+    SL_M_CONSOLE_WHOAMI,
+    SL_M_CONSOLE_LOGIN_LINK,
     SL_M_COUNT
 } sl_rpc_method_id_t;
 

@@ -369,6 +369,16 @@ static const char *const m11_steps[] = {
     NULL,
 };
 
+/* The owner console (docs/console.md): its server-side sessions and one-time sign-in links are
+ * tokens too, with an expiry; a sign-in link is marked used by the one statement that consumes it.
+ * Re-runnable. */
+static const char *const m12_steps[] = {
+    "ALTER TABLE tokens MODIFY kind ENUM('user','service','console','login') NOT NULL DEFAULT 'user',"
+    " ADD COLUMN IF NOT EXISTS expires_at DATETIME(6) NULL,"
+    " ADD COLUMN IF NOT EXISTS used_at DATETIME(6) NULL",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
@@ -381,6 +391,7 @@ const sl_store_migration_t sl_store_migrations[] = {
     {9, "secret scanning: findings, redacted public text, scanned rows only", m9_steps},
     {10, "secret scanning: rescan with the rules of 2c0f221", m10_steps},
     {11, "deleted exchanges lose their rendered pieces", m11_steps},
+    {12, "console sessions and sign-in links", m12_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

@@ -39,6 +39,8 @@ struct sl_core {
     char *base_url;
     sl_core_stats_t stats;
     sl_core_method_t methods[SL_M_OWNER_COUNT];
+    sl_core_method_t console_methods[4]; /* SignIn, SignOut, WhoAmI, CreateLoginLink (console.c) */
+    uint64_t console_swept_ms;           /* when sl_console_sweep last ran (loop time) */
     uv_timer_t repair_timer;
     int repair_started;
     int repairing;     /* a repair task is running */
@@ -104,8 +106,16 @@ int sl_auth_as_user(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out);
 /* Maps a store error to an rpc answer (unavailable / internal). */
 void sl_fail_store(sl_rpc_call_t *call, const sl_store_error_t *err);
 
-/* Registers the owner methods (owner.c) and the public read (public.c). */
+/* Registers the owner methods (owner.c), the public read (public.c) and the console's sign-in
+ * (console.c). */
 int sl_owner_register(sl_core_t *core, sl_rpc_server_t *srv);
+int sl_console_register(sl_core_t *core, sl_rpc_server_t *srv);
+/* Inside a task: deletes expired console sessions and sign-in links (at most once a minute). */
+void sl_console_sweep(sl_core_t *core);
+
+/* The console (docs/console.md): a session lasts 12 hours, a sign-in link 10 minutes. */
+#define SL_CONSOLE_SESSION_TTL_S 43200u
+#define SL_CONSOLE_LINK_TTL_S    600u
 int sl_public_register(sl_core_t *core, sl_rpc_server_t *srv);
 
 /* A random 64-bit value from the OS (getrandom). */

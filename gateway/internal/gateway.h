@@ -4,8 +4,9 @@
  *
  * Files: server.c (listening, accepting, TLS, routing), http.c (answers, headers, pending
  * requests), share.c (the public share: /share/{id}, /api/v1/share/{id}), copies.c (the gateway's
- * copies of projections, sent without copying), owner_rpc.c (POST /rpc/...), specstory.c (the
- * SpecStory-compatible API), metrics.c (/metrics), route.c (paths, pure functions).
+ * copies of projections, sent without copying), owner_rpc.c (POST /rpc/...), console.c (the owner
+ * console: its pages, sign-in, cookie and CSRF), specstory.c (the SpecStory-compatible API),
+ * metrics.c (/metrics), route.c (paths, pure functions).
  */
 #ifndef SL_GATEWAY_INTERNAL_GATEWAY_H
 #define SL_GATEWAY_INTERNAL_GATEWAY_H
@@ -45,6 +46,8 @@ struct sl_gateway {
 /* ---- answering (http.c) ---- */
 
 void sl_gw_count_status(sl_gateway_t *gw, int status);
+/* h2o keeps value's pointer, not a copy: it must live as long as the request (a literal, or memory
+ * of the request's pool). */
 void sl_gw_add_header(h2o_req_t *req, const h2o_token_t *token, const char *value, size_t len);
 void sl_gw_add_header_str(h2o_req_t *req, const char *name, const char *value);
 /* status, Content-Type (when ctype), Content-Length and the body (copied); HEAD sends no body. */
@@ -84,7 +87,8 @@ typedef struct sl_pending {
     h2o_req_t *req;           /* NULL once the request was disposed (client gone) */
     struct sl_pending **slot; /* lives in the request pool; cleared when we finish first */
     sl_route_kind_t route;
-    int json;              /* owner rpc: answer in JSON */
+    int json;              /* owner rpc, console: answer in JSON */
+    int action;            /* console.c: what the console's call was for */
     int gzip;              /* public: the client accepts gzip */
     int markdown;          /* public JSON route: the client asked for text/markdown */
     uint64_t have_version; /* public: the version of our copy sent to the core (0: none) */
@@ -115,6 +119,12 @@ const char *sl_gw_page_csp(void);
 void sl_gw_events(sl_gateway_t *gw, h2o_req_t *req, const char *id, size_t idlen);
 /* owner_rpc.c: POST /rpc/<service>/<method>. */
 void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_t mlen);
+/* console.c: /console[/...] (path after "/console"): the owner console and its sign-in. */
+void sl_gw_console(sl_gateway_t *gw, h2o_req_t *req, const char *path, size_t len);
+/* console.c: the console's cookie as an owner RPC's credential, for a request without a bearer
+ * token: 0 (no console cookie: *tok NULL), 1 (*tok, *len: the session's token; the request came
+ * from our origin with the session's X-CSRF-Token), -1 (refused: answered with 403). */
+int sl_gw_console_credential(sl_gateway_t *gw, h2o_req_t *req, const char **tok, size_t *len);
 /* specstory.c: /api/v1/projects[...] (path after "/api/v1/projects"). */
 void sl_gw_specstory(sl_gateway_t *gw, h2o_req_t *req, const char *path, size_t len);
 /* metrics.c: the gateway's own counters. */

@@ -18,6 +18,7 @@ typedef enum sl_route_kind {
     SL_ROUTE_HEALTH,       /* /healthz */
     SL_ROUTE_READY,        /* /readyz */
     SL_ROUTE_METRICS,      /* /metrics */
+    SL_ROUTE_CONSOLE,      /* /console[/...] */
     SL_ROUTE_OTHER,
 } sl_route_kind_t;
 
