@@ -6,7 +6,7 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libjansson-dev libcmocka-dev libmd4c-dev libmd4c-html0-dev libhyperscan-dev libpcre2-dev
       redis-server redis-tools mariadb-server mariadb-client
       libcurl4-openssl-dev curl jq nghttp2-client wrk h2o gnuplot-nox
-      chromium fonts-dejavu-core python3 clang-format)
+      chromium fonts-dejavu-core python3 clang-format openssl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -91,6 +91,13 @@ class Page:
         self.cdp.wait_event("Page.loadEventFired", timeout=60)
 
 
+def rpc(base, token, method, req):
+    """An owner RPC with the bearer token (what the CLI does)."""
+    r = urllib.request.Request(f"{base}/rpc/shareline.v1.Sessions/{method}", data=json.dumps(req).encode(),
+                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(r, timeout=30).read())
+
+
 def public_doc(base, sid):
     st, body = viewer_get(f"{base}/api/v1/share/{sid}")
     return st, (json.loads(body) if st == 200 else None)
@@ -240,11 +247,21 @@ def main():
         p.click("#confirm-yes")
         gone = p.poll(f"!document.querySelector(\"article.exchange[data-exchange-id='{x1}']\")", bool)
         step("Delete (confirmed) removes the exchange", gone)
-        r = json.loads(urllib.request.urlopen(urllib.request.Request(
-            f"{base}/rpc/shareline.v1.Sessions/GetSession", data=json.dumps({"session_id": sid}).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}), timeout=30).read())
+        r = rpc(base, token, "GetSession", {"session_id": sid})
         left = [str(e["id"]) for e in r["exchanges"]]
         step("the owner's API no longer lists it", x1 not in left, left)
+        st, doc = public_doc(base, sid)
+        step("viewers: still only the third exchange", doc and [str(e["id"]) for e in doc["exchanges"]] == [x3],
+             [st, doc and [e["id"] for e in doc["exchanges"]]])
+
+        # ---- live: a change made elsewhere (a sync from the CLI) appears without a reload ----
+        p.eval("window.__still_here = 1")
+        n0 = p.eval("document.querySelectorAll('article.exchange').length")
+        rpc(base, token, "AppendExchanges", {"session_id": sid, "exchanges": [
+            {"prompt": "Appended from the CLI while the console is open", "response": "Seen live."}]})
+        n1 = p.poll("document.querySelectorAll('article.exchange').length", lambda v: v == n0 + 1, 10)
+        step("live: an exchange appended elsewhere appears without a reload",
+             n1 == n0 + 1 and p.eval("window.__still_here") == 1, [n0, n1])
 
         # ---- Preview as Viewer: exactly the public bytes ----
         p.click("#open-share")
@@ -301,8 +318,15 @@ def main():
         kinds = p.eval("[...document.querySelectorAll('#findings li.finding')].map(li => li.textContent)")
         step("the hostile session lists its finding", bool(kinds), kinds)
         if kinds:
+            label = p.eval("document.querySelector('#findings li.finding button.finding-toggle').textContent")
             p.click("#findings li.finding button.finding-toggle")
-            time.sleep(0.5)
+            after = p.poll("document.querySelector('#findings li.finding button.finding-toggle').textContent",
+                           lambda v: v != label)
+            f = rpc(base, token, "ListFindings", {"session_id": hsid})["findings"]
+            step("Reveal flips the finding (button and server state)", label == "Reveal" and after == "Redact"
+                 and f[0]["state"] == "revealed", [label, after, f[0]["state"]])
+            p.click("#findings li.finding button.finding-toggle")
+            p.poll("document.querySelector('#findings li.finding button.finding-toggle').textContent", lambda v: v == "Reveal")
         p.click("#share-close")
         step("the hostile session title is text", "<script>" in (p.eval("document.getElementById('session-title').textContent") or ""))
         p.shot("xss")
@@ -312,6 +336,28 @@ def main():
         p.wait_for("#project-list li")
         names = p.eval("[...document.querySelectorAll('#project-list .project-title')].map(e => e.textContent)")
         step("hostile project names are text", any("<img" in n for n in names), names)
+        # edit the plain project's icon and colour in its form
+        k = next((i for i, n in enumerate(names) if n == "fixtures"), None)
+        if step("the projects page lists the fixtures project", k is not None, names):
+            for field, value in (("icon", "R"), ("color", "#10b981")):
+                p.click(f"#project-{k}-{field}")
+                p.select_all()
+                p.type(value)
+            p.click(f"#project-list li:nth-child({k + 1}) form.project-form button[type=submit]")
+            p.poll("1", lambda v: any(x["name"] == "fixtures" and x["icon"] == "R" for x in
+                                              rpc(base, token, "ListProjects", {})["projects"]))
+            got = [x for x in rpc(base, token, "ListProjects", {})["projects"] if x["name"] == "fixtures"]
+            step("a project's icon and colour are edited in its form", got and got[0]["icon"] == "R"
+                 and got[0]["color"] == "#10b981", got)
+        # the project filter of the list: the hostile project alone
+        p.navigate(f"{base}/console/#/")
+        p.wait_for("#session-list li")
+        p.eval("(() => { const s = document.getElementById('filter-project'); const o = [...s.options]"
+               ".find(o => o.textContent.includes('<img')); s.value = o.value; })()")
+        p.click("#search-form button[type=submit]")
+        ids = p.poll("[...document.querySelectorAll('#session-list .session-link')].map(b => b.dataset.sessionId)",
+                     lambda v: v == [hsid])
+        step("the project filter lists that project's sessions only", ids == [hsid], ids)
         bad = p.eval("[...document.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length")
         step("no element carries an event-handler attribute", bad == 0, bad)
         extra = p.eval("document.querySelectorAll('main img, main svg, main script, main iframe:not(#preview-frame)').length")

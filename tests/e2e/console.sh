@@ -216,3 +216,30 @@ check "browser: no console errors" eq "$(b '.console_errors | length')" 0
 for s in signed-in search session share-dialog preview xss phone dark; do
     check "screenshot $s.png" test -s "$SHOTS/console-$s.png"
 done
+
+# ---- on TLS: the __Host- cookie, Secure ----
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 1 \
+    -subj /CN=127.0.0.1 >/dev/null 2>&1
+stop_server
+export SHARELINE_TLS_CERT="$WORK/cert.pem" SHARELINE_TLS_KEY="$WORK/key.pem"
+TURL="https://127.0.0.1:$SL_TEST_HTTP_PORT"
+export SHARELINE_PUBLIC_URL="$TURL"
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$BIN" serve >>"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 200); do curl -ksf "$TURL/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+LINK=$("$BIN" admin login-link --user "$UA")
+check "TLS: the sign-in link is https" grep -q "^$TURL/console/login?link=" <<<"$LINK"
+curl -ksS -o /dev/null -D "$WORK/tls.h" "$LINK"
+setc=$(grep -i '^set-cookie:' "$WORK/tls.h" | tr -d '\r')
+check "TLS: the cookie is __Host-shareline_console" grep -q '^set-cookie: __Host-shareline_console=slt_' <<<"$setc"
+check "TLS: the cookie is Secure, HttpOnly, SameSite=Strict, Path=/" \
+    bash -c 'for a in "; Secure" "; HttpOnly" "; SameSite=Strict" "; Path=/"; do grep -qF "$a" <<<"$1" || exit 1; done' _ "$setc"
+TC=$(sed 's/^[^=]*=\([^;]*\);.*/\1/' <<<"$setc")
+TX=$(curl -ksS -H "Cookie: __Host-shareline_console=$TC" "$TURL/console/me" | jq -r .csrf)
+code=$(curl -ksS --http2 -o /dev/null -w '%{http_code}' -H "Cookie: __Host-shareline_console=$TC" -H "Origin: $TURL" \
+    -H "X-CSRF-Token: $TX" -H 'Content-Type: application/json' -d '{}' "$TURL/rpc/shareline.v1.Sessions/ListProjects")
+check "TLS: a console call with the __Host- cookie: 200" eq "$code" 200
+code=$(curl -ksS -o /dev/null -w '%{http_code}' -H "Cookie: __Host-shareline_console=$TC" -H "Origin: http://127.0.0.1:$SL_TEST_HTTP_PORT" \
+    -H "X-CSRF-Token: $TX" -H 'Content-Type: application/json' -d '{}' "$TURL/rpc/shareline.v1.Sessions/ListProjects")
+check "TLS: the same call from the http:// origin: 403" eq "$code" 403
+check "TLS: the plain cookie name is not a credential there" eq "$(curl -ksS -o /dev/null -w '%{http_code}' -H "Cookie: shareline_console=$TC" "$TURL/console/me")" 401

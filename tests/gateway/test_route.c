@@ -54,6 +54,14 @@ static void test_classify(void **state)
     assert_int_equal(classify("/healthzz").kind, SL_ROUTE_OTHER);
     assert_int_equal(classify("/readyz").kind, SL_ROUTE_READY);
     assert_int_equal(classify("/metrics").kind, SL_ROUTE_METRICS);
+    r = classify("/console");
+    assert_int_equal(r.kind, SL_ROUTE_CONSOLE);
+    assert_int_equal(r.rest_len, 0);
+    r = classify("/console/preview/abc?x=1");
+    assert_int_equal(r.kind, SL_ROUTE_CONSOLE);
+    assert_int_equal(r.rest_len, strlen("/preview/abc"));
+    assert_int_equal(classify("/consoles").kind, SL_ROUTE_OTHER);
+    assert_int_equal(classify("/Console/").kind, SL_ROUTE_OTHER);
     assert_int_equal(classify("").kind, SL_ROUTE_OTHER);
     assert_int_equal(classify("/").kind, SL_ROUTE_OTHER);
     assert_int_equal(classify("/../share/x").kind, SL_ROUTE_OTHER);
