@@ -157,6 +157,19 @@ def main():
         step("the cookie is not readable by the page (HttpOnly)", p.eval("document.cookie") == "", p.eval("document.cookie"))
         p.wait_for("#session-list li")
         p.shot("signed-in")
+        # paging: 32 sessions, 25 a page, newest first
+        n = p.poll("document.querySelectorAll('#session-list .session-link').length", lambda v: v == 25)
+        step("the list shows the first 25 sessions", n == 25, n)
+        step("More loads the next page", p.click("#more") and
+             p.poll("document.querySelectorAll('#session-list .session-link').length", lambda v: v == 32) == 32)
+        times = p.eval("[...document.querySelectorAll('#session-list .session-link time')].map(t => t.getAttribute('datetime'))")
+        step("newest first", times == sorted(times, reverse=True), times[:3])
+        # the date filter: from tomorrow on, nothing
+        p.eval("document.getElementById('filter-from').value = new Date(Date.now() + 2 * 86400000).toISOString().slice(0, 10)")
+        p.click("#search-form button[type=submit]")
+        n = p.poll("document.querySelectorAll('#session-list .session-link').length", lambda v: v == 0)
+        step("the date filter (from the day after tomorrow): no session", n == 0, n)
+        p.eval("document.getElementById('filter-from').value = ''")
 
         # ---- find the session by search ----
         p.click("#search-query")

@@ -198,6 +198,13 @@ rpc "$TOKEN" UpdateExchangeTitle "{\"session_id\":\"$HSID\",\"exchange_id\":1,\"
 # a finding, so the dialog lists one (a key-shaped value of the rules' test records)
 rpc "$TOKEN" AppendExchanges "{\"session_id\":\"$HSID\",\"exchanges\":[{\"prompt\":\"my key <img src=x onerror=window.__xss=6> ghp_F2Pb6Fx4vFfKYoUrUwejMAnH7x5OEm1F9Iu5\",\"response\":\"ok\"}]}" >/dev/null
 check "hostile session ready" eq "$(status)" 200
+# 30 more sessions: the list pages (25 a page)
+for k in $(seq 1 30); do
+    printf '_**User**_\n\nPage filler %s.\n\n---\n\n_**Agent**_\n\nOk.\n' "$k" | jq -Rs --arg id "fill-$$-$k" \
+        '{session_id:$id, project:{name:"paging"}, markdown:.}' | curl -sS --http2-prior-knowledge -o /dev/null \
+        -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data-binary @- \
+        "$URL/rpc/shareline.v1.Sessions/SyncSession"
+done
 ATTACK_PORT=$((SL_TEST_HTTP_PORT + 11))
 python3 "$SL_SOURCE_DIR/tests/browser/cdp_console.py" "$CHROMIUM" "$URL" "$SHOTS" "$ATTACK_PORT" \
     "$("$BIN" admin login-link --user "$UA")" "$SID" "$HSID" "$TOKEN" >"$WORK/browser.json" 2>"$WORK/browser.err"
