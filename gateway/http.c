@@ -47,13 +47,19 @@ void sl_gw_send_status(sl_gateway_t *gw, h2o_req_t *req, int status, const char 
 
 void sl_gw_send_error(sl_gateway_t *gw, h2o_req_t *req, sl_rpc_code_t code, const char *msg)
 {
+    sl_gw_send_error_status(gw, req, sl_rpc_code_http_status(code), code, msg);
+}
+
+void sl_gw_send_error_status(sl_gateway_t *gw, h2o_req_t *req, int status, sl_rpc_code_t code,
+                             const char *msg)
+{
     char body[600];
     /* at most 500 bytes of the message: the answer always fits (snprintf's return value is what it
      * would have written, not what it wrote) */
     int n =
         snprintf(body, sizeof(body), "{\"code\":\"%s\",\"message\":\"%.500s\"}", sl_rpc_code_name(code), msg);
     size_t len = n < 0 ? 0 : (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1;
-    sl_gw_send(gw, req, sl_rpc_code_http_status(code), "application/json", body, len);
+    sl_gw_send(gw, req, status, "application/json", body, len);
 }
 
 void sl_gw_send_error_as(sl_gateway_t *gw, h2o_req_t *req, int json, sl_rpc_code_t code, const char *msg)

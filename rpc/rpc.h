@@ -7,7 +7,8 @@
  *
  * Files: contract.c (names, GetShare, representation keys), server.c (method table, calls,
  * status codes), fields.c (reading requests, packing answers), codec.c (the bounded msgpack
- * checker, UTF-8), json.c (JSON <-> msgpack).
+ * checker, UTF-8), json.c (JSON <-> msgpack), connect.c (the Connect protocol's JSON and statuses;
+ * the .proto of the owner service is proto/shareline/v1/sessions.proto).
  *
  * rpc knows nothing of HTTP beyond the status that each code maps to (API.md), and nothing of the
  * core, the cache or the store. Single-threaded: a server and its calls belong to one loop/thread.
@@ -33,12 +34,16 @@ typedef enum sl_rpc_code {
     SL_RPC_UNAVAILABLE,
     SL_RPC_INTERNAL,
     SL_RPC_UNIMPLEMENTED,
+    SL_RPC_DEADLINE_EXCEEDED, /* a Connect caller's deadline (Connect-Timeout-Ms) passed: 504 */
 } sl_rpc_code_t;
 
 /* "invalid_argument", ... as in API.md ("ok" for SL_RPC_OK). */
 const char *sl_rpc_code_name(sl_rpc_code_t code);
-/* 200, 400, 401, 403, 404, 409, 412, 429, 413, 503, 500, 501. */
+/* 200, 400, 401, 403, 404, 409, 412, 429, 413, 503, 500, 501, 504. */
 int sl_rpc_code_http_status(sl_rpc_code_t code);
+/* The status the Connect protocol gives the code (docs/connect.md): as above but failed_precondition
+ * 400 and resource_exhausted always 429. */
+int sl_rpc_code_connect_status(sl_rpc_code_t code);
 
 /* ---- decoding limits ---- */
 
@@ -116,6 +121,12 @@ const char *sl_rpc_method_name(sl_rpc_method_id_t m);
 int sl_rpc_method_lookup(const char *name, size_t len);
 /* 1 when name[0..len) is inside the owner service ("shareline.v1.Sessions/..."). */
 int sl_rpc_owner_path(const char *name, size_t len);
+
+/* Connect unary JSON (rpc/connect.c): rewrites the msgpack decoded from a request in the protobuf
+ * JSON mapping (lowerCamelCase names, integers as strings, omitted defaults, nulls) into the
+ * request map the method reads, appended to out. Returns 0, or -1 with a message (a bad integer). */
+int sl_rpc_connect_normalize(sl_rpc_method_id_t method, const void *in, size_t len, msgpack_sbuffer *out,
+                             char *err, size_t errlen);
 
 /* ---- the contract: the public read, shareline.v1.Public/GetShare ----
  *

@@ -21,6 +21,7 @@ static const struct {
     [SL_RPC_UNAVAILABLE] = {"unavailable", 503},
     [SL_RPC_INTERNAL] = {"internal", 500},
     [SL_RPC_UNIMPLEMENTED] = {"unimplemented", 501},
+    [SL_RPC_DEADLINE_EXCEEDED] = {"deadline_exceeded", 504},
 };
 
 const char *sl_rpc_code_name(sl_rpc_code_t code)

@@ -6,11 +6,14 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libjansson-dev libcmocka-dev libmd4c-dev libmd4c-html0-dev libhyperscan-dev libpcre2-dev
       redis-server redis-tools mariadb-server mariadb-client
       libcurl4-openssl-dev curl jq nghttp2-client wrk h2o gnuplot-nox
-      chromium fonts-dejavu-core python3 clang-format openssl)
+      chromium fonts-dejavu-core python3 clang-format openssl protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node.js and npm (the Connect conformance test, tests/connect/): Debian's, unless a node and npm
+# are already there (from whatever source: another npm package would conflict with it)
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

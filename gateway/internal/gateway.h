@@ -58,6 +58,9 @@ void sl_gw_send(sl_gateway_t *gw, h2o_req_t *req, int status, const char *ctype,
 void sl_gw_send_error(sl_gateway_t *gw, h2o_req_t *req, sl_rpc_code_t code, const char *msg);
 /* The same error in the request's encoding: msgpack when json == 0. */
 void sl_gw_send_error_as(sl_gateway_t *gw, h2o_req_t *req, int json, sl_rpc_code_t code, const char *msg);
+/* The JSON error with an explicit status (a Connect request's, sl_rpc_code_connect_status). */
+void sl_gw_send_error_status(sl_gateway_t *gw, h2o_req_t *req, int status, sl_rpc_code_t code,
+                             const char *msg);
 /* An empty answer with this status (HEAD-style: headers only). */
 void sl_gw_send_status(sl_gateway_t *gw, h2o_req_t *req, int status, const char *reason);
 
@@ -89,6 +92,9 @@ typedef struct sl_pending {
     sl_route_kind_t route;
     int json;              /* owner rpc, console: answer in JSON */
     int action;            /* console.c: what the console's call was for */
+    int connect;           /* owner rpc: a Connect protocol request (Connect-Protocol-Version: 1) */
+    int method;            /* owner rpc: its method id (sl_rpc_method_lookup) */
+    void *deadline;        /* owner rpc: the timer of a Connect-Timeout-Ms, or NULL */
     int gzip;              /* public: the client accepts gzip */
     int markdown;          /* public JSON route: the client asked for text/markdown */
     uint64_t have_version; /* public: the version of our copy sent to the core (0: none) */
