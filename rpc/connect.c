@@ -41,6 +41,9 @@ static const deflt_t DEFAULTS[] = {
 static const char *const EXCHANGE_DEFAULTS[] = {"prompt", "response"};
 
 #define MAX_KEY 64
+/* No message of the contract has more fields (the free-form metadata is copied as it is): a map of
+ * the request with more is refused, which also bounds the duplicate check below. */
+#define MAX_FIELDS 64
 
 static int is_int_field(const char *k, size_t n)
 {
@@ -145,6 +148,26 @@ static int copy_map(walk_t *w, const msgpack_object *o, int verbatim, const char
 {
     size_t add = 0, kept = 0;
     int missing[8] = {0};
+    if (!verbatim) {
+        if (o->via.map.size > MAX_FIELDS) {
+            snprintf(w->err, w->errlen, "a message has at most %d fields", MAX_FIELDS);
+            return -1;
+        }
+        /* "sessionId" and "session_id" both given: which one wins would be a guess */
+        char a[MAX_KEY + 1], b[MAX_KEY + 1];
+        for (uint32_t i = 0; i < o->via.map.size; i++)
+            for (uint32_t j = i + 1; j < o->via.map.size; j++) {
+                const msgpack_object *ki = &o->via.map.ptr[i].key, *kj = &o->via.map.ptr[j].key;
+                if (ki->type != MSGPACK_OBJECT_STR || kj->type != MSGPACK_OBJECT_STR)
+                    continue;
+                size_t ni, nj;
+                const char *si = server_key(ki, a, &ni), *sj = server_key(kj, b, &nj);
+                if (ni == nj && memcmp(si, sj, ni) == 0) {
+                    snprintf(w->err, w->errlen, "field \"%.*s\" is given twice", (int)ni, si);
+                    return -1;
+                }
+            }
+    }
     for (size_t i = 0; i < nextra && i < 8; i++)
         if (!has_key(o, extra_keys[i], verbatim))
             missing[i] = 1, add++;

@@ -1,5 +1,6 @@
-/* Fuzz target: the JSON request decoder (rpc/json.c). Invariant: what it accepts becomes a msgpack
- * map that the msgpack checker accepts too (the server sends converted bodies through it). */
+/* Fuzz target: the JSON request decoder (rpc/json.c) and the Connect mapping after it
+ * (rpc/connect.c). Invariant: what they accept becomes a msgpack map that the msgpack checker
+ * accepts too (the server sends converted bodies through it); a refusal always says why. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fprintf(stderr, "accepted JSON became msgpack the checker refuses: %s\n", err2);
             abort();
         }
+        /* the Connect mapping, for a method picked by the input's length */
+        msgpack_sbuffer cn;
+        msgpack_sbuffer_init(&cn);
+        char err3[256] = "";
+        if (sl_rpc_connect_normalize((sl_rpc_method_id_t)(size % SL_M_OWNER_COUNT), sb.data, sb.size, &cn,
+                                     err3, sizeof(err3)) == 0) {
+            if (sl_rpc_check_msgpack(cn.data, cn.size, &lim, err2, sizeof(err2)) != 0) {
+                fprintf(stderr, "the Connect mapping made msgpack the checker refuses: %s\n", err2);
+                abort();
+            }
+        } else if (err3[0] == '\0') {
+            abort();
+        }
+        msgpack_sbuffer_destroy(&cn);
     } else if (err[0] == '\0') {
         abort();
     }
