@@ -159,6 +159,12 @@ async function main() {
         c.syncSession({ sessionId: `${sid}-big`, project: { name: "big" }, markdown: "x".repeat(Number(maxBody) + 1) }));
     await failure("GetSession", "the console cookie without its CSRF token: permission_denied", Code.PermissionDenied, () =>
         anon.getSession({ sessionId: sid }, { headers: { Cookie: "shareline_console=slt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Origin: base } }));
+    // a method of the service the server does not have: the generated GetSession descriptor under
+    // another name, sent through the same transport
+    const transport = createConnectTransport({ baseUrl: `${base}/rpc`, httpVersion: "2", useBinaryFormat: false });
+    await failure("(none)", "a method the server lacks: unimplemented", Code.Unimplemented, () =>
+        transport.unary({ ...Sessions.method.getSession, name: "ArchiveSession" }, undefined, undefined,
+            { Authorization: `Bearer ${token}` }, { sessionId: sid }));
     const redisPid = Number(process.env.SL_REDIS_PID ?? 0);
     if (redisPid > 0) {
         // Redis frozen: a change of a public session cannot reach it within its 1 s timeout
@@ -172,6 +178,7 @@ async function main() {
     } else report("UpdateSessionTitle", "Redis frozen: unavailable", false, "SL_REDIS_PID not given");
     await failure("SyncSession", "a deadline that passes (timeoutMs 1 on a 6 MB upload): deadline_exceeded", Code.DeadlineExceeded, () =>
         c.syncSession({ sessionId: `${sid}-slow`, project: { name: "slow" }, markdown: md(3000, "slow ".repeat(200)) }, { timeoutMs: 1 }));
+    methods.delete("(none)");
     console.log(`cases ${cases} failed ${failed} methods ${methods.size}`);
     process.exit(failed ? 1 : 0);
 }
