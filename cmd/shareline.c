@@ -234,6 +234,7 @@ static int serve(void)
         .max_event_streams = cfg.max_event_streams,
         .share_cache_bytes = cfg.node_memory_bytes,
         .metrics_token = cfg.metrics_token,
+        .public_url = cfg.public_url,
         .ready = sl_app_ready,
         .metrics = sl_app_metrics,
         .data = &app,

@@ -129,7 +129,7 @@ int sl_core_admin_login_link(sl_store_sync_t *db, uint64_t user, const char *bas
                              char *err, size_t errlen)
 {
     char link[80];
-    if (sl_token_new(link, sizeof(link)) != 0) {
+    if (sl_token_new_prefixed(link, sizeof(link), "sll_") != 0) {
         snprintf(err, errlen, "no randomness available");
         return -1;
     }
@@ -140,7 +140,7 @@ int sl_core_admin_login_link(sl_store_sync_t *db, uint64_t user, const char *bas
     char none[64];
     snprintf(none, sizeof(none), "no user with id %llu", (unsigned long long)user);
     int rc = insert(db,
-                    "INSERT INTO tokens (token_hash, tenant_id, user_id, kind, expires_at)"
+                    "INSERT INTO console_tokens (token_hash, tenant_id, user_id, kind, expires_at)"
                     " SELECT ?, tenant_id, ?, 'login', NOW(6) + INTERVAL ? SECOND FROM users WHERE id = ?",
                     p, 4, NULL, none, err, errlen);
     if (rc == 0 && (size_t)snprintf(url, cap, "%s/console/login?link=%s", base_url, link) >= cap) {
@@ -168,17 +168,23 @@ int sl_core_admin_token_revoke(sl_store_sync_t *db, const char *token_or_hash, c
         snprintf(err, errlen, "give the token, or the 64 hex digits of its SHA-256");
         return -1;
     }
+    /* a bearer token, or a console session or sign-in link (docs/console.md) */
+    static const char *const sql[] = {
+        "UPDATE tokens SET revoked_at = NOW(6) WHERE token_hash = ? AND revoked_at IS NULL",
+        "UPDATE console_tokens SET revoked_at = NOW(6) WHERE token_hash = ? AND revoked_at IS NULL",
+    };
     sl_store_value_t p[] = {sl_store_blob(hash, 32)};
     sl_store_error_t e;
-    sl_store_result_t *r;
-    if (sl_store_sync_exec(
-            db, "UPDATE tokens SET revoked_at = NOW(6) WHERE token_hash = ? AND revoked_at IS NULL", p, 1, &r,
-            &e) != 0) {
-        snprintf(err, errlen, "%s", e.message);
-        return -1;
+    int rc = -1;
+    for (size_t i = 0; i < 2 && rc != 0; i++) {
+        sl_store_result_t *r;
+        if (sl_store_sync_exec(db, sql[i], p, 1, &r, &e) != 0) {
+            snprintf(err, errlen, "%s", e.message);
+            return -1;
+        }
+        rc = r->affected_rows == 1 ? 0 : -1;
+        sl_store_result_free(r);
     }
-    int rc = r->affected_rows == 1 ? 0 : -1;
-    sl_store_result_free(r);
     if (rc != 0)
         snprintf(err, errlen, "no such token, or it was revoked already");
     return rc;

@@ -16,12 +16,16 @@
 
 #include "core/internal/core.h"
 
-enum { T_TENANT, T_USER, T_KIND, T_HASH };
-/* A sign-in link (kind 'login') is never a bearer token; a console session is its user's until it
- * expires (console.c). */
-static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind, token_hash FROM tokens"
-                                " WHERE token_hash = ? AND revoked_at IS NULL AND kind <> 'login'"
-                                " AND (expires_at IS NULL OR expires_at > NOW(6))";
+enum { T_TENANT, T_USER, T_KIND, T_HASH, T_ID };
+static const char SQL_TOKEN[] = "SELECT tenant_id, user_id, kind, token_hash, id FROM tokens"
+                                " WHERE token_hash = ? AND revoked_at IS NULL";
+/* A console session (console.c): its own table, so that no older node takes it for a bearer token;
+ * it ends with the token it came from. */
+static const char SQL_CONSOLE_TOKEN[] =
+    "SELECT c.tenant_id, c.user_id, 'console', c.token_hash, 0 FROM console_tokens c"
+    " WHERE c.token_hash = ? AND c.kind = 'console' AND c.revoked_at IS NULL AND c.expires_at > NOW(6)"
+    " AND (c.parent_id IS NULL OR EXISTS (SELECT 1 FROM tokens p WHERE p.id = c.parent_id AND p.revoked_at "
+    "IS NULL))";
 static const char SQL_USER_TENANT[] = "SELECT tenant_id FROM users WHERE id = ?";
 
 void sl_token_hash(const char *token, size_t len, unsigned char out[32])
@@ -44,11 +48,16 @@ uint64_t sl_random_u64(void)
 
 int sl_token_new(char *out, size_t outlen)
 {
+    return sl_token_new_prefixed(out, outlen, "slt_");
+}
+
+int sl_token_new_prefixed(char *out, size_t outlen, const char *prefix)
+{
     static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char raw[32];
     if (outlen < 64 || getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
         return -1;
-    size_t k = (size_t)snprintf(out, outlen, "slt_");
+    size_t k = (size_t)snprintf(out, outlen, "%.4s", prefix);
     /* 32 bytes = 256 bits; 6 bits per char -> 43 chars */
     uint32_t acc = 0;
     int bits = 0;
@@ -82,7 +91,8 @@ int sl_auth_token(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
     sl_token_hash(token, len, hash);
     sl_store_value_t p[] = {sl_store_blob(hash, sizeof(hash))};
     sl_store_error_t err;
-    sl_store_result_t *r = sl_await_query(core->owner, SQL_TOKEN, p, 1, &err);
+    int console = len > 4 && memcmp(token, "slc_", 4) == 0;
+    sl_store_result_t *r = sl_await_query(core->owner, console ? SQL_CONSOLE_TOKEN : SQL_TOKEN, p, 1, &err);
     if (r == NULL) {
         sl_fail_store(call, &err);
         return -1;
@@ -93,14 +103,23 @@ int sl_auth_token(sl_core_t *core, sl_rpc_call_t *call, sl_principal_t *out)
         sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "invalid bearer token");
         return -1;
     }
+    /* what the row is decides, positively: a kind this build does not know is refused */
     const sl_store_value_t *kind = sl_store_cell(r, 0, T_KIND);
+    int user = kind->len == 4 && memcmp(kind->ptr, "user", 4) == 0;
+    int service = kind->len == 7 && memcmp(kind->ptr, "service", 7) == 0;
+    int is_console = console && kind->len == 7 && memcmp(kind->ptr, "console", 7) == 0;
+    memset(out, 0, sizeof(*out));
     out->tenant_id = (uint64_t)sl_store_cell(r, 0, T_TENANT)->i;
-    out->user_id = 0;
-    out->service = !((kind->len == 4 && memcmp(kind->ptr, "user", 4) == 0) ||
-                     (kind->len == 7 && memcmp(kind->ptr, "console", 7) == 0));
-    if (!out->service)
+    out->service = service;
+    out->console = is_console;
+    out->token_id = (uint64_t)sl_store_cell(r, 0, T_ID)->i;
+    if (user || is_console)
         out->user_id = (uint64_t)sl_store_cell(r, 0, T_USER)->i;
     sl_store_result_free(r);
+    if (!user && !service && !is_console) {
+        sl_rpc_fail(call, SL_RPC_UNAUTHENTICATED, "invalid bearer token");
+        return -1;
+    }
     return 0;
 }
 

@@ -13,6 +13,7 @@
  *   - bearer-token callers are unaffected: a request with Authorization never looks at cookies.
  * The core decides whether the session is valid (core/console.c): here only shapes are checked.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,16 +48,25 @@ static char asset_etags[8][36]; /* "\"<32 hex>\"", made once */
 #define MAX_TOKEN     256
 #define MAX_FORM      4096
 
+/* Browsers see https when this listener has TLS or when the public URL is https (a TLS proxy in
+ * front): then the cookie is Secure and __Host- (no sibling host can plant one of that name). */
+static int secure(const sl_gateway_t *gw)
+{
+    return gw->ssl != NULL || (gw->cfg.public_url && strncasecmp(gw->cfg.public_url, "https://", 8) == 0);
+}
+
 static const char *cookie_name(const sl_gateway_t *gw)
 {
-    return gw->ssl ? COOKIE_SECURE : COOKIE_PLAIN;
+    return secure(gw) ? COOKIE_SECURE : COOKIE_PLAIN;
 }
 
 static void security_headers(h2o_req_t *req, const char *csp)
 {
     sl_gw_add_header_str(req, "content-security-policy", csp);
     sl_gw_add_header_str(req, "x-content-type-options", "nosniff");
-    sl_gw_add_header_str(req, "referrer-policy", "no-referrer");
+    /* same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on a form post,
+     * which the origin check must refuse; nothing is sent to another origin either way */
+    sl_gw_add_header_str(req, "referrer-policy", "same-origin");
     sl_gw_add_header_str(req, "cross-origin-opener-policy", "same-origin");
     sl_gw_add_header_str(req, "cross-origin-resource-policy", "same-origin");
 }
@@ -65,17 +75,41 @@ static void security_headers(h2o_req_t *req, const char *csp)
 static void send_page(sl_gateway_t *gw, h2o_req_t *req, int status, const char *title, const char *text)
 {
     char body[1024];
-    int n = snprintf(
-        body, sizeof(body),
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<title>%s · Shareline console</title><link rel=\"stylesheet\" href=\"/console/console.css\">"
-        "</head><body><main class=\"notice\"><h1>%s</h1><p>%s</p>"
-        "<p><a href=\"/console/\">Open the console</a></p></main></body></html>\n",
-        title, title, text);
+    int n = snprintf(body, sizeof(body),
+                     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+                     "<title>%s · Shareline console</title><link rel=\"icon\" href=\"data:,\"><link "
+                     "rel=\"stylesheet\" href=\"/console/console.css\">"
+                     "</head><body><main class=\"notice\"><h1>%s</h1><p>%s</p>"
+                     "<p><a href=\"/console/\">Open the console</a></p></main></body></html>\n",
+                     title, title, text);
     security_headers(req, CONSOLE_CSP);
     sl_gw_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
     sl_gw_send(gw, req, status, "text/html; charset=utf-8", body, n < 0 ? 0 : (size_t)n);
+}
+
+/* The page a sign-in link opens: one button that posts the link (its characters are checked:
+ * [A-Za-z0-9_-] only, nothing to escape). */
+static void send_link_page(sl_gateway_t *gw, h2o_req_t *req, const char *link, size_t n)
+{
+    char body[1200];
+    int k = snprintf(
+        body, sizeof(body),
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<meta name=\"robots\" content=\"noindex\">"
+        "<title>Sign in · Shareline console</title><link rel=\"icon\" href=\"data:,\"><link "
+        "rel=\"stylesheet\" href=\"/console/console.css\">"
+        "</head><body><main class=\"notice\"><h1>Sign in to the Shareline console</h1>"
+        "<p>This one-time link signs you in. It works once and expires 10 minutes after it was made.</p>"
+        "<form method=\"post\" action=\"/console/login\"><input type=\"hidden\" name=\"link\" "
+        "value=\"%.*s\"><button type=\"submit\" id=\"link-signin\">Sign in</button></form>"
+        "</main></body></html>\n",
+        (int)n, link);
+    security_headers(req, CONSOLE_CSP);
+    sl_gw_add_header_str(req, "x-frame-options", "DENY");
+    sl_gw_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
+    sl_gw_send(gw, req, 200, "text/html; charset=utf-8", body, k < 0 ? 0 : (size_t)k);
 }
 
 static void send_json_error(sl_gateway_t *gw, h2o_req_t *req, sl_rpc_code_t code, const char *msg)
@@ -187,9 +221,20 @@ static int same_origin(sl_gateway_t *gw, h2o_req_t *req)
     h2o_iovec_t o = h2o_iovec_init(NULL, 0);
     if ((i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1)) >= 0)
         o = req->headers.entries[i].value;
+    if (o.base == NULL)
+        return 0;
+    /* the public URL's origin (scheme://host[:port], what a browser behind a proxy sends) ... */
+    const char *pu = gw->cfg.public_url, *host = pu ? strstr(pu, "://") : NULL;
+    if (host != NULL) {
+        const char *slash = strchr(host + 3, '/');
+        size_t plen = slash ? (size_t)(slash - pu) : strlen(pu);
+        if (o.len == plen && strncasecmp(o.base, pu, plen) == 0)
+            return 1;
+    }
+    /* ... or this listener's scheme and the request's authority */
     const char *scheme = gw->ssl ? "https://" : "http://";
     size_t sl = strlen(scheme);
-    return o.base != NULL && req->authority.len > 0 && o.len == sl + req->authority.len &&
+    return req->authority.len > 0 && o.len == sl + req->authority.len &&
            strncasecmp(o.base, scheme, sl) == 0 &&
            strncasecmp(o.base + sl, req->authority.base, req->authority.len) == 0;
 }
@@ -221,7 +266,7 @@ static void set_cookie(sl_gateway_t *gw, h2o_req_t *req, const char *tok, size_t
 {
     char v[512];
     snprintf(v, sizeof(v), "%s=%.*s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Strict%s", cookie_name(gw),
-             (int)len, tok, (unsigned long long)max_age, gw->ssl ? "; Secure" : "");
+             (int)len, tok, (unsigned long long)max_age, secure(gw) ? "; Secure" : "");
     sl_gw_add_header_str(req, "set-cookie",
                          h2o_strdup(&req->pool, v, SIZE_MAX).base); /* h2o keeps the pointer */
 }
@@ -230,7 +275,7 @@ static void clear_cookie(sl_gateway_t *gw, h2o_req_t *req)
 {
     char v[200];
     snprintf(v, sizeof(v), "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict%s", cookie_name(gw),
-             gw->ssl ? "; Secure" : "");
+             secure(gw) ? "; Secure" : "");
     sl_gw_add_header_str(req, "set-cookie",
                          h2o_strdup(&req->pool, v, SIZE_MAX).base); /* h2o keeps the pointer */
     sl_gw_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
@@ -416,6 +461,11 @@ static void call_core(sl_gateway_t *gw, h2o_req_t *req, int act, sl_rpc_method_i
     msgpack_sbuffer_destroy(&sb);
 }
 
+static int hexdigit(char c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
 /* The value of `name` in an application/x-www-form-urlencoded body or a query, percent-decoded into
  * out; its length, or -1. Tokens and links hold no '+' or '%' of their own. */
 static int form_value(const char *s, size_t n, const char *name, char *out, size_t cap)
@@ -430,11 +480,10 @@ static int form_value(const char *s, size_t n, const char *name, char *out, size
             size_t k = 0;
             for (const char *q = pair + nl + 1; q < p; q++) {
                 char c = *q;
-                if (c == '%') {
-                    unsigned v;
-                    if (p - q < 3 || sscanf(q + 1, "%2x", &v) != 1)
+                if (c == '%') { /* two hex digits, decoded here: the buffer has no NUL to stop sscanf */
+                    if (p - q < 3 || !isxdigit((unsigned char)q[1]) || !isxdigit((unsigned char)q[2]))
                         return -1;
-                    c = (char)v;
+                    c = (char)(hexdigit(q[1]) << 4 | hexdigit(q[2]));
                     q += 2;
                 }
                 if (k + 1 >= cap)
@@ -483,13 +532,15 @@ void sl_gw_console(sl_gateway_t *gw, h2o_req_t *req, const char *rest, size_t le
         char val[MAX_TOKEN + 1];
         int n;
         if (get) {
-            /* the one-time link: consumed by this GET (it expires in minutes and works once) */
+            /* Opening a sign-in link consumes nothing: it shows a button that posts the link from
+             * this origin. A link an attacker made for their own account cannot sign a visitor in
+             * without that click on our page (no login CSRF), and link scanners use nothing up. */
             n = query.base ? form_value(query.base, query.len, "link", val, sizeof(val)) : -1;
             if (n <= 0 || !token_chars_ok(val, (size_t)n)) {
                 send_page(gw, req, 400, "Sign-in failed", "This address is not a sign-in link.");
                 return;
             }
-            call_core(gw, req, ACT_SIGN_IN, SL_M_CONSOLE_SIGN_IN, NULL, 0, "login_link", val, (size_t)n);
+            send_link_page(gw, req, val, (size_t)n);
             return;
         }
         if (!post) {
@@ -497,16 +548,23 @@ void sl_gw_console(sl_gateway_t *gw, h2o_req_t *req, const char *rest, size_t le
             send_page(gw, req, 405, "Method not allowed", "Use the sign-in link or the token form.");
             return;
         }
-        /* the token form: from our own page only (no login CSRF), a small urlencoded body */
+        /* the link's button or the token form: from our own page only, a small urlencoded body */
         h2o_iovec_t ct = sl_gw_header(req, H2O_TOKEN_CONTENT_TYPE);
         size_t blen = req->entity.base ? req->entity.len : 0;
         if (!same_origin(gw, req)) {
-            send_page(gw, req, 403, "Sign-in refused",
-                      "The sign-in form must be sent from the console itself.");
+            send_page(gw, req, 403, "Sign-in refused", "Sign in from the console's own page.");
             return;
         }
-        if (!sl_gw_media_type_is(ct, "application/x-www-form-urlencoded") || blen > MAX_FORM ||
-            (n = form_value(req->entity.base, blen, "token", val, sizeof(val))) <= 0 ||
+        if (!sl_gw_media_type_is(ct, "application/x-www-form-urlencoded") || blen > MAX_FORM) {
+            send_page(gw, req, 400, "Sign-in failed", "Paste an access token (it starts with slt_).");
+            return;
+        }
+        if ((n = form_value(req->entity.base, blen, "link", val, sizeof(val))) > 0 &&
+            token_chars_ok(val, (size_t)n)) {
+            call_core(gw, req, ACT_SIGN_IN, SL_M_CONSOLE_SIGN_IN, NULL, 0, "login_link", val, (size_t)n);
+            return;
+        }
+        if ((n = form_value(req->entity.base, blen, "token", val, sizeof(val))) <= 0 ||
             !token_chars_ok(val, (size_t)n)) {
             send_page(gw, req, 400, "Sign-in failed", "Paste an access token (it starts with slt_).");
             return;

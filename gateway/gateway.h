@@ -30,6 +30,8 @@ typedef struct sl_gateway_config {
     unsigned send_timeout_ms;  /* a client that reads nothing of what we send for this long is
                                  disconnected (TCP_USER_TIMEOUT, zero-window probes included); 30000 */
     const char *metrics_token; /* when set, /metrics answers only "Authorization: Bearer <it>" (else 401) */
+    const char *public_url;    /* SHARELINE_PUBLIC_URL: the console's origin as browsers see it (an https one
+                                  behind a TLS proxy: Secure, __Host- cookie); NULL: this listener's */
     unsigned events_heartbeat_ms; /* live events: a comment line this often (default 15000) */
     unsigned max_event_streams;   /* live event streams open at once; beyond, 503 (default 20000) */
     /* /readyz: returns 1 when the process can serve (the store is reachable). */

@@ -210,7 +210,7 @@ h2o_req_t *sl_gw_pending_finish(sl_pending_t *pd)
     if (req != NULL)
         *pd->slot = NULL;
     else
-        pd->gw->aborted++;
+        pd->gw->aborted += !pd->timed_out;
     free(pd);
     return req;
 }

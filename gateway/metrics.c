@@ -62,6 +62,9 @@ void sl_gw_metrics(const sl_gateway_t *gw, char **buf, size_t *len)
     sl_copies_stats(gw->copies, &cs);
     sl_gateway_metric(buf, len, "shareline_http_aborted_total", "counter",
                       "Answers dropped because the client had gone.", gw->aborted);
+    sl_gateway_metric(buf, len, "shareline_connect_deadlines_total", "counter",
+                      "Connect calls answered deadline_exceeded (Connect-Timeout-Ms passed first).",
+                      gw->deadlines);
     sl_gateway_metric(buf, len, "shareline_share_copies_hits_total", "counter",
                       "Public answers served from the node's copy (its version confirmed).", cs.hits);
     sl_gateway_metric(buf, len, "shareline_share_copies_misses_total", "counter",

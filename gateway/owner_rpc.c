@@ -48,6 +48,8 @@ static void on_deadline(uv_timer_t *t)
         if (req != NULL) { /* answered now; the call's own answer will find no request */
             *pd->slot = NULL;
             pd->req = NULL;
+            pd->timed_out = 1;
+            pd->gw->deadlines++;
             sl_gw_send_error_status(pd->gw, req, sl_rpc_code_connect_status(SL_RPC_DEADLINE_EXCEEDED),
                                     SL_RPC_DEADLINE_EXCEEDED, "the deadline (Connect-Timeout-Ms) passed");
         }
@@ -154,6 +156,8 @@ void sl_gw_owner_rpc(sl_gateway_t *gw, h2o_req_t *req, const char *method, size_
         sl_gw_send_error(gw, req, SL_RPC_INVALID_ARGUMENT, "Connect-Protocol-Version must be 1");
         return;
     }
+    if (!connect) /* the header is the Connect protocol's: other callers are unaffected by it */
+        ctime = h2o_iovec_init(NULL, 0);
     if (ctime.base != NULL && parse_timeout(ctime, &timeout_ms) != 0) {
         sl_gw_send_error(gw, req, SL_RPC_INVALID_ARGUMENT, "Connect-Timeout-Ms must be 1 to 10 digits");
         return;

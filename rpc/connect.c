@@ -153,20 +153,23 @@ static int copy_map(walk_t *w, const msgpack_object *o, int verbatim, const char
             snprintf(w->err, w->errlen, "a message has at most %d fields", MAX_FIELDS);
             return -1;
         }
-        /* "sessionId" and "session_id" both given: which one wins would be a guess */
-        char a[MAX_KEY + 1], b[MAX_KEY + 1];
+        /* "sessionId" and "session_id" both given: which one wins would be a guess. Each key is
+         * converted once; at most 64 * 63 / 2 comparisons of short strings. */
+        char names[MAX_FIELDS][MAX_KEY + 1];
+        const char *kp[MAX_FIELDS];
+        size_t kl[MAX_FIELDS];
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object *k = &o->via.map.ptr[i].key;
+            kp[i] = k->type == MSGPACK_OBJECT_STR ? server_key(k, names[i], &kl[i]) : NULL;
+            if (kp[i] != NULL && kl[i] > MAX_KEY) /* no field of the contract: ignored, not compared */
+                kp[i] = NULL;
+        }
         for (uint32_t i = 0; i < o->via.map.size; i++)
-            for (uint32_t j = i + 1; j < o->via.map.size; j++) {
-                const msgpack_object *ki = &o->via.map.ptr[i].key, *kj = &o->via.map.ptr[j].key;
-                if (ki->type != MSGPACK_OBJECT_STR || kj->type != MSGPACK_OBJECT_STR)
-                    continue;
-                size_t ni, nj;
-                const char *si = server_key(ki, a, &ni), *sj = server_key(kj, b, &nj);
-                if (ni == nj && memcmp(si, sj, ni) == 0) {
-                    snprintf(w->err, w->errlen, "field \"%.*s\" is given twice", (int)ni, si);
+            for (uint32_t j = i + 1; kp[i] != NULL && j < o->via.map.size; j++)
+                if (kp[j] != NULL && kl[i] == kl[j] && memcmp(kp[i], kp[j], kl[i]) == 0) {
+                    snprintf(w->err, w->errlen, "field \"%.*s\" is given twice", (int)kl[i], kp[i]);
                     return -1;
                 }
-            }
     }
     for (size_t i = 0; i < nextra && i < 8; i++)
         if (!has_key(o, extra_keys[i], verbatim))

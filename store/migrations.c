@@ -369,13 +369,29 @@ static const char *const m11_steps[] = {
     NULL,
 };
 
-/* The owner console (docs/console.md): its server-side sessions and one-time sign-in links are
- * tokens too, with an expiry; a sign-in link is marked used by the one statement that consumes it.
- * Re-runnable. */
+/* The owner console (docs/console.md): one-time sign-in links (kind 'login', "sll_…") and console
+ * sessions (kind 'console', "slc_…"), in a table of their own: a node of an older release, which
+ * knows only `tokens`, can never take one for a bearer token. Only the SHA-256 is stored. parent_id
+ * is the bearer token a link or session came from (NULL: an operator's link); revoking that token
+ * ends them. Re-runnable. */
 static const char *const m12_steps[] = {
-    "ALTER TABLE tokens MODIFY kind ENUM('user','service','console','login') NOT NULL DEFAULT 'user',"
-    " ADD COLUMN IF NOT EXISTS expires_at DATETIME(6) NULL,"
-    " ADD COLUMN IF NOT EXISTS used_at DATETIME(6) NULL",
+    "CREATE TABLE IF NOT EXISTS console_tokens ("
+    " id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " token_hash BINARY(32) NOT NULL,"
+    " kind ENUM('login','console') NOT NULL,"
+    " tenant_id BIGINT UNSIGNED NOT NULL,"
+    " user_id BIGINT UNSIGNED NOT NULL,"
+    " parent_id BIGINT UNSIGNED NULL,"
+    " created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " expires_at DATETIME(6) NOT NULL,"
+    " used_at DATETIME(6) NULL,"
+    " revoked_at DATETIME(6) NULL,"
+    " UNIQUE KEY console_tokens_hash (token_hash),"
+    " KEY console_tokens_expiry (expires_at),"
+    " CONSTRAINT console_tokens_tenant FOREIGN KEY (tenant_id) REFERENCES tenants (id),"
+    " CONSTRAINT console_tokens_user FOREIGN KEY (user_id) REFERENCES users (id),"
+    " CONSTRAINT console_tokens_parent FOREIGN KEY (parent_id) REFERENCES tokens (id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     NULL,
 };
 

@@ -92,8 +92,10 @@ void sl_await_coh_invalidate(sl_coh_t *h, const char *id, size_t idlen, uint64_t
 /* Who is calling: resolved from the bearer token (auth.c). */
 typedef struct sl_principal {
     uint64_t tenant_id;
-    uint64_t user_id; /* the user acted for (a service token's "as_user") */
-    int service;      /* authenticated by a tenant's service token */
+    uint64_t user_id;  /* the user acted for (a service token's "as_user") */
+    int service;       /* authenticated by a tenant's service token */
+    int console;       /* authenticated by a console session ("slc_…", console_tokens) */
+    uint64_t token_id; /* the bearer token's row (tokens.id); 0 for a console session */
 } sl_principal_t;
 
 /* Inside a task: resolves the call's bearer token, before its body is read. Returns 0, or answers
@@ -129,5 +131,7 @@ void sl_token_hash(const char *token, size_t len, unsigned char out[32]);
 int sl_token_hash_equal(const void *stored, size_t len, const unsigned char hash[32]);
 /* Writes a new random token ("slt_" + 43 base64url chars) into out (>= 64 bytes). Returns 0 or -1. */
 int sl_token_new(char *out, size_t outlen);
+/* The same with another prefix of 4 characters: "slc_" (console sessions), "sll_" (sign-in links). */
+int sl_token_new_prefixed(char *out, size_t outlen, const char *prefix);
 
 #endif

@@ -37,6 +37,7 @@ struct sl_gateway {
     uint64_t requests[SL_GW_ROUTES];
     uint64_t status_class[6];                           /* index: status / 100 */
     uint64_t aborted;                                   /* answers dropped because the client had gone */
+    uint64_t deadlines;                                 /* Connect calls answered deadline_exceeded */
     uint64_t conns_open, conns_accepted, conns_refused; /* client connections */
     struct sl_copies *copies;                           /* copies of projections (copies.c) */
     sl_events_t *events;                                /* live event streams (events.c) */
@@ -95,6 +96,7 @@ typedef struct sl_pending {
     int connect;           /* owner rpc: a Connect protocol request (Connect-Protocol-Version: 1) */
     int method;            /* owner rpc: its method id (sl_rpc_method_lookup) */
     void *deadline;        /* owner rpc: the timer of a Connect-Timeout-Ms, or NULL */
+    int timed_out;         /* owner rpc: answered deadline_exceeded (not a client that went away) */
     int gzip;              /* public: the client accepts gzip */
     int markdown;          /* public JSON route: the client asked for text/markdown */
     uint64_t have_version; /* public: the version of our copy sent to the core (0: none) */

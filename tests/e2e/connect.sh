@@ -55,7 +55,9 @@ c() { curl -sS --http2-prior-knowledge -o "$WORK/c.body" -w '%{http_code}' -H "A
       -H 'Content-Type: application/json' "$@"; }
 check "Connect-Timeout-Ms 0: 504 deadline_exceeded from the server" eq \
     "$(c -H 'Connect-Protocol-Version: 1' -H 'Connect-Timeout-Ms: 0' -d '{}' "$URL/rpc/shareline.v1.Sessions/ListProjects")/$(jq -r .code "$WORK/c.body")" "504/deadline_exceeded"
-check "a bad Connect-Timeout-Ms: 400" eq "$(c -H 'Connect-Timeout-Ms: soon' -d '{}' "$URL/rpc/shareline.v1.Sessions/ListProjects")" 400
+check "a bad Connect-Timeout-Ms on a Connect call: 400" eq "$(c -H 'Connect-Protocol-Version: 1' -H 'Connect-Timeout-Ms: soon' -d '{}' "$URL/rpc/shareline.v1.Sessions/ListProjects")" 400
+check "Connect-Timeout-Ms without the Connect header: ignored (other callers unaffected)" eq "$(c -H 'Connect-Timeout-Ms: 0' -d '{}' "$URL/rpc/shareline.v1.Sessions/ListProjects")" 200
+check "deadlines are counted apart from clients that went away" test "$(metric shareline_connect_deadlines_total)" -ge 1
 check "Connect-Protocol-Version 2: 400" eq "$(c -H 'Connect-Protocol-Version: 2' -d '{}' "$URL/rpc/shareline.v1.Sessions/ListProjects")" 400
 check "the binary codec (application/proto): 415" eq "$(curl -sS --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
     -H "Authorization: Bearer $UT" -H 'Connect-Protocol-Version: 1' -H 'Content-Type: application/proto' \

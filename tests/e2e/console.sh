@@ -30,8 +30,14 @@ cookie_of() { grep -i '^set-cookie: shareline_console=' "$1" | head -1 | sed 's/
 sign_in() {
     local link
     link=$("$BIN" admin login-link --user "$1") || return 1
-    curl -sS -o /dev/null -D "$WORK/signin.headers" "$link" || return 1
+    use_link "$link" "$WORK/signin.headers" >/dev/null || return 1
     cookie_of "$WORK/signin.headers"
+}
+# use_link URL HEADERS_FILE [curl args] -> status of the POST the link's page makes (its button)
+use_link() {
+    local u=$1 h=$2; shift 2
+    curl -sS -o "$WORK/link.body" -D "$h" -w '%{http_code}' "$@" -H "Origin: ${u%%/console/*}" \
+        --data-urlencode "link=${u#*link=}" "${u%%\?*}"
 }
 # crpc COOKIE METHOD JSON [curl args] -> an owner RPC as the console makes it (cookie, Origin, CSRF)
 crpc() {
@@ -53,7 +59,7 @@ done
 check "console CSP allows no inline script and no eval" bash -c '! grep -qiE "unsafe-inline|unsafe-eval|sha256-|nonce-" <<<"$1"' _ "$(tr ';' '\n' <<<"$csp" | grep script-src)"
 check "console: X-Frame-Options DENY" eq "$(header x-frame-options)" "DENY"
 check "console: nosniff" eq "$(header x-content-type-options)" "nosniff"
-check "console: no referrer" eq "$(header referrer-policy)" "no-referrer"
+check "console: referrer kept to this origin (so a form post keeps its Origin)" eq "$(header referrer-policy)" "same-origin"
 check "index.html has no inline script (every <script has a src)" eq "$(grep -oi '<script[^>]*>' "$WORK/index.html" | grep -vc 'src=')" "0"
 check "index.html has no inline handler" bash -c '! grep -qiE "<[^>]+ on[a-z]+=" "$1"' _ "$WORK/index.html"
 etag=$(header etag)
@@ -69,29 +75,33 @@ check "an unknown console path: 404" eq "$(get /console/nope)" 404
 
 # ---- sign-in links: one use, short-lived, never a bearer token ----
 LINK=$("$BIN" admin login-link --user "$UA")
-check "admin login-link prints a URL of this server" grep -qE "^$URL/console/login\?link=slt_[A-Za-z0-9_-]{43}$" <<<"$LINK"
+check "admin login-link prints a URL of this server" grep -qE "^$URL/console/login\?link=sll_[A-Za-z0-9_-]{43}$" <<<"$LINK"
 secret=${LINK#*link=}
 check "a sign-in link is not a bearer token" eq "$(rpc "$secret" ListProjects '{}' >/dev/null; status)" 401
-code=$(curl -sS -o /dev/null -D "$WORK/h1" -w '%{http_code}' "$LINK")
-check "opening the link: 303 to /console/" eq "$code/$(grep -i '^location:' "$WORK/h1" | tr -d '\r' | sed 's/^[^ ]* //')" "303//console/"
+check "opening the link (GET) shows a page with a Sign in button" eq "$(curl -sS -o "$WORK/lp" -w '%{http_code}' "$LINK")/$(grep -c 'id="link-signin"' "$WORK/lp")" "200/1"
+check "HEAD and GET use nothing up (opened twice, the link still works below)" eq "$(curl -sS -I -o /dev/null -w '%{http_code}' "$LINK")" 200
+check "its button posted from another origin: refused (no login CSRF)" eq "$(curl -sS -o /dev/null -w '%{http_code}' -H 'Origin: http://evil.example' --data-urlencode "link=$secret" "$URL/console/login")" 403
+check "and without an Origin: refused" eq "$(curl -sS -o /dev/null -w '%{http_code}' --data-urlencode "link=$secret" "$URL/console/login")" 403
+code=$(use_link "$LINK" "$WORK/h1")
+check "its button (POST from our origin): 303 to /console/" eq "$code/$(grep -i '^location:' "$WORK/h1" | tr -d '\r' | sed 's/^[^ ]* //')" "303//console/"
 setc=$(grep -i '^set-cookie:' "$WORK/h1" | tr -d '\r')
 for attr in "HttpOnly" "SameSite=Strict" "Path=/" "Max-Age=43200"; do
     check "the cookie is $attr" grep -qF "; $attr" <<<"$setc"
 done
 check "the cookie has no Domain (host-only)" bash -c '! grep -qi "domain=" <<<"$1"' _ "$setc"
 CA=$(cookie_of "$WORK/h1")
-check "the cookie holds a session token, not the link" bash -c '[ -n "$1" ] && [ "$1" != "$2" ]' _ "$CA" "$secret"
-check "the link again: refused (used once)" eq "$(curl -sS -o "$WORK/again" -w '%{http_code}' "$LINK")" 401
-check "the refusal says why" grep -q "invalid, expired or already used" "$WORK/again"
+check "the cookie holds a console session (slc_), not the link" bash -c '[[ "$1" == slc_* ]] && [ "$1" != "$2" ]' _ "$CA" "$secret"
+check "the link again: refused (used once)" eq "$(use_link "$LINK" "$WORK/again.h")" 401
+check "the refusal says why" grep -q "invalid, expired or already used" "$WORK/link.body"
 LINK2=$("$BIN" admin login-link --user "$UA")
-sql "UPDATE tokens SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE kind = 'login' AND used_at IS NULL"
-check "an expired link: refused" eq "$(curl -sS -o /dev/null -w '%{http_code}' "$LINK2")" 401
-check "a made-up link: refused" eq "$(curl -sS -o /dev/null -w '%{http_code}' "$URL/console/login?link=slt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")" 401
+sql "UPDATE console_tokens SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE kind = 'login' AND used_at IS NULL"
+check "an expired link: refused" eq "$(use_link "$LINK2" "$WORK/h2")" 401
+check "a made-up link: refused" eq "$(use_link "$URL/console/login?link=sll_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" "$WORK/h2")" 401
 check "login-link for no such user: exit 1" bash -c '! "$1" admin login-link --user 999999999 2>/dev/null' _ "$BIN"
 # two racing uses of one link: exactly one session
 LINK3=$("$BIN" admin login-link --user "$UA")
 pids=()
-for k in 1 2 3 4; do curl -sS -o /dev/null -w '%{http_code}\n' "$LINK3" >"$WORK/race.$k" & pids+=($!); done
+for k in 1 2 3 4; do (use_link "$LINK3" "$WORK/rh$k"; echo) >"$WORK/race.$k" & pids+=($!); done
 wait "${pids[@]}"
 check "four racing opens of one link: one 303, three 401" eq "$(cat "$WORK"/race.* | sort | tr '\n' ' ')" "303 401 401 401 "
 
@@ -152,7 +162,8 @@ check "preview without a cookie: 401" eq "$(get /console/preview/$SID)" 401
 
 # ---- the token form ----
 form() { curl -sS -o "$WORK/form.body" -D "$WORK/form.headers" -w '%{http_code}' "$@" "$URL/console/login"; }
-check "token form from our origin: 303 + cookie" eq "$(form -H "Origin: $URL" --data-urlencode "token=$TOKEN")/$(cookie_of "$WORK/form.headers" | cut -c1-4)" "303/slt_"
+check "token form from our origin: 303 + cookie" eq "$(form -H "Origin: $URL" --data-urlencode "token=$TOKEN")/$(cookie_of "$WORK/form.headers" | cut -c1-4)" "303/slc_"
+check "token form with a console session's token: refused (a session cannot renew itself)" eq "$(form -H "Origin: $URL" --data-urlencode "token=$CA")" 403
 check "token form without Origin: 403" eq "$(form --data-urlencode "token=$TOKEN")" 403
 check "token form from another origin: 403" eq "$(form -H "Origin: http://evil.example" --data-urlencode "token=$TOKEN")" 403
 check "token form with a bad token: 401" eq "$(form -H "Origin: $URL" --data-urlencode "token=slt_nope")" 401
@@ -163,8 +174,19 @@ check "token form over 4 KB: 400" eq "$(form -H "Origin: $URL" --data-urlencode 
 
 # ---- sharectl login-link, and the route behind it ----
 L=$("$SL_BUILD_DIR/sharectl" --server "$URL" --token "$TOKEN" login-link)
-check "sharectl login-link prints a sign-in URL" grep -qE "^$URL/console/login\?link=slt_" <<<"$L"
-check "and it signs in" eq "$(curl -sS -o /dev/null -w '%{http_code}' "$L")" 303
+check "sharectl login-link prints a sign-in URL" grep -qE "^$URL/console/login\?link=sll_" <<<"$L"
+check "and it signs in" eq "$(use_link "$L" "$WORK/sc.h")" 303
+check "a console session makes no sign-in link (403)" eq "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $CA" "$URL/console/login-link")" 403
+# sessions and links end with the bearer token they came from
+T9=$("$BIN" admin token create --user "$UA")
+L9=$("$SL_BUILD_DIR/sharectl" --server "$URL" --token "$T9" login-link)
+L9b=$("$SL_BUILD_DIR/sharectl" --server "$URL" --token "$T9" login-link)
+use_link "$L9" "$WORK/l9.h" >/dev/null
+C9=$(cookie_of "$WORK/l9.h")
+check "a session from a token's link works" eq "$(get /console/me -H "Cookie: shareline_console=$C9")" 200
+"$BIN" admin token revoke "$T9" >/dev/null
+check "revoking that token ends the session" eq "$(get /console/me -H "Cookie: shareline_console=$C9")" 401
+check "and its unused links" eq "$(use_link "$L9b" "$WORK/l9b.h")" 401
 check "a service token makes no sign-in link (403)" eq "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $SERVICE" "$URL/console/login-link")" 403
 check "no token, no sign-in link (401)" eq "$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$URL/console/login-link")" 401
 
@@ -180,7 +202,7 @@ C3=$(sign_in "$UA")
 "$BIN" admin token revoke "$C3" >/dev/null
 check "admin token revoke ends a console session" eq "$(get /console/me -H "Cookie: shareline_console=$C3")" 401
 C4=$(sign_in "$UA")
-sql "UPDATE tokens SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE kind = 'console' AND token_hash = UNHEX(SHA2('$C4', 256))"
+sql "UPDATE console_tokens SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE kind = 'console' AND token_hash = UNHEX(SHA2('$C4', 256))"
 check "an expired console session: 401" eq "$(get /console/me -H "Cookie: shareline_console=$C4")" 401
 
 # ---- in a browser ----
@@ -236,9 +258,9 @@ SERVER_PID=$!
 for _ in $(seq 1 200); do curl -ksf "$TURL/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
 LINK=$("$BIN" admin login-link --user "$UA")
 check "TLS: the sign-in link is https" grep -q "^$TURL/console/login?link=" <<<"$LINK"
-curl -ksS -o /dev/null -D "$WORK/tls.h" "$LINK"
+use_link "$LINK" "$WORK/tls.h" -k >/dev/null
 setc=$(grep -i '^set-cookie:' "$WORK/tls.h" | tr -d '\r')
-check "TLS: the cookie is __Host-shareline_console" grep -q '^set-cookie: __Host-shareline_console=slt_' <<<"$setc"
+check "TLS: the cookie is __Host-shareline_console" grep -q '^set-cookie: __Host-shareline_console=slc_' <<<"$setc"
 check "TLS: the cookie is Secure, HttpOnly, SameSite=Strict, Path=/" \
     bash -c 'for a in "; Secure" "; HttpOnly" "; SameSite=Strict" "; Path=/"; do grep -qF "$a" <<<"$1" || exit 1; done' _ "$setc"
 TC=$(sed 's/^[^=]*=\([^;]*\);.*/\1/' <<<"$setc")
