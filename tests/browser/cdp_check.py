@@ -139,6 +139,16 @@ def launch(chromium, width=1200):
     return proc, profile, cdp
 
 
+def poll(cdp, expr, want, timeout=5.0):
+    """Evaluates expr until it returns something for which want(value) holds; returns the last value."""
+    end = time.time() + timeout
+    v = cdp.eval(expr)
+    while not want(v) and time.time() < end:
+        time.sleep(0.05)
+        v = cdp.eval(expr)
+    return v
+
+
 def console_errors(cdp):
     """The texts of the errors the page logged so far."""
     return [m["params"]["entry"]["text"] for m in cdp.events

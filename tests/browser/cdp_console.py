@@ -11,7 +11,7 @@ other origins that try to act with the cookie, and sign-out. Prints one JSON obj
 import base64, http.server, json, os, sys, threading, time, urllib.error, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cdp_check import console_errors, launch, stop  # noqa: E402
+from cdp_check import console_errors, launch, poll, stop  # noqa: E402
 
 steps = []
 
@@ -38,12 +38,7 @@ class Page:
         return self.cdp.eval(expr)
 
     def poll(self, expr, want, timeout=8.0):
-        end = time.time() + timeout
-        v = self.eval(expr)
-        while not want(v) and time.time() < end:
-            time.sleep(0.05)
-            v = self.eval(expr)
-        return v
+        return poll(self.cdp, expr, want, timeout)
 
     def wait_for(self, selector, timeout=8.0):
         return self.poll(f"!!document.querySelector({json.dumps(selector)})", bool, timeout)
@@ -316,9 +311,15 @@ def main():
         eye = f"document.querySelector(\"article.exchange[data-exchange-id='{x2}'] button.eye\")"
         v = None
         for _ in range(3):  # the page's live refresh may replace the button between focus and key
+            # wait until no call is running on it (it is disabled meanwhile), then read its state:
+            # a press that took effect late is not pressed again
+            v = p.poll(f"{eye} && !{eye}.disabled ? {eye}.getAttribute('aria-pressed') : null",
+                       lambda v: v is not None, 5)
+            if v == "true":
+                break
             if p.eval(f"({eye}.focus(), document.activeElement === {eye})"):
                 p.key("Enter", "Enter", 13, "\r")
-                v = p.poll(f"{eye}.getAttribute('aria-pressed')", lambda v: v == "true", 3)
+                v = p.poll(f"{eye} ? {eye}.getAttribute('aria-pressed') : null", lambda v: v == "true", 5)
                 if v == "true":
                     break
         step("keyboard: Enter on a focused eye shows the exchange again", v == "true", v)

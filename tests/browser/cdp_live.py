@@ -9,17 +9,7 @@ the calling test asserts on it.
 import json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cdp_check import console_errors, launch, stop  # noqa: E402
-
-
-def poll(cdp, expr, want, timeout=5.0):
-    """Evaluates expr until it returns something for which want(value) holds; returns the last value."""
-    end = time.time() + timeout
-    v = cdp.eval(expr)
-    while not want(v) and time.time() < end:
-        time.sleep(0.05)
-        v = cdp.eval(expr)
-    return v
+from cdp_check import console_errors, launch, poll, stop  # noqa: E402
 
 
 def main():
