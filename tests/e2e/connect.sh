@@ -21,8 +21,8 @@ ok "npm ci (pinned by tests/connect/package-lock.json)"
 rm -rf "$D/gen" "$D/out"
 mkdir -p "$D/gen"
 check "protoc + protoc-gen-es generate the TypeScript client" protoc -I "$SL_SOURCE_DIR/rpc/proto" -I /usr/include \
-    --plugin=protoc-gen-es="$D/node_modules/.bin/protoc-gen-es" --es_out="$D/gen" --es_opt=target=ts \
-    shareline/v1/sessions.proto
+    --plugin=protoc-gen-es="$D/node_modules/.bin/protoc-gen-es" --es_out="$D/gen" --es_opt=target=ts,import_extension=js \
+    shareline/v1/sessions.proto shareline/v1/types.proto
 check "the client and the test compile (tsc, strict)" bash -c 'cd "$1" && node_modules/.bin/tsc -p tsconfig.json' _ "$D"
 
 TB=$(new_owner "connect-other")
