@@ -83,6 +83,9 @@ echo "Shareline is serving on $url (HTTP/1.1 and HTTP/2). Ctrl-C stops it."
 echo "  demo owner token:  $token"
 echo "  public share page: $url/share/shareline-demo"
 echo "  public JSON:       $url/api/v1/share/shareline-demo"
+# a one-time sign-in link to the owner console (10 minutes, once; `sharectl login-link` makes more)
+link=$(curl -sS $h2 -X POST -H "Authorization: Bearer $token" "$url/console/login-link" | jq -r '.url // empty')
+[ -n "$link" ] && echo "  owner console:     $link"
 echo "  (also written to var/demo.env)"
 echo
 wait $server
