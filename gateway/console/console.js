@@ -385,6 +385,9 @@ async function loadSession(gen, force) {
     throw e;
   }
   if (gen !== st.gen || st.cur !== cur) return;
+  // versions only grow: an answer older than what is shown (a poll that was sent before a change
+  // and answered after it) is dropped, or it would show the old state again until the next poll
+  if (cur.data && Number(s.version) < Number(cur.data.version)) return;
   if (!force && cur.data && cur.data.version === s.version) return;
   cur.data = s;
   renderSession();

@@ -143,6 +143,8 @@ def main():
     p = Page(cdp, shots)
     try:
         cdp.call("Network.enable")
+        # the page keeps focus as a foreground tab would (keyboard steps need a focused document)
+        cdp.call("Emulation.setFocusEmulationEnabled", enabled=True)
         cdp.call("Browser.grantPermissions", permissions=["clipboardReadWrite", "clipboardSanitizedWrite"], origin=base)
         # ---- the sign-in link: a page with one button; its click signs in ----
         p.navigate(link)
@@ -310,6 +312,7 @@ def main():
         x2 = ex_ids[1]
         eye = f"document.querySelector(\"article.exchange[data-exchange-id='{x2}'] button.eye\")"
         v = None
+        tries = []
         for _ in range(3):  # the page's live refresh may replace the button between focus and key
             # wait until no call is running on it (it is disabled meanwhile), then read its state:
             # a press that took effect late is not pressed again
@@ -317,12 +320,14 @@ def main():
                        lambda v: v is not None, 5)
             if v == "true":
                 break
-            if p.eval(f"({eye}.focus(), document.activeElement === {eye})"):
+            focused = p.eval(f"({eye}.focus(), document.activeElement === {eye})")
+            tries.append([v, focused, p.eval("document.hasFocus()")])
+            if focused:
                 p.key("Enter", "Enter", 13, "\r")
                 v = p.poll(f"{eye} ? {eye}.getAttribute('aria-pressed') : null", lambda v: v == "true", 5)
                 if v == "true":
                     break
-        step("keyboard: Enter on a focused eye shows the exchange again", v == "true", v)
+        step("keyboard: Enter on a focused eye shows the exchange again", v == "true", [v, tries])
         p.eval(f"{eye}.focus()")
         p.key("Shift", "ShiftLeft", 16)  # a key press: focus is now keyboard focus (:focus-visible)
         outline = p.eval("getComputedStyle(document.activeElement).outlineStyle + ' ' + document.activeElement.className")
