@@ -53,11 +53,6 @@ typedef struct console_call {
     sl_rpc_method_id_t id;
 } console_call_t;
 
-static int kind_is(const sl_store_value_t *v, const char *k)
-{
-    return v->type == SL_STORE_TEXT && v->len == strlen(k) && memcmp(v->ptr, k, v->len) == 0;
-}
-
 /* Inserts a new link ("login") or session ("console") for user, from bearer token parent (0: none),
  * expiring in ttl_s; its value in out. */
 static int mint(sl_core_t *core, sl_rpc_call_t *call, uint64_t tenant, uint64_t user, uint64_t parent,
@@ -99,7 +94,7 @@ static int link_owner(sl_core_t *core, sl_rpc_call_t *call, const unsigned char 
     }
     const sl_store_value_t *stored = r->nrows == 1 ? sl_store_cell(r, 0, O_HASH) : NULL;
     int ok = stored != NULL && sl_token_hash_equal(stored->ptr, stored->len, hash) &&
-             kind_is(sl_store_cell(r, 0, O_KIND), "login");
+             sl_ext_matches(sl_store_cell(r, 0, O_KIND), "login", 5);
     if (ok) {
         const sl_store_value_t *pv = sl_store_cell(r, 0, O_PARENT);
         *tenant = (uint64_t)sl_store_cell(r, 0, O_TENANT)->i;

@@ -27,6 +27,8 @@ size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud);
 
 /* One owner RPC (retried under faults) and a msgpack string field. */
 int rpc(const char *method, msgpack_sbuffer *sb, sl_client_answer_t *a);
+/* GetSession of the race's session (rpc's retries and answer rules). */
+int get_session(sl_client_answer_t *a);
 void pk_str(msgpack_packer *pk, const char *k, const char *v);
 
 /* What the owner did to canary i, by version. 0 = not (yet) done. */

@@ -314,8 +314,7 @@ static int64_t append_canary(int i)
     return id;
 }
 
-/* The session's current version (GetSession), into last_version. */
-static int fetch_version(void)
+int get_session(sl_client_answer_t *a)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -323,9 +322,16 @@ static int fetch_version(void)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1);
     pk_str(&pk, "session_id", session);
-    sl_client_answer_t a;
-    int rc = rpc("GetSession", &sb, &a);
+    int rc = rpc("GetSession", &sb, a);
     msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* The session's current version (GetSession), into last_version. */
+static int fetch_version(void)
+{
+    sl_client_answer_t a;
+    int rc = get_session(&a);
     if (rc == 0) {
         last_version = answer_version(&a);
         sl_client_answer_free(&a);

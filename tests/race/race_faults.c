@@ -121,16 +121,8 @@ void *probe_main(void *arg)
  * of ledger canaries lost or wrong. */
 uint64_t check_ledger(const canary_t *can, int ncan, uint64_t *checked)
 {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    pk_str(&pk, "session_id", session);
     sl_client_answer_t a;
-    int rc = rpc("GetSession", &sb, &a);
-    msgpack_sbuffer_destroy(&sb);
-    if (rc != 0)
+    if (get_session(&a) != 0)
         return (uint64_t)-1;
     const msgpack_object *ex = sl_rpc_field(a.map, "exchanges");
     uint64_t lost = 0;
