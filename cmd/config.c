@@ -151,6 +151,9 @@ int sl_config_load(sl_config_t *cfg)
     if (get_uint("SHARELINE_PROJECTION_SCRATCH", 0, 1, &v) != 0)
         return -1;
     cfg->projection_scratch = (int)v;
+    if (get_uint("SHARELINE_CHUNKS_MIN", 256, 10000000, &v) != 0)
+        return -1;
+    cfg->chunks_min = v ? (unsigned)v : 1;
     if (get_uint("SHARELINE_NODE_LEASE_MS", 1500, 60000, &v) != 0)
         return -1;
     if (v < 500) {

@@ -16,8 +16,9 @@ typedef struct sl_config {
     sl_store_config_t db;        /* owner account */
     sl_store_config_t db_public; /* public account (SELECT on public_* views only) */
     char *db_public_grantee_host;
-    int node_memory;              /* SHARELINE_NODE_MEMORY: 1 (default) or 0 */
-    int projection_scratch;       /* SHARELINE_PROJECTION_SCRATCH: 0 (default) or 1 */
+    int node_memory;        /* SHARELINE_NODE_MEMORY: 1 (default) or 0 */
+    int projection_scratch; /* SHARELINE_PROJECTION_SCRATCH: 0 (default) or 1 */
+    unsigned chunks_min; /* SHARELINE_CHUNKS_MIN: visible exchanges from which a session keeps chunk state */
     size_t pieces_cache_bytes;    /* SHARELINE_PIECES_CACHE_BYTES: default 64 MiB, at least 1 MiB */
     unsigned node_lease_ms;       /* SHARELINE_NODE_LEASE_MS: default 1500 */
     size_t node_memory_bytes;     /* SHARELINE_NODE_MEMORY_BYTES: default 1/8 of RAM, 64 MiB..16 GiB */

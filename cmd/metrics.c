@@ -39,6 +39,14 @@ void sl_app_metrics(void *data, char **buf, size_t *len)
             "Exchange pieces not in the node's memory (read from MariaDB, or rendered).", c.pieces_misses);
     COUNTER("shareline_pieces_rendered_total", "Exchanges whose pieces were rendered (new or changed).",
             c.pieces_rendered);
+    COUNTER("shareline_chunk_builds_total", "Owner builds of a projection from the session's chunk state.",
+            c.chunk_builds[1]);
+    COUNTER("shareline_full_builds_total", "Projections built from every visible exchange.",
+            c.chunk_builds[0]);
+    COUNTER("shareline_chunk_fallbacks_total",
+            "Owner builds that found the chunk state unusable and read every "
+            "exchange.",
+            c.chunk_fallbacks);
     COUNTER("shareline_pieces_stored_total", "Blobs of exchange pieces written to Redis (docs/pieces.md).",
             c.pieces_stored);
     COUNTER("shareline_pieces_fetched_total",

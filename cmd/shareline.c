@@ -209,6 +209,7 @@ static int serve(void)
     }
     sl_core_config_t core_cfg = {.public_base_url = cfg.public_url,
                                  .projection_scratch = cfg.projection_scratch,
+                                 .chunks_min = cfg.chunks_min,
                                  .pieces_cache_bytes = cfg.pieces_cache_bytes};
     sl_rpc_limits_t limits;
     sl_rpc_limits_default(&limits);

@@ -175,6 +175,8 @@ void sl_owner_append_exchanges(sl_op_t *op)
     free(hidden);
     sl_store_value_t q[] = {sl_store_int(seq), sl_store_text(id, idlen)};
     s.scan |= SL_SCAN_EXCHANGES; /* the appended text is scanned before the projection is built */
+    if (n > 0)
+        sl_op_touch(&s, NULL, 0, ids[0], ids[n - 1]);
     if (sl_op_run(op, SQL_SET_SEQ, q, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0) {
         free(ids);
         return;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "core/internal/chunks.h"
 #include "core/internal/pieces.h"
 #include "core/internal/projection.h"
 #include "core/internal/render.h"
@@ -30,19 +31,39 @@ static void z_json(sl_zdoc_t *d, const char *key, sl_proj_str_t v)
 
 /* A session without a title of its own (stored as '') is called after its first *visible*
  * exchange, so hiding that exchange also takes its words out of the session title. */
-static sl_proj_str_t session_title(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n)
+static sl_proj_str_t session_title(const sl_proj_session_t *s, const sl_proj_seq_t *q)
 {
     if (s->title.n > 0)
         return s->title;
-    if (n > 0)
-        return (sl_proj_str_t){rows[0].pieces.title, rows[0].pieces.title_len};
+    if (q->n > 0)
+        return (sl_proj_str_t){q->first->title, q->first->title_len};
     return (sl_proj_str_t){"Untitled session", strlen("Untitled session")};
 }
 
-static void assemble_json(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n)
+/* The pieces of kind `kind` of exchanges a..b-1, a comma between each two when commas: copied one
+ * by one, or (a dry build from chunk sums) counted as one. */
+static void emit(sl_zdoc_t *d, const sl_proj_seq_t *q, unsigned kind, size_t a, size_t b, int commas)
 {
+    if (q->rows == NULL) {
+        if (a < b) {
+            sl_piece_t v;
+            sl_chunks_span(q->chunks, kind, a, b, commas, &v);
+            sl_zdoc_piece(d, &v);
+        }
+        return;
+    }
+    for (size_t i = a; i < b; i++) {
+        if (commas && i > a)
+            sl_zdoc_glue(d, ",", 1);
+        sl_zdoc_piece(d, &q->rows[i].pieces.p[kind]);
+    }
+}
+
+static void assemble_json(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_seq_t *q)
+{
+    size_t n = q->n;
     z_json(d, "{\"id\":", s->id);
-    z_json(d, ",\"title\":", session_title(s, rows, n));
+    z_json(d, ",\"title\":", session_title(s, q));
     z_json(d, ",\"project\":{\"name\":", s->project_name);
     z_json(d, ",\"icon\":", s->project_icon);
     z_json(d, ",\"color\":", s->project_color);
@@ -53,23 +74,15 @@ static void assemble_json(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_pro
     char num[64];
     snprintf(num, sizeof(num), ",\"exchange_count\":%zu,\"toc\":[", n);
     sl_zdoc_gstr(d, num);
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            sl_zdoc_glue(d, ",", 1);
-        sl_zdoc_piece(d, &rows[i].pieces.p[SL_PC_TOC_JSON]);
-    }
+    emit(d, q, SL_PC_TOC_JSON, 0, n, 1);
     sl_zdoc_gstr(d, "],\"exchanges\":[");
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            sl_zdoc_glue(d, ",", 1);
-        sl_zdoc_piece(d, &rows[i].pieces.p[SL_PC_EX_JSON]);
-    }
+    emit(d, q, SL_PC_EX_JSON, 0, n, 1);
     sl_zdoc_gstr(d, "]}");
 }
 
-static void assemble_markdown(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n)
+static void assemble_markdown(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_seq_t *q)
 {
-    sl_proj_str_t title = session_title(s, rows, n);
+    sl_proj_str_t title = session_title(s, q);
     sl_zdoc_gstr(d, "# ");
     sl_zdoc_glue(d, title.p, title.n);
     sl_zdoc_gstr(d, "\n\nProject: ");
@@ -79,8 +92,7 @@ static void assemble_markdown(sl_zdoc_t *d, const sl_proj_session_t *s, const sl
     sl_zdoc_gstr(d, " (@");
     sl_zdoc_glue(d, s->author_handle.p, s->author_handle.n);
     sl_zdoc_gstr(d, ")\n");
-    for (size_t i = 0; i < n; i++)
-        sl_zdoc_piece(d, &rows[i].pieces.p[SL_PC_MD]);
+    emit(d, q, SL_PC_MD, 0, q->n, 0);
 }
 
 /* ---- the viewer page ---- */
@@ -186,15 +198,15 @@ static const sl_piece_t *constant_pieces(void)
     return constants;
 }
 
-static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t count,
-                          uint64_t version)
+static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_proj_seq_t *q, uint64_t version)
 {
-    sl_proj_str_t title = session_title(s, rows, count);
+    size_t count = q->n;
+    sl_proj_str_t title = session_title(s, q);
     /* the description: the first visible prompt's (never from a hidden exchange: only visible rows
      * reach the projection) */
     sl_proj_str_t desc = {"", 0};
     if (count > 0)
-        desc = (sl_proj_str_t){rows[0].pieces.desc, rows[0].pieces.desc_len};
+        desc = (sl_proj_str_t){q->first->desc, q->first->desc_len};
     sl_zdoc_gstr(d, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                     "<meta name=\"robots\" content=\"noindex, nofollow\">"
@@ -255,24 +267,21 @@ static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_pro
     } else {
         /* Table of contents; long sessions get sections of TOC_SECTION, the first one open. */
         sl_zdoc_gstr(d, "<nav aria-label=\"Contents\"><h2>Contents</h2>");
-        for (size_t k = 0; k < count; k++) {
-            if (k % TOC_SECTION == 0) {
-                if (k > 0)
-                    sl_zdoc_gstr(d, count > TOC_SECTION ? "</ol></details>" : "</ol>");
-                if (count > TOC_SECTION) {
-                    size_t last = k + TOC_SECTION < count ? k + TOC_SECTION : count;
-                    snprintf(tmp, sizeof(tmp), "<details%s><summary>Exchanges %zu\xE2\x80\x93%zu</summary>",
-                             k == 0 ? " open" : "", k + 1, last);
-                    sl_zdoc_gstr(d, tmp);
-                }
-                snprintf(tmp, sizeof(tmp), "<ol start=\"%zu\">", k + 1);
+        for (size_t k = 0; k < count; k += TOC_SECTION) {
+            size_t last = k + TOC_SECTION < count ? k + TOC_SECTION : count;
+            if (k > 0)
+                sl_zdoc_gstr(d, count > TOC_SECTION ? "</ol></details>" : "</ol>");
+            if (count > TOC_SECTION) {
+                snprintf(tmp, sizeof(tmp), "<details%s><summary>Exchanges %zu\xE2\x80\x93%zu</summary>",
+                         k == 0 ? " open" : "", k + 1, last);
                 sl_zdoc_gstr(d, tmp);
             }
-            sl_zdoc_piece(d, &rows[k].pieces.p[SL_PC_TOC_HTML]);
+            snprintf(tmp, sizeof(tmp), "<ol start=\"%zu\">", k + 1);
+            sl_zdoc_gstr(d, tmp);
+            emit(d, q, SL_PC_TOC_HTML, k, last, 0);
         }
         sl_zdoc_gstr(d, count > TOC_SECTION ? "</ol></details></nav>\n<main>" : "</ol></nav>\n<main>");
-        for (size_t k = 0; k < count; k++)
-            sl_zdoc_piece(d, &rows[k].pieces.p[SL_PC_ART_HTML]);
+        emit(d, q, SL_PC_ART_HTML, 0, count, 0);
         sl_zdoc_gstr(d, "</main>");
     }
     sl_zdoc_gstr(d, "<footer>Shared with Shareline. The owner chose which exchanges appear here.</footer>"
@@ -281,30 +290,44 @@ static void assemble_html(sl_zdoc_t *d, const sl_proj_session_t *s, const sl_pro
     sl_zdoc_gstr(d, "</script></body></html>\n");
 }
 
+static int assemble_part(const sl_proj_session_t *s, const sl_proj_seq_t *q, uint64_t version, unsigned part,
+                         int dry, char **gz, size_t *gzlen, uint32_t *crc, size_t *plain)
+{
+    sl_zdoc_t d;
+    sl_zdoc_init(&d);
+    d.dry = dry || q->rows == NULL;
+    if (part == 0)
+        assemble_json(&d, s, q);
+    else if (part == 1)
+        assemble_html(&d, s, q, version);
+    else
+        assemble_markdown(&d, s, q);
+    return sl_zdoc_finish(&d, gz, gzlen, crc, plain);
+}
+
 int sl_projection_assemble_part(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n,
                                 uint64_t version, unsigned part, int dry, char **gz, size_t *gzlen,
                                 uint32_t *crc, size_t *plain)
 {
-    sl_zdoc_t d;
-    sl_zdoc_init(&d);
-    d.dry = dry;
-    if (part == 0)
-        assemble_json(&d, s, rows, n);
-    else if (part == 1)
-        assemble_html(&d, s, rows, n, version);
-    else
-        assemble_markdown(&d, s, rows, n);
-    return sl_zdoc_finish(&d, gz, gzlen, crc, plain);
+    sl_proj_seq_t q = {n, rows, NULL, n > 0 ? &rows[0].pieces : NULL};
+    return assemble_part(s, &q, version, part, dry, gz, gzlen, crc, plain);
 }
 
 int sl_projection_assemble(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
                            int dry, sl_projection_t *out)
 {
+    sl_proj_seq_t q = {n, rows, NULL, n > 0 ? &rows[0].pieces : NULL};
+    return sl_projection_assemble_seq(s, &q, version, dry, out);
+}
+
+int sl_projection_assemble_seq(const sl_proj_session_t *s, const sl_proj_seq_t *q, uint64_t version, int dry,
+                               sl_projection_t *out)
+{
     uint32_t crc[3];
     for (unsigned part = 0; part < 3; part++) {
         int gz = 2 * (int)part + 1;
-        if (sl_projection_assemble_part(s, rows, n, version, part, dry, &out->rep[gz], &out->rep_len[gz],
-                                        &crc[part], &out->plain_len[part]) != 0)
+        if (assemble_part(s, q, version, part, dry, &out->rep[gz], &out->rep_len[gz], &crc[part],
+                          &out->plain_len[part]) != 0)
             return -1;
         out->gz_len[part] = out->rep_len[gz];
     }

@@ -40,6 +40,8 @@ typedef struct sl_core_config {
         pieces_cache_bytes; /* exchange pieces kept in memory (SHARELINE_PIECES_CACHE_BYTES), default 64 MiB */
     int projection_scratch; /* 1: every projection is rendered from the text, stored pieces are neither
                                used nor kept (SHARELINE_PROJECTION_SCRATCH; the identity check) */
+    unsigned chunks_min;    /* visible exchanges from which a public session keeps its chunk state in
+                               MariaDB (SHARELINE_CHUNKS_MIN; 0: SL_CHUNKS_MIN) */
 } sl_core_config_t;
 
 typedef struct sl_core_stats {
@@ -60,6 +62,8 @@ typedef struct sl_core_stats {
     uint64_t pieces_misses;        /* ... not found there (read from MariaDB, or rendered) */
     uint64_t pieces_bytes;         /* bytes the node's memory of pieces holds */
     uint64_t pieces_rendered;      /* exchanges whose pieces were rendered (new or changed) */
+    uint64_t chunk_builds[2];      /* owner builds from every exchange [0] / from the chunk state [1] */
+    uint64_t chunk_fallbacks;      /* builds that could not use the chunk state they were told to */
     uint64_t pieces_stored;        /* blobs of pieces written to Redis (new, changed, or not known there) */
     uint64_t pieces_fetched;       /* blobs of pieces a reader read from Redis (not in its memory) */
     uint64_t recipe_drops;         /* entries dropped by a reader: a blob they name was gone (rebuilt) */

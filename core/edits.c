@@ -52,6 +52,7 @@ void sl_owner_update_session_title(sl_op_t *op)
         return;
     sl_store_value_t p[] = {sl_store_text(title, tlen), sl_store_text(id, idlen)};
     s.scan |= SL_SCAN_TITLE;
+    sl_op_touch(&s, NULL, 0, 1, 0); /* no exchange: the glue only */
     if (sl_op_run(op, SQL_SET_SESSION_TITLE, p, 2, NULL) != 0 || sl_op_change_commit(op, &s) != 0)
         return;
     sl_op_reply_version(op, s.new_version);
@@ -79,6 +80,7 @@ void sl_owner_update_exchange_title(sl_op_t *op)
     sl_store_value_t p[] = {tlen ? sl_store_text(title, tlen) : sl_store_null(), sl_store_text(id, idlen),
                             sl_store_int(ex)};
     s.scan |= SL_SCAN_EXCHANGES;
+    sl_op_touch(&s, &ex, 1, 1, 0);
     if (sl_op_change_begin(op, &s, 0) != 0 || sl_op_run(op, SQL_SET_EXCHANGE_TITLE, p, 3, NULL) != 0 ||
         sl_op_change_commit(op, &s) != 0)
         return;
@@ -143,6 +145,7 @@ void sl_owner_delete_exchange(sl_op_t *op)
     size_t nkeys;
     unsigned char(*keys)[16] = piece_keys(r, &nkeys);
     sl_store_result_free(r);
+    sl_op_touch(&s, &ex, 1, 1, 0);
     if (sl_op_change_begin(op, &s, 0) != 0 || sl_op_remove_exchange(op, id, idlen, ex) != 0 ||
         sl_op_change_commit(op, &s) != 0) {
         free(keys);

@@ -124,14 +124,24 @@ void sl_op_tx_end(sl_op_t *op)
 
 /* ---- the change pipeline ---- */
 
-enum { LOCK_OWNER, LOCK_VERSION, LOCK_PUBLIC, LOCK_SEQ, LOCK_DELETED, LOCK_DIRTY, LOCK_UNSCANNED };
+enum {
+    LOCK_OWNER,
+    LOCK_VERSION,
+    LOCK_PUBLIC,
+    LOCK_SEQ,
+    LOCK_DELETED,
+    LOCK_DIRTY,
+    LOCK_UNSCANNED,
+    LOCK_CHUNKS
+};
 /* LOCK_UNSCANNED: the session holds rows changed behind the owner's back (an operator in SQL, the
  * migration): the change scans them too (scan.c). The subquery is a plain consistent read (the
  * FOR UPDATE of the outer statement does not lock what a subquery reads) on exchanges_unscanned. */
-static const char SQL_LOCK[] = "SELECT owner_id, version, is_public, exchange_seq, deleted_at IS NOT NULL,"
-                               " cache_dirty, title_scanned = 0 OR EXISTS (SELECT 1 FROM exchanges e"
-                               " WHERE e.scanned = 0 AND e.deleted_at IS NULL AND e.session_id = sessions.id)"
-                               " FROM sessions WHERE id = ? FOR UPDATE";
+static const char SQL_LOCK[] =
+    "SELECT owner_id, version, is_public, exchange_seq, deleted_at IS NOT NULL,"
+    " cache_dirty, title_scanned = 0 OR EXISTS (SELECT 1 FROM exchanges e"
+    " WHERE e.scanned = 0 AND e.deleted_at IS NULL AND e.session_id = sessions.id),"
+    " chunks_version <=> version FROM sessions WHERE id = ? FOR UPDATE";
 
 void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t version, int is_public,
                        int deleted, int dirty)
@@ -144,6 +154,15 @@ void sl_op_locked_init(sl_locked_t *s, const char *id, size_t idlen, uint64_t ve
     s->is_public = is_public;
     s->deleted = deleted;
     s->dirty = dirty;
+}
+
+void sl_op_touch(sl_locked_t *s, const int64_t *ids, size_t n, int64_t lo, int64_t hi)
+{
+    s->touch_set = n <= SL_TOUCH_MAX;
+    s->touched = ids;
+    s->ntouched = n;
+    s->touch_lo = lo;
+    s->touch_hi = hi;
 }
 
 int sl_op_lock_session(sl_op_t *op, const char *id, size_t idlen, int allow_absent, sl_locked_t *s)
@@ -160,8 +179,14 @@ int sl_op_lock_session(sl_op_t *op, const char *id, size_t idlen, int allow_abse
                           sl_store_cell(r, 0, LOCK_PUBLIC)->i != 0, sl_store_cell(r, 0, LOCK_DELETED)->i != 0,
                           sl_store_cell(r, 0, LOCK_DIRTY)->i != 0);
         s->seq = (uint32_t)sl_store_cell(r, 0, LOCK_SEQ)->i;
-        if (sl_store_cell(r, 0, LOCK_UNSCANNED)->i)
+        /* the chunk state describes the session as locked (chunk_store.c), and nothing changed
+         * behind the owner's back since (that would have set chunks_version to NULL, or left rows
+         * unscanned) */
+        s->chunks_ok = sl_store_cell(r, 0, LOCK_CHUNKS)->i != 0;
+        if (sl_store_cell(r, 0, LOCK_UNSCANNED)->i) {
             s->scan = SL_SCAN_ALL;
+            s->chunks_ok = 0;
+        }
     } else if (r->nrows == 1 || !allow_absent) {
         /* Another user's session looks exactly like a missing one. */
         sl_store_result_free(r);
@@ -219,6 +244,7 @@ int sl_op_change_begin(sl_op_t *op, sl_locked_t *s, int through_cache)
              * the one Redis holds, so that its publish replaces what a restore left behind. */
             s->version = ahead;
             s->new_version = ahead + 1;
+            s->chunks_ok = 0;
             continue;
         }
         sl_op_fail(op, SL_RPC_UNAVAILABLE,
@@ -268,10 +294,11 @@ int sl_op_change_prepare(sl_op_t *op, sl_locked_t *s)
         return -1;
     if (!s->cached || s->late)
         return 0;
-    /* Built inside the transaction: the public views show this transaction's own changes. */
+    /* Built inside the transaction: the public views show this transaction's own changes. From the
+     * chunk state when it is current and the change said which exchanges it touched. */
     sl_store_error_t err;
-    int rc = sl_projection_load(op->core, op->core->owner, op->conn, SL_VIEW_PUBLIC, s->id, s->idlen,
-                                SL_PROJ_DRY, &s->proj, &err);
+    sl_touch_t t = {s->chunks_ok && s->touch_set, s->touched, s->ntouched, s->touch_lo, s->touch_hi};
+    int rc = sl_projection_change(op->core, op->conn, s->id, s->idlen, &t, &s->proj, &err);
     if (rc == -2 && op->call == NULL) {
         /* the repair of a session over the cap: its public page goes (fail closed), no retry loop */
         s->proj.found = 0;

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <zlib.h>
 
+#include "core/internal/chunk_store.h"
 #include "core/internal/pieces.h"
 #include "core/internal/projection.h"
 #include "core/internal/render.h"
@@ -58,6 +59,11 @@ static const char SQL_SESSION_VIEWER[] = SESSION_COLUMNS " FROM viewer_sessions 
     " e.pieces_key, e.prompt_sha256, e.response_sha256, e.position, e.redaction"
 static const char SQL_KEYS_PUBLIC[] = KEY_COLUMNS " FROM public_exchange_keys e WHERE e.session_id = ?";
 static const char SQL_KEYS_VIEWER[] = KEY_COLUMNS " FROM viewer_exchange_keys e WHERE e.session_id = ?";
+/* Those of the exchanges a change touched (chunk_store.c): a range and up to SL_TOUCH_MAX ids. */
+#define Q8 "?,?,?,?,?,?,?,?"
+static const char SQL_KEYS_TOUCHED[] = KEY_COLUMNS " FROM public_exchange_keys e WHERE e.session_id = ? AND"
+                                                   " (e.id BETWEEN ? AND ? OR e.id IN (" Q8 "," Q8 "," Q8
+                                                   "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "))";
 
 /* The text of the exchanges with ids in [?, ?] (those to render are among them). */
 #define SELECT_TEXT                                                                                          \
@@ -260,6 +266,7 @@ typedef struct build {
     size_t *hlen;
     uint64_t version;
     unsigned flags;
+    int inc; /* from the chunk state: render only (the documents are counted from its sums) */
     sl_projection_t *out;
     int rc;
 } build_t;
@@ -295,6 +302,8 @@ static void build(void *arg)
     if (zok)
         deflateEnd(&z);
     int dry = (b->flags & SL_PROJ_DRY) != 0;
+    if (b->rc == 0 && b->inc)
+        return;
     if (b->rc == 0)
         b->rc = sl_projection_assemble(&b->sess, b->rows, b->n, b->version, dry, b->out);
     if (b->rc == 0 && !dry)
@@ -325,10 +334,10 @@ static void too_large(sl_store_error_t *err, size_t text)
              SL_MAX_PUBLIC_BYTES >> 20, text);
 }
 
-#define RETRY 1
+#define RETRY    1
+#define FALLBACK 3 /* the chunk state cannot be used: build from every exchange */
 
-/* Appends a copy of blob to out->store. 0, or -1 when out of memory. */
-static int to_store(sl_projection_t *out, const unsigned char key[16], const void *blob, size_t len)
+int sl_projection_store_add(sl_projection_t *out, const unsigned char key[16], const void *blob, size_t len)
 {
     if (out->nstore == 0 || (out->nstore & (out->nstore - 1)) == 0) {
         sl_blob_t *g = realloc(out->store, (out->nstore ? 2 * out->nstore : 1) * sizeof(*g));
@@ -347,11 +356,8 @@ static int to_store(sl_projection_t *out, const unsigned char key[16], const voi
     return 0;
 }
 
-/* out's recipe, and the blobs it names that this node does not know Redis holds (copies): the
- * chunks of keys it does not know there, and the pieces rendered now, read from MariaDB (rblob),
- * or held but not known to be in Redis. 0, or -1. */
-static int keep_recipe(sl_core_t *core, const build_t *b, const void *const *rblob, const size_t *rlen,
-                       sl_projection_t *out)
+/* out's recipe, and the chunks of keys it names that this node does not know Redis holds. 0, or -1. */
+static int keep_recipe(sl_core_t *core, const build_t *b, sl_projection_t *out)
 {
     sl_blob_t *chunks;
     size_t nc;
@@ -370,25 +376,61 @@ static int keep_recipe(sl_core_t *core, const build_t *b, const void *const *rbl
             continue;
         if (e == NULL)
             sl_pcache_put(core->pieces, chunks[i].key, chunks[i].blob, chunks[i].len);
-        rc = to_store(out, chunks[i].key, chunks[i].blob, chunks[i].len);
+        rc = sl_projection_store_add(out, chunks[i].key, chunks[i].blob, chunks[i].len);
     }
     sl_recipe_chunks_free(chunks, nc);
+    return rc;
+}
+
+/* The blobs of b's rows this node does not know Redis holds (to out->store): rendered now, read
+ * from MariaDB (rblob), or held but not known there. 0, or -1. */
+static int keep_rows(sl_core_t *core, const build_t *b, const void *const *rblob, const size_t *rlen,
+                     sl_projection_t *out)
+{
+    uint64_t gen = core->cache ? sl_cache_trust_generation(core->cache) : 0, now = uv_now(core->loop);
+    int rc = 0;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         const void *blob = b->blobs[i] ? (const void *)b->blobs[i] : rblob[i] ? rblob[i] : b->hblob[i];
         size_t len = b->blobs[i] ? b->bloblen[i] : rblob[i] ? rlen[i] : b->hlen[i];
         if (blob == NULL || (b->blobs[i] == NULL && rblob[i] == NULL &&
                              sl_pcache_in_redis(b->held[i], gen, now, SL_BLOB_KNOWN_MS)))
             continue;
-        rc = to_store(out, b->rows[i].key, blob, len);
+        rc = sl_projection_store_add(out, b->rows[i].key, blob, len);
     }
     return rc;
 }
 
+/* The first exchange's pieces (its title and description are glue) when it is not among b's rows:
+ * held by the node, or read from MariaDB (checked against the key the chunk state gives). 0 with
+ * *first set (*held or *res to release after use), or -1: the state cannot be used. */
+static int first_pieces(sl_core_t *core, sl_store_conn_t *conn, const char *id, size_t idlen,
+                        const sl_chunk_rec_t *r0, sl_pieces_t *first, sl_pc_entry_t **held,
+                        sl_store_result_t **res, sl_store_error_t *err)
+{
+    const void *blob;
+    size_t len;
+    if ((*held = sl_pcache_get(core->pieces, r0->key, &blob, &len)) != NULL &&
+        sl_pieces_read(blob, len, first) == 0)
+        return 0;
+    sl_store_value_t pp[] = {sl_store_text(id, idlen), sl_store_int(r0->id), sl_store_int(r0->id)};
+    sl_store_result_t *pr = *res = sl_await_exec(conn, SQL_PIECES_PUBLIC, pp, 3, err);
+    if (pr == NULL || pr->nrows != 1 || pr->ncols != B_COUNT)
+        return -1;
+    const sl_store_value_t *k = sl_store_cell(pr, 0, B_KEY), *pc = sl_store_cell(pr, 0, B_PIECES);
+    if (!is_key(k) || memcmp(k->ptr, r0->key, 16) != 0 || sl_pieces_read(pc->ptr, pc->len, first) != 0)
+        return -1;
+    sl_pcache_put(core->pieces, r0->key, pc->ptr, pc->len);
+    return 0;
+}
+
 static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
-                     const char *id, size_t idlen, unsigned flags, sl_projection_t *out,
-                     sl_store_error_t *err)
+                     const char *id, size_t idlen, unsigned flags, const sl_touch_t *touch,
+                     sl_projection_t *out, sl_store_error_t *err)
 {
     memset(out, 0, sizeof(*out));
+    /* an owner change's build from the chunk state (chunk_store.c): only the exchanges it touched */
+    int inc = touch != NULL && touch->inc && conn != NULL && view == SL_VIEW_PUBLIC &&
+              !(flags & SL_PROJ_SCRATCH) && touch->n <= SL_TOUCH_MAX;
     sl_store_value_t p[] = {sl_store_text(id, idlen), sl_store_int(0)};
     sl_store_result_t *r, *rs; /* the exchanges' rows; the session's (the same result when joined) */
     if (conn) {
@@ -399,7 +441,14 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
             sl_store_result_free(rs);
             return 0; /* not visible: found = 0 */
         }
-        r = sl_await_exec(conn, view == SL_VIEW_PUBLIC ? SQL_KEYS_PUBLIC : SQL_KEYS_VIEWER, p, 1, err);
+        if (inc) {
+            sl_store_value_t kp[3 + SL_TOUCH_MAX] = {p[0], sl_store_int(touch->lo), sl_store_int(touch->hi)};
+            for (size_t i = 0; i < SL_TOUCH_MAX; i++)
+                kp[3 + i] = sl_store_int(i < touch->n ? touch->ids[i] : 0); /* no exchange has id 0 */
+            r = sl_await_exec(conn, SQL_KEYS_TOUCHED, kp, 3 + SL_TOUCH_MAX, err);
+        } else {
+            r = sl_await_exec(conn, view == SL_VIEW_PUBLIC ? SQL_KEYS_PUBLIC : SQL_KEYS_VIEWER, p, 1, err);
+        }
         if (r == NULL || r->ncols != C_COUNT) {
             if (r != NULL)
                 fail(err, "unexpected columns reading the exchanges' keys");
@@ -418,7 +467,8 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         }
     }
     out->found = 1;
-    build_t b = {.version = (uint64_t)sl_store_cell(rs, 0, C_VERSION)->i, .flags = flags, .out = out};
+    build_t b = {
+        .version = (uint64_t)sl_store_cell(rs, 0, C_VERSION)->i, .flags = flags, .out = out, .inc = inc};
     out->version = b.version;
     b.sess = (sl_proj_session_t){str_of(rs, 0, C_ID),      str_of(rs, 0, C_TITLE), str_of(rs, 0, C_CREATED),
                                  str_of(rs, 0, C_UPDATED), str_of(rs, 0, C_PNAME), str_of(rs, 0, C_PICON),
@@ -433,12 +483,22 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
     b.hlen = calloc(cap, sizeof(*b.hlen));
     const void **rblob = calloc(cap, sizeof(*rblob)); /* per row: its blob read from MariaDB (in pr) */
     size_t *rlen = calloc(cap, sizeof(*rlen));
-    sl_store_result_t *t = NULL, *pr = NULL;
+    sl_store_result_t *t = NULL, *pr = NULL, *cr = NULL, *fr = NULL;
+    sl_chunks_t cs = {0};
+    sl_chunk_rec_t *vis = NULL;
+    sl_pc_entry_t *fheld = NULL;
     int rc = -1;
     if (b.rows == NULL || b.text_of == NULL || b.blobs == NULL || b.bloblen == NULL || b.held == NULL ||
         b.hblob == NULL || b.hlen == NULL || rblob == NULL || rlen == NULL) {
         fail(err, "out of memory building the projection");
         goto out;
+    }
+    if (inc) {
+        int c = sl_chunks_read(conn, id, idlen, &cs, &cr, err);
+        if (c != 0) {
+            rc = c < 0 ? -1 : FALLBACK;
+            goto out;
+        }
     }
     /* The rows, and which of them have current pieces. */
     size_t stale = 0, need = 0, bytes = 0;
@@ -571,6 +631,39 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         fail(err, "out of memory building the projection");
         goto out;
     }
+    if (inc) {
+        /* The touched exchanges out of the chunk state and back as the views show them now; the
+         * documents' lengths, CRCs and ETag from its sums. */
+        vis = malloc((b.n ? b.n : 1) * sizeof(*vis));
+        if (vis == NULL) {
+            fail(err, "out of memory building the projection");
+            goto out;
+        }
+        for (size_t i = 0; i < b.n; i++)
+            sl_chunk_rec_of(&vis[i], b.rows[i].position, b.rows[i].id, b.rows[i].key, &b.rows[i].pieces);
+        sl_pieces_t fp;
+        const sl_pieces_t *first = NULL;
+        sl_chunk_rec_t r0;
+        if (sl_chunks_apply(&cs, touch->ids, touch->n, touch->lo, touch->hi, vis, b.n) != 0) {
+            rc = FALLBACK;
+            goto out;
+        }
+        if (cs.total > 0) {
+            sl_chunk_rec_at(&cs.c[0], 0, &r0);
+            for (size_t i = 0; i < b.n && first == NULL; i++)
+                first = b.rows[i].id == r0.id ? &b.rows[i].pieces : NULL;
+            if (first == NULL && first_pieces(core, conn, id, idlen, &r0, &fp, &fheld, &fr, err) != 0) {
+                rc = fr == NULL && fheld == NULL ? -1 : FALLBACK;
+                goto out;
+            }
+            first = first ? first : &fp;
+        }
+        sl_proj_seq_t q = {cs.total, NULL, &cs, first};
+        if (sl_projection_assemble_seq(&b.sess, &q, b.version, 1, out) != 0) {
+            fail(err, "out of memory building the projection");
+            goto out;
+        }
+    }
     size_t largest = 0;
     for (int part = 0; part < 3; part++)
         largest = out->plain_len[part] > largest ? out->plain_len[part] : largest;
@@ -580,10 +673,32 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         goto out;
     }
     /* What Redis will hold (recipe.c): the recipe, and the blobs this node does not know it holds. */
-    if (view == SL_VIEW_PUBLIC && keep_recipe(core, &b, rblob, rlen, out) != 0) {
+    if (view == SL_VIEW_PUBLIC && ((inc ? sl_chunks_keep_recipe(core, &cs, &b.sess, b.version, out)
+                                        : keep_recipe(core, &b, out)) != 0 ||
+                                   keep_rows(core, &b, rblob, rlen, out) != 0)) {
         fail(err, "out of memory building the projection");
         goto out;
     }
+    /* The chunk state the next change starts from (an owner's change of a long session). */
+    if (inc && sl_chunks_write(conn, id, idlen, &cs, 0, b.version, err) != 0)
+        goto out;
+    if (!inc && touch != NULL && conn != NULL && view == SL_VIEW_PUBLIC && !(flags & SL_PROJ_SCRATCH) &&
+        b.n >= (core->cfg.chunks_min ? core->cfg.chunks_min : SL_CHUNKS_MIN)) {
+        vis = malloc(b.n * sizeof(*vis));
+        if (vis == NULL) {
+            fail(err, "out of memory building the projection");
+            goto out;
+        }
+        for (size_t i = 0; i < b.n; i++)
+            sl_chunk_rec_of(&vis[i], b.rows[i].position, b.rows[i].id, b.rows[i].key, &b.rows[i].pieces);
+        if (sl_chunks_from(&cs, vis, b.n) != 0) {
+            fail(err, "out of memory building the projection");
+            goto out;
+        }
+        if (sl_chunks_write(conn, id, idlen, &cs, 1, b.version, err) != 0)
+            goto out;
+    }
+    core->stats.chunk_builds[inc]++;
     /* The pieces rendered now stay with their exchange: the next change renders only what it
      * touches. In the node's memory always (named by their key, they are right wherever they
      * came from); in MariaDB only inside the owner's transaction, where the rows cannot change
@@ -624,6 +739,11 @@ out:
     free(b.hlen);
     free(rblob);
     free(rlen);
+    free(vis);
+    sl_chunks_free(&cs);
+    sl_pcache_release(core->pieces, fheld);
+    sl_store_result_free(fr);
+    sl_store_result_free(cr);
     sl_store_result_free(pr);
     sl_store_result_free(t);
     if (rs != r)
@@ -639,11 +759,25 @@ int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn
     if (core->cfg.projection_scratch)
         flags |= SL_PROJ_SCRATCH;
     for (int attempt = 0; attempt < 3; attempt++) {
-        int rc = load_once(core, store, conn, view, id, idlen, flags, out, err);
+        int rc = load_once(core, store, conn, view, id, idlen, flags, NULL, out, err);
         if (rc != RETRY)
             return rc;
     }
     return fail(err, "the session kept changing while its page was built; retry");
+}
+
+int sl_projection_change(sl_core_t *core, sl_store_conn_t *conn, const char *id, size_t idlen,
+                         const sl_touch_t *t, sl_projection_t *out, sl_store_error_t *err)
+{
+    unsigned flags = SL_PROJ_DRY | (core->cfg.projection_scratch ? SL_PROJ_SCRATCH : 0);
+    int rc = load_once(core, core->owner, conn, SL_VIEW_PUBLIC, id, idlen, flags, t, out, err);
+    if (rc != FALLBACK)
+        return rc == RETRY ? fail(err, "the exchanges changed while read") : rc;
+    core->stats.chunk_fallbacks++;
+    sl_touch_t full = *t;
+    full.inc = 0;
+    rc = load_once(core, core->owner, conn, SL_VIEW_PUBLIC, id, idlen, flags, &full, out, err);
+    return rc == RETRY || rc == FALLBACK ? fail(err, "the exchanges changed while read") : rc;
 }
 
 void sl_projection_free(sl_projection_t *p)

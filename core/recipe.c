@@ -53,31 +53,40 @@ static uint32_t get_u32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+int sl_recipe_cut(const unsigned char key[16], size_t k)
+{
+    return key[15] < CUT_BELOW || k >= MAX_CHUNK;
+}
+
+int sl_recipe_chunk(const unsigned char *keys, size_t stride, size_t k, sl_blob_t *out)
+{
+    out->len = 8 + 16 * k;
+    out->blob = malloc(out->len);
+    if (out->blob == NULL)
+        return -1;
+    memcpy(out->blob, CHUNK_MAGIC, 4);
+    put_u32(out->blob + 4, (uint32_t)k);
+    for (size_t j = 0; j < k; j++)
+        memcpy(out->blob + 8 + 16 * j, keys + j * stride, 16);
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256(out->blob, out->len, d);
+    memcpy(out->key, d, 16);
+    return 0;
+}
+
 /* The chunks of rows[0..n): their count, and (when out is not NULL) each one's blob and key. */
 static size_t chunk(const sl_proj_row_t *rows, size_t n, sl_blob_t *out)
 {
     size_t nc = 0;
     for (size_t i = 0; i < n;) {
         size_t k = 0;
-        while (i + k < n && k < MAX_CHUNK) {
+        while (i + k < n) {
             k++;
-            if (rows[i + k - 1].key[15] < CUT_BELOW)
+            if (sl_recipe_cut(rows[i + k - 1].key, k))
                 break;
         }
-        if (out != NULL) {
-            sl_blob_t *c = &out[nc];
-            c->len = 8 + 16 * k;
-            c->blob = malloc(c->len);
-            if (c->blob == NULL)
-                return (size_t)-1;
-            memcpy(c->blob, CHUNK_MAGIC, 4);
-            put_u32(c->blob + 4, (uint32_t)k);
-            for (size_t j = 0; j < k; j++)
-                memcpy(c->blob + 8 + 16 * j, rows[i + j].key, 16);
-            unsigned char d[SHA256_DIGEST_LENGTH];
-            SHA256(c->blob, c->len, d);
-            memcpy(c->key, d, 16);
-        }
+        if (out != NULL && sl_recipe_chunk(rows[i].key, sizeof(*rows), k, &out[nc]) != 0)
+            return (size_t)-1;
         nc++;
         i += k;
     }
@@ -91,23 +100,17 @@ void sl_recipe_chunks_free(sl_blob_t *chunks, size_t n)
     free(chunks);
 }
 
-int sl_recipe_encode(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
-                     char **out, size_t *len, sl_blob_t **chunks, size_t *nchunks)
+int sl_recipe_encode_keys(const sl_proj_session_t *s, size_t n, uint64_t version, const unsigned char *ckeys,
+                          size_t stride, size_t nc, char **out, size_t *len)
 {
-    size_t nc = chunk(rows, n, NULL);
-    sl_blob_t *cs = calloc(nc ? nc : 1, sizeof(*cs));
-    if (cs == NULL || n > UINT32_MAX || chunk(rows, n, cs) != nc) {
-        sl_recipe_chunks_free(cs, nc);
+    if (n > UINT32_MAX)
         return -1;
-    }
     size_t total = 4 + 8 + 4 + 4 + 16 * nc;
     for (int i = 0; i < NSTR; i++)
         total += 4 + field(s, i)->n;
     unsigned char *b = malloc(total), *q = b;
-    if (b == NULL) {
-        sl_recipe_chunks_free(cs, nc);
+    if (b == NULL)
         return -1;
-    }
     memcpy(q, MAGIC, 4);
     q += 4;
     for (int i = 0; i < 8; i++)
@@ -124,9 +127,22 @@ int sl_recipe_encode(const sl_proj_session_t *s, const sl_proj_row_t *rows, size
         q += f->n;
     }
     for (size_t i = 0; i < nc; i++, q += 16)
-        memcpy(q, cs[i].key, 16);
+        memcpy(q, ckeys + i * stride, 16);
     *out = (char *)b;
     *len = total;
+    return 0;
+}
+
+int sl_recipe_encode(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
+                     char **out, size_t *len, sl_blob_t **chunks, size_t *nchunks)
+{
+    size_t nc = chunk(rows, n, NULL);
+    sl_blob_t *cs = calloc(nc ? nc : 1, sizeof(*cs));
+    if (cs == NULL || chunk(rows, n, cs) != nc ||
+        sl_recipe_encode_keys(s, n, version, cs[0].key, sizeof(*cs), nc, out, len) != 0) {
+        sl_recipe_chunks_free(cs, nc);
+        return -1;
+    }
     *chunks = cs;
     *nchunks = nc;
     return 0;

@@ -162,6 +162,7 @@ void sl_owner_set_exchanges_hidden(sl_op_t *op)
     }
     int64_t hidden_count = sl_store_cell(r, 0, 0)->i;
     if (publish) {
+        sl_op_touch(&s, change, nchange, 1, 0);
         if (sl_op_change_commit(op, &s) != 0)
             goto out;
         version = s.new_version;

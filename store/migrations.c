@@ -395,6 +395,50 @@ static const char *const m12_steps[] = {
     NULL,
 };
 
+/* The chunk state of a public projection (core/chunks.c, docs/pieces.md "Changes that cost what
+ * they change"): per session, its visible exchanges' piece keys, lengths and CRCs in chunks (the
+ * recipe's), so that an owner change of a long session reads and rewrites the chunks it touches
+ * instead of every exchange's row. sessions.chunks_version is the version those rows describe; any
+ * change of a column that decides what the public views show of an exchange, by whoever makes it
+ * (an operator in SQL included), sets it to NULL (the triggers below), and the next publish of the
+ * session then builds from the rows, as before, and writes the state again. Re-runnable. */
+static const char *const m13_steps[] = {
+    "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS chunks_version BIGINT UNSIGNED NULL",
+    "CREATE TABLE IF NOT EXISTS session_chunks ("
+    " session_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " first_pos BIGINT NOT NULL," /* the chunk's first exchange: position, id (its place) */
+    " first_id BIGINT UNSIGNED NOT NULL,"
+    " data MEDIUMBLOB NOT NULL," /* chunks.c: the chunk's exchanges and their sums */
+    " PRIMARY KEY (session_id, first_pos, first_id),"
+    " CONSTRAINT chunks_session FOREIGN KEY (session_id) REFERENCES sessions (id) ON DELETE CASCADE"
+    ") ENGINE=InnoDB",
+    "DROP TRIGGER IF EXISTS exchanges_text_hashes",
+    "CREATE TRIGGER exchanges_text_hashes BEFORE UPDATE ON exchanges FOR EACH ROW BEGIN"
+    " IF NEW.deleted_at IS NULL AND NOT (BINARY NEW.prompt <=> BINARY OLD.prompt) THEN"
+    "  SET NEW.prompt_sha256 = UNHEX(SHA2(NEW.prompt, 256)); SET NEW.scanned = 0; END IF;"
+    " IF NEW.deleted_at IS NULL AND NOT (BINARY NEW.response <=> BINARY OLD.response) THEN"
+    "  SET NEW.response_sha256 = UNHEX(SHA2(NEW.response, 256)); SET NEW.scanned = 0; END IF;"
+    " IF NEW.deleted_at IS NULL AND (NOT (BINARY NEW.title <=> BINARY OLD.title)"
+    "  OR NOT (BINARY NEW.default_title <=> BINARY OLD.default_title)) THEN SET NEW.scanned = 0; END IF;"
+    " IF NOT (NEW.session_id <=> OLD.session_id AND NEW.id <=> OLD.id AND NEW.position <=> OLD.position"
+    "  AND NEW.hidden <=> OLD.hidden AND NEW.deleted_at <=> OLD.deleted_at AND NEW.scanned <=> OLD.scanned"
+    "  AND NEW.created_at <=> OLD.created_at AND BINARY NEW.title <=> BINARY OLD.title"
+    "  AND BINARY NEW.default_title <=> BINARY OLD.default_title"
+    "  AND BINARY NEW.public_title <=> BINARY OLD.public_title"
+    "  AND NEW.prompt_sha256 <=> OLD.prompt_sha256 AND NEW.response_sha256 <=> OLD.response_sha256"
+    "  AND BINARY NEW.public_prompt <=> BINARY OLD.public_prompt"
+    "  AND BINARY NEW.public_response <=> BINARY OLD.public_response"
+    "  AND NEW.redaction <=> OLD.redaction) THEN"
+    "  UPDATE sessions SET chunks_version = NULL WHERE id = OLD.session_id AND chunks_version IS NOT NULL;"
+    " END IF;"
+    " END",
+    "CREATE TRIGGER IF NOT EXISTS exchanges_chunks_insert AFTER INSERT ON exchanges FOR EACH ROW"
+    " UPDATE sessions SET chunks_version = NULL WHERE id = NEW.session_id AND chunks_version IS NOT NULL",
+    "CREATE TRIGGER IF NOT EXISTS exchanges_chunks_delete AFTER DELETE ON exchanges FOR EACH ROW"
+    " UPDATE sessions SET chunks_version = NULL WHERE id = OLD.session_id AND chunks_version IS NOT NULL",
+    NULL,
+};
+
 const sl_store_migration_t sl_store_migrations[] = {
     {1, "initial schema", m1_steps},
     {2, "full-text index on exchanges", m2_steps},
@@ -408,6 +452,7 @@ const sl_store_migration_t sl_store_migrations[] = {
     {10, "secret scanning: rescan with the rules of 2c0f221", m10_steps},
     {11, "deleted exchanges lose their rendered pieces", m11_steps},
     {12, "console sessions and sign-in links", m12_steps},
+    {13, "chunk state of long public sessions", m13_steps},
 };
 
 const size_t sl_store_migrations_count = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);

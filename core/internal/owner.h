@@ -105,7 +105,18 @@ typedef struct sl_locked {
                              change wrote, and everything when the lock found unscanned rows (changed
                              behind the owner's back); other changes make nothing unscanned */
     sl_projection_t proj; /* built by sl_op_change_prepare when cached */
+    /* The exchanges the change touched, when it can say (sl_op_touch): the build then starts from
+     * the session's chunk state, when that is current (chunks_ok, from the lock). */
+    int chunks_ok;
+    int touch_set;
+    const int64_t *touched; /* sorted; the caller's, alive until the change is prepared */
+    size_t ntouched;
+    int64_t touch_lo, touch_hi; /* and the ids in [lo, hi] (an append) */
 } sl_locked_t;
+
+/* Tells the build what the change touched: the exchanges ids[0..n) (sorted, at most SL_TOUCH_MAX;
+ * more: nothing is said and the build reads every exchange) and those in [lo, hi] (lo > hi: none). */
+void sl_op_touch(sl_locked_t *s, const int64_t *ids, size_t n, int64_t lo, int64_t hi);
 
 /* Locks the session row. Unknown, deleted (unless allow_absent) or another user's: answers
  * not_found and returns -1. With allow_absent an unknown id is s->exists == 0. */

@@ -56,6 +56,20 @@ typedef struct sl_proj_row {
     sl_pieces_t pieces;
 } sl_proj_row_t;
 
+/* The exchanges of a document: their pieces in order (rows), or, for a dry build, the sums of a
+ * chunk state (chunks.c; rows NULL). first: the first one's pieces (its title and description are
+ * glue). */
+struct sl_chunks;
+typedef struct sl_proj_seq {
+    size_t n;
+    const sl_proj_row_t *rows;
+    const struct sl_chunks *chunks;
+    const sl_pieces_t *first;
+} sl_proj_seq_t;
+/* sl_projection_assemble from either (from chunk sums: dry whatever `dry` says). */
+int sl_projection_assemble_seq(const sl_proj_session_t *s, const sl_proj_seq_t *q, uint64_t version, int dry,
+                               sl_projection_t *out);
+
 /* Assembles the three gzip forms, their plain lengths and the ETag from s and rows (pure: equal
  * inputs, equal bytes); dry: the lengths, CRCs and ETag without the bytes (rep[] NULL). 0, or -1
  * when out of memory. */
@@ -119,6 +133,24 @@ int sl_projection_load(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn
                        sl_store_error_t *err);
 void sl_projection_free(sl_projection_t *p);
 
+/* An owner change's build (inside its transaction, conn; public view, SL_PROJ_DRY), told what the
+ * change touched. When inc is set (the session's chunk state describes it as locked: chunk_store.c)
+ * and the change named its exchanges, it reads those exchanges and the chunk state only, and
+ * writes back the chunks it changed; otherwise it builds from every exchange like
+ * sl_projection_load, and writes the whole state when the session has SL_CHUNKS_MIN visible
+ * exchanges or more. Returns like sl_projection_load. */
+#define SL_TOUCH_MAX 64
+typedef struct sl_touch {
+    int inc;
+    const int64_t *ids; /* sorted, at most SL_TOUCH_MAX */
+    size_t n;
+    int64_t lo, hi; /* and the ids in [lo, hi] (an append); lo > hi: none */
+} sl_touch_t;
+int sl_projection_change(sl_core_t *core, sl_store_conn_t *conn, const char *id, size_t idlen,
+                         const sl_touch_t *t, sl_projection_t *out, sl_store_error_t *err);
+/* Adds a copy of blob to out->store (what is stored in Redis before the entry). 0, or -1. */
+int sl_projection_store_add(sl_projection_t *out, const unsigned char key[16], const void *blob, size_t len);
+
 /* ---- recipes (recipe.c, docs/pieces.md) ---- */
 
 /* Blobs are stored in Redis for SL_BLOB_TTL_S; a node trusts its knowledge that Redis holds one
@@ -134,6 +166,13 @@ void sl_projection_free(sl_projection_t *p);
 int sl_recipe_encode(const sl_proj_session_t *s, const sl_proj_row_t *rows, size_t n, uint64_t version,
                      char **out, size_t *len, sl_blob_t **chunks, size_t *nchunks);
 void sl_recipe_chunks_free(sl_blob_t *chunks, size_t n);
+/* The same from the chunks' keys (ckeys + i * stride, i < nc) and the exchange count n. */
+int sl_recipe_encode_keys(const sl_proj_session_t *s, size_t n, uint64_t version, const unsigned char *ckeys,
+                          size_t stride, size_t nc, char **out, size_t *len);
+/* The cut rule: a chunk of k keys whose last one is key ends there. */
+int sl_recipe_cut(const unsigned char key[16], size_t k);
+/* A chunk's blob and key from its k keys (keys + j * stride). 0, or -1 when out of memory. */
+int sl_recipe_chunk(const unsigned char *keys, size_t stride, size_t k, sl_blob_t *out);
 
 /* Stores in Redis the blobs of p (p->store) the node does not know Redis holds, and remembers that
  * it does. Runs in a task. 0, or -1 when Redis did not take one (the entry must not be written). */

@@ -9,6 +9,12 @@
 # Sequences: appends (Markdown, HTML, quotes, control characters, non-ASCII), hides, shows,
 # retitles (custom and back to the default), deletes, session retitles, project renames, and
 # re-syncs of a SpecStory file whose prompts and responses are edited, added and removed.
+# Node A keeps the chunk state of every public session (SHARELINE_CHUNKS_MIN=1; by default only
+# sessions of 256 visible exchanges or more do, docs/pieces.md "Changes that cost what they
+# change"), so its owner builds of appends, hides, shows, retitles and deletes start from that state
+# and count the documents from its sums; a wrong sum would make A's readers drop the entry
+# (checked: no drops) or serve other bytes than B.
+export SHARELINE_CHUNKS_MIN=1
 source "$(dirname "$0")/lib.sh"
 before_finish() { stop_b; }
 STEPS=${SL_IDENTITY_STEPS:-150}
@@ -151,6 +157,20 @@ call UpdateSessionTitle "$(jq -n --arg id "$S1" '{session_id:$id, title:"republi
 check "a hand edit of an exchange's text is on the page after the next publish" \
     grep -q SCRUBBED-BY-HAND <(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$S1")
 compare "$S1" hand-edit
+# ... and a hand hide (the chunk state the next change would start from still holds the exchange:
+# the trigger of migration 13 makes that change build from the rows)
+call UpdateSessionTitle "$(jq -n --arg id "$S1" '{session_id:$id, title:"before a hand hide"}')"
+sql "UPDATE exchanges SET hidden = 1 WHERE session_id = '$S1' AND id = $e"
+check "a hand hide leaves the chunk state stale (chunks_version NULL)" \
+    eq "$(sql "SELECT chunks_version IS NULL FROM sessions WHERE id = '$S1'")" 1
+call UpdateSessionTitle "$(jq -n --arg id "$S1" '{session_id:$id, title:"republished after a hand hide"}')"
+check "an exchange hidden by hand is gone from the page after the next publish" \
+    eq "$(curl -sS --http2-prior-knowledge "$URL/api/v1/share/$S1" | jq --argjson e "$e" '[.exchanges[] | select(.id == $e)] | length')" 0
+compare "$S1" hand-hide
+builds=$(metric shareline_chunk_builds_total) drops=$(metric shareline_recipe_drops_total)
+echo "     node A: $builds owner builds from the chunk state, $(metric shareline_full_builds_total) from the rows, $(metric shareline_chunk_fallbacks_total) fallbacks"
+check "node A built from the chunk state" test "${builds:-0}" -ge $((STEPS / 2))
+check "node A's readers never found an entry that did not match its sums (no recipe drops)" eq "${drops:-x}" 0
 
 echo "     $compared states compared (6 representations each, A assembled from pieces vs B rebuilt from the text)"
 check "owner calls of the sequences succeeded" eq "$failed_calls" 0
