@@ -119,6 +119,7 @@ static const char SQL_WIPE_FINDINGS[] = "DELETE FROM session_findings WHERE sess
 static const char SQL_WIPE_UPLOAD[] = "DELETE FROM session_uploads WHERE session_id = ?";
 static const char SQL_WIPE_HISTORY[] = "DELETE FROM session_upload_history WHERE session_id = ?";
 static const char SQL_WIPE_TAIL[] = "DELETE FROM session_upload_tail WHERE session_id = ?";
+static const char SQL_WIPE_CHUNKS[] = "DELETE FROM session_chunks WHERE session_id = ?";
 
 void sl_owner_delete_exchange(sl_op_t *op)
 {
@@ -197,7 +198,7 @@ void sl_owner_delete_session(sl_op_t *op)
         sl_op_run(op, SQL_WIPE_EXCHANGES, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_FINDINGS, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_TAIL, p, 1, NULL) != 0 ||
         sl_op_run(op, SQL_WIPE_UPLOAD, p, 1, NULL) != 0 || sl_op_run(op, SQL_WIPE_HISTORY, p, 1, NULL) != 0 ||
-        sl_op_change_commit(op, &s) != 0) {
+        sl_op_run(op, SQL_WIPE_CHUNKS, p, 1, NULL) != 0 || sl_op_change_commit(op, &s) != 0) {
         free(keys);
         return;
     }
