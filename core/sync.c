@@ -304,11 +304,34 @@ void sl_sync_uploaded(sl_uploaded_t *u, const char *prompt, size_t plen, const c
     u->created = created;
 }
 
+/* The exchanges a re-sync wrote (what its projection build re-reads: sl_op_touch): those it
+ * updated or removed, and the ids it appended. More than SL_TOUCH_MAX: the build reads every one. */
+typedef struct touched {
+    int64_t ids[SL_TOUCH_MAX];
+    size_t n;
+    int over;
+} touched_t;
+
+static void touch(touched_t *t, int64_t id)
+{
+    if (t->n < SL_TOUCH_MAX)
+        t->ids[t->n++] = id;
+    else
+        t->over = 1;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* Which stored exchange each uploaded one is and which arrive hidden (resync.c), then the writes:
  * matches keep their id and custom title and get the new text, the rest are appended (ids from
- * *seq on), stored exchanges the upload lacks are removed with their text kept. */
+ * *seq on), stored exchanges the upload lacks are removed with their text kept. What it wrote goes
+ * to *t. */
 static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_specstory_doc_t *doc,
-                           const sl_stored_t *st, size_t nst, uint32_t *seq)
+                           const sl_stored_t *st, size_t nst, uint32_t *seq, touched_t *t)
 {
     sl_uploaded_t *up = calloc(doc->count ? doc->count : 1, sizeof(*up));
     sl_resync_step_t *steps = calloc(doc->count ? doc->count : 1, sizeof(*steps));
@@ -346,6 +369,7 @@ static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_s
                                     rsha, hid, sid, sl_store_int(st[steps[i].row].id)};
             if (sl_op_run(op, SQL_EXCHANGE_UPDATE, p, 9, NULL) != 0)
                 goto out;
+            touch(t, st[steps[i].row].id);
         } else {
             ++*seq;
             sl_store_value_t p[] = {sid,
@@ -369,6 +393,7 @@ static int apply_exchanges(sl_op_t *op, const char *id, size_t idlen, const sl_s
         sl_store_value_t p[] = {sid, sl_store_int(st[k].id)};
         if (sl_op_run(op, SQL_EXCHANGE_SYNC_REMOVE, p, 2, NULL) != 0)
             goto out;
+        touch(t, st[k].id);
     }
     rc = 0;
 out:
@@ -639,8 +664,11 @@ void sl_owner_sync_session(sl_op_t *op)
         (renamed && sl_fanout_begin(op, project_id, q.id, q.idlen, &others) != 0))
         goto out;
     uint32_t seq = s.seq;
-    if (apply_exchanges(op, q.id, q.idlen, &doc, ex, nex, &seq) != 0)
+    touched_t t = {.n = 0};
+    if (apply_exchanges(op, q.id, q.idlen, &doc, ex, nex, &seq, &t) != 0)
         goto out;
+    qsort(t.ids, t.n, sizeof(t.ids[0]), cmp_id);
+    sl_op_touch(&s, t.ids, t.over ? SL_TOUCH_MAX + 1 : t.n, (int64_t)s.seq + 1, (int64_t)seq);
     sl_store_value_t p[] = {sl_store_int(project_id),
                             q.title ? sl_store_text(q.title, q.title_len) : sl_store_null(),
                             sl_store_int(seq), sl_store_text(agent, agent_len), sl_store_text(q.id, q.idlen)};
