@@ -454,7 +454,8 @@ int sl_chunks_apply(sl_chunks_t *cs, const int64_t *touched, size_t nt, int64_t 
             rc = -1;
             break;
         }
-        memmove(open.r, open.r + open.n - left, left * sizeof(*open.r));
+        if (left > 0)
+            memmove(open.r, open.r + open.n - left, left * sizeof(*open.r));
         open.n = left;
     }
     if (rc == 0 && open.n > 0) /* the session's end */
