@@ -1,8 +1,10 @@
 /*
  * The public documents of a session — the JSON document (API.md), the viewer page and the
  * Markdown alternate — assembled as gzip members from the session's fields (glue) and its visible
- * exchanges' pieces (core/pieces.h, docs/pieces.md). Pure: equal inputs give equal bytes, which is
- * what lets a document assembled from kept pieces equal a full rebuild.
+ * exchanges' pieces (core/pieces.h, docs/pieces.md), or counted from a chunk state's sums
+ * (chunks.c). Pure: equal inputs give equal bytes, which is what lets a document assembled from
+ * kept pieces equal a full rebuild. Also the stored forms' helpers: the entry's meta, and inflating
+ * a member (sl_gunzip).
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -362,5 +364,59 @@ int sl_projection_plain(sl_projection_t *p, unsigned flags)
             return -1;
         p->rep_len[rep] = p->plain_len[part];
     }
+    return 0;
+}
+
+/* ---- stored forms ---- */
+
+int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out)
+{
+    const char *end = meta + len, *sp = memchr(meta, ' ', len);
+    if (sp == NULL || sp == meta || (size_t)(sp - meta) > 63)
+        return -1;
+    out->etag = meta;
+    out->etag_len = (size_t)(sp - meta);
+    const char *p = sp;
+    for (int i = 0; i < 6; i++) {
+        if (p >= end || *p != ' ')
+            return -1;
+        p++;
+        size_t v = 0;
+        const char *d = p;
+        while (p < end && *p >= '0' && *p <= '9' && v <= SL_MAX_PUBLIC_BYTES)
+            v = v * 10 + (size_t)(*p++ - '0');
+        if (p == d || v > SL_MAX_PUBLIC_BYTES)
+            return -1;
+        if (i < 3)
+            out->plain_len[i] = v;
+        else
+            out->gz_len[i - 3] = v;
+    }
+    return p == end ? 0 : -1;
+}
+
+int sl_gunzip(const void *in, size_t len, size_t plain_len, char **out)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (plain_len > SL_MAX_PUBLIC_BYTES || inflateInit2(&zs, 15 + 16) != Z_OK)
+        return -1;
+    char *buf = malloc(plain_len ? plain_len : 1);
+    if (buf == NULL) {
+        inflateEnd(&zs);
+        return -1;
+    }
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)buf;
+    zs.avail_out = (uInt)plain_len;
+    int rc = inflate(&zs, Z_FINISH);
+    int ok = rc == Z_STREAM_END && zs.total_out == plain_len && zs.avail_in == 0;
+    inflateEnd(&zs);
+    if (!ok) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
     return 0;
 }

@@ -3,7 +3,8 @@
  * cost what they change"): pure, no I/O. projection.c reads it from and writes it to MariaDB.
  *
  * Stored form of a chunk (session_chunks.data, little-endian): "SLK1", record count u32, the
- * chunk's recipe key (16), per piece kind its sums (plain u64, deflated u64, CRC u32, CRC with
+ * piece format it was made with (SL_PIECES_REV, 4 bytes: a state of another format is not used, so
+ * that a renderer change reaches long sessions at their next change), the chunk's recipe key (16), per piece kind its sums (plain u64, deflated u64, CRC u32, CRC with
  * commas u32), then per record: position i64, id i64, piece key (16), per kind plain u32, deflated
  * u32, CRC u32, combine operator u32.
  */
@@ -16,7 +17,7 @@
 #include "core/internal/projection.h"
 
 #define MAGIC    "SLK1"
-#define HEAD     (4 + 4 + 16 + SL_PC_COUNT * 24)
+#define HEAD     (4 + 4 + 4 + 16 + SL_PC_COUNT * 24)
 #define REC      (8 + 8 + 16 + SL_PC_COUNT * 16)
 #define COMMA_Z  6 /* a one-byte stored block: 5 bytes of header, the comma */
 #define MAX_RECS (1u << 20)
@@ -41,6 +42,14 @@ static uint32_t get32(const unsigned char *p)
 static uint64_t get64(const unsigned char *p)
 {
     return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* SL_PIECES_REV as stored: its first 4 bytes, zero-padded. */
+static void rev(unsigned char out[4])
+{
+    size_t n = strlen(SL_PIECES_REV);
+    memset(out, 0, 4);
+    memcpy(out, SL_PIECES_REV, n < 4 ? n : 4);
 }
 
 static uint32_t comma_crc, comma_op;
@@ -140,7 +149,9 @@ int sl_chunks_add_row(sl_chunks_t *cs, int64_t row_pos, int64_t row_id, const vo
     if (len < HEAD || memcmp(d, MAGIC, 4) != 0)
         return -1;
     size_t n = get32(d + 4);
-    if (n == 0 || n > MAX_RECS || len != HEAD + (size_t)REC * n)
+    unsigned char r[4];
+    rev(r);
+    if (n == 0 || n > MAX_RECS || len != HEAD + (size_t)REC * n || memcmp(d + 8, r, 4) != 0)
         return -1;
     sl_chunk_t *c = push(cs);
     if (c == NULL)
@@ -149,8 +160,8 @@ int sl_chunks_add_row(sl_chunks_t *cs, int64_t row_pos, int64_t row_id, const vo
     c->row_id = row_id;
     c->stored = 1;
     c->n = n;
-    memcpy(c->key, d + 8, 16);
-    const unsigned char *q = d + 24;
+    memcpy(c->key, d + 12, 16);
+    const unsigned char *q = d + 28;
     for (int k = 0; k < SL_PC_COUNT; k++, q += 24)
         c->sum[k] = (sl_chunk_sum_t){get64(q), get64(q + 8), get32(q + 16), get32(q + 20)};
     c->raw = d + HEAD;
@@ -482,8 +493,9 @@ int sl_chunk_encode(const sl_chunk_t *c, unsigned char **out, size_t *len)
         return -1;
     memcpy(q, MAGIC, 4);
     put32(q + 4, (uint32_t)c->n);
-    memcpy(q + 8, c->key, 16);
-    q += 24;
+    rev(q + 8);
+    memcpy(q + 12, c->key, 16);
+    q += 28;
     for (int k = 0; k < SL_PC_COUNT; k++, q += 24) {
         put64(q, c->sum[k].plain);
         put64(q + 8, c->sum[k].zlen);

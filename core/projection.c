@@ -59,11 +59,13 @@ static const char SQL_SESSION_VIEWER[] = SESSION_COLUMNS " FROM viewer_sessions 
     " e.pieces_key, e.prompt_sha256, e.response_sha256, e.position, e.redaction"
 static const char SQL_KEYS_PUBLIC[] = KEY_COLUMNS " FROM public_exchange_keys e WHERE e.session_id = ?";
 static const char SQL_KEYS_VIEWER[] = KEY_COLUMNS " FROM viewer_exchange_keys e WHERE e.session_id = ?";
-/* Those of the exchanges a change touched (chunk_store.c): a range and up to SL_TOUCH_MAX ids. */
+/* Those of the exchanges a change touched (chunk_store.c): a range and up to SL_TOUCH_MAX ids (the
+ * same condition for their keys, their stored pieces and their text: never the rows in between). */
 #define Q8 "?,?,?,?,?,?,?,?"
-static const char SQL_KEYS_TOUCHED[] = KEY_COLUMNS " FROM public_exchange_keys e WHERE e.session_id = ? AND"
-                                                   " (e.id BETWEEN ? AND ? OR e.id IN (" Q8 "," Q8 "," Q8
-                                                   "," Q8 "," Q8 "," Q8 "," Q8 "," Q8 "))";
+#define TOUCHED                                                                                              \
+    " WHERE e.session_id = ? AND (e.id BETWEEN ? AND ? OR e.id IN (" Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8   \
+    "," Q8 "," Q8 "))"
+static const char SQL_KEYS_TOUCHED[] = KEY_COLUMNS " FROM public_exchange_keys e" TOUCHED;
 
 /* The text of the exchanges with ids in [?, ?] (those to render are among them). */
 #define SELECT_TEXT                                                                                          \
@@ -73,6 +75,7 @@ static const char SQL_TEXT_PUBLIC[] =
     SELECT_TEXT " FROM public_exchanges e WHERE e.session_id = ? AND e.id BETWEEN ? AND ? ORDER BY e.id";
 static const char SQL_TEXT_VIEWER[] =
     SELECT_TEXT " FROM viewer_exchanges e WHERE e.session_id = ? AND e.id BETWEEN ? AND ? ORDER BY e.id";
+static const char SQL_TEXT_TOUCHED[] = SELECT_TEXT " FROM public_exchanges e" TOUCHED " ORDER BY e.id";
 
 /* The stored pieces of the exchanges with ids in [?, ?] (those the node does not hold are among
  * them). */
@@ -81,6 +84,7 @@ static const char SQL_PIECES_PUBLIC[] =
     SELECT_PIECES " FROM public_exchanges e WHERE e.session_id = ? AND e.id BETWEEN ? AND ? ORDER BY e.id";
 static const char SQL_PIECES_VIEWER[] =
     SELECT_PIECES " FROM viewer_exchanges e WHERE e.session_id = ? AND e.id BETWEEN ? AND ? ORDER BY e.id";
+static const char SQL_PIECES_TOUCHED[] = SELECT_PIECES " FROM public_exchanges e" TOUCHED " ORDER BY e.id";
 enum { B_ID, B_PIECES, B_KEY, B_COUNT };
 
 /* Keeps rebuilt pieces with their exchange (inside the owner transaction that built them). */
@@ -139,58 +143,6 @@ void sl_projection_content(const sl_projection_t *p, sl_proj_content_t *ct, char
     ct->nparts = 1;
     ct->part[0] = p->recipe;
     ct->len[0] = p->recipe_len;
-}
-
-int sl_stored_meta_parse(const char *meta, size_t len, sl_stored_meta_t *out)
-{
-    const char *end = meta + len, *sp = memchr(meta, ' ', len);
-    if (sp == NULL || sp == meta || (size_t)(sp - meta) > 63)
-        return -1;
-    out->etag = meta;
-    out->etag_len = (size_t)(sp - meta);
-    const char *p = sp;
-    for (int i = 0; i < 6; i++) {
-        if (p >= end || *p != ' ')
-            return -1;
-        p++;
-        size_t v = 0;
-        const char *d = p;
-        while (p < end && *p >= '0' && *p <= '9' && v <= SL_MAX_PUBLIC_BYTES)
-            v = v * 10 + (size_t)(*p++ - '0');
-        if (p == d || v > SL_MAX_PUBLIC_BYTES)
-            return -1;
-        if (i < 3)
-            out->plain_len[i] = v;
-        else
-            out->gz_len[i - 3] = v;
-    }
-    return p == end ? 0 : -1;
-}
-
-int sl_gunzip(const void *in, size_t len, size_t plain_len, char **out)
-{
-    z_stream zs;
-    memset(&zs, 0, sizeof(zs));
-    if (plain_len > SL_MAX_PUBLIC_BYTES || inflateInit2(&zs, 15 + 16) != Z_OK)
-        return -1;
-    char *buf = malloc(plain_len ? plain_len : 1);
-    if (buf == NULL) {
-        inflateEnd(&zs);
-        return -1;
-    }
-    zs.next_in = (Bytef *)in;
-    zs.avail_in = (uInt)len;
-    zs.next_out = (Bytef *)buf;
-    zs.avail_out = (uInt)plain_len;
-    int rc = inflate(&zs, Z_FINISH);
-    int ok = rc == Z_STREAM_END && zs.total_out == plain_len && zs.avail_in == 0;
-    inflateEnd(&zs);
-    if (!ok) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    return 0;
 }
 
 /* The hash stored pieces must carry to be current (see SELECT_COLUMNS): the first 16 bytes of a
@@ -423,10 +375,21 @@ static int first_pieces(sl_core_t *core, sl_store_conn_t *conn, const char *id, 
     return 0;
 }
 
+/* The parameters of TOUCHED: the session, the range, the ids (padded with 0: no exchange has id 0). */
+static void touched_params(sl_store_value_t sid, const sl_touch_t *t, sl_store_value_t kp[3 + SL_TOUCH_MAX])
+{
+    kp[0] = sid;
+    kp[1] = sl_store_int(t->lo);
+    kp[2] = sl_store_int(t->hi);
+    for (size_t i = 0; i < SL_TOUCH_MAX; i++)
+        kp[3 + i] = sl_store_int(i < t->n ? t->ids[i] : 0);
+}
+
 static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, sl_view_t view,
                      const char *id, size_t idlen, unsigned flags, const sl_touch_t *touch,
                      sl_projection_t *out, sl_store_error_t *err)
 {
+    sl_store_value_t kp[3 + SL_TOUCH_MAX];
     memset(out, 0, sizeof(*out));
     /* an owner change's build from the chunk state (chunk_store.c): only the exchanges it touched */
     int inc = touch != NULL && touch->inc && conn != NULL && view == SL_VIEW_PUBLIC &&
@@ -442,9 +405,7 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
             return 0; /* not visible: found = 0 */
         }
         if (inc) {
-            sl_store_value_t kp[3 + SL_TOUCH_MAX] = {p[0], sl_store_int(touch->lo), sl_store_int(touch->hi)};
-            for (size_t i = 0; i < SL_TOUCH_MAX; i++)
-                kp[3 + i] = sl_store_int(i < touch->n ? touch->ids[i] : 0); /* no exchange has id 0 */
+            touched_params(p[0], touch, kp);
             r = sl_await_exec(conn, SQL_KEYS_TOUCHED, kp, 3 + SL_TOUCH_MAX, err);
         } else {
             r = sl_await_exec(conn, view == SL_VIEW_PUBLIC ? SQL_KEYS_PUBLIC : SQL_KEYS_VIEWER, p, 1, err);
@@ -548,7 +509,10 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
          * the same row (outside a transaction, a change in between: start over). */
         const char *psql = view == SL_VIEW_PUBLIC ? SQL_PIECES_PUBLIC : SQL_PIECES_VIEWER;
         sl_store_value_t pp[] = {p[0], sl_store_int(plo), sl_store_int(phi)};
-        pr = conn ? sl_await_exec(conn, psql, pp, 3, err) : sl_await_query(store, psql, pp, 3, err);
+        if (inc)
+            pr = sl_await_exec(conn, SQL_PIECES_TOUCHED, kp, 3 + SL_TOUCH_MAX, err);
+        else
+            pr = conn ? sl_await_exec(conn, psql, pp, 3, err) : sl_await_query(store, psql, pp, 3, err);
         if (pr == NULL)
             goto out;
         if (pr->ncols != B_COUNT) {
@@ -585,7 +549,10 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
          * rows; outside one, checked against the rows' keys (a change in between: start over). */
         const char *tsql = view == SL_VIEW_PUBLIC ? SQL_TEXT_PUBLIC : SQL_TEXT_VIEWER;
         sl_store_value_t tp[] = {p[0], sl_store_int(lo), sl_store_int(hi)};
-        t = conn ? sl_await_exec(conn, tsql, tp, 3, err) : sl_await_query(store, tsql, tp, 3, err);
+        if (inc)
+            t = sl_await_exec(conn, SQL_TEXT_TOUCHED, kp, 3 + SL_TOUCH_MAX, err);
+        else
+            t = conn ? sl_await_exec(conn, tsql, tp, 3, err) : sl_await_query(store, tsql, tp, 3, err);
         if (t == NULL)
             goto out;
         if (t->ncols != T_COUNT) {
@@ -714,9 +681,9 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
     for (size_t i = 0; conn && !(flags & SL_PROJ_SCRATCH) && i < b.n; i++) {
         if (b.blobs[i] == NULL)
             continue;
-        sl_store_value_t kp[] = {sl_store_blob(b.blobs[i], b.bloblen[i]), sl_store_blob(b.rows[i].key, 16),
+        sl_store_value_t kv[] = {sl_store_blob(b.blobs[i], b.bloblen[i]), sl_store_blob(b.rows[i].key, 16),
                                  sl_store_text(id, idlen), sl_store_int(b.rows[i].id)};
-        sl_store_result_t *u = sl_await_exec(conn, SQL_KEEP_PIECES, kp, 4, err);
+        sl_store_result_t *u = sl_await_exec(conn, SQL_KEEP_PIECES, kv, 4, err);
         if (u == NULL) {
             rc = -1;
             break;

@@ -401,7 +401,10 @@ static const char *const m12_steps[] = {
  * instead of every exchange's row. sessions.chunks_version is the version those rows describe; any
  * change of a column that decides what the public views show of an exchange, by whoever makes it
  * (an operator in SQL included), sets it to NULL (the triggers below), and the next publish of the
- * session then builds from the rows, as before, and writes the state again. Re-runnable. */
+ * session then builds from the rows, as before, and writes the state again. The triggers' UPDATE
+ * has no condition on chunks_version: with one, a statement at READ COMMITTED could skip the
+ * session's row (a semi-consistent read) instead of waiting for an owner change that holds it and
+ * is about to write a state that no longer holds. Re-runnable. */
 static const char *const m13_steps[] = {
     "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS chunks_version BIGINT UNSIGNED NULL",
     "CREATE TABLE IF NOT EXISTS session_chunks ("
@@ -429,13 +432,13 @@ static const char *const m13_steps[] = {
     "  AND BINARY NEW.public_prompt <=> BINARY OLD.public_prompt"
     "  AND BINARY NEW.public_response <=> BINARY OLD.public_response"
     "  AND NEW.redaction <=> OLD.redaction) THEN"
-    "  UPDATE sessions SET chunks_version = NULL WHERE id = OLD.session_id AND chunks_version IS NOT NULL;"
+    "  UPDATE sessions SET chunks_version = NULL WHERE id IN (OLD.session_id, NEW.session_id);"
     " END IF;"
     " END",
     "CREATE TRIGGER IF NOT EXISTS exchanges_chunks_insert AFTER INSERT ON exchanges FOR EACH ROW"
-    " UPDATE sessions SET chunks_version = NULL WHERE id = NEW.session_id AND chunks_version IS NOT NULL",
+    " UPDATE sessions SET chunks_version = NULL WHERE id = NEW.session_id",
     "CREATE TRIGGER IF NOT EXISTS exchanges_chunks_delete AFTER DELETE ON exchanges FOR EACH ROW"
-    " UPDATE sessions SET chunks_version = NULL WHERE id = OLD.session_id AND chunks_version IS NOT NULL",
+    " UPDATE sessions SET chunks_version = NULL WHERE id = OLD.session_id",
     NULL,
 };
 

@@ -306,6 +306,12 @@ static void test_refuses_bad_rows(void **state)
     /* not a chunk */
     assert_int_equal(sl_chunks_add_row(&r, 1, 1, "SLK1", 4), -1);
     assert_int_equal(sl_chunks_add_row(&r, 1, 1, d0, l0 - 1), -1);
+    /* a chunk made with another piece format (SL_PIECES_REV): its keys name other pieces */
+    d0[8] ^= 1;
+    assert_int_equal(sl_chunks_add_row(&r, cs.c[0].row_pos, cs.c[0].row_id, d0, l0), -1);
+    d0[8] ^= 1;
+    assert_int_equal(sl_chunks_add_row(&r, cs.c[0].row_pos, cs.c[0].row_id, d0, l0), 0);
+    sl_chunks_free(&r);
     /* a row named after another exchange than its first */
     assert_int_equal(sl_chunks_add_row(&r, 2, 2, d0, l0), 0);
     assert_int_equal(sl_chunks_ready(&r), -1);
