@@ -192,7 +192,8 @@ static int index_chunks(sl_chunks_t *cs)
 
 int sl_chunks_ready(sl_chunks_t *cs)
 {
-    qsort(cs->c, cs->n, sizeof(*cs->c), by_row);
+    if (cs->n > 1)
+        qsort(cs->c, cs->n, sizeof(*cs->c), by_row);
     int64_t lp = INT64_MIN, li = INT64_MIN;
     for (size_t i = 0; i < cs->n; i++) {
         const sl_chunk_t *c = &cs->c[i];

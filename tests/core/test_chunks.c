@@ -332,11 +332,40 @@ static void test_refuses_bad_rows(void **state)
     sl_chunks_free(&cs);
 }
 
+/* No rows: a state of no exchanges (every one hidden), which an append then fills. */
+static void test_empty_state(void **state)
+{
+    (void)state;
+    sl_chunks_t cs = {0};
+    assert_int_equal(sl_chunks_ready(&cs), 0);
+    assert_int_equal(cs.total, 0);
+    ex_t e = {.pos = 7, .id = 7, .visible = 1};
+    rekey(&e);
+    sl_chunk_rec_t r;
+    rec_of(&e, &r);
+    assert_int_equal(sl_chunks_apply(&cs, NULL, 0, 7, 7, &r, 1), 0);
+    assert_int_equal(cs.total, 1);
+    assert_int_equal(cs.n, 1);
+    assert_int_equal(cs.ngone, 0);
+    sl_chunks_t want = {0};
+    assert_int_equal(sl_chunks_from(&want, &r, 1), 0);
+    same_state(&cs, &want);
+    /* and hidden again: no chunk, its row deleted */
+    cs.c[0].stored = 1;
+    assert_int_equal(sl_chunks_apply(&cs, NULL, 0, 7, 7, NULL, 0), 0);
+    assert_int_equal(cs.total, 0);
+    assert_int_equal(cs.n, 0);
+    assert_int_equal(cs.ngone, 1);
+    sl_chunks_free(&want);
+    sl_chunks_free(&cs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_changes),
         cmocka_unit_test(test_refuses_bad_rows),
+        cmocka_unit_test(test_empty_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
