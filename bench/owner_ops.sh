@@ -7,8 +7,10 @@
 # against the rate of bare one-row UPDATE transactions of the same MariaDB (mariadb-slap, same
 # concurrency, same run); and the bytes Redis received per append (INFO stats total_net_input_bytes
 # around the call: the MARK, the blobs of pieces, the recipe, the invalidations) against the
-# appended exchange's rendered size (what the JSON, page and Markdown grew by). Needs: URL TOKEN
-# OUT REDIS_PORT in the environment and $OUT/pool.json.
+# appended exchange's rendered size (what the JSON, page and Markdown grew by). With SERVER_PID,
+# MARIADB_PID and REDIS_PID it also reports where the CPU of an owner call goes (each process's
+# user + system time over the rate run, per call) against MariaDB's per slap transaction. Needs: URL
+# TOKEN OUT REDIS_PORT in the environment and $OUT/pool.json.
 set -euo pipefail
 : "${URL:?}" "${TOKEN:?}" "${OUT:?}" "${REDIS_PORT:?}"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -112,15 +114,23 @@ for t in $(seq 0 15); do
     echo "{\"session_id\":\"rate-$$-$t\",\"public\":true}" | rpc SetVisibility >/dev/null
     ids+=("$(echo "{\"session_id\":\"rate-$$-$t\"}" | rpc GetSession | jq -r '.exchanges[0].id')")
 done
-r=$(SL_BENCH_EXCHANGE_IDS="${ids[*]}" "$root/build/bench/rpc_bench" "$URL" "$TOKEN" "rate-$$" 0 16 100) || true
+# CPU seconds (user + system) a process has used so far; empty when it cannot be read
+cpu() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+c0=("$(cpu "${SERVER_PID:-}")" "$(cpu "${MARIADB_PID:-}")" "$(cpu "${REDIS_PID:-}")")
+TIMEFORMAT='%U %S'
+{ time r=$(SL_BENCH_EXCHANGE_IDS="${ids[*]}" "$root/build/bench/rpc_bench" "$URL" "$TOKEN" "rate-$$" 0 16 100); } 2>"$OUT/rpc_bench.time" || true
+c1=("$(cpu "${SERVER_PID:-}")" "$(cpu "${MARIADB_PID:-}")" "$(cpu "${REDIS_PID:-}")")
 cps=$(sed -n 's/.*calls_per_s=\([0-9.]*\).*/\1/p' <<<"$r")
+ncalls=$(sed -n 's/.*calls=\([0-9]*\).*/\1/p' <<<"$r")
 db=(--host="${SHARELINE_DB_HOST:-127.0.0.1}" --port="${SHARELINE_DB_PORT:-3306}" -u "${SHARELINE_DB_USER:-shareline_owner}" -p"${SHARELINE_DB_PASSWORD:-}")
 mariadb "${db[@]}" "${SHARELINE_DB_NAME:-shareline}" -e "CREATE TABLE IF NOT EXISTS bench_slap (id INT PRIMARY KEY, v BIGINT NOT NULL) ENGINE=InnoDB;
     INSERT IGNORE INTO bench_slap VALUES (1,0),(2,0),(3,0),(4,0),(5,0),(6,0),(7,0),(8,0),(9,0),(10,0),(11,0),(12,0),(13,0),(14,0),(15,0),(16,0)"
 q=16000
+m0=$(cpu "${MARIADB_PID:-}")
 s=$(mariadb-slap "${db[@]}" --create-schema="${SHARELINE_DB_NAME:-shareline}" --concurrency=16 --number-of-queries=$q \
     --query="UPDATE bench_slap SET v = v + 1 WHERE id = CONNECTION_ID() % 16 + 1" 2>/dev/null |
     awk '/Average number of seconds/ {print $(NF - 1)}')
+m1=$(cpu "${MARIADB_PID:-}")
 tps=$(awk -v q=$q -v s="$s" 'BEGIN {if (s > 0) printf "%.0f", q / s; else print 0}')
 mariadb "${db[@]}" "${SHARELINE_DB_NAME:-shareline}" -e "DROP TABLE IF EXISTS bench_slap"
 {
@@ -128,4 +138,14 @@ mariadb "${db[@]}" "${SHARELINE_DB_NAME:-shareline}" -e "DROP TABLE IF EXISTS be
     echo "Owner calls/s, 16 clients (SetExchangesHidden toggles on 16 public sessions of 1 exchange, rpc_bench): ${cps:-n/a};"
     echo "bare one-row UPDATE transactions of the same MariaDB, 16 clients (mariadb-slap, $q autocommit UPDATEs): $tps tx/s;"
     echo "ratio $(awk -v a="${cps:-0}" -v b="$tps" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "n/a"}') (target >= 0.5)."
+    if [ -n "${c0[0]}" ] && [ -n "${c0[1]}" ] && [ -n "${c0[2]}" ] && [ -n "$m0" ] && [ "${ncalls:-0}" -gt 0 ]; then
+        read -r bu bs < <(tail -n 1 "$OUT/rpc_bench.time")
+        per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.0f", (b - a) * 1e6 / n}'; }
+        echo
+        echo "CPU per owner call in that run (user + system, µs): shareline $(per "${c0[0]}" "${c1[0]}" "$ncalls"),"
+        echo "mariadbd $(per "${c0[1]}" "${c1[1]}" "$ncalls"), redis-server $(per "${c0[2]}" "${c1[2]}" "$ncalls"),"
+        echo "the client (rpc_bench) $(per 0 "$(awk -v u="$bu" -v s="$bs" 'BEGIN {print u + s}')" "$ncalls");"
+        echo "mariadbd per slap transaction: $(per "$m0" "$m1" "$q") µs. At the target rate the machine's $(nproc) cores"
+        echo "leave $(awk -v t="$tps" -v c="$(nproc)" 'BEGIN {printf "%.0f", c * 1e6 / (t / 2)}') µs of CPU per owner call for all four processes together."
+    fi
 } >>"$OUT/report.md"

@@ -63,7 +63,8 @@ scan=$(taskset -c 1 build/tests/core/secrets_corpus speed 3 "${scan_files[@]}")
 } >>"$out/report.md"
 URL=$url TOKEN=$token OUT=$out SERVER_PID=$server bash bench/serve.sh
 URL=$url TOKEN=$token OUT=$out SERVER_PID=$server REDIS_PORT=17379 REDIS_PREFIX=bench: bash bench/workloads.sh
-[ "${SL_BENCH_OPS:-1}" = 0 ] || URL=$url TOKEN=$token OUT=$out REDIS_PORT=17379 bash bench/owner_ops.sh
+[ "${SL_BENCH_OPS:-1}" = 0 ] || URL=$url TOKEN=$token OUT=$out REDIS_PORT=17379 SERVER_PID=$server \
+    MARIADB_PID=$(cat "$var/mariadb.pid") REDIS_PID=$(cat "$var/redis.pid") bash bench/owner_ops.sh
 [ "${SL_BENCH_EVENTS:-1}" = 0 ] || URL=$url TOKEN=$token OUT=$out SERVER_PID=$server bash bench/events.sh
 [ "${SL_BENCH_MANY:-1000 10000 100000}" = 0 ] || TOKEN=$token OUT=$out bash bench/many.sh
 cat "$out/report.md"
