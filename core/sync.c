@@ -30,9 +30,12 @@ static const char SQL_EXCHANGES_OF[] =
     "SELECT id, position, prompt_sha256, response_sha256, deleted_at IS NOT NULL AND removed_by_sync = 0,"
     " removed_by_sync, hidden, DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%sZ') FROM exchanges"
     " WHERE session_id = ? ORDER BY position, id";
+/* Hidden ones, deleted or not: written as two ranges of exchanges_pieces (session, deleted_at,
+ * hidden), so that MariaDB reads the live hidden ones and the deleted ones, not the whole session. */
 static const char SQL_HIDDEN_OF[] =
     "SELECT id, position, prompt_sha256, response_sha256, 0, 0, hidden, '' FROM exchanges"
-    " FORCE INDEX (exchanges_pieces) WHERE session_id = ? AND hidden = 1";
+    " FORCE INDEX (exchanges_pieces) WHERE session_id = ?"
+    " AND ((deleted_at IS NULL AND hidden = 1) OR (deleted_at IS NOT NULL AND hidden = 1))";
 static const char SQL_EXCHANGE_INSERT[] =
     "INSERT INTO exchanges (session_id, id, position, default_title, prompt, response, prompt_sha256,"
     " response_sha256, hidden, created_at)"
