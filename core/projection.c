@@ -59,8 +59,8 @@ static const char SQL_SESSION_VIEWER[] = SESSION_COLUMNS " FROM viewer_sessions 
     " e.pieces_key, e.prompt_sha256, e.response_sha256, e.position, e.redaction"
 static const char SQL_KEYS_PUBLIC[] = KEY_COLUMNS " FROM public_exchange_keys e WHERE e.session_id = ?";
 static const char SQL_KEYS_VIEWER[] = KEY_COLUMNS " FROM viewer_exchange_keys e WHERE e.session_id = ?";
-/* Those of the exchanges a change touched (chunk_store.c): a range and up to SL_TOUCH_MAX ids (the
- * same condition for their keys, their stored pieces and their text: never the rows in between). */
+/* The keys of the exchanges a change touched (chunk_store.c): a range and up to SL_TOUCH_MAX ids,
+ * through the index-only view (their pieces and text: SQL_PIECES_IDS, SQL_TEXT_IDS, row_ids). */
 #define Q8 "?,?,?,?,?,?,?,?"
 #define TOUCHED                                                                                              \
     " WHERE e.session_id = ? AND (e.id BETWEEN ? AND ? OR e.id IN (" Q8 "," Q8 "," Q8 "," Q8 "," Q8 "," Q8   \
@@ -379,6 +379,15 @@ static int first_pieces(sl_core_t *core, sl_store_conn_t *conn, const char *id, 
     return 0;
 }
 
+/* The chunk records of b's rows, in order (malloc'd), or NULL when out of memory. */
+static sl_chunk_rec_t *records_of(const build_t *b)
+{
+    sl_chunk_rec_t *v = malloc((b->n ? b->n : 1) * sizeof(*v));
+    for (size_t i = 0; v != NULL && i < b->n; i++)
+        sl_chunk_rec_of(&v[i], b->rows[i].position, b->rows[i].id, b->rows[i].key, &b->rows[i].pieces);
+    return v;
+}
+
 /* The parameters of IDS: the session and the ids of b's rows whose stored pieces are to be read
  * (need) or whose text is (else), padded with 0 (no exchange has id 0). 0 when the range of those
  * ids holds few others (an append, one exchange: the range query reads exactly them, by the primary
@@ -631,13 +640,10 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
     if (inc) {
         /* The touched exchanges out of the chunk state and back as the views show them now; the
          * documents' lengths, CRCs and ETag from its sums. */
-        vis = malloc((b.n ? b.n : 1) * sizeof(*vis));
-        if (vis == NULL) {
+        if ((vis = records_of(&b)) == NULL) {
             fail(err, "out of memory building the projection");
             goto out;
         }
-        for (size_t i = 0; i < b.n; i++)
-            sl_chunk_rec_of(&vis[i], b.rows[i].position, b.rows[i].id, b.rows[i].key, &b.rows[i].pieces);
         sl_pieces_t fp;
         const sl_pieces_t *first = NULL;
         sl_chunk_rec_t r0;
@@ -681,13 +687,10 @@ static int load_once(sl_core_t *core, sl_store_t *store, sl_store_conn_t *conn, 
         goto out;
     if (!inc && touch != NULL && conn != NULL && view == SL_VIEW_PUBLIC && !(flags & SL_PROJ_SCRATCH) &&
         b.n >= (core->cfg.chunks_min ? core->cfg.chunks_min : SL_CHUNKS_MIN)) {
-        vis = malloc(b.n * sizeof(*vis));
-        if (vis == NULL) {
+        if ((vis = records_of(&b)) == NULL) {
             fail(err, "out of memory building the projection");
             goto out;
         }
-        for (size_t i = 0; i < b.n; i++)
-            sl_chunk_rec_of(&vis[i], b.rows[i].position, b.rows[i].id, b.rows[i].key, &b.rows[i].pieces);
         if (sl_chunks_from(&cs, vis, b.n) != 0) {
             fail(err, "out of memory building the projection");
             goto out;
